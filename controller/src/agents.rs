@@ -1,0 +1,567 @@
+//! The agent-facing service (coloc.agent.v1) and the registry of live
+//! sessions.
+//!
+//! Each connected agent holds one session: a bidirectional stream on which
+//! the controller sends session parameters, the node's desired
+//! configuration (level-triggered: only the latest generation matters, so
+//! it travels through a `watch` channel and a slow agent simply skips
+//! intermediate generations) and imperative requests (an `mpsc` queue).
+//! The agent answers with heartbeats, observed state and request results.
+//!
+//! Heartbeats are folded in memory and written to the store in batches by
+//! [`run_background`], which also closes sessions that went silent (a
+//! power-cut server sends no FIN) and marks nodes unreachable once their
+//! session has been gone for the configured delay.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coloc_proto::agent::v1 as pb;
+use coloc_proto::agent::v1::agent_service_server::AgentService;
+use coloc_proto::domain::NodeName;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::Ctx;
+use crate::auth;
+use crate::ca::fingerprint_der;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{AuditOutcome, AuditRecord, ConnState, NewNode, NodeRecord, StoreError};
+
+/// Lifetime of a node certificate. Renewal arrives with a later issue;
+/// until then a node re-enrolls with a new join token.
+const NODE_CERT_TTL_SECS: i64 = 5 * 365 * 86400;
+/// The agent must say Hello this quickly after opening a session.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an imperative request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_CSR_BYTES: usize = 16 * 1024;
+/// Queue of imperative requests per session.
+const REQUEST_QUEUE: usize = 64;
+
+struct SessionEntry {
+    id: u64,
+    desired: watch::Sender<Option<pb::DesiredConfig>>,
+    requests: mpsc::Sender<Result<pb::ControllerMessage, Status>>,
+    /// Last message from the agent, ms since the epoch.
+    last_message_ms: Arc<AtomicI64>,
+}
+
+/// Counters for operators and benchmarks.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub sessions_opened: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub observed: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct SessionRegistry {
+    sessions: Mutex<HashMap<NodeName, SessionEntry>>,
+    /// Last-seen times waiting to be flushed to the store.
+    seen: Mutex<HashMap<NodeName, i64>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<pb::RequestResult>>>,
+    next_id: AtomicU64,
+    pub stats: SessionStats,
+}
+
+impl std::fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRegistry")
+            .field("sessions", &self.connected_count())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves plain maps
+    // behind, still consistent enough to keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn desired_of(rec: &NodeRecord) -> pb::DesiredConfig {
+    pb::DesiredConfig {
+        generation: rec.desired_generation,
+        node_name: rec.name.to_string(),
+        site: rec.site.to_string(),
+        draining: rec.draining,
+        labels: rec.labels.clone().into_iter().collect(),
+    }
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::ControllerMessage, Status>> + Send>>;
+
+impl SessionRegistry {
+    pub fn connected_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub fn is_connected(&self, node: &NodeName) -> bool {
+        lock(&self.sessions).contains_key(node)
+    }
+
+    /// Sends a node's new desired configuration to its session, if any.
+    /// Never goes backwards: an older generation arriving late is dropped.
+    pub fn push_desired(&self, rec: &NodeRecord) {
+        let sessions = lock(&self.sessions);
+        if let Some(entry) = sessions.get(&rec.name) {
+            let cfg = desired_of(rec);
+            entry.desired.send_if_modified(|cur| match cur {
+                Some(c) if c.generation >= cfg.generation => false,
+                _ => {
+                    *cur = Some(cfg);
+                    true
+                }
+            });
+        }
+    }
+
+    /// Registers a new session for `node`, replacing any previous one
+    /// (whose streams then end). Returns the session id and its outbound
+    /// stream.
+    fn open(
+        &self,
+        node: &NodeName,
+        params: pb::SessionParams,
+        desired: pb::DesiredConfig,
+        now_ms: i64,
+    ) -> (u64, Arc<AtomicI64>, OutStream) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (desired_tx, desired_rx) = watch::channel(Some(desired));
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        // Cannot fail: the queue is empty and its receiver is right here.
+        let _ = req_tx.try_send(Ok(pb::ControllerMessage {
+            body: Some(pb::controller_message::Body::Params(params)),
+        }));
+        let last = Arc::new(AtomicI64::new(now_ms));
+        let entry = SessionEntry {
+            id,
+            desired: desired_tx,
+            requests: req_tx,
+            last_message_ms: last.clone(),
+        };
+        if lock(&self.sessions).insert(node.clone(), entry).is_some() {
+            tracing::info!(node = %node, "new session replaces the previous one");
+        }
+        self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        let desired_stream = WatchStream::new(desired_rx).filter_map(|d| {
+            d.map(|cfg| {
+                Ok(pb::ControllerMessage {
+                    body: Some(pb::controller_message::Body::Desired(cfg)),
+                })
+            })
+        });
+        let out = ReceiverStream::new(req_rx).merge(desired_stream);
+        (id, last, Box::pin(out))
+    }
+
+    /// Removes the session if it is still the current one for the node.
+    fn close(&self, node: &NodeName, id: u64) -> bool {
+        let mut sessions = lock(&self.sessions);
+        match sessions.get(node) {
+            Some(e) if e.id == id => {
+                sessions.remove(node);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends every session (controller shutdown): the outbound streams
+    /// finish, and agents reconnect to whichever controller comes next.
+    pub fn close_all(&self) {
+        lock(&self.sessions).clear();
+    }
+
+    fn is_current(&self, node: &NodeName, id: u64) -> bool {
+        lock(&self.sessions).get(node).is_some_and(|e| e.id == id)
+    }
+
+    fn note_seen(&self, node: &NodeName, now: i64) {
+        lock(&self.seen).insert(node.clone(), now);
+    }
+
+    fn take_seen(&self) -> Vec<(NodeName, i64)> {
+        std::mem::take(&mut *lock(&self.seen)).into_iter().collect()
+    }
+
+    /// Sessions that sent nothing since `cutoff_ms`.
+    fn silent_since(&self, cutoff_ms: i64) -> Vec<(NodeName, u64)> {
+        lock(&self.sessions)
+            .iter()
+            .filter(|(_, e)| e.last_message_ms.load(Ordering::Relaxed) < cutoff_ms)
+            .map(|(n, e)| (n.clone(), e.id))
+            .collect()
+    }
+
+    async fn request(
+        &self,
+        node: &NodeName,
+        kind: pb::request::Kind,
+    ) -> ApiResult<pb::RequestResult> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let sender = lock(&self.sessions)
+            .get(node)
+            .map(|e| e.requests.clone())
+            .ok_or_else(|| ApiError::NodeOffline(node.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        let msg = pb::ControllerMessage {
+            body: Some(pb::controller_message::Body::Request(pb::Request {
+                id,
+                kind: Some(kind),
+            })),
+        };
+        let outcome = async {
+            sender
+                .send(Ok(msg))
+                .await
+                .map_err(|_| ApiError::NodeOffline(node.to_string()))?;
+            match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+                Ok(Ok(res)) => Ok(res),
+                Ok(Err(_)) => Err(ApiError::NodeOffline(node.to_string())),
+                Err(_) => Err(ApiError::NodeTimeout {
+                    node: node.to_string(),
+                    secs: REQUEST_TIMEOUT.as_secs(),
+                }),
+            }
+        }
+        .await;
+        lock(&self.pending).remove(&id);
+        let res = outcome?;
+        if res.ok {
+            Ok(res)
+        } else {
+            Err(ApiError::Conflict(format!(
+                "node {node} could not carry out the request: {}",
+                res.error
+            )))
+        }
+    }
+
+    pub async fn ping(&self, node: &NodeName) -> ApiResult<u64> {
+        let res = self
+            .request(node, pb::request::Kind::Ping(pb::Ping {}))
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Pong(p)) => Ok(p.agent_unix_ms),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a ping with something else"
+            ))),
+        }
+    }
+
+    pub async fn refresh_facts(&self, node: &NodeName) -> ApiResult<pb::NodeFacts> {
+        let res = self
+            .request(node, pb::request::Kind::RefreshFacts(pb::RefreshFacts {}))
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Facts(f)) => Ok(f),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a facts request with something else"
+            ))),
+        }
+    }
+
+    fn resolve(&self, result: pb::RequestResult) {
+        if let Some(tx) = lock(&self.pending).remove(&result.request_id) {
+            // The requester may have timed out meanwhile; nothing to do then.
+            let _ = tx.send(result);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentApi(pub Ctx);
+
+impl AgentApi {
+    async fn audit_enroll(&self, actor: String, node: &str, outcome: AuditOutcome, detail: String) {
+        let entry = AuditRecord {
+            id: 0,
+            at_unix_ms: self.0.clock.now_ms(),
+            actor,
+            action: "node.enroll".into(),
+            target: format!("node:{}", node.chars().take(63).collect::<String>()),
+            tenant: None,
+            outcome,
+            detail,
+        };
+        if let Err(err) = self.0.store.append_audit(entry).await {
+            tracing::error!(error = %err, "cannot write audit entry");
+        }
+    }
+
+    async fn enroll_inner(&self, r: pb::EnrollRequest) -> ApiResult<pb::EnrollResponse> {
+        let ctx = &self.0;
+        let name = NodeName::new(r.node_name)?;
+        if r.join_token.is_empty() || r.join_token.len() > 256 {
+            return Err(StoreError::JoinTokenUnknown.into());
+        }
+        if r.csr_pem.len() > MAX_CSR_BYTES {
+            return Err(
+                coloc_proto::domain::InvalidInput::field("csr", "larger than 16 KiB").into(),
+            );
+        }
+        let now = ctx.clock.now();
+        // Signing first is harmless: the certificate is worthless until its
+        // fingerprint is stored, which happens only if the token is good.
+        let issued =
+            ctx.ca
+                .sign_client_csr(&r.csr_pem, name.as_str(), "node", now, NODE_CERT_TTL_SECS)?;
+        let rec = ctx
+            .store
+            .enroll_node(
+                &auth::hash_secret(&r.join_token),
+                NewNode {
+                    name: name.clone(),
+                    cert_fingerprint: issued.fingerprint.clone(),
+                    facts: r.facts,
+                },
+                now,
+            )
+            .await?;
+        let site = ctx.store.get_site(&rec.site).await?;
+        if site.country != "FR" {
+            return Err(ApiError::Policy(format!(
+                "site {} is not in France",
+                site.name
+            )));
+        }
+        tracing::info!(node = %name, site = %rec.site, "node enrolled");
+        Ok(pb::EnrollResponse {
+            node_name: name.to_string(),
+            site: rec.site.to_string(),
+            certificate_pem: issued.pem,
+            ca_certificate_pem: ctx.ca.cert_pem().to_string(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let node = r.node_name.clone();
+        match self.enroll_inner(r).await {
+            Ok(resp) => {
+                self.audit_enroll(
+                    format!("node:{}", resp.node_name),
+                    &node,
+                    AuditOutcome::Allowed,
+                    format!("site {}", resp.site),
+                )
+                .await;
+                Ok(Response::new(resp))
+            }
+            Err(e) => {
+                let outcome = match &e {
+                    ApiError::Store(
+                        StoreError::JoinTokenUnknown
+                        | StoreError::JoinTokenExpired
+                        | StoreError::JoinTokenUsed { .. },
+                    ) => AuditOutcome::Denied,
+                    _ => AuditOutcome::Failed,
+                };
+                self.audit_enroll("anonymous".into(), &node, outcome, e.to_string())
+                    .await;
+                tracing::warn!(node = %node.chars().take(63).collect::<String>(), error = %e, "enrollment refused");
+                Err(e.to_status())
+            }
+        }
+    }
+
+    type SessionStream = OutStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let ctx = self.0.clone();
+        let fingerprint = req
+            .peer_certs()
+            .and_then(|c| c.first().map(|c| fingerprint_der(c.as_ref())))
+            .ok_or_else(|| {
+                Status::unauthenticated("a session needs the node's client certificate")
+            })?;
+        let node = ctx
+            .store
+            .node_by_fingerprint(&fingerprint)
+            .await
+            .map_err(|e| ApiError::from(e).to_status())?
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "this certificate belongs to no node (removed, or re-enrolled since)",
+                )
+            })?;
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(pb::AgentMessage {
+                body: Some(pb::agent_message::Body::Hello(h)),
+            }))) => h,
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello received")),
+        };
+        let name = node.name.clone();
+        if let Some(facts) = &hello.facts {
+            ctx.store
+                .record_facts(&name, facts)
+                .await
+                .map_err(|e| ApiError::from(e).to_status())?;
+        }
+        ctx.store
+            .set_conn_state(&name, ConnState::Connected, ctx.clock.now())
+            .await
+            .map_err(|e| ApiError::from(e).to_status())?;
+        // Re-read: the node may have changed between the lookup and now.
+        let node = ctx
+            .store
+            .get_node(&name)
+            .await
+            .map_err(|e| ApiError::from(e).to_status())?;
+        let params = pb::SessionParams {
+            heartbeat_interval_secs: ctx.config.heartbeat_interval_secs,
+            controller_unix_ms: ctx.clock.now_ms() as u64,
+        };
+        let (id, last, out) =
+            ctx.sessions
+                .open(&name, params, desired_of(&node), ctx.clock.now_ms());
+        ctx.sessions.note_seen(&name, ctx.clock.now());
+        tracing::info!(
+            node = %name,
+            agent_version = %hello.agent_version,
+            ledger_generation = hello.ledger_generation,
+            desired_generation = node.desired_generation,
+            "session opened"
+        );
+        tokio::spawn(async move {
+            read_inbound(ctx, name, id, last, inbound).await;
+        });
+        Ok(Response::new(out))
+    }
+}
+
+async fn read_inbound(
+    ctx: Ctx,
+    name: NodeName,
+    id: u64,
+    last: Arc<AtomicI64>,
+    mut inbound: Streaming<pb::AgentMessage>,
+) {
+    let reason = loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break "agent closed the session".to_string(),
+            Err(status) => break format!("session error: {}", status.message()),
+        };
+        if !ctx.sessions.is_current(&name, id) {
+            break "replaced by a newer session".to_string();
+        }
+        last.store(ctx.clock.now_ms(), Ordering::Relaxed);
+        let result = match msg.body {
+            Some(pb::agent_message::Body::Heartbeat(_)) => {
+                ctx.sessions
+                    .stats
+                    .heartbeats
+                    .fetch_add(1, Ordering::Relaxed);
+                ctx.sessions.note_seen(&name, ctx.clock.now());
+                Ok(())
+            }
+            Some(pb::agent_message::Body::Observed(o)) => {
+                ctx.sessions.stats.observed.fetch_add(1, Ordering::Relaxed);
+                ctx.sessions.note_seen(&name, ctx.clock.now());
+                if o.outcome != pb::ReconcileOutcome::Applied as i32 {
+                    tracing::warn!(node = %name, generation = o.generation, outcome = o.outcome, message = %o.message, "node did not apply its configuration");
+                }
+                ctx.store
+                    .record_observed(&name, o.generation, o.outcome, &o.message)
+                    .await
+            }
+            Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
+            Some(pb::agent_message::Body::Result(r)) => {
+                ctx.sessions.resolve(r);
+                Ok(())
+            }
+            Some(pb::agent_message::Body::Hello(_)) | None => {
+                break "protocol error: unexpected message".to_string();
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!(node = %name, error = %err, "cannot record message from agent");
+        }
+    };
+    if ctx.sessions.close(&name, id) {
+        tracing::info!(node = %name, reason = %reason, "session closed");
+        if let Err(err) = ctx
+            .store
+            .set_conn_state(&name, ConnState::Disconnected, ctx.clock.now())
+            .await
+        {
+            tracing::error!(node = %name, error = %err, "cannot record disconnection");
+        }
+    }
+}
+
+/// Flushes heartbeats, closes silent sessions and marks nodes unreachable,
+/// until `shutdown` fires.
+pub async fn run_background(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
+    let flush = Duration::from_millis(ctx.config.seen_flush_ms);
+    let mut tick = tokio::time::interval(flush);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Three missed heartbeats, plus slack for a busy controller.
+    let silence_ms = (3 * ctx.config.heartbeat_interval_secs as i64 + 5) * 1000;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let seen = ctx.sessions.take_seen();
+        if !seen.is_empty()
+            && let Err(err) = ctx.store.record_seen(seen).await
+        {
+            tracing::error!(error = %err, "cannot record heartbeats");
+        }
+        let now_ms = ctx.clock.now_ms();
+        for (name, id) in ctx.sessions.silent_since(now_ms - silence_ms) {
+            if ctx.sessions.close(&name, id) {
+                tracing::warn!(node = %name, "session silent for too long; closing it");
+                if let Err(err) = ctx
+                    .store
+                    .set_conn_state(&name, ConnState::Disconnected, ctx.clock.now())
+                    .await
+                {
+                    tracing::error!(node = %name, error = %err, "cannot record disconnection");
+                }
+            }
+        }
+        let now = ctx.clock.now();
+        match ctx
+            .store
+            .mark_unreachable(now - ctx.config.unreachable_after_secs as i64, now)
+            .await
+        {
+            Ok(names) => {
+                for n in names {
+                    tracing::warn!(node = %n, "node unreachable");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot mark unreachable nodes"),
+        }
+    }
+    // Last flush so a clean shutdown loses no heartbeat.
+    let seen = ctx.sessions.take_seen();
+    if !seen.is_empty()
+        && let Err(err) = ctx.store.record_seen(seen).await
+    {
+        tracing::error!(error = %err, "cannot record heartbeats");
+    }
+}

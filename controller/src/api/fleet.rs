@@ -1,0 +1,324 @@
+//! Sites and nodes: where the cooperative's servers are, how they join,
+//! and what they are told to be.
+
+use coloc_proto::controller::v1 as pb;
+use coloc_proto::controller::v1::nodes_server::Nodes;
+use coloc_proto::controller::v1::sites_server::Sites;
+use coloc_proto::domain::{Country, NodeName, SiteName, check_label, check_text};
+use tonic::{Request, Response, Status};
+
+use super::{Ctx, convert};
+use crate::auth::{self, JOIN_TOKEN_PREFIX};
+use crate::error::ApiError;
+use crate::store::{JoinTokenRecord, LabelChange, SiteRecord};
+
+/// Default and longest lifetime of a join token.
+const JOIN_TOKEN_DEFAULT_TTL: u64 = 3600;
+const JOIN_TOKEN_MAX_TTL: u64 = 7 * 86400;
+
+#[derive(Debug, Clone)]
+pub struct SitesApi(pub Ctx);
+
+#[tonic::async_trait]
+impl Sites for SitesApi {
+    async fn create_site(
+        &self,
+        req: Request<pb::CreateSiteRequest>,
+    ) -> Result<Response<pb::Site>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let audit = ctx.audit(&caller, "site.create", format!("site:{}", r.name));
+        let result = async {
+            let caller = caller?;
+            auth::require_admin(&caller, "creating a site")?;
+            let name = SiteName::new(r.name)?;
+            let country = Country::new(&r.country)?;
+            if !country.is_france() {
+                return Err(ApiError::Policy(format!(
+                    "coloc hosts only in France: site {name} in {country} is refused (country must be FR)"
+                )));
+            }
+            check_text("city", &r.city, 100)?;
+            check_text("description", &r.description, 500)?;
+            let rec = SiteRecord {
+                name,
+                country: country.as_str().to_string(),
+                city: r.city,
+                description: r.description,
+                created_unix: ctx.clock.now(),
+            };
+            ctx.store.create_site(rec.clone()).await?;
+            Ok(convert::site(rec))
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn list_sites(
+        &self,
+        req: Request<pb::ListSitesRequest>,
+    ) -> Result<Response<pb::ListSitesResponse>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let audit = ctx.audit_read(&caller, "site.list", "sites");
+        let result = async {
+            caller?;
+            let sites = ctx.store.list_sites().await?;
+            Ok(pb::ListSitesResponse {
+                sites: sites.into_iter().map(convert::site).collect(),
+            })
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodesApi(pub Ctx);
+
+fn node_name(s: String) -> Result<NodeName, ApiError> {
+    Ok(NodeName::new(s)?)
+}
+
+#[tonic::async_trait]
+impl Nodes for NodesApi {
+    async fn create_join_token(
+        &self,
+        req: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinToken>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let mut audit = ctx.audit(&caller, "node.token.create", format!("site:{}", r.site));
+        let result = async {
+            let caller = caller?;
+            auth::require_admin(&caller, "creating a join token")?;
+            let site = ctx.store.get_site(&SiteName::new(r.site)?).await?;
+            if site.country != "FR" {
+                return Err(ApiError::Policy(format!(
+                    "site {} is not in France",
+                    site.name
+                )));
+            }
+            let ttl = match r.ttl_secs {
+                0 => JOIN_TOKEN_DEFAULT_TTL,
+                t if (60..=JOIN_TOKEN_MAX_TTL).contains(&t) => t,
+                t => {
+                    return Err(coloc_proto::domain::InvalidInput::field(
+                        "ttl",
+                        format!("{t} s is outside 60 s to 7 days"),
+                    )
+                    .into());
+                }
+            };
+            let (secret, id) = auth::new_secret(JOIN_TOKEN_PREFIX, "jt-");
+            let now = ctx.clock.now();
+            let rec = JoinTokenRecord {
+                id,
+                site: site.name,
+                secret_hash: auth::hash_secret(&secret),
+                created_unix: now,
+                expires_unix: now + ttl as i64,
+                created_by: caller.actor(),
+                used_by_node: None,
+                used_unix: None,
+            };
+            ctx.store.create_join_token(rec.clone()).await?;
+            let mut out = convert::join_token(rec);
+            out.secret = secret;
+            Ok(out)
+        }
+        .await;
+        if let Ok(t) = &result {
+            audit.detail = format!("join token {} expires at {}", t.id, t.expires_unix);
+        }
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn list_join_tokens(
+        &self,
+        req: Request<pb::ListJoinTokensRequest>,
+    ) -> Result<Response<pb::ListJoinTokensResponse>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let audit = ctx.audit_read(&caller, "node.token.list", "join-tokens");
+        let result = async {
+            auth::require_admin(&caller?, "listing join tokens")?;
+            let tokens = ctx.store.list_join_tokens().await?;
+            Ok(pb::ListJoinTokensResponse {
+                tokens: tokens.into_iter().map(convert::join_token).collect(),
+            })
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let audit = ctx.audit_read(&caller, "node.list", "nodes");
+        let result = async {
+            let caller = caller?;
+            let site = match r.site.as_str() {
+                "" => None,
+                s => Some(SiteName::new(s)?),
+            };
+            let nodes = ctx.store.list_nodes(site.as_ref()).await?;
+            Ok(pb::ListNodesResponse {
+                nodes: nodes
+                    .into_iter()
+                    .filter(|n| auth::can_see_node(&caller, &n.name))
+                    .map(convert::node)
+                    .collect(),
+            })
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn get_node(
+        &self,
+        req: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let audit = ctx.audit_read(&caller, "node.show", format!("node:{}", r.name));
+        let result = async {
+            let caller = caller?;
+            let name = node_name(r.name)?;
+            auth::require_node_read(&caller, &name)?;
+            Ok(convert::node(ctx.store.get_node(&name).await?))
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let action = if r.drain {
+            "node.drain"
+        } else {
+            "node.undrain"
+        };
+        let audit = ctx.audit(&caller, action, format!("node:{}", r.name));
+        let result = async {
+            let caller = caller?;
+            auth::require_admin(&caller, "draining a node")?;
+            let name = node_name(r.name)?;
+            let rec = ctx.store.set_draining(&name, r.drain).await?;
+            ctx.sessions.push_desired(&rec);
+            Ok(convert::node(rec))
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn set_node_labels(
+        &self,
+        req: Request<pb::SetNodeLabelsRequest>,
+    ) -> Result<Response<pb::SetNodeLabelsResponse>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let target = if r.nodes.is_empty() {
+            "nodes:all".to_string()
+        } else {
+            format!(
+                "nodes:{}",
+                r.nodes.join(",").chars().take(200).collect::<String>()
+            )
+        };
+        let mut audit = ctx.audit(&caller, "node.label", target);
+        let result = async {
+            let caller = caller?;
+            auth::require_admin(&caller, "labelling nodes")?;
+            if r.set.is_empty() && r.remove.is_empty() {
+                return Err(coloc_proto::domain::InvalidInput::field(
+                    "labels",
+                    "nothing to set or remove",
+                )
+                .into());
+            }
+            let mut change = LabelChange::default();
+            for n in r.nodes {
+                change.nodes.push(node_name(n)?);
+            }
+            for (k, v) in r.set {
+                check_label(&k, &v)?;
+                change.set.insert(k, v);
+            }
+            for k in r.remove {
+                coloc_proto::domain::check_name("label key", &k)?;
+                change.remove.push(k);
+            }
+            let updated = ctx.store.change_labels(change).await?;
+            for rec in &updated {
+                ctx.sessions.push_desired(rec);
+            }
+            Ok(pb::SetNodeLabelsResponse {
+                nodes: updated.into_iter().map(convert::node).collect(),
+            })
+        }
+        .await;
+        if let Ok(r) = &result {
+            audit.detail = format!("{} node(s) updated", r.nodes.len());
+        }
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn ping_node(
+        &self,
+        req: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::PingNodeResponse>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let audit = ctx.audit_read(&caller, "node.ping", format!("node:{}", r.name));
+        let result = async {
+            let caller = caller?;
+            let name = node_name(r.name)?;
+            auth::require_node_read(&caller, &name)?;
+            ctx.store.get_node(&name).await?;
+            let started = std::time::Instant::now();
+            let res = ctx.sessions.ping(&name).await?;
+            Ok(pb::PingNodeResponse {
+                round_trip_us: started.elapsed().as_micros() as u64,
+                agent_unix_ms: res,
+            })
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+
+    async fn refresh_node_facts(
+        &self,
+        req: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let r = req.into_inner();
+        let audit = ctx.audit_read(&caller, "node.refresh-facts", format!("node:{}", r.name));
+        let result = async {
+            let caller = caller?;
+            let name = node_name(r.name)?;
+            auth::require_node_read(&caller, &name)?;
+            ctx.store.get_node(&name).await?;
+            let facts = ctx.sessions.refresh_facts(&name).await?;
+            ctx.store.record_facts(&name, &facts).await?;
+            Ok(convert::node(ctx.store.get_node(&name).await?))
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
+}

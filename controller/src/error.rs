@@ -1,0 +1,94 @@
+//! Errors of the API layer and their one mapping to gRPC status codes.
+//!
+//! The match in [`ApiError::to_status`] is exhaustive on purpose: a new
+//! error variant must be given its code deliberately.
+
+use coloc_proto::domain::InvalidInput;
+use tonic::{Code, Status};
+
+use crate::ca::CaError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A rule of the cooperative refuses the request (e.g. a site outside
+    /// France).
+    #[error("refused by policy: {0}")]
+    Policy(String),
+    /// The request is well-formed but the current state forbids it.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("node {0} is not connected")]
+    NodeOffline(String),
+    #[error("node {node} did not answer within {secs} s")]
+    NodeTimeout { node: String, secs: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+}
+
+impl ApiError {
+    /// Whether the audit log records this as a refusal rather than a
+    /// failure.
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_)
+        )
+    }
+
+    pub fn to_status(&self) -> Status {
+        match self {
+            ApiError::Invalid(e) => Status::invalid_argument(e.to_string()),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m.clone()),
+            ApiError::Policy(m) => Status::failed_precondition(format!("refused by policy: {m}")),
+            ApiError::Conflict(m) => Status::failed_precondition(m.clone()),
+            ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
+            ApiError::NodeTimeout { .. } => Status::deadline_exceeded(self.to_string()),
+            ApiError::Store(e) => match e {
+                StoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+                StoreError::NotFound { .. } => Status::not_found(e.to_string()),
+                StoreError::JoinTokenUnknown
+                | StoreError::JoinTokenExpired
+                | StoreError::JoinTokenUsed { .. } => Status::unauthenticated(e.to_string()),
+                StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => internal(self),
+            },
+            ApiError::Ca(e) => match e {
+                CaError::BadCsr(_) => Status::invalid_argument(e.to_string()),
+                CaError::Read { .. } | CaError::Write { .. } | CaError::Invalid { .. } => {
+                    internal(self)
+                }
+            },
+        }
+    }
+}
+
+/// Internal errors are logged with their whole chain and reported to the
+/// caller without details.
+fn internal(err: &ApiError) -> Status {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+    Status::new(Code::Internal, "internal error in colocd; see its log")
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        e.to_status()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,347 @@
+//! Wiring: data directory layout, `init`, and the one TLS endpoint that
+//! serves agents, the public API, gRPC health and reflection.
+//!
+//! Data directory (mode 0700):
+//! `colocd.toml`, `colocd.db` (+ WAL files), `ca.pem`, `ca.key`,
+//! `server.pem`, `server.key`, `admin.toml` (the first admin's CLI
+//! configuration, mode 0600).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coloc_proto::MAX_MESSAGE_BYTES;
+use coloc_proto::agent::v1::agent_service_server::AgentServiceServer;
+use coloc_proto::controller::v1::audit_server::AuditServer;
+use coloc_proto::controller::v1::nodes_server::NodesServer;
+use coloc_proto::controller::v1::sites_server::SitesServer;
+use coloc_proto::controller::v1::tenants_server::TenantsServer;
+use coloc_proto::controller::v1::tokens_server::TokensServer;
+use coloc_proto::controller::v1::users_server::UsersServer;
+use coloc_proto::domain::{Role, UserName};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::agents::{AgentApi, SessionRegistry, run_background};
+use crate::api::Ctx;
+use crate::api::fleet::{NodesApi, SitesApi};
+use crate::api::tenancy::{AuditApi, TenantsApi, TokensApi, UsersApi};
+use crate::auth::{self, API_TOKEN_PREFIX};
+use crate::ca::{self, CertificateAuthority};
+use crate::config::{CONFIG_FILE, ControllerConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, Store, UserRecord};
+use crate::time::Clock;
+
+pub const DB_FILE: &str = "colocd.db";
+pub const ADMIN_CONFIG_FILE: &str = "admin.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0} already holds a colocd configuration; refusing to overwrite it")]
+    AlreadyInitialized(PathBuf),
+    #[error("{path} has no colocd configuration; run `colocd init --data-dir {path}` first")]
+    NotInitialized { path: PathBuf },
+    #[error("cannot prepare {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("invalid admin name")]
+    AdminName(#[from] coloc_proto::domain::InvalidInput),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub config: ControllerConfig,
+    pub admin: String,
+    /// Lifetime of the first admin token.
+    pub admin_token_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct InitOutput {
+    pub admin_token: String,
+    pub admin_config: PathBuf,
+    pub ca_fingerprint: String,
+}
+
+/// `colocd init`: creates the data directory, database, CA, server
+/// certificate and the first admin with a token.
+pub async fn init(
+    data_dir: &Path,
+    opts: InitOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<InitOutput, ServerError> {
+    let admin = UserName::new(opts.admin)?;
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(ServerError::AlreadyInitialized(data_dir.to_owned()));
+    }
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(data_dir))?;
+    }
+    let now = clock.now();
+    let ca = CertificateAuthority::create(data_dir, "cooperative", now)?;
+    let server = ca.issue_server(&opts.config.tls_names, now)?;
+    ca::write_server_identity(data_dir, &server)?;
+    let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
+    store
+        .create_user(UserRecord {
+            name: admin.clone(),
+            tenant: None,
+            role: Role::Admin,
+            display_name: "first admin (colocd init)".into(),
+            created_unix: now,
+            node_grants: Vec::new(),
+        })
+        .await?;
+    let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
+    store
+        .create_api_token(ApiTokenRecord {
+            id: id.clone(),
+            user: admin.clone(),
+            description: "created by colocd init".into(),
+            secret_hash: auth::hash_secret(&secret),
+            created_unix: now,
+            expires_unix: now + opts.admin_token_ttl_secs,
+            revoked_unix: None,
+        })
+        .await?;
+    store
+        .append_audit(AuditRecord {
+            id: 0,
+            at_unix_ms: clock.now_ms(),
+            actor: "colocd-init".into(),
+            action: "user.create".into(),
+            target: format!("user:{admin}"),
+            tenant: None,
+            outcome: AuditOutcome::Allowed,
+            detail: format!("first admin, token {id}"),
+        })
+        .await?;
+    let admin_config = data_dir.join(ADMIN_CONFIG_FILE);
+    let listen = opts.config.listen;
+    let host = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if listen.is_ipv6() {
+        format!("[{}]", listen.ip())
+    } else {
+        listen.ip().to_string()
+    };
+    let text = format!(
+        "# CLI configuration for the first admin, written by colocd init.\n\
+         # Use with: coloc --config {}\n\
+         server = \"https://{host}:{}\"\n\
+         ca_file = \"{}\"\n\
+         token = \"{secret}\"\n",
+        admin_config.display(),
+        listen.port(),
+        ca::CA_CERT_FILE,
+    );
+    write_file(&admin_config, &text, 0o600)?;
+    // The configuration goes last: its presence marks a finished init.
+    write_file(&config_path, &opts.config.to_toml(), 0o600)?;
+    Ok(InitOutput {
+        admin_token: secret,
+        admin_config,
+        ca_fingerprint: ca.fingerprint(),
+    })
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(text.as_bytes()).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// A colocd serving in this process (used by `colocd serve`, tests and
+/// benchmarks).
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ctx: Ctx,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), ServerError>>,
+    background: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, ends sessions, flushes heartbeats.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.ctx.sessions.close_all();
+        let mut server = self.server;
+        // Graceful shutdown waits for open connections; agents close theirs
+        // once their session ends, but a wedged peer must not hold us.
+        let served = match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "server task panicked");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!("connections still open after 10 s; closing them");
+                server.abort();
+                Ok(())
+            }
+        };
+        if let Err(join) = self.background.await {
+            tracing::error!(error = %join, "background task panicked");
+        }
+        served
+    }
+
+    /// Resolves when the server stops by itself (an error).
+    pub fn is_finished(&self) -> bool {
+        self.server.is_finished()
+    }
+}
+
+/// Opens the data directory and starts serving on `listen` (or the
+/// configured address when None; port 0 picks a free port).
+pub async fn start(
+    data_dir: &Path,
+    listen: Option<SocketAddr>,
+    clock: Arc<dyn Clock>,
+) -> Result<Running, ServerError> {
+    let config_path = data_dir.join(CONFIG_FILE);
+    if !config_path.exists() {
+        return Err(ServerError::NotInitialized {
+            path: data_dir.to_owned(),
+        });
+    }
+    let config = ControllerConfig::load(&config_path)?;
+    let ca = CertificateAuthority::load(data_dir)?;
+    let identity = ca::read_server_identity(data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
+
+    // Sessions did not survive the restart: whoever was connected is now
+    // disconnected until it dials back.
+    let now = clock.now();
+    for n in store.list_nodes(None).await? {
+        if n.conn_state == ConnState::Connected {
+            store
+                .set_conn_state(&n.name, ConnState::Disconnected, now)
+                .await?;
+        }
+    }
+
+    let addr = listen.unwrap_or(config.listen);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { addr, source })?;
+
+    let ctx = Ctx {
+        store,
+        ca: Arc::new(ca),
+        clock,
+        config: Arc::new(config),
+        sessions: Arc::new(SessionRegistry::default()),
+    };
+
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
+        .client_ca_root(Certificate::from_pem(ctx.ca.cert_pem()))
+        // Enrollment and token-authenticated API calls come without a
+        // client certificate; each handler decides what it requires.
+        .client_auth_optional(true);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AgentServiceServer<AgentApi>>()
+        .await;
+    health_reporter.set_serving::<NodesServer<NodesApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Io {
+            path: PathBuf::from("reflection"),
+            source: std::io::Error::other(e),
+        })?;
+
+    macro_rules! limited {
+        ($server:ident, $api:expr) => {
+            $server::new($api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        };
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let router = Server::builder()
+        .tls_config(tls)
+        .map_err(ServerError::Serve)?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(limited!(AgentServiceServer, AgentApi(ctx.clone())))
+        .add_service(limited!(SitesServer, SitesApi(ctx.clone())))
+        .add_service(limited!(NodesServer, NodesApi(ctx.clone())))
+        .add_service(limited!(TenantsServer, TenantsApi(ctx.clone())))
+        .add_service(limited!(UsersServer, UsersApi(ctx.clone())))
+        .add_service(limited!(TokensServer, TokensApi(ctx.clone())))
+        .add_service(limited!(AuditServer, AuditApi(ctx.clone())));
+
+    let mut stop = shutdown_rx.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            })
+            .await
+            .map_err(ServerError::Serve)
+    });
+    let background = tokio::spawn(run_background(ctx.clone(), shutdown_rx));
+    tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");
+    Ok(Running {
+        addr,
+        ctx,
+        shutdown: shutdown_tx,
+        server,
+        background,
+    })
+}

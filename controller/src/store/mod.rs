@@ -1,0 +1,313 @@
+//! The controller's source of truth, behind one trait.
+//!
+//! [`Store`] is what the API layer and the session manager use; the
+//! embedded SQLite backend ([`sqlite::SqliteStore`]) is the default, and a
+//! PostgreSQL backend for several controllers can implement the same trait
+//! later. Every method is one transaction: enrollment in particular
+//! consumes the join token and creates the node atomically, so a token can
+//! never be used twice even under concurrent enrollments.
+//!
+//! The store validates nothing about names (the API layer hands it domain
+//! types) but enforces uniqueness, referential integrity and the
+//! append-only audit log.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::domain::{NodeName, Offer, Role, SiteName, TenantName, UserName};
+
+/// Seconds since the Unix epoch.
+pub type UnixSecs = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("join token is not valid")]
+    JoinTokenUnknown,
+    #[error("join token has expired")]
+    JoinTokenExpired,
+    #[error("join token was already used by node {node:?}")]
+    JoinTokenUsed { node: String },
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database schema version {found} is newer than this colocd understands ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteRecord {
+    pub name: SiteName,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+    pub city: String,
+    pub description: String,
+    pub created_unix: UnixSecs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinTokenRecord {
+    /// Public identifier, e.g. "jt-3f2a9c".
+    pub id: String,
+    pub site: SiteName,
+    /// sha256 of the secret, hex. The secret itself is never stored.
+    pub secret_hash: String,
+    pub created_unix: UnixSecs,
+    pub expires_unix: UnixSecs,
+    /// "user:alice".
+    pub created_by: String,
+    pub used_by_node: Option<NodeName>,
+    pub used_unix: Option<UnixSecs>,
+}
+
+/// Connection state as the session manager last recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Certificate issued, never connected.
+    Enrolling,
+    Connected,
+    /// Session dropped; not yet past the unreachable delay.
+    Disconnected,
+    Unreachable,
+}
+
+impl ConnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Enrolling => "enrolling",
+            ConnState::Connected => "connected",
+            ConnState::Disconnected => "disconnected",
+            ConnState::Unreachable => "unreachable",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "enrolling" => Some(ConnState::Enrolling),
+            "connected" => Some(ConnState::Connected),
+            "disconnected" => Some(ConnState::Disconnected),
+            "unreachable" => Some(ConnState::Unreachable),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub name: NodeName,
+    pub site: SiteName,
+    pub enrolled_unix: UnixSecs,
+    pub last_seen_unix: Option<UnixSecs>,
+    pub conn_state: ConnState,
+    /// When conn_state last changed.
+    pub conn_changed_unix: UnixSecs,
+    pub draining: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Generation of the desired configuration; bumped by every change.
+    pub desired_generation: u64,
+    /// Generation the agent last reported as held in its ledger.
+    pub applied_generation: u64,
+    /// coloc.agent.v1.ReconcileOutcome as i32.
+    pub last_outcome: i32,
+    pub last_message: String,
+    pub facts: Option<NodeFacts>,
+    /// sha256 of the node certificate's DER, hex.
+    pub cert_fingerprint: String,
+}
+
+/// A new node, created by [`Store::enroll_node`].
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    pub name: NodeName,
+    pub cert_fingerprint: String,
+    pub facts: Option<NodeFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRecord {
+    pub name: TenantName,
+    pub display_name: String,
+    pub offer: Offer,
+    /// "YYYY-MM-DD".
+    pub membership_expires: String,
+    pub created_unix: UnixSecs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub name: UserName,
+    /// None for the cooperative's admins.
+    pub tenant: Option<TenantName>,
+    pub role: Role,
+    pub display_name: String,
+    pub created_unix: UnixSecs,
+    /// Nodes this user (an operator) holds rights on, sorted.
+    pub node_grants: Vec<NodeName>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiTokenRecord {
+    /// Public identifier, e.g. "tok-8c1d...".
+    pub id: String,
+    pub user: UserName,
+    pub description: String,
+    /// sha256 of the secret, hex.
+    pub secret_hash: String,
+    pub created_unix: UnixSecs,
+    pub expires_unix: UnixSecs,
+    pub revoked_unix: Option<UnixSecs>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserCertRecord {
+    /// sha256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    pub user: UserName,
+    pub created_unix: UnixSecs,
+    pub expires_unix: UnixSecs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Allowed,
+    Denied,
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Assigned by the store; ignored by `append_audit`.
+    pub id: u64,
+    pub at_unix_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// Tenant the target belongs to; None for cooperative-wide objects.
+    pub tenant: Option<TenantName>,
+    pub outcome: AuditOutcome,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only entries with id < before.
+    pub before: Option<u64>,
+    /// Newest first, at most this many.
+    pub limit: u32,
+    pub tenant: Option<TenantName>,
+    pub actor: Option<String>,
+}
+
+/// A change to the labels of nodes; each touched node gets a new
+/// desired generation.
+#[derive(Debug, Clone, Default)]
+pub struct LabelChange {
+    /// Empty: every node.
+    pub nodes: Vec<NodeName>,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- sites
+    async fn create_site(&self, site: SiteRecord) -> StoreResult<()>;
+    async fn get_site(&self, name: &SiteName) -> StoreResult<SiteRecord>;
+    async fn list_sites(&self) -> StoreResult<Vec<SiteRecord>>;
+
+    // ---- join tokens and enrollment
+    async fn create_join_token(&self, token: JoinTokenRecord) -> StoreResult<()>;
+    async fn list_join_tokens(&self) -> StoreResult<Vec<JoinTokenRecord>>;
+    /// In one transaction: find the unused, unexpired token with this
+    /// hash, mark it used by `node.name`, and create the node at the
+    /// token's site (conn_state Enrolling, generation 1). Errors:
+    /// JoinTokenUnknown / JoinTokenExpired / JoinTokenUsed, or
+    /// AlreadyExists if a node of that name exists (the token then stays
+    /// unused).
+    async fn enroll_node(
+        &self,
+        secret_hash: &str,
+        node: NewNode,
+        now: UnixSecs,
+    ) -> StoreResult<NodeRecord>;
+
+    // ---- nodes
+    async fn get_node(&self, name: &NodeName) -> StoreResult<NodeRecord>;
+    async fn node_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<NodeRecord>>;
+    async fn list_nodes(&self, site: Option<&SiteName>) -> StoreResult<Vec<NodeRecord>>;
+    /// Sets draining and bumps the desired generation if it changed.
+    async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord>;
+    /// Applies the change to every named node (all nodes when empty) in
+    /// one transaction, bumping each one's generation. NotFound if a named
+    /// node does not exist (nothing is changed then).
+    async fn change_labels(&self, change: LabelChange) -> StoreResult<Vec<NodeRecord>>;
+    async fn set_conn_state(
+        &self,
+        name: &NodeName,
+        state: ConnState,
+        now: UnixSecs,
+    ) -> StoreResult<()>;
+    /// Nodes Disconnected since before `cutoff` become Unreachable;
+    /// returns their names.
+    async fn mark_unreachable(&self, cutoff: UnixSecs, now: UnixSecs)
+    -> StoreResult<Vec<NodeName>>;
+    /// Batched last-seen updates from heartbeats (one transaction).
+    async fn record_seen(&self, seen: Vec<(NodeName, UnixSecs)>) -> StoreResult<()>;
+    async fn record_observed(
+        &self,
+        name: &NodeName,
+        applied_generation: u64,
+        outcome: i32,
+        message: &str,
+    ) -> StoreResult<()>;
+    async fn record_facts(&self, name: &NodeName, facts: &NodeFacts) -> StoreResult<()>;
+
+    // ---- tenants
+    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<()>;
+    async fn get_tenant(&self, name: &TenantName) -> StoreResult<TenantRecord>;
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+
+    // ---- users
+    /// NotFound if the tenant does not exist.
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, name: &UserName) -> StoreResult<UserRecord>;
+    async fn list_users(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<UserRecord>>;
+    /// Idempotent. NotFound for an unknown user or node.
+    async fn grant_node(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord>;
+    /// Idempotent. NotFound for an unknown user.
+    async fn revoke_node_grant(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord>;
+
+    // ---- API tokens and user certificates
+    async fn create_api_token(&self, token: ApiTokenRecord) -> StoreResult<()>;
+    async fn api_token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiTokenRecord>>;
+    async fn get_api_token(&self, id: &str) -> StoreResult<ApiTokenRecord>;
+    /// None: every token.
+    async fn list_api_tokens(&self, user: Option<&UserName>) -> StoreResult<Vec<ApiTokenRecord>>;
+    /// Idempotent: revoking twice keeps the first revocation time.
+    async fn revoke_api_token(&self, id: &str, now: UnixSecs) -> StoreResult<ApiTokenRecord>;
+    async fn add_user_cert(&self, cert: UserCertRecord) -> StoreResult<()>;
+    async fn user_cert_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> StoreResult<Option<UserCertRecord>>;
+
+    // ---- audit (append-only)
+    async fn append_audit(&self, entry: AuditRecord) -> StoreResult<u64>;
+    async fn list_audit(&self, filter: AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+}

@@ -1,0 +1,391 @@
+//! Validated domain types. Wire messages carry plain strings; these types
+//! are what the rest of coloc works with, so that a bad name is refused
+//! once, at the door, with a message that says what is wrong.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::controller::v1 as pb;
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error(
+        "invalid {kind} {value:?}: {reason} (allowed: 1 to 63 characters a-z, 0-9 and '-', starting with a letter, not ending with '-')"
+    )]
+    Name {
+        kind: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("invalid {field}: {reason}")]
+    Field {
+        field: &'static str,
+        reason: String,
+    },
+}
+
+impl InvalidInput {
+    pub fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        InvalidInput::Field {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Longest name accepted (a DNS label).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Checks the slug rule shared by every object name: a DNS label in
+/// lowercase. Names later become host names (`<app>.<tenant>.<domain>`),
+/// paths (`/srv/tenants/<tenant>`) and unit names, so the rule is strict on
+/// purpose: nothing here can carry a '/', a '.', a space, a quote, a
+/// newline or a shell metacharacter.
+pub fn check_name(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
+    let err = |reason| InvalidInput::Name {
+        kind,
+        value: value.chars().take(80).collect(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(err("empty"));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(err("too long"));
+    }
+    let bytes = value.as_bytes();
+    if !bytes[0].is_ascii_lowercase() {
+        return Err(err("must start with a lowercase letter"));
+    }
+    if bytes[bytes.len() - 1] == b'-' {
+        return Err(err("must not end with '-'"));
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
+        return Err(err("contains a character outside a-z, 0-9 and '-'"));
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
+
+        impl $ty {
+            pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
+                let value = value.into();
+                check_name($kind, &value)?;
+                Ok(Self(value))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// What kind of object this names, for messages and audit targets.
+            pub const KIND: &'static str = $kind;
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = InvalidInput;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = InvalidInput;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(v: $ty) -> String {
+                v.0
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A server's name, unique in the fleet (its host name).
+    NodeName, "node name");
+name_type!(
+    /// A site (a room or a member's premises), e.g. `paris-1`.
+    SiteName, "site name");
+name_type!(
+    /// An association, e.g. `asso-x`.
+    TenantName, "tenant name");
+name_type!(
+    /// A person's login.
+    UserName, "user name");
+
+/// ISO 3166-1 alpha-2 country code, upper case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Country(String);
+
+impl Country {
+    pub fn new(value: &str) -> Result<Self, InvalidInput> {
+        let v = value.trim().to_ascii_uppercase();
+        if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(InvalidInput::field(
+                "country",
+                format!("{value:?} is not a two-letter ISO 3166 code such as FR"),
+            ));
+        }
+        Ok(Self(v))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_france(&self) -> bool {
+        self.0 == "FR"
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Operator,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "member" => Ok(Role::Member),
+            other => Err(InvalidInput::field(
+                "role",
+                format!("{other:?} is not one of admin, operator, member"),
+            )),
+        }
+    }
+}
+
+impl TryFrom<i32> for Role {
+    type Error = InvalidInput;
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        match pb::Role::try_from(v) {
+            Ok(pb::Role::Admin) => Ok(Role::Admin),
+            Ok(pb::Role::Operator) => Ok(Role::Operator),
+            Ok(pb::Role::Member) => Ok(Role::Member),
+            Ok(pb::Role::Unspecified) | Err(_) => Err(InvalidInput::field(
+                "role",
+                "must be admin, operator or member",
+            )),
+        }
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => pb::Role::Admin,
+            Role::Operator => pb::Role::Operator,
+            Role::Member => pb::Role::Member,
+        }
+    }
+}
+
+/// The cooperative's two plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Offer {
+    /// Managed: the association uses the services.
+    Responsable,
+    /// The association's members help run the servers.
+    Participatif,
+}
+
+impl Offer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Offer::Responsable => "responsable",
+            Offer::Participatif => "participatif",
+        }
+    }
+}
+
+impl fmt::Display for Offer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Offer {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "responsable" => Ok(Offer::Responsable),
+            "participatif" => Ok(Offer::Participatif),
+            other => Err(InvalidInput::field(
+                "offer",
+                format!("{other:?} is not one of responsable, participatif"),
+            )),
+        }
+    }
+}
+
+impl TryFrom<i32> for Offer {
+    type Error = InvalidInput;
+    fn try_from(v: i32) -> Result<Self, Self::Error> {
+        match pb::Offer::try_from(v) {
+            Ok(pb::Offer::Responsable) => Ok(Offer::Responsable),
+            Ok(pb::Offer::Participatif) => Ok(Offer::Participatif),
+            Ok(pb::Offer::Unspecified) | Err(_) => Err(InvalidInput::field(
+                "offer",
+                "must be responsable or participatif",
+            )),
+        }
+    }
+}
+
+impl From<Offer> for pb::Offer {
+    fn from(o: Offer) -> Self {
+        match o {
+            Offer::Responsable => pb::Offer::Responsable,
+            Offer::Participatif => pb::Offer::Participatif,
+        }
+    }
+}
+
+/// Free text shown to people (descriptions, display names, comments):
+/// bounded length and no control characters, so it cannot forge lines in
+/// a table, a log or an audit entry.
+pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), InvalidInput> {
+    if value.chars().count() > max {
+        return Err(InvalidInput::field(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidInput::field(
+            field,
+            "contains control characters (newline, tab, escape, ...)",
+        ));
+    }
+    Ok(())
+}
+
+/// Label keys follow the name rule; values are short printable text.
+pub fn check_label(key: &str, value: &str) -> Result<(), InvalidInput> {
+    check_name("label key", key)?;
+    check_text("label value", value, 128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_dns_labels() {
+        for ok in ["a", "asso-x", "paris-1", "n1", &"a".repeat(63)] {
+            assert!(TenantName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_everything_else() {
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            "1abc",
+            "-a",
+            "a-",
+            "A",
+            "a b",
+            "a/b",
+            "a.b",
+            "a;rm -rf /",
+            "a\nExecStart=/bin/sh",
+            "é",
+            "../etc",
+            "$(id)",
+            &long,
+        ] {
+            let err = TenantName::new(bad).unwrap_err();
+            assert!(err.to_string().contains("tenant name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: Result<NodeName, _> = serde_json::from_str("\"n1\"");
+        assert!(ok.is_ok());
+        let bad: Result<NodeName, _> = serde_json::from_str("\"N 1\"");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn countries() {
+        assert!(Country::new("fr").unwrap().is_france());
+        assert!(!Country::new("DE").unwrap().is_france());
+        assert!(Country::new("FRA").is_err());
+        assert!(Country::new("").is_err());
+    }
+
+    #[test]
+    fn text_refuses_control_chars() {
+        assert!(check_text("comment", "bonjour à tous", 100).is_ok());
+        assert!(check_text("comment", "a\nb", 100).is_err());
+        assert!(check_text("comment", "\x1b[31m", 100).is_err());
+        assert!(check_text("comment", &"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn roles_and_offers_round_trip() {
+        for r in [Role::Admin, Role::Operator, Role::Member] {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+            assert_eq!(Role::try_from(pb::Role::from(r) as i32).unwrap(), r);
+        }
+        assert!(Role::try_from(0).is_err());
+        assert!(Role::try_from(99).is_err());
+        for o in [Offer::Responsable, Offer::Participatif] {
+            assert_eq!(o.as_str().parse::<Offer>().unwrap(), o);
+            assert_eq!(Offer::try_from(pb::Offer::from(o) as i32).unwrap(), o);
+        }
+    }
+}
