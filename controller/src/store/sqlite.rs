@@ -1,0 +1,2374 @@
+//! The embedded SQLite backend of [`Store`]: one database file, one
+//! connection, write-ahead log.
+//!
+//! colocd is the only writer, and SQLite serialises writers anyway, so a
+//! single `rusqlite::Connection` behind a mutex is simpler than a pool and
+//! loses nothing. Every call runs on tokio's blocking pool: a slow fsync or
+//! a WAL checkpoint stalls one blocking thread, never the runtime's
+//! workers. Transactions that read before they write (enrollment, label
+//! changes) begin IMMEDIATE, so they hold the write lock from the start and
+//! a second process on the same file waits (busy_timeout) instead of
+//! failing half-way with SQLITE_BUSY.
+//!
+//! The schema is versioned in `PRAGMA user_version`; the migrations live in
+//! `migrations/NNNN_*.sql`, are applied in order, each in its own
+//! transaction together with the version bump, and a file written by a
+//! newer colocd is refused rather than guessed at. This module owns the SQL
+//! and the mapping of SQLite errors to [`StoreError`]; it validates nothing
+//! about names beyond refusing rows that no longer parse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::domain::{NodeName, SiteName, TenantName, UserName};
+use prost::Message;
+use rusqlite::types::{Type, Value};
+use rusqlite::{
+    Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter,
+};
+
+use super::{
+    ApiTokenRecord, AuditFilter, AuditOutcome, AuditRecord, ConnState, JoinTokenRecord,
+    LabelChange, NewNode, NodeRecord, SiteRecord, Store, StoreError, StoreResult, TenantRecord,
+    UnixSecs, UserCertRecord, UserRecord,
+};
+
+/// Schema migrations, applied in order; migration `i` brings the file to
+/// `user_version = i + 1`. Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Audit listing: page size when the caller asks for 0, and the most a
+/// caller may ask for.
+const AUDIT_DEFAULT_LIMIT: u32 = 100;
+const AUDIT_MAX_LIMIT: u32 = 1000;
+
+/// The store on one SQLite database. Cloning is cheap and shares the
+/// connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// None for an in-memory database.
+    path: Option<PathBuf>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failures of this backend that are not SQLite's own; boxed into
+/// [`StoreError::Backend`].
+#[derive(Debug, thiserror::Error)]
+enum SqliteError {
+    #[error("database {path:?} refused write-ahead logging (journal_mode is {mode:?})")]
+    NoWal { path: PathBuf, mode: String },
+    #[error("column {column} holds {value:?}, which this colocd does not understand")]
+    CorruptValue { column: &'static str, value: String },
+    #[error("{what} {value} does not fit in the database's 64-bit signed integer")]
+    OutOfRange { what: &'static str, value: u64 },
+    #[error("the database task did not complete")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// `.db()?` turns any SQLite error without a meaning of its own into
+/// [`StoreError::Backend`].
+trait Db<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(backend)
+    }
+}
+
+/// Maps a failed INSERT: a UNIQUE/PRIMARY KEY violation means the object
+/// exists, a FOREIGN KEY violation means what it refers to does not.
+/// Callers only use this on tables with a single foreign key, so the
+/// missing object is known.
+fn insert_err(
+    e: rusqlite::Error,
+    exists: (&'static str, &str),
+    missing: (&'static str, &str),
+) -> StoreError {
+    let extended = e.sqlite_extended_error_code();
+    match extended {
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+        | Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => StoreError::AlreadyExists {
+            kind: exists.0,
+            name: exists.1.to_owned(),
+        },
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => StoreError::NotFound {
+            kind: missing.0,
+            name: missing.1.to_owned(),
+        },
+        _ => backend(e),
+    }
+}
+
+fn not_found(kind: &'static str, name: impl Into<String>) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        name: name.into(),
+    }
+}
+
+fn to_i64(what: &'static str, value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| backend(SqliteError::OutOfRange { what, value }))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, switches it to
+    /// WAL and brings its schema up to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let conn = Connection::open(path).db()?;
+        // Set before switching the journal mode: the switch takes a lock.
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .db()?;
+        // synchronous=NORMAL is only crash-safe under WAL; refuse to run
+        // without it rather than risk the database on power loss.
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(backend(SqliteError::NoWal {
+                path: path.to_owned(),
+                mode,
+            }));
+        }
+        Self::setup(conn, Some(path.to_owned()))
+    }
+
+    /// A fresh database that lives as long as the store; for tests.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        let conn = Connection::open_in_memory().db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        Self::setup(conn, None)
+    }
+
+    /// Where the database lives; None when in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn setup(mut conn: Connection, path: Option<PathBuf>) -> StoreResult<SqliteStore> {
+        conn.pragma_update(None, "synchronous", "NORMAL").db()?;
+        conn.pragma_update(None, "foreign_keys", true).db()?;
+        // Room for every statement this module prepares with
+        // prepare_cached, so the hot ones (record_seen) are never evicted.
+        conn.set_prepared_statement_cache_capacity(64);
+        migrate(&mut conn, path.as_deref())?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// Runs `work` on the blocking pool with the connection locked.
+    async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside `work` unwinds through its open Transaction,
+            // whose drop rolls back, so the connection is still consistent
+            // and the poison flag carries no information.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| backend(SqliteError::Task(e)))?
+    }
+}
+
+fn user_version(conn: &Connection) -> StoreResult<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .db()
+}
+
+fn migrate(conn: &mut Connection, path: Option<&Path>) -> StoreResult<()> {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let target = index as i64 + 1;
+        // The version is read inside the transaction so that two processes
+        // opening the same new file cannot both apply a migration.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
+        let found = user_version(&tx)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found >= target {
+            continue;
+        }
+        tx.execute_batch(sql).db()?;
+        tx.pragma_update(None, "user_version", target).db()?;
+        tx.commit().db()?;
+        tracing::info!(
+            path = ?path,
+            from = found,
+            to = target,
+            "applied database migration"
+        );
+    }
+    Ok(())
+}
+
+fn immediate(conn: &mut Connection) -> StoreResult<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()
+}
+
+// ---- reading rows
+
+fn conversion(
+    idx: usize,
+    ty: Type,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(e))
+}
+
+/// Reads a text column through a validating constructor; a value that no
+/// longer validates is a corrupt row.
+fn parsed<T, E>(
+    row: &Row<'_>,
+    idx: usize,
+    parse: impl FnOnce(String) -> Result<T, E>,
+) -> rusqlite::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    parse(text).map_err(|e| conversion(idx, Type::Text, e))
+}
+
+fn parsed_opt<T, E>(
+    row: &Row<'_>,
+    idx: usize,
+    parse: impl FnOnce(String) -> Result<T, E>,
+) -> rusqlite::Result<Option<T>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text: Option<String> = row.get(idx)?;
+    text.map(parse)
+        .transpose()
+        .map_err(|e| conversion(idx, Type::Text, e))
+}
+
+fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|e| conversion(idx, Type::Integer, e))
+}
+
+fn corrupt(column: &'static str, value: String) -> SqliteError {
+    SqliteError::CorruptValue { column, value }
+}
+
+fn site_from_row(row: &Row<'_>) -> rusqlite::Result<SiteRecord> {
+    Ok(SiteRecord {
+        name: parsed(row, 0, SiteName::new)?,
+        country: row.get(1)?,
+        city: row.get(2)?,
+        description: row.get(3)?,
+        created_unix: row.get(4)?,
+    })
+}
+
+const SITE_SELECT: &str = "SELECT name, country, city, description, created_unix FROM sites";
+
+fn join_token_from_row(row: &Row<'_>) -> rusqlite::Result<JoinTokenRecord> {
+    Ok(JoinTokenRecord {
+        id: row.get(0)?,
+        site: parsed(row, 1, SiteName::new)?,
+        secret_hash: row.get(2)?,
+        created_unix: row.get(3)?,
+        expires_unix: row.get(4)?,
+        created_by: row.get(5)?,
+        used_by_node: parsed_opt(row, 6, NodeName::new)?,
+        used_unix: row.get(7)?,
+    })
+}
+
+/// Column list matching [`node_from_row`].
+macro_rules! node_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, site, enrolled_unix, last_seen_unix, conn_state, conn_changed_unix, ",
+            "draining, labels, desired_generation, applied_generation, last_outcome, ",
+            "last_message, facts, cert_fingerprint FROM nodes ",
+            $rest
+        )
+    };
+}
+
+fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    let facts: Option<Vec<u8>> = row.get(12)?;
+    let facts = facts
+        .map(|bytes| NodeFacts::decode(bytes.as_slice()))
+        .transpose()
+        .map_err(|e| conversion(12, Type::Blob, e))?;
+    Ok(NodeRecord {
+        name: parsed(row, 0, NodeName::new)?,
+        site: parsed(row, 1, SiteName::new)?,
+        enrolled_unix: row.get(2)?,
+        last_seen_unix: row.get(3)?,
+        conn_state: parsed(row, 4, |s| {
+            ConnState::parse(&s).ok_or_else(|| corrupt("nodes.conn_state", s))
+        })?,
+        conn_changed_unix: row.get(5)?,
+        draining: row.get(6)?,
+        labels: parsed(row, 7, |s| {
+            serde_json::from_str::<BTreeMap<String, String>>(&s)
+        })?,
+        desired_generation: unsigned(row, 8)?,
+        applied_generation: unsigned(row, 9)?,
+        last_outcome: row.get(10)?,
+        last_message: row.get(11)?,
+        facts,
+        cert_fingerprint: row.get(13)?,
+    })
+}
+
+fn load_node(conn: &Connection, name: &str) -> StoreResult<NodeRecord> {
+    conn.prepare_cached(node_select!("WHERE name = ?1"))
+        .db()?
+        .query_row([name], node_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("node", name))
+}
+
+fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")
+        .db()?
+        .exists([name])
+        .db()
+}
+
+fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
+    Ok(TenantRecord {
+        name: parsed(row, 0, TenantName::new)?,
+        display_name: row.get(1)?,
+        offer: parsed(row, 2, |s| s.parse())?,
+        membership_expires: row.get(3)?,
+        created_unix: row.get(4)?,
+    })
+}
+
+const TENANT_SELECT: &str =
+    "SELECT name, display_name, offer, membership_expires, created_unix FROM tenants";
+
+/// A user without its grants; see [`with_grants`].
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        name: parsed(row, 0, UserName::new)?,
+        tenant: parsed_opt(row, 1, TenantName::new)?,
+        role: parsed(row, 2, |s| s.parse())?,
+        display_name: row.get(3)?,
+        created_unix: row.get(4)?,
+        node_grants: Vec::new(),
+    })
+}
+
+const USER_SELECT: &str = "SELECT name, tenant, role, display_name, created_unix FROM users";
+
+fn with_grants(conn: &Connection, mut user: UserRecord) -> StoreResult<UserRecord> {
+    user.node_grants = conn
+        .prepare_cached("SELECT node_name FROM node_grants WHERE user_name = ?1 ORDER BY node_name")
+        .db()?
+        .query_map([user.name.as_str()], |row| parsed(row, 0, NodeName::new))
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(user)
+}
+
+fn load_user(conn: &Connection, name: &str) -> StoreResult<UserRecord> {
+    let user = conn
+        .prepare_cached(&format!("{USER_SELECT} WHERE name = ?1"))
+        .db()?
+        .query_row([name], user_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("user", name))?;
+    with_grants(conn, user)
+}
+
+fn user_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM users WHERE name = ?1")
+        .db()?
+        .exists([name])
+        .db()
+}
+
+fn api_token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
+    Ok(ApiTokenRecord {
+        id: row.get(0)?,
+        user: parsed(row, 1, UserName::new)?,
+        description: row.get(2)?,
+        secret_hash: row.get(3)?,
+        created_unix: row.get(4)?,
+        expires_unix: row.get(5)?,
+        revoked_unix: row.get(6)?,
+    })
+}
+
+const API_TOKEN_SELECT: &str = "SELECT id, user_name, description, secret_hash, created_unix, \
+     expires_unix, revoked_unix FROM api_tokens";
+
+fn load_api_token(conn: &Connection, id: &str) -> StoreResult<ApiTokenRecord> {
+    conn.prepare_cached(&format!("{API_TOKEN_SELECT} WHERE id = ?1"))
+        .db()?
+        .query_row([id], api_token_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("api token", id))
+}
+
+fn user_cert_from_row(row: &Row<'_>) -> rusqlite::Result<UserCertRecord> {
+    Ok(UserCertRecord {
+        fingerprint: row.get(0)?,
+        user: parsed(row, 1, UserName::new)?,
+        created_unix: row.get(2)?,
+        expires_unix: row.get(3)?,
+    })
+}
+
+fn audit_outcome(s: String) -> Result<AuditOutcome, SqliteError> {
+    match s.as_str() {
+        "allowed" => Ok(AuditOutcome::Allowed),
+        "denied" => Ok(AuditOutcome::Denied),
+        "failed" => Ok(AuditOutcome::Failed),
+        _ => Err(corrupt("audit.outcome", s)),
+    }
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: unsigned(row, 0)?,
+        at_unix_ms: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        target: row.get(4)?,
+        tenant: parsed_opt(row, 5, TenantName::new)?,
+        outcome: parsed(row, 6, audit_outcome)?,
+        detail: row.get(7)?,
+    })
+}
+
+fn labels_json(labels: &BTreeMap<String, String>) -> StoreResult<String> {
+    serde_json::to_string(labels).map_err(backend)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    // ---- sites
+
+    async fn create_site(&self, site: SiteRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sites (name, country, city, description, created_unix) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                site.name.as_str(),
+                site.country,
+                site.city,
+                site.description,
+                site.created_unix
+            ])
+            .map_err(|e| insert_err(e, ("site", site.name.as_str()), ("site", "")))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_site(&self, name: &SiteName) -> StoreResult<SiteRecord> {
+        let name = name.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!("{SITE_SELECT} WHERE name = ?1"))
+                .db()?
+                .query_row([name.as_str()], site_from_row)
+                .optional()
+                .db()?
+                .ok_or_else(|| not_found("site", name.as_str()))
+        })
+        .await
+    }
+
+    async fn list_sites(&self) -> StoreResult<Vec<SiteRecord>> {
+        self.run(|conn| {
+            conn.prepare_cached(&format!("{SITE_SELECT} ORDER BY name"))
+                .db()?
+                .query_map([], site_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+
+    // ---- join tokens and enrollment
+
+    async fn create_join_token(&self, token: JoinTokenRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO join_tokens (id, site, secret_hash, created_unix, expires_unix, \
+                 created_by, used_by_node, used_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db()?
+            .execute(params![
+                token.id,
+                token.site.as_str(),
+                token.secret_hash,
+                token.created_unix,
+                token.expires_unix,
+                token.created_by,
+                token.used_by_node.as_ref().map(NodeName::as_str),
+                token.used_unix
+            ])
+            .map_err(|e| insert_err(e, ("join token", &token.id), ("site", token.site.as_str())))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_join_tokens(&self) -> StoreResult<Vec<JoinTokenRecord>> {
+        self.run(|conn| {
+            conn.prepare_cached(
+                "SELECT id, site, secret_hash, created_unix, expires_unix, created_by, \
+                 used_by_node, used_unix FROM join_tokens ORDER BY id",
+            )
+            .db()?
+            .query_map([], join_token_from_row)
+            .db()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn enroll_node(
+        &self,
+        secret_hash: &str,
+        node: NewNode,
+        now: UnixSecs,
+    ) -> StoreResult<NodeRecord> {
+        let secret_hash = secret_hash.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let token = tx
+                .prepare_cached(
+                    "SELECT id, site, expires_unix, used_by_node FROM join_tokens \
+                     WHERE secret_hash = ?1",
+                )
+                .db()?
+                .query_row([&secret_hash], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .optional()
+                .db()?;
+            let Some((token_id, site, expires_unix, used_by)) = token else {
+                return Err(StoreError::JoinTokenUnknown);
+            };
+            if let Some(node) = used_by {
+                return Err(StoreError::JoinTokenUsed { node });
+            }
+            if expires_unix <= now {
+                return Err(StoreError::JoinTokenExpired);
+            }
+            let name = node.name.as_str();
+            // Checked before touching the token, so that a refused name
+            // leaves the token usable for a second try.
+            if node_exists(&tx, name)? {
+                return Err(StoreError::AlreadyExists {
+                    kind: "node",
+                    name: name.to_owned(),
+                });
+            }
+            tx.prepare_cached(
+                "UPDATE join_tokens SET used_by_node = ?2, used_unix = ?3 \
+                 WHERE id = ?1 AND used_by_node IS NULL",
+            )
+            .db()?
+            .execute(params![token_id, name, now])
+            .db()?;
+            let facts = node.facts.as_ref().map(Message::encode_to_vec);
+            tx.prepare_cached(
+                "INSERT INTO nodes (name, site, enrolled_unix, last_seen_unix, conn_state, \
+                 conn_changed_unix, draining, labels, desired_generation, applied_generation, \
+                 last_outcome, last_message, facts, cert_fingerprint) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?3, 0, '{}', 1, 0, 0, '', ?5, ?6)",
+            )
+            .db()?
+            .execute(params![
+                name,
+                site,
+                now,
+                ConnState::Enrolling.as_str(),
+                facts,
+                node.cert_fingerprint
+            ])
+            .map_err(|e| insert_err(e, ("node", name), ("site", &site)))?;
+            let record = load_node(&tx, name)?;
+            tx.commit().db()?;
+            tracing::debug!(node = name, site = %site, token = %token_id, "node enrolled");
+            Ok(record)
+        })
+        .await
+    }
+
+    // ---- nodes
+
+    async fn get_node(&self, name: &NodeName) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        self.run(move |conn| load_node(conn, name.as_str())).await
+    }
+
+    async fn node_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<NodeRecord>> {
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |conn| {
+            conn.prepare_cached(node_select!("WHERE cert_fingerprint = ?1"))
+                .db()?
+                .query_row([&fingerprint], node_from_row)
+                .optional()
+                .db()
+        })
+        .await
+    }
+
+    async fn list_nodes(&self, site: Option<&SiteName>) -> StoreResult<Vec<NodeRecord>> {
+        let site = site.cloned();
+        self.run(move |conn| {
+            conn.prepare_cached(node_select!("WHERE ?1 IS NULL OR site = ?1 ORDER BY name"))
+                .db()?
+                .query_map([site.as_ref().map(SiteName::as_str)], node_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+
+    async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            tx.prepare_cached(
+                "UPDATE nodes SET draining = ?2, desired_generation = desired_generation + 1 \
+                 WHERE name = ?1 AND draining <> ?2",
+            )
+            .db()?
+            .execute(params![name.as_str(), draining])
+            .db()?;
+            // NotFound comes from here when the node does not exist.
+            let record = load_node(&tx, name.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn change_labels(&self, change: LabelChange) -> StoreResult<Vec<NodeRecord>> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let names: BTreeSet<String> = if change.nodes.is_empty() {
+                tx.prepare_cached("SELECT name FROM nodes")
+                    .db()?
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .db()?
+                    .collect::<rusqlite::Result<_>>()
+                    .db()?
+            } else {
+                let names: BTreeSet<String> =
+                    change.nodes.iter().map(|n| n.as_str().to_owned()).collect();
+                // Every name first: a typo must not leave half the list
+                // changed.
+                for name in &names {
+                    if !node_exists(&tx, name)? {
+                        return Err(not_found("node", name.as_str()));
+                    }
+                }
+                names
+            };
+            let mut updated = Vec::with_capacity(names.len());
+            for name in &names {
+                let mut node = load_node(&tx, name)?;
+                // `set` then `remove`: a key named in both ends up removed.
+                for (key, value) in &change.set {
+                    node.labels.insert(key.clone(), value.clone());
+                }
+                for key in &change.remove {
+                    node.labels.remove(key);
+                }
+                tx.prepare_cached(
+                    "UPDATE nodes SET labels = ?2, desired_generation = desired_generation + 1 \
+                     WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name, labels_json(&node.labels)?])
+                .db()?;
+                node.desired_generation += 1;
+                updated.push(node);
+            }
+            tx.commit().db()?;
+            // `names` is a BTreeSet, so `updated` is already sorted by name.
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn set_conn_state(
+        &self,
+        name: &NodeName,
+        state: ConnState,
+        now: UnixSecs,
+    ) -> StoreResult<()> {
+        let name = name.clone();
+        self.run(move |conn| {
+            // conn_changed_unix moves only on a real change, so repeating
+            // "disconnected" does not restart the unreachable delay.
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE nodes SET conn_state = ?2, conn_changed_unix = \
+                     CASE WHEN conn_state = ?2 THEN conn_changed_unix ELSE ?3 END \
+                     WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name.as_str(), state.as_str(), now])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_unreachable(
+        &self,
+        cutoff: UnixSecs,
+        now: UnixSecs,
+    ) -> StoreResult<Vec<NodeName>> {
+        self.run(move |conn| {
+            let mut names = conn
+                .prepare_cached(
+                    "UPDATE nodes SET conn_state = ?1, conn_changed_unix = ?2 \
+                     WHERE conn_state = ?3 AND conn_changed_unix < ?4 RETURNING name",
+                )
+                .db()?
+                .query_map(
+                    params![
+                        ConnState::Unreachable.as_str(),
+                        now,
+                        ConnState::Disconnected.as_str(),
+                        cutoff
+                    ],
+                    |row| parsed(row, 0, NodeName::new),
+                )
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            // RETURNING gives no order.
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn record_seen(&self, seen: Vec<(NodeName, UnixSecs)>) -> StoreResult<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            {
+                let mut stmt = tx
+                    .prepare_cached("UPDATE nodes SET last_seen_unix = ?2 WHERE name = ?1")
+                    .db()?;
+                for (name, at) in &seen {
+                    // A node removed since its heartbeat updates no row.
+                    stmt.execute(params![name.as_str(), at]).db()?;
+                }
+            }
+            tx.commit().db()
+        })
+        .await
+    }
+
+    async fn record_observed(
+        &self,
+        name: &NodeName,
+        applied_generation: u64,
+        outcome: i32,
+        message: &str,
+    ) -> StoreResult<()> {
+        let name = name.clone();
+        let message = message.to_owned();
+        let applied = to_i64("applied generation", applied_generation)?;
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE nodes SET applied_generation = ?2, last_outcome = ?3, \
+                     last_message = ?4 WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name.as_str(), applied, outcome, message])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_facts(&self, name: &NodeName, facts: &NodeFacts) -> StoreResult<()> {
+        let name = name.clone();
+        let facts = facts.encode_to_vec();
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE nodes SET facts = ?2 WHERE name = ?1")
+                .db()?
+                .execute(params![name.as_str(), facts])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- tenants
+
+    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO tenants (name, display_name, offer, membership_expires, \
+                 created_unix) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                tenant.name.as_str(),
+                tenant.display_name,
+                tenant.offer.as_str(),
+                tenant.membership_expires,
+                tenant.created_unix
+            ])
+            .map_err(|e| insert_err(e, ("tenant", tenant.name.as_str()), ("tenant", "")))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, name: &TenantName) -> StoreResult<TenantRecord> {
+        let name = name.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!("{TENANT_SELECT} WHERE name = ?1"))
+                .db()?
+                .query_row([name.as_str()], tenant_from_row)
+                .optional()
+                .db()?
+                .ok_or_else(|| not_found("tenant", name.as_str()))
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        self.run(|conn| {
+            conn.prepare_cached(&format!("{TENANT_SELECT} ORDER BY name"))
+                .db()?
+                .query_map([], tenant_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+
+    // ---- users
+
+    async fn create_user(&self, user: UserRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let name = user.name.as_str();
+            let tenant = user.tenant.as_ref().map(TenantName::as_str);
+            tx.prepare_cached(
+                "INSERT INTO users (name, tenant, role, display_name, created_unix) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                name,
+                tenant,
+                user.role.as_str(),
+                user.display_name,
+                user.created_unix
+            ])
+            .map_err(|e| insert_err(e, ("user", name), ("tenant", tenant.unwrap_or_default())))?;
+            // The record may arrive with its grants; they are part of it.
+            for node in &user.node_grants {
+                if !node_exists(&tx, node.as_str())? {
+                    return Err(not_found("node", node.as_str()));
+                }
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO node_grants (user_name, node_name) VALUES (?1, ?2)",
+                )
+                .db()?
+                .execute(params![name, node.as_str()])
+                .db()?;
+            }
+            tx.commit().db()
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &UserName) -> StoreResult<UserRecord> {
+        let name = name.clone();
+        self.run(move |conn| load_user(conn, name.as_str())).await
+    }
+
+    async fn list_users(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<UserRecord>> {
+        let tenant = tenant.cloned();
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            let users = tx
+                .prepare_cached(&format!(
+                    "{USER_SELECT} WHERE ?1 IS NULL OR tenant = ?1 ORDER BY name"
+                ))
+                .db()?
+                .query_map([tenant.as_ref().map(TenantName::as_str)], user_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            let users = users
+                .into_iter()
+                .map(|user| with_grants(&tx, user))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn grant_node(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord> {
+        let user = user.clone();
+        let node = node.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            if !user_exists(&tx, user.as_str())? {
+                return Err(not_found("user", user.as_str()));
+            }
+            if !node_exists(&tx, node.as_str())? {
+                return Err(not_found("node", node.as_str()));
+            }
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO node_grants (user_name, node_name) VALUES (?1, ?2)",
+            )
+            .db()?
+            .execute(params![user.as_str(), node.as_str()])
+            .db()?;
+            let record = load_user(&tx, user.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn revoke_node_grant(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord> {
+        let user = user.clone();
+        let node = node.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            if !user_exists(&tx, user.as_str())? {
+                return Err(not_found("user", user.as_str()));
+            }
+            tx.prepare_cached("DELETE FROM node_grants WHERE user_name = ?1 AND node_name = ?2")
+                .db()?
+                .execute(params![user.as_str(), node.as_str()])
+                .db()?;
+            let record = load_user(&tx, user.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    // ---- API tokens and user certificates
+
+    async fn create_api_token(&self, token: ApiTokenRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO api_tokens (id, user_name, description, secret_hash, created_unix, \
+                 expires_unix, revoked_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .db()?
+            .execute(params![
+                token.id,
+                token.user.as_str(),
+                token.description,
+                token.secret_hash,
+                token.created_unix,
+                token.expires_unix,
+                token.revoked_unix
+            ])
+            .map_err(|e| insert_err(e, ("api token", &token.id), ("user", token.user.as_str())))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        let secret_hash = secret_hash.to_owned();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!("{API_TOKEN_SELECT} WHERE secret_hash = ?1"))
+                .db()?
+                .query_row([&secret_hash], api_token_from_row)
+                .optional()
+                .db()
+        })
+        .await
+    }
+
+    async fn get_api_token(&self, id: &str) -> StoreResult<ApiTokenRecord> {
+        let id = id.to_owned();
+        self.run(move |conn| load_api_token(conn, &id)).await
+    }
+
+    async fn list_api_tokens(&self, user: Option<&UserName>) -> StoreResult<Vec<ApiTokenRecord>> {
+        let user = user.cloned();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!(
+                "{API_TOKEN_SELECT} WHERE ?1 IS NULL OR user_name = ?1 ORDER BY id"
+            ))
+            .db()?
+            .query_map([user.as_ref().map(UserName::as_str)], api_token_from_row)
+            .db()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn revoke_api_token(&self, id: &str, now: UnixSecs) -> StoreResult<ApiTokenRecord> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE api_tokens SET revoked_unix = coalesce(revoked_unix, ?2) \
+                     WHERE id = ?1",
+                )
+                .db()?
+                .execute(params![id, now])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("api token", id));
+            }
+            let record = load_api_token(&tx, &id)?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn add_user_cert(&self, cert: UserCertRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO user_certs (fingerprint, user_name, created_unix, expires_unix) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .db()?
+            .execute(params![
+                cert.fingerprint,
+                cert.user.as_str(),
+                cert.created_unix,
+                cert.expires_unix
+            ])
+            .map_err(|e| {
+                insert_err(
+                    e,
+                    ("user certificate", &cert.fingerprint),
+                    ("user", cert.user.as_str()),
+                )
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_cert_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> StoreResult<Option<UserCertRecord>> {
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "SELECT fingerprint, user_name, created_unix, expires_unix FROM user_certs \
+                 WHERE fingerprint = ?1",
+            )
+            .db()?
+            .query_row([&fingerprint], user_cert_from_row)
+            .optional()
+            .db()
+        })
+        .await
+    }
+
+    // ---- audit (append-only)
+
+    async fn append_audit(&self, entry: AuditRecord) -> StoreResult<u64> {
+        self.run(move |conn| {
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
+                     detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                )
+                .db()?
+                .query_row(
+                    params![
+                        entry.at_unix_ms,
+                        entry.actor,
+                        entry.action,
+                        entry.target,
+                        entry.tenant.as_ref().map(TenantName::as_str),
+                        entry.outcome.as_str(),
+                        entry.detail
+                    ],
+                    |row| row.get(0),
+                )
+                .db()?;
+            u64::try_from(id).map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let limit = match filter.limit {
+            0 => AUDIT_DEFAULT_LIMIT,
+            n => n.min(AUDIT_MAX_LIMIT),
+        };
+        self.run(move |conn| {
+            // Only the filters in use go into the statement, so that SQLite
+            // can pick the (tenant, id) or (actor, id) index.
+            let mut sql = String::from(
+                "SELECT id, at_unix_ms, actor, action, target, tenant, outcome, detail \
+                 FROM audit WHERE 1 = 1",
+            );
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(before) = filter.before {
+                sql.push_str(" AND id < ?");
+                // Every id is below i64::MAX, so a larger bound filters nothing.
+                args.push(Value::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+            }
+            if let Some(tenant) = &filter.tenant {
+                sql.push_str(" AND tenant = ?");
+                args.push(Value::Text(tenant.as_str().to_owned()));
+            }
+            if let Some(actor) = &filter.actor {
+                sql.push_str(" AND actor = ?");
+                args.push(Value::Text(actor.clone()));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Value::Integer(i64::from(limit)));
+            conn.prepare_cached(&sql)
+                .db()?
+                .query_map(params_from_iter(args), audit_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use coloc_proto::agent::v1::{Disk, NodeFacts};
+    use coloc_proto::domain::{NodeName, Offer, Role, SiteName, TenantName, UserName};
+
+    use super::*;
+
+    const NOW: UnixSecs = 1_800_000_000;
+
+    fn site_name(s: &str) -> SiteName {
+        SiteName::new(s).unwrap()
+    }
+    fn node_name(s: &str) -> NodeName {
+        NodeName::new(s).unwrap()
+    }
+    fn tenant_name(s: &str) -> TenantName {
+        TenantName::new(s).unwrap()
+    }
+    fn user_name(s: &str) -> UserName {
+        UserName::new(s).unwrap()
+    }
+
+    fn site(name: &str) -> SiteRecord {
+        SiteRecord {
+            name: site_name(name),
+            country: "FR".into(),
+            city: "Paris".into(),
+            description: format!("site {name}"),
+            created_unix: NOW - 1000,
+        }
+    }
+
+    fn join_token(id: &str, site: &str, expires_unix: UnixSecs) -> JoinTokenRecord {
+        JoinTokenRecord {
+            id: id.into(),
+            site: site_name(site),
+            secret_hash: format!("hash-of-{id}"),
+            created_unix: NOW - 100,
+            expires_unix,
+            created_by: "user:alice".into(),
+            used_by_node: None,
+            used_unix: None,
+        }
+    }
+
+    fn facts(hostname: &str) -> NodeFacts {
+        NodeFacts {
+            hostname: hostname.into(),
+            cpu_model: "EPYC".into(),
+            cpu_count: 16,
+            memory_bytes: 64 << 30,
+            disks: vec![Disk {
+                name: "nvme0n1".into(),
+                model: "QEMU NVMe Ctrl".into(),
+                serial: "COLOC0001".into(),
+                size_bytes: 1 << 40,
+                transport: "nvme".into(),
+                rotational: false,
+            }],
+            ..NodeFacts::default()
+        }
+    }
+
+    fn new_node(name: &str) -> NewNode {
+        NewNode {
+            name: node_name(name),
+            cert_fingerprint: format!("fp-{name}"),
+            facts: Some(facts(name)),
+        }
+    }
+
+    fn tenant(name: &str) -> TenantRecord {
+        TenantRecord {
+            name: tenant_name(name),
+            display_name: format!("Association {name}"),
+            offer: Offer::Participatif,
+            membership_expires: "2027-06-30".into(),
+            created_unix: NOW,
+        }
+    }
+
+    fn user(name: &str, tenant: Option<&str>, role: Role) -> UserRecord {
+        UserRecord {
+            name: user_name(name),
+            tenant: tenant.map(tenant_name),
+            role,
+            display_name: format!("User {name}"),
+            created_unix: NOW,
+            node_grants: Vec::new(),
+        }
+    }
+
+    fn api_token(id: &str, user: &str) -> ApiTokenRecord {
+        ApiTokenRecord {
+            id: id.into(),
+            user: user_name(user),
+            description: format!("token {id}"),
+            secret_hash: format!("hash-of-{id}"),
+            created_unix: NOW,
+            expires_unix: NOW + 3600,
+            revoked_unix: None,
+        }
+    }
+
+    fn audit(at: i64, actor: &str, tenant: Option<&str>, outcome: AuditOutcome) -> AuditRecord {
+        AuditRecord {
+            id: 0,
+            at_unix_ms: at,
+            actor: actor.into(),
+            action: "CreateApp".into(),
+            target: "app/nextcloud".into(),
+            tenant: tenant.map(tenant_name),
+            outcome,
+            detail: String::new(),
+        }
+    }
+
+    /// A store with site `paris-1` and nodes enrolled through one token each.
+    async fn fleet(nodes: &[&str]) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.create_site(site("paris-1")).await.unwrap();
+        for name in nodes {
+            let id = format!("jt-{name}");
+            store
+                .create_join_token(join_token(&id, "paris-1", NOW + 3600))
+                .await
+                .unwrap();
+            store
+                .enroll_node(&format!("hash-of-{id}"), new_node(name), NOW)
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    fn names(nodes: &[NodeRecord]) -> Vec<&str> {
+        nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    // ---- sites and join tokens
+
+    #[tokio::test]
+    async fn sites_are_created_listed_by_name_and_unique() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.create_site(site("lyon-1")).await.unwrap();
+        store.create_site(site("paris-1")).await.unwrap();
+        store.create_site(site("brest-2")).await.unwrap();
+
+        let listed = store.list_sites().await.unwrap();
+        let listed: Vec<_> = listed.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(listed, ["brest-2", "lyon-1", "paris-1"]);
+        assert_eq!(
+            store.get_site(&site_name("paris-1")).await.unwrap(),
+            site("paris-1")
+        );
+
+        let err = store.create_site(site("paris-1")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "site", ref name } if name == "paris-1"),
+            "{err:?}"
+        );
+        let err = store.get_site(&site_name("nantes")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "site", ref name } if name == "nantes"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn join_tokens_need_a_site_and_a_unique_id() {
+        let store = fleet(&[]).await;
+        store
+            .create_join_token(join_token("jt-b", "paris-1", NOW + 60))
+            .await
+            .unwrap();
+        store
+            .create_join_token(join_token("jt-a", "paris-1", NOW + 60))
+            .await
+            .unwrap();
+        let tokens = store.list_join_tokens().await.unwrap();
+        assert_eq!(
+            tokens,
+            [
+                join_token("jt-a", "paris-1", NOW + 60),
+                join_token("jt-b", "paris-1", NOW + 60)
+            ]
+        );
+
+        let err = store
+            .create_join_token(join_token("jt-a", "paris-1", NOW + 60))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "join token", ref name } if name == "jt-a"),
+            "{err:?}"
+        );
+        let err = store
+            .create_join_token(join_token("jt-c", "nowhere", NOW + 60))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "site", ref name } if name == "nowhere"),
+            "{err:?}"
+        );
+    }
+
+    // ---- enrollment
+
+    #[tokio::test]
+    async fn enrollment_creates_the_node_and_consumes_the_token_once() {
+        let store = fleet(&[]).await;
+        store
+            .create_join_token(join_token("jt-1", "paris-1", NOW + 3600))
+            .await
+            .unwrap();
+
+        let node = store
+            .enroll_node("hash-of-jt-1", new_node("n1"), NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            node,
+            NodeRecord {
+                name: node_name("n1"),
+                site: site_name("paris-1"),
+                enrolled_unix: NOW,
+                last_seen_unix: None,
+                conn_state: ConnState::Enrolling,
+                conn_changed_unix: NOW,
+                draining: false,
+                labels: BTreeMap::new(),
+                desired_generation: 1,
+                applied_generation: 0,
+                last_outcome: 0,
+                last_message: String::new(),
+                facts: Some(facts("n1")),
+                cert_fingerprint: "fp-n1".into(),
+            }
+        );
+        assert_eq!(store.get_node(&node_name("n1")).await.unwrap(), node);
+
+        let token = &store.list_join_tokens().await.unwrap()[0];
+        assert_eq!(token.used_by_node, Some(node_name("n1")));
+        assert_eq!(token.used_unix, Some(NOW));
+
+        let err = store
+            .enroll_node("hash-of-jt-1", new_node("n2"), NOW + 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::JoinTokenUsed { ref node } if node == "n1"),
+            "{err:?}"
+        );
+        let err = store.get_node(&node_name("n2")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn enrollment_refuses_expired_and_unknown_tokens() {
+        let store = fleet(&[]).await;
+        store
+            .create_join_token(join_token("jt-1", "paris-1", NOW))
+            .await
+            .unwrap();
+
+        // Expiry is exclusive: a token expiring now is already expired.
+        let err = store
+            .enroll_node("hash-of-jt-1", new_node("n1"), NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::JoinTokenExpired), "{err:?}");
+        let ok = store
+            .enroll_node("hash-of-jt-1", new_node("n1"), NOW - 1)
+            .await
+            .unwrap();
+        assert_eq!(ok.name.as_str(), "n1");
+
+        let err = store
+            .enroll_node("hash-of-nothing", new_node("n2"), NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::JoinTokenUnknown), "{err:?}");
+        assert_eq!(store.list_nodes(None).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn duplicate_node_name_leaves_the_token_unused() {
+        let store = fleet(&["n1"]).await;
+        store
+            .create_join_token(join_token("jt-2", "paris-1", NOW + 3600))
+            .await
+            .unwrap();
+
+        let err = store
+            .enroll_node("hash-of-jt-2", new_node("n1"), NOW)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "node", ref name } if name == "n1"),
+            "{err:?}"
+        );
+        let tokens = store.list_join_tokens().await.unwrap();
+        let second = tokens.iter().find(|t| t.id == "jt-2").unwrap();
+        assert_eq!(second.used_by_node, None);
+        assert_eq!(second.used_unix, None);
+
+        // The operator picks another name and the same token works.
+        let node = store
+            .enroll_node("hash-of-jt-2", new_node("n2"), NOW)
+            .await
+            .unwrap();
+        assert_eq!(node.name.as_str(), "n2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_enrollments_with_one_token_admit_exactly_one() {
+        let store = Arc::new(fleet(&[]).await);
+        store
+            .create_join_token(join_token("jt-1", "paris-1", NOW + 3600))
+            .await
+            .unwrap();
+
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    store
+                        .enroll_node("hash-of-jt-1", new_node(&format!("n{i}")), NOW)
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(node) => winners.push(node.name),
+                Err(StoreError::JoinTokenUsed { node }) => {
+                    assert!(node.starts_with('n'), "{node}");
+                }
+                Err(other) => panic!("unexpected error: {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let nodes = store.list_nodes(None).await.unwrap();
+        assert_eq!(names(&nodes), [winners[0].as_str()]);
+        let token = &store.list_join_tokens().await.unwrap()[0];
+        assert_eq!(token.used_by_node.as_ref(), Some(&winners[0]));
+    }
+
+    /// Two stores (two connections) on one file: the IMMEDIATE transaction
+    /// and the busy timeout, not just the in-process mutex, keep the token
+    /// single-use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_enrollments_across_connections_admit_exactly_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        let first = SqliteStore::open(&path).unwrap();
+        let second = SqliteStore::open(&path).unwrap();
+        first.create_site(site("paris-1")).await.unwrap();
+        first
+            .create_join_token(join_token("jt-1", "paris-1", NOW + 3600))
+            .await
+            .unwrap();
+
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = if i % 2 == 0 {
+                    first.clone()
+                } else {
+                    second.clone()
+                };
+                tokio::spawn(async move {
+                    store
+                        .enroll_node("hash-of-jt-1", new_node(&format!("n{i}")), NOW)
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::JoinTokenUsed { .. }) => {}
+                Err(other) => panic!("unexpected error: {other:?}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(second.list_nodes(None).await.unwrap().len(), 1);
+    }
+
+    // ---- nodes
+
+    #[tokio::test]
+    async fn nodes_are_found_by_name_fingerprint_and_site() {
+        let store = fleet(&["n2", "n1"]).await;
+        store.create_site(site("lyon-1")).await.unwrap();
+        store
+            .create_join_token(join_token("jt-l", "lyon-1", NOW + 3600))
+            .await
+            .unwrap();
+        store
+            .enroll_node("hash-of-jt-l", new_node("l1"), NOW)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            names(&store.list_nodes(None).await.unwrap()),
+            ["l1", "n1", "n2"]
+        );
+        assert_eq!(
+            names(&store.list_nodes(Some(&site_name("paris-1"))).await.unwrap()),
+            ["n1", "n2"]
+        );
+        assert!(
+            store
+                .list_nodes(Some(&site_name("brest")))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let by_fp = store.node_by_fingerprint("fp-n2").await.unwrap().unwrap();
+        assert_eq!(by_fp.name.as_str(), "n2");
+        assert_eq!(store.node_by_fingerprint("fp-zz").await.unwrap(), None);
+
+        let err = store.get_node(&node_name("zz")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "zz"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn draining_bumps_the_generation_only_on_change() {
+        let store = fleet(&["n1"]).await;
+        let n1 = node_name("n1");
+
+        let node = store.set_draining(&n1, false).await.unwrap();
+        assert_eq!((node.draining, node.desired_generation), (false, 1));
+        let node = store.set_draining(&n1, true).await.unwrap();
+        assert_eq!((node.draining, node.desired_generation), (true, 2));
+        let node = store.set_draining(&n1, true).await.unwrap();
+        assert_eq!((node.draining, node.desired_generation), (true, 2));
+        let node = store.set_draining(&n1, false).await.unwrap();
+        assert_eq!((node.draining, node.desired_generation), (false, 3));
+        assert_eq!(store.get_node(&n1).await.unwrap(), node);
+
+        let err = store
+            .set_draining(&node_name("zz"), true)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn label_changes_apply_to_named_nodes_and_bump_generations() {
+        let store = fleet(&["n1", "n2", "n3"]).await;
+
+        let changed = store
+            .change_labels(LabelChange {
+                nodes: vec![node_name("n3"), node_name("n1"), node_name("n3")],
+                set: BTreeMap::from([
+                    ("rack".to_owned(), "a".to_owned()),
+                    ("tier".to_owned(), "gold".to_owned()),
+                ]),
+                remove: Vec::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(names(&changed), ["n1", "n3"]);
+        for node in &changed {
+            assert_eq!(node.desired_generation, 2);
+            assert_eq!(node.labels["rack"], "a");
+            assert_eq!(&store.get_node(&node.name).await.unwrap(), node);
+        }
+        let n2 = store.get_node(&node_name("n2")).await.unwrap();
+        assert!(n2.labels.is_empty());
+        assert_eq!(n2.desired_generation, 1);
+
+        // Empty node list: every node; set and remove in one change.
+        let changed = store
+            .change_labels(LabelChange {
+                nodes: Vec::new(),
+                set: BTreeMap::from([("rack".to_owned(), "b".to_owned())]),
+                remove: vec!["tier".to_owned(), "absent".to_owned()],
+            })
+            .await
+            .unwrap();
+        assert_eq!(names(&changed), ["n1", "n2", "n3"]);
+        let generations: Vec<_> = changed.iter().map(|n| n.desired_generation).collect();
+        assert_eq!(generations, [3, 2, 3]);
+        for node in &changed {
+            assert_eq!(
+                node.labels,
+                BTreeMap::from([("rack".to_owned(), "b".to_owned())])
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn label_change_naming_an_unknown_node_changes_nothing() {
+        let store = fleet(&["n1"]).await;
+        let before = store.get_node(&node_name("n1")).await.unwrap();
+
+        let err = store
+            .change_labels(LabelChange {
+                nodes: vec![node_name("n1"), node_name("ghost")],
+                set: BTreeMap::from([("rack".to_owned(), "a".to_owned())]),
+                remove: Vec::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "ghost"),
+            "{err:?}"
+        );
+        assert_eq!(store.get_node(&node_name("n1")).await.unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn disconnected_nodes_become_unreachable_after_the_cutoff() {
+        let store = fleet(&["n1", "n2", "n3", "n4"]).await;
+        store
+            .set_conn_state(&node_name("n1"), ConnState::Disconnected, 100)
+            .await
+            .unwrap();
+        store
+            .set_conn_state(&node_name("n2"), ConnState::Disconnected, 200)
+            .await
+            .unwrap();
+        store
+            .set_conn_state(&node_name("n3"), ConnState::Connected, 50)
+            .await
+            .unwrap();
+        store
+            .set_conn_state(&node_name("n4"), ConnState::Disconnected, 90)
+            .await
+            .unwrap();
+        // Repeating a state keeps the time it was entered.
+        store
+            .set_conn_state(&node_name("n4"), ConnState::Disconnected, 250)
+            .await
+            .unwrap();
+        let n4 = store.get_node(&node_name("n4")).await.unwrap();
+        assert_eq!(
+            (n4.conn_state, n4.conn_changed_unix),
+            (ConnState::Disconnected, 90)
+        );
+
+        let marked = store.mark_unreachable(150, 300).await.unwrap();
+        assert_eq!(marked, [node_name("n1"), node_name("n4")]);
+        let n1 = store.get_node(&node_name("n1")).await.unwrap();
+        assert_eq!(
+            (n1.conn_state, n1.conn_changed_unix),
+            (ConnState::Unreachable, 300)
+        );
+        let n2 = store.get_node(&node_name("n2")).await.unwrap();
+        assert_eq!(
+            (n2.conn_state, n2.conn_changed_unix),
+            (ConnState::Disconnected, 200)
+        );
+        let n3 = store.get_node(&node_name("n3")).await.unwrap();
+        assert_eq!(n3.conn_state, ConnState::Connected);
+
+        // Already unreachable nodes are not reported again.
+        assert!(store.mark_unreachable(150, 400).await.unwrap().is_empty());
+
+        let err = store
+            .set_conn_state(&node_name("zz"), ConnState::Connected, 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn seen_batches_update_known_nodes_and_ignore_the_rest() {
+        let store = fleet(&["n1", "n2"]).await;
+        store.record_seen(Vec::new()).await.unwrap();
+
+        // A heartbeat batch the size of a large fleet, mostly unknown names.
+        let mut batch: Vec<_> = (0..5000)
+            .map(|i| (node_name(&format!("gone-{i}")), NOW + 5))
+            .collect();
+        batch.push((node_name("n1"), NOW + 10));
+        batch.push((node_name("n2"), NOW + 20));
+        store.record_seen(batch).await.unwrap();
+
+        let nodes = store.list_nodes(None).await.unwrap();
+        let seen: Vec<_> = nodes.iter().map(|n| n.last_seen_unix).collect();
+        assert_eq!(seen, [Some(NOW + 10), Some(NOW + 20)]);
+        assert_eq!(nodes.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn observed_state_and_facts_are_recorded() {
+        let store = fleet(&["n1"]).await;
+        let n1 = node_name("n1");
+
+        store
+            .record_observed(&n1, 7, 2, "volume quota applied")
+            .await
+            .unwrap();
+        let mut new_facts = facts("n1");
+        new_facts.memory_bytes = 128 << 30;
+        new_facts.kernel_version = "6.1.0-28-amd64".into();
+        store.record_facts(&n1, &new_facts).await.unwrap();
+
+        let node = store.get_node(&n1).await.unwrap();
+        assert_eq!(node.applied_generation, 7);
+        assert_eq!(node.last_outcome, 2);
+        assert_eq!(node.last_message, "volume quota applied");
+        assert_eq!(node.facts, Some(new_facts.clone()));
+
+        let zz = node_name("zz");
+        let err = store.record_observed(&zz, 1, 0, "").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+        let err = store.record_facts(&zz, &new_facts).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+        let err = store
+            .record_observed(&n1, u64::MAX, 0, "")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    }
+
+    // ---- tenants and users
+
+    #[tokio::test]
+    async fn tenants_are_created_listed_and_unique() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.create_tenant(tenant("asso-y")).await.unwrap();
+        store.create_tenant(tenant("asso-x")).await.unwrap();
+
+        let listed = store.list_tenants().await.unwrap();
+        assert_eq!(listed, [tenant("asso-x"), tenant("asso-y")]);
+        assert_eq!(
+            store.get_tenant(&tenant_name("asso-y")).await.unwrap(),
+            tenant("asso-y")
+        );
+        let err = store.create_tenant(tenant("asso-x")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "tenant", ref name } if name == "asso-x"),
+            "{err:?}"
+        );
+        let err = store.get_tenant(&tenant_name("asso-z")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "tenant", ref name } if name == "asso-z"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn users_belong_to_existing_tenants() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.create_tenant(tenant("asso-x")).await.unwrap();
+        store.create_tenant(tenant("asso-y")).await.unwrap();
+        store
+            .create_user(user("carol", Some("asso-y"), Role::Member))
+            .await
+            .unwrap();
+        store
+            .create_user(user("bob", Some("asso-x"), Role::Member))
+            .await
+            .unwrap();
+        store
+            .create_user(user("alice", None, Role::Admin))
+            .await
+            .unwrap();
+
+        let all = store.list_users(None).await.unwrap();
+        let all: Vec<_> = all.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(all, ["alice", "bob", "carol"]);
+        let of_x = store
+            .list_users(Some(&tenant_name("asso-x")))
+            .await
+            .unwrap();
+        assert_eq!(of_x, [user("bob", Some("asso-x"), Role::Member)]);
+        assert_eq!(
+            store.get_user(&user_name("alice")).await.unwrap(),
+            user("alice", None, Role::Admin)
+        );
+
+        let err = store
+            .create_user(user("dave", Some("asso-q"), Role::Member))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "tenant", ref name } if name == "asso-q"),
+            "{err:?}"
+        );
+        let err = store
+            .create_user(user("bob", None, Role::Admin))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "user", ref name } if name == "bob"),
+            "{err:?}"
+        );
+        let err = store.get_user(&user_name("dave")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn node_grants_are_idempotent_and_sorted() {
+        let store = fleet(&["n1", "n2", "n3"]).await;
+        store
+            .create_user(user("olga", None, Role::Operator))
+            .await
+            .unwrap();
+        let olga = user_name("olga");
+
+        store.grant_node(&olga, &node_name("n3")).await.unwrap();
+        store.grant_node(&olga, &node_name("n1")).await.unwrap();
+        let record = store.grant_node(&olga, &node_name("n3")).await.unwrap();
+        assert_eq!(record.node_grants, [node_name("n1"), node_name("n3")]);
+        assert_eq!(store.get_user(&olga).await.unwrap(), record);
+        assert_eq!(store.list_users(None).await.unwrap(), [record]);
+
+        let record = store
+            .revoke_node_grant(&olga, &node_name("n3"))
+            .await
+            .unwrap();
+        assert_eq!(record.node_grants, [node_name("n1")]);
+        let again = store
+            .revoke_node_grant(&olga, &node_name("n3"))
+            .await
+            .unwrap();
+        assert_eq!(again, record);
+
+        let err = store
+            .grant_node(&user_name("nobody"), &node_name("n1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+            "{err:?}"
+        );
+        let err = store
+            .grant_node(&olga, &node_name("ghost"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "ghost"),
+            "{err:?}"
+        );
+        let err = store
+            .revoke_node_grant(&user_name("nobody"), &node_name("n1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_created_with_grants_keeps_them() {
+        let store = fleet(&["n1", "n2"]).await;
+        let mut olga = user("olga", None, Role::Operator);
+        olga.node_grants = vec![node_name("n2"), node_name("n1")];
+        store.create_user(olga).await.unwrap();
+        let record = store.get_user(&user_name("olga")).await.unwrap();
+        assert_eq!(record.node_grants, [node_name("n1"), node_name("n2")]);
+
+        let mut bad = user("boris", None, Role::Operator);
+        bad.node_grants = vec![node_name("n1"), node_name("ghost")];
+        let err = store.create_user(bad).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "ghost"),
+            "{err:?}"
+        );
+        // The whole creation was rolled back.
+        let err = store.get_user(&user_name("boris")).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", .. }),
+            "{err:?}"
+        );
+    }
+
+    // ---- API tokens and user certificates
+
+    #[tokio::test]
+    async fn api_tokens_are_found_listed_and_revoked_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .create_user(user("alice", None, Role::Admin))
+            .await
+            .unwrap();
+        store
+            .create_user(user("bob", None, Role::Admin))
+            .await
+            .unwrap();
+        store
+            .create_api_token(api_token("tok-2", "alice"))
+            .await
+            .unwrap();
+        store
+            .create_api_token(api_token("tok-1", "alice"))
+            .await
+            .unwrap();
+        store
+            .create_api_token(api_token("tok-3", "bob"))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.api_token_by_hash("hash-of-tok-1").await.unwrap(),
+            Some(api_token("tok-1", "alice"))
+        );
+        assert_eq!(store.api_token_by_hash("hash-of-x").await.unwrap(), None);
+        assert_eq!(
+            store.get_api_token("tok-3").await.unwrap(),
+            api_token("tok-3", "bob")
+        );
+        let all = store.list_api_tokens(None).await.unwrap();
+        let all: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(all, ["tok-1", "tok-2", "tok-3"]);
+        let of_alice = store
+            .list_api_tokens(Some(&user_name("alice")))
+            .await
+            .unwrap();
+        assert_eq!(
+            of_alice,
+            [api_token("tok-1", "alice"), api_token("tok-2", "alice")]
+        );
+
+        let revoked = store.revoke_api_token("tok-1", NOW + 10).await.unwrap();
+        assert_eq!(revoked.revoked_unix, Some(NOW + 10));
+        let again = store.revoke_api_token("tok-1", NOW + 99).await.unwrap();
+        assert_eq!(again.revoked_unix, Some(NOW + 10));
+        assert_eq!(store.get_api_token("tok-1").await.unwrap(), again);
+
+        let err = store.revoke_api_token("tok-9", NOW).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "api token", ref name } if name == "tok-9"),
+            "{err:?}"
+        );
+        let err = store.get_api_token("tok-9").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotFound {
+                    kind: "api token",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = store
+            .create_api_token(api_token("tok-1", "alice"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "api token", ref name } if name == "tok-1"),
+            "{err:?}"
+        );
+        let err = store
+            .create_api_token(api_token("tok-4", "nobody"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn user_certificates_are_found_by_fingerprint() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .create_user(user("alice", None, Role::Admin))
+            .await
+            .unwrap();
+        let cert = UserCertRecord {
+            fingerprint: "ab".repeat(32),
+            user: user_name("alice"),
+            created_unix: NOW,
+            expires_unix: NOW + 86400,
+        };
+        store.add_user_cert(cert.clone()).await.unwrap();
+        assert_eq!(
+            store
+                .user_cert_by_fingerprint(&cert.fingerprint)
+                .await
+                .unwrap(),
+            Some(cert.clone())
+        );
+        assert_eq!(store.user_cert_by_fingerprint("cd").await.unwrap(), None);
+
+        let err = store.add_user_cert(cert.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::AlreadyExists {
+                    kind: "user certificate",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = store
+            .add_user_cert(UserCertRecord {
+                fingerprint: "ef".repeat(32),
+                user: user_name("nobody"),
+                ..cert
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+            "{err:?}"
+        );
+    }
+
+    // ---- audit
+
+    #[tokio::test]
+    async fn audit_lists_newest_first_with_filters() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let entries = [
+            audit(1000, "user:alice", None, AuditOutcome::Allowed),
+            audit(2000, "user:bob", Some("asso-x"), AuditOutcome::Denied),
+            audit(3000, "user:alice", Some("asso-x"), AuditOutcome::Allowed),
+            audit(4000, "user:carol", Some("asso-y"), AuditOutcome::Failed),
+            audit(5000, "user:alice", Some("asso-y"), AuditOutcome::Allowed),
+        ];
+        let mut ids = Vec::new();
+        for entry in &entries {
+            ids.push(store.append_audit(entry.clone()).await.unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+        let all = store.list_audit(AuditFilter::default()).await.unwrap();
+        let times: Vec<_> = all.iter().map(|e| e.at_unix_ms).collect();
+        assert_eq!(times, [5000, 4000, 3000, 2000, 1000]);
+        let mut expected = entries[4].clone();
+        expected.id = ids[4];
+        assert_eq!(all[0], expected);
+
+        let page = store
+            .list_audit(AuditFilter {
+                before: Some(ids[3]),
+                limit: 2,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let times: Vec<_> = page.iter().map(|e| e.at_unix_ms).collect();
+        assert_eq!(times, [3000, 2000]);
+
+        let of_x = store
+            .list_audit(AuditFilter {
+                tenant: Some(tenant_name("asso-x")),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let times: Vec<_> = of_x.iter().map(|e| e.at_unix_ms).collect();
+        assert_eq!(times, [3000, 2000]);
+
+        let by_alice = store
+            .list_audit(AuditFilter {
+                actor: Some("user:alice".into()),
+                before: Some(ids[4]),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let times: Vec<_> = by_alice.iter().map(|e| e.at_unix_ms).collect();
+        assert_eq!(times, [3000, 1000]);
+
+        let alice_in_y = store
+            .list_audit(AuditFilter {
+                actor: Some("user:alice".into()),
+                tenant: Some(tenant_name("asso-y")),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(alice_in_y.len(), 1);
+        assert_eq!(alice_in_y[0].outcome, AuditOutcome::Allowed);
+        assert_eq!(alice_in_y[0].at_unix_ms, 5000);
+
+        let huge_before = store
+            .list_audit(AuditFilter {
+                before: Some(u64::MAX),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(huge_before.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn audit_limit_defaults_to_100_and_caps_at_1000() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        {
+            // Seeded directly: 1100 round trips through the trait would
+            // only make the test slow.
+            let conn = store.conn.lock().unwrap();
+            let tx = conn.unchecked_transaction().unwrap();
+            for i in 0..1100 {
+                tx.execute(
+                    "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
+                     detail) VALUES (?1, 'user:alice', 'Get', 'x', NULL, 'allowed', '')",
+                    [i],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let default = store.list_audit(AuditFilter::default()).await.unwrap();
+        assert_eq!(default.len(), 100);
+        assert_eq!(default[0].at_unix_ms, 1099);
+        let capped = store
+            .list_audit(AuditFilter {
+                limit: 5000,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(capped.len(), 1000);
+        assert_eq!(capped[999].at_unix_ms, 100);
+    }
+
+    #[tokio::test]
+    async fn audit_rows_cannot_be_updated_or_deleted() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let id = store
+            .append_audit(audit(1000, "user:alice", None, AuditOutcome::Allowed))
+            .await
+            .unwrap();
+        let id = i64::try_from(id).unwrap();
+
+        let conn = store.conn.lock().unwrap();
+        let err = conn
+            .execute("UPDATE audit SET outcome = 'denied' WHERE id = ?1", [id])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = conn
+            .execute("DELETE FROM audit WHERE id = ?1", [id])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = conn.execute("DELETE FROM audit", []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM audit WHERE outcome = 'allowed'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    // ---- files, schema versions
+
+    #[tokio::test]
+    async fn a_file_database_uses_wal_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.path(), Some(path.as_path()));
+            store.create_site(site("paris-1")).await.unwrap();
+            store
+                .create_join_token(join_token("jt-1", "paris-1", NOW + 3600))
+                .await
+                .unwrap();
+            store
+                .enroll_node("hash-of-jt-1", new_node("n1"), NOW)
+                .await
+                .unwrap();
+            store
+                .append_audit(audit(1000, "user:alice", None, AuditOutcome::Allowed))
+                .await
+                .unwrap();
+            let conn = store.conn.lock().unwrap();
+            let mode: String = conn
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap();
+            assert_eq!(sync, 1, "synchronous=NORMAL");
+            let fk: bool = conn
+                .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+                .unwrap();
+            assert!(fk);
+        }
+
+        // Reopening runs no migration again and loses nothing.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_sites().await.unwrap(), [site("paris-1")]);
+        let node = store.get_node(&node_name("n1")).await.unwrap();
+        assert_eq!(node.facts, Some(facts("n1")));
+        assert_eq!(
+            store
+                .list_audit(AuditFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let err = store
+            .enroll_node("hash-of-jt-1", new_node("n2"), NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::JoinTokenUsed { .. }), "{err:?}");
+        let version = user_version(&store.conn.lock().unwrap()).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_colocd_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        drop(SqliteStore::open(&path).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, supported }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn in_memory_schema_is_at_the_current_version() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let version = user_version(&store.conn.lock().unwrap()).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,497 @@
+//! colocd as a sysadmin and an association's members meet it: a real
+//! controller on a temporary SQLite file, real mTLS on loopback, raw
+//! protocol clients.
+
+use std::time::Duration;
+
+use coloc_proto::agent::v1 as apb;
+use coloc_proto::controller::v1 as pb;
+use coloc_tests::*;
+use tonic::Code;
+
+fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
+    r.expect_err("the call should have been refused").code()
+}
+
+#[tokio::test]
+async fn enrollment_consumes_the_token_once() -> Result<()> {
+    init_test_logging();
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+
+    let (_key, cert) = enroll_raw(&ctl, &token, "n1").await.expect("enrolls");
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    let node = admin
+        .nodes
+        .get_node(pb::GetNodeRequest { name: "n1".into() })
+        .await?
+        .into_inner();
+    assert_eq!(node.site, "paris-1");
+    assert_eq!(node.status, pb::NodeStatus::Enrolling as i32);
+    assert_eq!(node.facts.unwrap().cpu_count, 2);
+
+    // The same token again, even for another name, is refused.
+    let again = enroll_raw(&ctl, &token, "n2").await;
+    assert_eq!(code(again.clone()), Code::Unauthenticated);
+    assert!(again.unwrap_err().message().contains("already used"));
+
+    let tokens = admin
+        .nodes
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].used_by_node, "n1");
+    assert!(tokens[0].secret.is_empty(), "secrets are never listed");
+
+    // A duplicate node name leaves a fresh token unused.
+    let t2 = join_token(&mut admin, "paris-1", 3600).await?;
+    assert_eq!(code(enroll_raw(&ctl, &t2, "n1").await), Code::AlreadyExists);
+    enroll_raw(&ctl, &t2, "n2")
+        .await
+        .expect("token still usable");
+
+    // Both outcomes are in the audit log.
+    let entries = audit_entries(&mut admin, "").await?;
+    let enrolls: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "node.enroll")
+        .collect();
+    assert!(
+        enrolls
+            .iter()
+            .any(|e| e.outcome == pb::AuditOutcome::Denied as i32)
+    );
+    assert_eq!(
+        enrolls
+            .iter()
+            .filter(|e| e.outcome == pb::AuditOutcome::Allowed as i32)
+            .count(),
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_unknown_and_malformed_join_tokens_are_refused() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 60).await?;
+    ctl.clock.advance_secs(61);
+    let err = enroll_raw(&ctl, &token, "n1").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("expired"), "{}", err.message());
+
+    assert_eq!(
+        code(enroll_raw(&ctl, "cjt_0000", "n1").await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(enroll_raw(&ctl, &"x".repeat(10_000), "n1").await),
+        Code::Unauthenticated
+    );
+    // Bad node names never reach the store.
+    let good = join_token(&mut admin, "paris-1", 3600).await?;
+    for bad in ["N1", "n1;reboot", "../n1", "", "n\n1"] {
+        assert_eq!(
+            code(enroll_raw(&ctl, &good, bad).await),
+            Code::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    // ... and the token survived those attempts.
+    enroll_raw(&ctl, &good, "n1")
+        .await
+        .expect("token still good");
+    // A garbage CSR is refused with a clear error and consumes nothing.
+    let t3 = join_token(&mut admin, "paris-1", 3600).await?;
+    let mut client = ctl.agent_client().await?;
+    let err = client
+        .enroll(apb::EnrollRequest {
+            join_token: t3.clone(),
+            node_name: "n3".into(),
+            csr_pem:
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
+            facts: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    enroll_raw(&ctl, &t3, "n3").await.expect("token still good");
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_france_is_accepted() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    for country in ["DE", "US", "be"] {
+        let err = admin
+            .sites
+            .create_site(pb::CreateSiteRequest {
+                name: "abroad".into(),
+                country: country.into(),
+                city: String::new(),
+                description: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("France"), "{}", err.message());
+    }
+    let err = admin
+        .sites
+        .create_site(pb::CreateSiteRequest {
+            name: "nowhere".into(),
+            country: "France".into(),
+            city: String::new(),
+            description: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Nothing was created, and a token for such a site cannot exist.
+    let sites = admin
+        .sites
+        .list_sites(pb::ListSitesRequest {})
+        .await?
+        .into_inner();
+    assert!(sites.sites.is_empty());
+    let err = admin
+        .nodes
+        .create_join_token(pb::CreateJoinTokenRequest {
+            site: "abroad".into(),
+            ttl_secs: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    create_site(&mut admin, "lyon-1").await?;
+    let entries = audit_entries(&mut admin, "user:admin").await?;
+    let refused = entries
+        .iter()
+        .filter(|e| e.action == "site.create" && e.outcome == pb::AuditOutcome::Failed as i32)
+        .count();
+    assert_eq!(refused, 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn credentials_are_checked() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut anon = ctl.anonymous().await?;
+    let err = anon
+        .nodes
+        .list_nodes(pb::ListNodesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = anon
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            name: "x".into(),
+            display_name: String::new(),
+            offer: pb::Offer::Responsable as i32,
+            membership_expires: "2099-01-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let mut wrong = ctl.api("cat_deadbeef").await?;
+    assert_eq!(
+        code(wrong.users.who_am_i(pb::WhoAmIRequest {}).await),
+        Code::Unauthenticated
+    );
+
+    // A token that was revoked, then one that expired.
+    let mut admin = ctl.admin().await?;
+    let t = admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            user: String::new(),
+            description: "short".into(),
+            ttl_secs: 120,
+        })
+        .await?
+        .into_inner();
+    let mut short = ctl.api(&t.secret).await?;
+    assert_eq!(
+        short
+            .users
+            .who_am_i(pb::WhoAmIRequest {})
+            .await?
+            .into_inner()
+            .name,
+        "admin"
+    );
+    ctl.clock.advance_secs(121);
+    let err = short
+        .users
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("expired"), "{}", err.message());
+
+    let t2 = admin
+        .tokens
+        .create_token(pb::CreateTokenRequest::default())
+        .await?
+        .into_inner();
+    admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest { id: t2.id.clone() })
+        .await?;
+    let mut revoked = ctl.api(&t2.secret).await?;
+    let err = revoked
+        .users
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("revoked"), "{}", err.message());
+
+    // The anonymous mutation attempt is audited.
+    let entries = audit_entries(&mut admin, "anonymous").await?;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "tenant.create" && e.outcome == pb::AuditOutcome::Denied as i32)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let (key, cert) = enroll_raw(&ctl, &token, "n1").await.expect("enrolls");
+
+    // A self-made CA signs a certificate with the same node name.
+    let foreign_ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "coloc CA cooperative");
+    let issuer = rcgen::Issuer::new(ca_params, foreign_ca_key);
+    let node_key = rcgen::KeyPair::generate()?;
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name.push(rcgen::DnType::CommonName, "n1");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let forged = p.signed_by(&node_key, &issuer)?;
+
+    // The TLS handshake (or the first call on it) fails.
+    let refused = match ctl
+        .channel_with_identity(&forged.pem(), &node_key.serialize_pem())
+        .await
+    {
+        Err(_) => true,
+        Ok(ch) => {
+            let mut c = coloc_proto::agent::v1::agent_service_client::AgentServiceClient::new(ch);
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(apb::AgentMessage {
+                body: Some(apb::agent_message::Body::Hello(apb::Hello::default())),
+            })
+            .await?;
+            c.session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .is_err()
+        }
+    };
+    assert!(
+        refused,
+        "a foreign CA's certificate must not open a session"
+    );
+
+    // The genuine certificate opens one.
+    let ch = ctl.channel_with_identity(&cert, &key).await?;
+    let mut c = coloc_proto::agent::v1::agent_service_client::AgentServiceClient::new(ch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(apb::AgentMessage {
+        body: Some(apb::agent_message::Body::Hello(apb::Hello::default())),
+    })
+    .await?;
+    let mut inbound = c
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut got_desired = false;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await?? {
+        if let Some(apb::controller_message::Body::Desired(d)) = msg.body {
+            assert_eq!(d.node_name, "n1");
+            assert_eq!(d.generation, 1);
+            got_desired = true;
+            break;
+        }
+    }
+    assert!(got_desired);
+    // Node certificates are not user credentials.
+    let mut as_user = Api::new(ctl.channel_with_identity(&cert, &key).await?, None);
+    let err = as_user
+        .users
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    drop(tx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn user_certificates_authenticate() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    let (key, csr) = key_and_csr("whatever")?;
+    let issued = admin
+        .users
+        .issue_user_certificate(pb::IssueUserCertificateRequest {
+            user: "admin".into(),
+            csr_pem: csr,
+            ttl_secs: 0,
+        })
+        .await?
+        .into_inner();
+    let mut by_cert = Api::new(
+        ctl.channel_with_identity(&issued.certificate_pem, &key)
+            .await?,
+        None,
+    );
+    let me = by_cert
+        .users
+        .who_am_i(pb::WhoAmIRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(me.name, "admin");
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversize_messages_are_refused() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let (_, csr) = key_and_csr("n1")?;
+    let mut client = ctl.agent_client().await?;
+    let err = client
+        .enroll(apb::EnrollRequest {
+            join_token: token.clone(),
+            node_name: "n1".into(),
+            csr_pem: csr,
+            facts: Some(apb::NodeFacts {
+                cpu_model: "x".repeat(2 * 1024 * 1024),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    // Nothing consumed the token.
+    enroll_raw(&ctl, &token, "n1").await.expect("token unused");
+    let err = admin
+        .sites
+        .create_site(pb::CreateSiteRequest {
+            name: "big".into(),
+            country: "FR".into(),
+            city: String::new(),
+            description: "y".repeat(501),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    Ok(())
+}
+
+#[tokio::test]
+async fn crafted_names_and_text_are_refused() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    for bad in [
+        "asso x",
+        "asso\nExecStart=/bin/sh",
+        "$(reboot)",
+        "../../etc",
+        "ASSO",
+        "a;b",
+        "",
+    ] {
+        let err = admin
+            .tenants
+            .create_tenant(pb::CreateTenantRequest {
+                name: bad.into(),
+                display_name: String::new(),
+                offer: pb::Offer::Responsable as i32,
+                membership_expires: "2099-01-01".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(err.message().contains("tenant name"), "{}", err.message());
+    }
+    let err = admin
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            name: "asso-x".into(),
+            display_name: "evil\r\nline".into(),
+            offer: pb::Offer::Responsable as i32,
+            membership_expires: "2099-01-01".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    for (offer, expires) in [
+        (0, "2099-01-01"),
+        (7, "2099-01-01"),
+        (1, "2099-02-30"),
+        (1, "2001-01-01"),
+    ] {
+        let err = admin
+            .tenants
+            .create_tenant(pb::CreateTenantRequest {
+                name: "asso-x".into(),
+                display_name: String::new(),
+                offer,
+                membership_expires: expires.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{offer} {expires}");
+    }
+    let tenants = admin
+        .tenants
+        .list_tenants(pb::ListTenantsRequest {})
+        .await?
+        .into_inner();
+    assert!(tenants.tenants.is_empty(), "nothing was created");
+    // Unknown ids.
+    let err = admin
+        .nodes
+        .get_node(pb::GetNodeRequest {
+            name: "ghost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            id: "tok-000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    Ok(())
+}
