@@ -61,8 +61,8 @@ pub struct SessionStats {
     pub observed: AtomicU64,
 }
 
-#[derive(Default)]
 pub struct SessionRegistry {
+    started_unix: i64,
     sessions: Mutex<HashMap<NodeName, SessionEntry>>,
     /// Last-seen times waiting to be flushed to the store.
     seen: Mutex<HashMap<NodeName, i64>>,
@@ -98,6 +98,21 @@ pub fn desired_of(rec: &NodeRecord) -> pb::DesiredConfig {
 type OutStream = Pin<Box<dyn Stream<Item = Result<pb::ControllerMessage, Status>> + Send>>;
 
 impl SessionRegistry {
+    pub fn new(started_unix: i64) -> Self {
+        Self {
+            started_unix,
+            sessions: Mutex::default(),
+            seen: Mutex::default(),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            stats: SessionStats::default(),
+        }
+    }
+
+    pub fn started_unix(&self) -> i64 {
+        self.started_unix
+    }
+
     pub fn connected_count(&self) -> usize {
         lock(&self.sessions).len()
     }

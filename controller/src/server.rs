@@ -276,7 +276,7 @@ pub async fn start(
         ca: Arc::new(ca),
         clock,
         config: Arc::new(config),
-        sessions: Arc::new(SessionRegistry::default()),
+        sessions: Arc::new(SessionRegistry::new(now)),
     };
 
     let tls = ServerTlsConfig::new()

@@ -321,4 +321,27 @@ impl Nodes for NodesApi {
         .await;
         audit.finish(result).await.map(Response::new)
     }
+
+    async fn get_controller_stats(
+        &self,
+        req: Request<pb::GetControllerStatsRequest>,
+    ) -> Result<Response<pb::ControllerStats>, Status> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ctx = &self.0;
+        let caller = ctx.caller(&req).await;
+        let audit = ctx.audit_read(&caller, "controller.stats", "controller");
+        let result = async {
+            auth::require_admin(&caller?, "reading controller statistics")?;
+            let s = &ctx.sessions;
+            Ok(pb::ControllerStats {
+                sessions: s.connected_count() as u64,
+                sessions_opened: s.stats.sessions_opened.load(Relaxed),
+                heartbeats: s.stats.heartbeats.load(Relaxed),
+                observed: s.stats.observed.load(Relaxed),
+                started_unix: s.started_unix(),
+            })
+        }
+        .await;
+        audit.finish(result).await.map(Response::new)
+    }
 }
