@@ -1,1 +1,101 @@
-//! placeholder during bootstrap
+//! coloc-agent: the daemon on every server of the cooperative.
+//!
+//! It owns the node's side of the contract in `coloc.agent.v1`: enrolling
+//! once with a join token, holding one mTLS session with colocd, keeping
+//! the last desired configuration in a ledger on disk and reconciling the
+//! host against it, with or without the controller. Host access (storage,
+//! units, health) lives behind the traits of [`host`] and is not done
+//! anywhere else; this crate must never shell out by itself.
+//!
+//! Tests and simulations drive whole agents through [`spawn_agent`] and
+//! [`sim::spawn_sim_agent`], which run the real logic on tokio tasks.
+
+pub mod backoff;
+pub mod config;
+pub mod durable;
+pub mod enroll;
+pub mod host;
+pub mod ledger;
+pub mod logging;
+pub mod notify;
+pub mod reconcile;
+pub mod runner;
+pub mod session;
+pub mod sim;
+pub mod status;
+pub mod supervisor;
+pub mod tls;
+
+pub use config::AgentConfig;
+pub use ledger::{FileLedger, LedgerStore, MemoryLedger};
+pub use reconcile::{ReconcileReport, Reconciler};
+pub use session::handle_desired;
+pub use sim::{SimAgentSpec, spawn_sim_agent};
+pub use status::AgentStatus;
+pub use supervisor::{AgentHandle, AgentOptions, spawn_agent};
+
+use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::domain::NodeName;
+use tokio::sync::watch;
+
+/// This agent's version, as reported in `Hello` and in facts.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The stop signal shared by one agent's tasks. Fires when the handle asks
+/// for shutdown or is dropped.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new(rx: watch::Receiver<bool>) -> Shutdown {
+        Shutdown(rx)
+    }
+
+    /// Resolves once shutdown is requested. Cancel-safe, for `select!`.
+    pub async fn wait(&mut self) {
+        // An error means the sender is gone, which also means "stop".
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            tracing::trace!("agent handle dropped; stopping");
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+}
+
+/// An error and its causes on one line: `a: b: c`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some libraries repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The host's facts for `Hello` and enrollment. A host that cannot be
+/// probed must not keep the node off the controller: its absence of facts
+/// is logged and the controller gets the minimum.
+pub async fn gather_facts(host: &host::Host, node: &NodeName) -> NodeFacts {
+    let mut facts = match host.health.facts().await {
+        Ok(facts) => facts,
+        Err(e) => {
+            tracing::warn!(node = %node, error = %error_chain(&e), "cannot gather host facts; sending the minimum");
+            NodeFacts {
+                hostname: node.to_string(),
+                ..NodeFacts::default()
+            }
+        }
+    };
+    if facts.agent_version.is_empty() {
+        facts.agent_version = AGENT_VERSION.to_owned();
+    }
+    facts
+}

@@ -291,6 +291,15 @@ pub async fn start(
         .set_serving::<AgentServiceServer<AgentApi>>()
         .await;
     health_reporter.set_serving::<NodesServer<NodesApi>>().await;
+    health_reporter.set_serving::<SitesServer<SitesApi>>().await;
+    health_reporter
+        .set_serving::<TenantsServer<TenantsApi>>()
+        .await;
+    health_reporter.set_serving::<UsersServer<UsersApi>>().await;
+    health_reporter
+        .set_serving::<TokensServer<TokensApi>>()
+        .await;
+    health_reporter.set_serving::<AuditServer<AuditApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -19,10 +19,7 @@ pub enum InvalidInput {
         reason: &'static str,
     },
     #[error("invalid {field}: {reason}")]
-    Field {
-        field: &'static str,
-        reason: String,
-    },
+    Field { field: &'static str, reason: String },
 }
 
 impl InvalidInput {

@@ -90,6 +90,83 @@ impl Api {
     }
 }
 
+/// A TLS endpoint for colocd at `url`, verified against the cooperative CA.
+pub fn endpoint(url: &str, ca_pem: &str, identity: Option<Identity>) -> Result<Endpoint> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(coloc_proto::CONTROLLER_TLS_NAME);
+    if let Some(id) = identity {
+        tls = tls.identity(id);
+    }
+    Ok(Endpoint::from_shared(url.to_string())?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10)))
+}
+
+/// A colocd elsewhere, reached with the CLI configuration `colocd init`
+/// writes (`admin.toml`).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    pub ca_pem: String,
+    pub token: String,
+}
+
+impl Remote {
+    pub fn from_admin_config(path: &std::path::Path) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct AdminToml {
+            server: String,
+            ca_file: PathBuf,
+            token: String,
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: AdminToml =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        let ca = if cfg.ca_file.is_relative() {
+            path.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(&cfg.ca_file)
+        } else {
+            cfg.ca_file
+        };
+        Ok(Self {
+            url: cfg.server,
+            ca_pem: std::fs::read_to_string(&ca)
+                .with_context(|| format!("cannot read {}", ca.display()))?,
+            token: cfg.token,
+        })
+    }
+
+    pub async fn api(&self) -> Result<Api> {
+        let ch = endpoint(&self.url, &self.ca_pem, None)?.connect().await?;
+        Ok(Api::new(ch, Some(&self.token)))
+    }
+}
+
+/// Every node, following pages.
+pub async fn all_nodes(api: &mut Api) -> Result<Vec<pb::Node>> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = api
+            .nodes
+            .list_nodes(pb::ListNodesRequest {
+                site: String::new(),
+                after,
+                limit: 1000,
+            })
+            .await?
+            .into_inner();
+        out.extend(page.nodes);
+        if page.next_after.is_empty() {
+            return Ok(out);
+        }
+        after = page.next_after;
+    }
+}
+
 /// Settings that make time-based behaviour quick to observe in tests.
 pub fn fast_config() -> ControllerConfig {
     ControllerConfig {
@@ -177,15 +254,7 @@ impl TestController {
     }
 
     fn endpoint(&self, identity: Option<Identity>) -> Result<Endpoint> {
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .domain_name(coloc_proto::CONTROLLER_TLS_NAME);
-        if let Some(id) = identity {
-            tls = tls.identity(id);
-        }
-        Ok(Endpoint::from_shared(self.url())?
-            .tls_config(tls)?
-            .connect_timeout(Duration::from_secs(5)))
+        endpoint(&self.url(), &self.ca_pem, identity)
     }
 
     pub async fn channel(&self) -> Result<Channel> {

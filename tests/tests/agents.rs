@@ -95,6 +95,31 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
         assert_eq!(node.site, "paris-1");
     }
 
+    // Large fleets are listed page by page, each node exactly once.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = admin
+            .nodes
+            .list_nodes(pb::ListNodesRequest {
+                site: String::new(),
+                after,
+                limit: 7,
+            })
+            .await?
+            .into_inner();
+        assert!(page.nodes.len() <= 7);
+        seen.extend(page.nodes.into_iter().map(|n| n.name));
+        if page.next_after.is_empty() {
+            break;
+        }
+        after = page.next_after;
+    }
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(all_nodes(&mut admin).await?.len(), 20);
+
     // A fleet-wide change reaches every agent and is acknowledged.
     let changed = admin
         .nodes

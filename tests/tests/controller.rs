@@ -495,3 +495,60 @@ async fn crafted_names_and_text_are_refused() -> Result<()> {
     assert_eq!(err.code(), Code::NotFound);
     Ok(())
 }
+
+#[tokio::test]
+async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let ctl = TestController::start().await?;
+    let ch = ctl.channel().await?;
+    let mut health = HealthClient::new(ch.clone());
+    for service in [
+        "",
+        "coloc.agent.v1.AgentService",
+        "coloc.controller.v1.Nodes",
+    ] {
+        let resp = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let mut reflection = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await?
+        .into_inner();
+    let resp = stream.message().await?.context("a reflection answer")?;
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        bail!("unexpected reflection answer {resp:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "coloc.agent.v1.AgentService",
+        "coloc.controller.v1.Sites",
+        "coloc.controller.v1.Nodes",
+        "coloc.controller.v1.Tenants",
+        "coloc.controller.v1.Users",
+        "coloc.controller.v1.Tokens",
+        "coloc.controller.v1.Audit",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+    Ok(())
+}

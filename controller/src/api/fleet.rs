@@ -168,14 +168,35 @@ impl Nodes for NodesApi {
                 "" => None,
                 s => Some(SiteName::new(s)?),
             };
-            let nodes = ctx.store.list_nodes(site.as_ref()).await?;
-            Ok(pb::ListNodesResponse {
-                nodes: nodes
-                    .into_iter()
-                    .filter(|n| auth::can_see_node(&caller, &n.name))
-                    .map(convert::node)
-                    .collect(),
-            })
+            let limit = match r.limit {
+                0 => 500,
+                l if l <= 1000 => l as usize,
+                _ => {
+                    return Err(coloc_proto::domain::InvalidInput::field(
+                        "limit",
+                        "at most 1000 nodes per page",
+                    )
+                    .into());
+                }
+            };
+            let after = match r.after.as_str() {
+                "" => None,
+                a => Some(node_name(a.to_string())?),
+            };
+            // Sorted by name by the store.
+            let mut visible = ctx
+                .store
+                .list_nodes(site.as_ref())
+                .await?
+                .into_iter()
+                .filter(|n| auth::can_see_node(&caller, &n.name))
+                .filter(|n| after.as_ref().is_none_or(|a| &n.name > a));
+            let nodes: Vec<pb::Node> = visible.by_ref().take(limit).map(convert::node).collect();
+            let next_after = match (visible.next(), nodes.last()) {
+                (Some(_), Some(last)) => last.name.clone(),
+                _ => String::new(),
+            };
+            Ok(pb::ListNodesResponse { nodes, next_after })
         }
         .await;
         audit.finish(result).await.map(Response::new)

@@ -1,0 +1,675 @@
+//! In-memory fakes of [`Storage`], [`Units`] and [`Health`], good enough to
+//! run a whole simulated agent and to let tests set the host's state.
+//!
+//! Everything is deterministic: the same node name gives the same facts,
+//! disk serials, MAC and address on every run and every machine, so that a
+//! simulated fleet is reproducible. The fakes mirror the real host's
+//! semantics where callers can observe them (ToolMissing is not "empty",
+//! starting an unknown unit is [`HostError::NoSuchUnit`], stopping one
+//! succeeds, unknown units read as `not-found`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use coloc_proto::agent::v1::{Disk, Nic, NodeFacts};
+
+use super::smart::validate_device;
+use super::{
+    BlockDevice, Health, Host, HostError, SmartReport, Storage, UnitName, UnitOp, UnitState, Units,
+    VolumeGroupInfo, ZpoolInfo,
+};
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// 2026-01-01T00:00:00Z: simulated nodes booted on new year's day.
+const FAKE_BOOT_EPOCH: u64 = 1_767_225_600;
+
+/// Units every simulated node runs.
+const FAKE_BASE_UNITS: &[&str] = &["ssh.service", "systemd-journald.service"];
+
+/// The three fakes of one simulated node, as concrete types so that tests
+/// can reach their setters; [`FakeHost::host`] hands out the trait view.
+#[derive(Clone)]
+pub struct FakeHost {
+    pub storage: Arc<FakeStorage>,
+    pub units: Arc<FakeUnits>,
+    pub health: Arc<FakeHealth>,
+}
+
+impl FakeHost {
+    /// A plausible node called `node_name`: one SSD, no pools or volume
+    /// groups yet, ssh and journald running.
+    pub fn new(node_name: &str) -> FakeHost {
+        let storage = Arc::new(FakeStorage::new(node_name));
+        let units = Arc::new(FakeUnits::new());
+        for unit in FAKE_BASE_UNITS {
+            // Literals, checked by `base_units_run_on_a_fresh_fake_node`.
+            let unit = UnitName::new(*unit).expect("built-in fake unit names are valid");
+            units.install(&unit);
+            units.set_active(&unit);
+        }
+        let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&storage)));
+        FakeHost {
+            storage,
+            units,
+            health,
+        }
+    }
+
+    /// The same fakes behind the traits.
+    pub fn host(&self) -> Host {
+        Host {
+            storage: self.storage.clone(),
+            units: self.units.clone(),
+            health: self.health.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeHost").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock must not hide its own
+    // failure behind a poison error in the next call.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// FNV-1a: a stable hash (unlike std's), so fake facts never change
+/// between Rust versions.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+// ---------------------------------------------------------------- storage
+
+#[derive(Debug)]
+struct StorageState {
+    disks: Vec<BlockDevice>,
+    zpools: Vec<ZpoolInfo>,
+    volume_groups: Vec<VolumeGroupInfo>,
+    zfs_installed: bool,
+    lvm_installed: bool,
+}
+
+/// In-memory [`Storage`].
+#[derive(Debug)]
+pub struct FakeStorage {
+    state: Mutex<StorageState>,
+}
+
+impl FakeStorage {
+    /// One 100 GiB virtio SSD `vda` with serial `SIM-<node_name>-0`; ZFS
+    /// and LVM installed, with no pools and no volume groups.
+    pub fn new(node_name: &str) -> FakeStorage {
+        FakeStorage {
+            state: Mutex::new(StorageState {
+                disks: vec![BlockDevice {
+                    name: "vda".into(),
+                    model: Some("coloc simulated disk".into()),
+                    serial: Some(format!("SIM-{node_name}-0")),
+                    size_bytes: 100 * GIB,
+                    transport: Some("virtio".into()),
+                    rotational: false,
+                }],
+                zpools: Vec::new(),
+                volume_groups: Vec::new(),
+                zfs_installed: true,
+                lvm_installed: true,
+            }),
+        }
+    }
+
+    pub fn set_disks(&self, disks: Vec<BlockDevice>) {
+        lock(&self.state).disks = disks;
+    }
+
+    /// Adds the pool, replacing any pool of the same name.
+    pub fn put_zpool(&self, pool: ZpoolInfo) {
+        let mut state = lock(&self.state);
+        state.zpools.retain(|p| p.name != pool.name);
+        state.zpools.push(pool);
+        state.zpools.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Removes the pool; true if it existed.
+    pub fn remove_zpool(&self, name: &str) -> bool {
+        let mut state = lock(&self.state);
+        let before = state.zpools.len();
+        state.zpools.retain(|p| p.name != name);
+        state.zpools.len() != before
+    }
+
+    /// Adds the volume group, replacing any of the same name.
+    pub fn put_volume_group(&self, vg: VolumeGroupInfo) {
+        let mut state = lock(&self.state);
+        state.volume_groups.retain(|v| v.name != vg.name);
+        state.volume_groups.push(vg);
+        state.volume_groups.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Removes the volume group; true if it existed.
+    pub fn remove_volume_group(&self, name: &str) -> bool {
+        let mut state = lock(&self.state);
+        let before = state.volume_groups.len();
+        state.volume_groups.retain(|v| v.name != name);
+        state.volume_groups.len() != before
+    }
+
+    /// Without ZFS, [`Storage::zpools`] is `ToolMissing { tool: "zpool" }`.
+    pub fn set_zfs_installed(&self, installed: bool) {
+        lock(&self.state).zfs_installed = installed;
+    }
+
+    /// Without LVM, [`Storage::volume_groups`] is `ToolMissing { tool: "vgs" }`.
+    pub fn set_lvm_installed(&self, installed: bool) {
+        lock(&self.state).lvm_installed = installed;
+    }
+
+    fn disks_now(&self) -> Vec<BlockDevice> {
+        lock(&self.state).disks.clone()
+    }
+}
+
+#[async_trait]
+impl Storage for FakeStorage {
+    async fn disks(&self) -> Result<Vec<BlockDevice>, HostError> {
+        Ok(self.disks_now())
+    }
+
+    async fn zpools(&self) -> Result<Vec<ZpoolInfo>, HostError> {
+        let state = lock(&self.state);
+        if !state.zfs_installed {
+            return Err(HostError::ToolMissing {
+                tool: "zpool".into(),
+            });
+        }
+        Ok(state.zpools.clone())
+    }
+
+    async fn volume_groups(&self) -> Result<Vec<VolumeGroupInfo>, HostError> {
+        let state = lock(&self.state);
+        if !state.lvm_installed {
+            return Err(HostError::ToolMissing { tool: "vgs".into() });
+        }
+        Ok(state.volume_groups.clone())
+    }
+}
+
+// ------------------------------------------------------------------ units
+
+#[derive(Debug, Clone)]
+struct FakeUnit {
+    active_state: &'static str,
+    sub_state: &'static str,
+    start_fails: bool,
+    starts: u32,
+    stops: u32,
+}
+
+/// In-memory [`Units`]: installed units and their state. Units not
+/// installed behave like units with no unit file.
+#[derive(Debug, Default)]
+pub struct FakeUnits {
+    units: Mutex<BTreeMap<UnitName, FakeUnit>>,
+}
+
+impl FakeUnits {
+    /// No units installed.
+    pub fn new() -> FakeUnits {
+        FakeUnits::default()
+    }
+
+    /// Installs the unit, inactive; an installed unit keeps its state.
+    pub fn install(&self, unit: &UnitName) {
+        lock(&self.units)
+            .entry(unit.clone())
+            .or_insert_with(|| FakeUnit {
+                active_state: "inactive",
+                sub_state: "dead",
+                start_fails: false,
+                starts: 0,
+                stops: 0,
+            });
+    }
+
+    /// Removes the unit file; the unit then reads as `not-found`.
+    pub fn uninstall(&self, unit: &UnitName) {
+        lock(&self.units).remove(unit);
+    }
+
+    /// Marks an installed unit as running without counting a start, as if
+    /// it had been started at boot. No effect on a unit not installed.
+    pub fn set_active(&self, unit: &UnitName) {
+        if let Some(u) = lock(&self.units).get_mut(unit) {
+            u.active_state = "active";
+            u.sub_state = "running";
+        }
+    }
+
+    /// When set, starting the unit leaves it `failed` and reports the job
+    /// result "failed", as systemd does for a service that exits at once.
+    pub fn set_start_fails(&self, unit: &UnitName, fails: bool) {
+        if let Some(u) = lock(&self.units).get_mut(unit) {
+            u.start_fails = fails;
+        }
+    }
+
+    /// Names of the installed units, sorted.
+    pub fn installed(&self) -> BTreeSet<UnitName> {
+        lock(&self.units).keys().cloned().collect()
+    }
+
+    /// How many times [`Units::start`] reached this installed unit.
+    pub fn start_count(&self, unit: &UnitName) -> u32 {
+        lock(&self.units).get(unit).map_or(0, |u| u.starts)
+    }
+
+    /// How many times [`Units::stop`] reached this installed unit.
+    pub fn stop_count(&self, unit: &UnitName) -> u32 {
+        lock(&self.units).get(unit).map_or(0, |u| u.stops)
+    }
+}
+
+#[async_trait]
+impl Units for FakeUnits {
+    async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, HostError> {
+        Ok(match lock(&self.units).get(unit) {
+            Some(u) => UnitState {
+                active_state: u.active_state.into(),
+                sub_state: u.sub_state.into(),
+                load_state: "loaded".into(),
+            },
+            None => UnitState {
+                active_state: "inactive".into(),
+                sub_state: "dead".into(),
+                load_state: "not-found".into(),
+            },
+        })
+    }
+
+    async fn start(&self, unit: &UnitName) -> Result<(), HostError> {
+        let mut units = lock(&self.units);
+        let Some(u) = units.get_mut(unit) else {
+            return Err(HostError::NoSuchUnit { unit: unit.clone() });
+        };
+        u.starts += 1;
+        if u.start_fails {
+            u.active_state = "failed";
+            u.sub_state = "failed";
+            return Err(HostError::UnitJob {
+                unit: unit.clone(),
+                op: UnitOp::Start,
+                result: "failed".into(),
+            });
+        }
+        u.active_state = "active";
+        u.sub_state = "running";
+        Ok(())
+    }
+
+    async fn stop(&self, unit: &UnitName) -> Result<(), HostError> {
+        if let Some(u) = lock(&self.units).get_mut(unit) {
+            u.stops += 1;
+            u.active_state = "inactive";
+            u.sub_state = "dead";
+        }
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------- health
+
+#[derive(Debug)]
+struct HealthState {
+    hostname: String,
+    cpu_model: String,
+    cpu_count: u32,
+    memory_bytes: u64,
+    nics: Vec<Nic>,
+    kernel_version: String,
+    os_name: String,
+    boot_time_unix: u64,
+    smart: BTreeMap<String, SmartReport>,
+}
+
+/// In-memory [`Health`]. Its facts list the disks of the [`FakeStorage`]
+/// it was built with, as the real facts list what `lsblk` sees.
+#[derive(Debug)]
+pub struct FakeHealth {
+    state: Mutex<HealthState>,
+    storage: Arc<FakeStorage>,
+}
+
+impl FakeHealth {
+    /// Facts derived from `node_name`: hostname = node name, 4 CPUs, 8 GiB,
+    /// one NIC `eth0` with a locally administered MAC and a 10.x.y.z
+    /// address both derived from the name, Debian 12. Every disk of
+    /// `storage` answers SMART with a healthy report.
+    pub fn new(node_name: &str, storage: Arc<FakeStorage>) -> FakeHealth {
+        let h = stable_hash(node_name).to_be_bytes();
+        let mac = format!(
+            "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            h[0], h[1], h[2], h[3], h[4]
+        );
+        // Host part 1..=254: never the network or broadcast address of a /24.
+        let address = format!("10.{}.{}.{}", h[5], h[6], 1 + h[7] % 254);
+        FakeHealth {
+            state: Mutex::new(HealthState {
+                hostname: node_name.to_owned(),
+                cpu_model: "coloc simulated CPU @ 2.40GHz".into(),
+                cpu_count: 4,
+                memory_bytes: 8 * GIB,
+                nics: vec![Nic {
+                    name: "eth0".into(),
+                    mac,
+                    addresses: vec![address],
+                }],
+                kernel_version: "6.1.0-sim-amd64".into(),
+                os_name: "Debian GNU/Linux 12 (bookworm)".into(),
+                boot_time_unix: FAKE_BOOT_EPOCH,
+                smart: BTreeMap::new(),
+            }),
+            storage,
+        }
+    }
+
+    pub fn set_memory_bytes(&self, bytes: u64) {
+        lock(&self.state).memory_bytes = bytes;
+    }
+
+    pub fn set_cpu_count(&self, count: u32) {
+        lock(&self.state).cpu_count = count;
+    }
+
+    pub fn set_hostname(&self, hostname: &str) {
+        lock(&self.state).hostname = hostname.to_owned();
+    }
+
+    pub fn set_nics(&self, nics: Vec<Nic>) {
+        lock(&self.state).nics = nics;
+    }
+
+    /// Simulates a reboot: a new boot time.
+    pub fn set_boot_time_unix(&self, boot_time_unix: u64) {
+        lock(&self.state).boot_time_unix = boot_time_unix;
+    }
+
+    /// What [`Health::smart`] answers for `report.device` from now on
+    /// (e.g. a failing drive with `passed: false`).
+    pub fn set_smart(&self, report: SmartReport) {
+        lock(&self.state)
+            .smart
+            .insert(report.device.clone(), report);
+    }
+
+    fn healthy_report(disk: &BlockDevice) -> SmartReport {
+        SmartReport {
+            device: disk.dev_path(),
+            model: disk.model.clone(),
+            serial: disk.serial.clone(),
+            passed: true,
+            temperature_c: Some(35),
+            power_on_hours: Some(1000),
+            media_errors: None,
+        }
+    }
+}
+
+#[async_trait]
+impl Health for FakeHealth {
+    async fn facts(&self) -> Result<NodeFacts, HostError> {
+        let disks = self.storage.disks_now();
+        let state = lock(&self.state);
+        Ok(NodeFacts {
+            hostname: state.hostname.clone(),
+            cpu_model: state.cpu_model.clone(),
+            cpu_count: state.cpu_count,
+            memory_bytes: state.memory_bytes,
+            disks: disks.iter().map(Disk::from).collect(),
+            nics: state.nics.clone(),
+            kernel_version: state.kernel_version.clone(),
+            os_name: state.os_name.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            boot_time_unix: state.boot_time_unix,
+        })
+    }
+
+    async fn smart(&self, device: &str) -> Result<SmartReport, HostError> {
+        validate_device(device)?;
+        if let Some(report) = lock(&self.state).smart.get(device) {
+            return Ok(report.clone());
+        }
+        match self
+            .storage
+            .disks_now()
+            .iter()
+            .find(|d| d.dev_path() == device)
+        {
+            Some(disk) => Ok(FakeHealth::healthy_report(disk)),
+            // What smartctl answers for a device node that does not exist.
+            None => Err(HostError::SmartFailed {
+                device: device.to_owned(),
+                status: 2,
+                messages: format!("Smartctl open device: {device} failed: No such device"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::PoolHealth;
+
+    fn unit(name: &str) -> UnitName {
+        UnitName::new(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn facts_are_derived_from_the_node_name_and_deterministic() {
+        let a = Host::fake("node-a").health.facts().await.unwrap();
+        let again = Host::fake("node-a").health.facts().await.unwrap();
+        let b = Host::fake("node-b").health.facts().await.unwrap();
+        assert_eq!(a, again);
+        assert_eq!(a.hostname, "node-a");
+        assert_eq!(a.cpu_count, 4);
+        assert_eq!(a.memory_bytes, 8 * GIB);
+        assert_eq!(a.disks.len(), 1);
+        assert_eq!(a.disks[0].serial, "SIM-node-a-0");
+        assert_eq!(a.disks[0].name, "vda");
+        assert_eq!(a.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_ne!(a.nics[0].mac, b.nics[0].mac);
+        assert_ne!(a.disks[0].serial, b.disks[0].serial);
+        // The values a name hashes to are part of the simulation's
+        // reproducibility: pin one.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert!(a.nics[0].mac.starts_with("02:"));
+        let last: u8 = a.nics[0].addresses[0]
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=254).contains(&last));
+    }
+
+    #[tokio::test]
+    async fn setters_change_what_facts_report() {
+        let fake = FakeHost::new("n1");
+        fake.health.set_memory_bytes(64 * GIB);
+        fake.health.set_cpu_count(32);
+        fake.storage.set_disks(vec![]);
+        let facts = fake.host().health.facts().await.unwrap();
+        assert_eq!(facts.memory_bytes, 64 * GIB);
+        assert_eq!(facts.cpu_count, 32);
+        assert!(facts.disks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn smart_answers_for_known_disks_and_set_reports() {
+        let fake = FakeHost::new("n1");
+        let health = fake.host().health;
+        let report = health.smart("/dev/vda").await.unwrap();
+        assert!(report.passed);
+        assert_eq!(report.serial.as_deref(), Some("SIM-n1-0"));
+
+        fake.health.set_smart(SmartReport {
+            passed: false,
+            media_errors: Some(12),
+            ..report
+        });
+        let failing = health.smart("/dev/vda").await.unwrap();
+        assert!(!failing.passed);
+        assert_eq!(failing.media_errors, Some(12));
+
+        assert!(matches!(
+            health.smart("/dev/sdq").await,
+            Err(HostError::SmartFailed { status: 2, .. })
+        ));
+        assert!(matches!(
+            health.smart("vda").await,
+            Err(HostError::InvalidDevice { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn storage_tells_missing_tools_from_empty_lists() {
+        let fake = FakeHost::new("n1");
+        let storage = fake.host().storage;
+        assert_eq!(storage.zpools().await.unwrap(), vec![]);
+        assert_eq!(storage.volume_groups().await.unwrap(), vec![]);
+
+        let pool = ZpoolInfo {
+            name: "tank".into(),
+            size_bytes: 100,
+            alloc_bytes: 40,
+            free_bytes: 60,
+            health: PoolHealth::Online,
+        };
+        fake.storage.put_zpool(pool.clone());
+        fake.storage.put_zpool(ZpoolInfo {
+            health: PoolHealth::Degraded,
+            ..pool.clone()
+        });
+        let pools = storage.zpools().await.unwrap();
+        assert_eq!(pools.len(), 1, "same name replaces");
+        assert_eq!(pools[0].health, PoolHealth::Degraded);
+        assert!(fake.storage.remove_zpool("tank"));
+        assert!(!fake.storage.remove_zpool("tank"));
+
+        fake.storage.put_volume_group(VolumeGroupInfo {
+            name: "vg0".into(),
+            size_bytes: 10,
+            free_bytes: 10,
+        });
+        assert_eq!(storage.volume_groups().await.unwrap().len(), 1);
+        assert!(fake.storage.remove_volume_group("vg0"));
+
+        fake.storage.set_zfs_installed(false);
+        fake.storage.set_lvm_installed(false);
+        match storage.zpools().await {
+            Err(HostError::ToolMissing { tool }) => assert_eq!(tool, "zpool"),
+            other => panic!("{other:?}"),
+        }
+        assert!(storage.volume_groups().await.unwrap_err().is_tool_missing());
+    }
+
+    #[tokio::test]
+    async fn base_units_run_on_a_fresh_fake_node() {
+        let fake = FakeHost::new("n1");
+        let units = fake.host().units;
+        for name in FAKE_BASE_UNITS {
+            let state = units.unit_state(&unit(name)).await.unwrap();
+            assert!(state.is_active() && state.is_loaded(), "{name}: {state:?}");
+        }
+        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len());
+    }
+
+    #[tokio::test]
+    async fn start_and_stop_change_state_idempotently() {
+        let fake = FakeUnits::new();
+        let app = unit("coloc-app@wiki.service");
+        fake.install(&app);
+        let state = fake.unit_state(&app).await.unwrap();
+        assert_eq!(
+            (
+                state.active_state.as_str(),
+                state.sub_state.as_str(),
+                state.load_state.as_str()
+            ),
+            ("inactive", "dead", "loaded")
+        );
+
+        fake.start(&app).await.unwrap();
+        fake.start(&app).await.unwrap();
+        let state = fake.unit_state(&app).await.unwrap();
+        assert!(state.is_active());
+        assert_eq!(state.sub_state, "running");
+        assert_eq!(fake.start_count(&app), 2);
+
+        fake.stop(&app).await.unwrap();
+        fake.stop(&app).await.unwrap();
+        let state = fake.unit_state(&app).await.unwrap();
+        assert_eq!(state.active_state, "inactive");
+        assert_eq!(fake.stop_count(&app), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_units_read_not_found_refuse_start_and_accept_stop() {
+        let fake = FakeUnits::new();
+        let ghost = unit("ghost.service");
+        let state = fake.unit_state(&ghost).await.unwrap();
+        assert_eq!(state.load_state, "not-found");
+        assert!(!state.is_loaded() && !state.is_active());
+        match fake.start(&ghost).await {
+            Err(HostError::NoSuchUnit { unit }) => assert_eq!(unit, ghost),
+            other => panic!("{other:?}"),
+        }
+        fake.stop(&ghost).await.unwrap();
+
+        fake.install(&ghost);
+        fake.uninstall(&ghost);
+        assert_eq!(
+            fake.unit_state(&ghost).await.unwrap().load_state,
+            "not-found"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_unit_whose_start_fails_ends_failed() {
+        let fake = FakeUnits::new();
+        let bad = unit("bad.service");
+        fake.install(&bad);
+        fake.set_start_fails(&bad, true);
+        match fake.start(&bad).await {
+            Err(HostError::UnitJob { unit, op, result }) => {
+                assert_eq!(unit, bad);
+                assert_eq!(op, UnitOp::Start);
+                assert_eq!(result, "failed");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(fake.unit_state(&bad).await.unwrap().is_failed());
+        fake.set_start_fails(&bad, false);
+        fake.start(&bad).await.unwrap();
+        assert!(fake.unit_state(&bad).await.unwrap().is_active());
+    }
+
+    #[tokio::test]
+    async fn fakes_are_shared_between_clones_of_the_host() {
+        let fake = FakeHost::new("n1");
+        let host = fake.host();
+        let clone = host.clone();
+        let app = unit("app.service");
+        fake.units.install(&app);
+        host.units.start(&app).await.unwrap();
+        assert!(clone.units.unit_state(&app).await.unwrap().is_active());
+    }
+}

@@ -1,0 +1,509 @@
+//! The command tree: every command, argument and flag of `coloc`, with the
+//! help sentence people read. Values are parsed into validated types here
+//! (names through `coloc_proto::domain`), so a bad value stops the command
+//! before any connection is made. This module does no I/O.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use coloc_proto::domain::{self, Country, NodeName, SiteName, TenantName, UserName};
+
+use crate::error::EXIT_CODES_HELP;
+use crate::input::{
+    Ttl, parse_actor, parse_city, parse_country, parse_date, parse_display_name,
+    parse_site_description, parse_token_description, parse_token_id, parse_ttl,
+};
+
+const LONG_ABOUT: &str = "\
+coloc drives colocd, the cooperative's fleet controller: sites, servers \
+(nodes), tenants (associations), users, API tokens and the audit log.
+
+Every call goes over TLS to colocd, whose certificate must be signed by the \
+cooperative's CA (--ca-file) and carry the name 'colocd', whatever address \
+is dialled. You authenticate with a bearer token or a client certificate.";
+
+const CONFIG_HELP: &str = "\
+Configuration, highest precedence first:
+  1. flags: --server, --ca-file, --token, --cert/--key
+  2. environment: COLOC_SERVER, COLOC_CA_FILE, COLOC_TOKEN, COLOC_CERT/COLOC_KEY
+  3. config file: --config FILE, else COLOC_CONFIG, else
+     $XDG_CONFIG_HOME/coloc/config.toml or ~/.config/coloc/config.toml
+Each setting is taken from the highest source that has it. The credential
+(a token, or a certificate with its key) is taken whole from the highest
+source that has any part of one. The config file is TOML, the same format
+`colocd init` writes to <data_dir>/admin.toml:
+  server = \"https://127.0.0.1:7443\"
+  ca_file = \"ca.pem\"        # relative to the config file's folder
+  token = \"cat_...\"         # or token_file = \"...\", or cert_file + key_file
+
+With --json every command prints its result as JSON on stdout (an object,
+or an array for lists); errors stay plain sentences on stderr.";
+
+fn long_help_footer() -> String {
+    format!("{CONFIG_HELP}\n\n{EXIT_CODES_HELP}")
+}
+
+/// The `coloc` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "coloc",
+    version,
+    about = "Manage the cooperative's sites, servers, tenants and users through colocd.",
+    long_about = LONG_ABOUT,
+    after_help = "Run 'coloc --help' for configuration and exit codes.",
+    after_long_help = long_help_footer(),
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection, credentials and output format; accepted before or after the
+/// subcommand.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Connection and output")]
+pub struct GlobalArgs {
+    /// URL of colocd, e.g. https://127.0.0.1:7443 (env COLOC_SERVER).
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// PEM file of the cooperative's CA, used to verify colocd (env COLOC_CA_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Bearer token; prefer COLOC_TOKEN or the config file, since flags are visible to other local users.
+    #[arg(long, global = true, value_name = "TOKEN", conflicts_with_all = ["cert", "key"])]
+    pub token: Option<String>,
+
+    /// Client certificate (PEM) to authenticate with instead of a token; needs --key (env COLOC_CERT).
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate (env COLOC_KEY).
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Config file to read instead of the default one (env COLOC_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print results as JSON on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage sites (rooms or members' premises where servers live).
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Manage servers (nodes): join tokens, listing, draining, labels.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Manage tenants (member associations).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage users, their node grants and client certificates.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show who colocd thinks you are.
+    Whoami,
+    /// Show colocd's session counters since it started (admins only).
+    Stats,
+    /// Show the audit log, newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Create a site.
+    Create {
+        /// Site name: lowercase letters, digits and '-', e.g. paris-1.
+        name: SiteName,
+        /// Two-letter ISO 3166 country code (colocd only accepts FR).
+        #[arg(long, value_parser = parse_country)]
+        country: Country,
+        /// City the site is in.
+        #[arg(long, value_parser = parse_city)]
+        city: Option<String>,
+        /// Free text describing the site.
+        #[arg(long, value_parser = parse_site_description)]
+        description: Option<String>,
+    },
+    /// List sites.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Manage one-time join tokens for new servers.
+    Token {
+        #[command(subcommand)]
+        command: NodeTokenCommand,
+    },
+    /// List nodes.
+    List {
+        /// Only nodes at this site.
+        #[arg(long)]
+        site: Option<SiteName>,
+    },
+    /// Show a node: status, generations, labels and hardware facts.
+    Show {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Stop placing new workload on a node; what runs there keeps running.
+    Drain {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Let a drained node take new workload again.
+    Undrain {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Check that a node answers through its session, and how fast.
+    Ping {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Ask a node's agent to re-read its hardware facts now, then show the node.
+    RefreshFacts {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Set or remove labels on nodes.
+    #[command(
+        after_help = "Examples:\n  coloc node label n1 n2 role=web zone=paris\n  coloc node label n1 --remove zone\n  coloc node label --all tier=standard"
+    )]
+    Label {
+        /// Node names followed by key=value labels to set, in any order.
+        #[arg(value_name = "NODE|KEY=VALUE")]
+        words: Vec<String>,
+        /// Label key to remove (repeatable).
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+        /// Change every node instead of named ones.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeTokenCommand {
+    /// Create a one-time join token for a new server at a site; the secret is shown only once.
+    Create {
+        /// Site the new server belongs to.
+        #[arg(long)]
+        site: SiteName,
+        /// Lifetime, e.g. 30m, 1h or 2d (default 1h, at most 7d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Ttl>,
+    },
+    /// List join tokens, used or not.
+    List,
+}
+
+/// The cooperative's two plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OfferArg {
+    /// Managed: the association uses the services.
+    Responsable,
+    /// The association's members help run the servers.
+    Participatif,
+}
+
+impl From<OfferArg> for domain::Offer {
+    fn from(o: OfferArg) -> Self {
+        match o {
+            OfferArg::Responsable => domain::Offer::Responsable,
+            OfferArg::Participatif => domain::Offer::Participatif,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (a member association).
+    Create {
+        /// Tenant name: lowercase letters, digits and '-', e.g. asso-x.
+        name: TenantName,
+        /// Plan the association subscribed to.
+        #[arg(long, value_enum)]
+        offer: OfferArg,
+        /// Last day of membership, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        expires: String,
+        /// Name shown to people, e.g. "Les Amis du Vélo".
+        #[arg(long, value_parser = parse_display_name)]
+        display_name: Option<String>,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show {
+        /// Tenant name.
+        name: TenantName,
+    },
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// The cooperative's sysadmins (no tenant).
+    Admin,
+    /// Members of a participatory tenant, with rights on granted nodes.
+    Operator,
+    /// Reads its own tenant.
+    Member,
+}
+
+impl From<RoleArg> for domain::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => domain::Role::Admin,
+            RoleArg::Operator => domain::Role::Operator,
+            RoleArg::Member => domain::Role::Member,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        /// Login: lowercase letters, digits and '-'.
+        name: UserName,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Tenant the user belongs to (required for operator and member, refused for admin).
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        /// Name shown to people.
+        #[arg(long, value_parser = parse_display_name)]
+        display_name: Option<String>,
+    },
+    /// List users.
+    List {
+        /// Only users of this tenant.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+    },
+    /// Grant an operator rights on a node.
+    Grant {
+        /// User to grant.
+        user: UserName,
+        /// Node the user may operate.
+        #[arg(long)]
+        node: NodeName,
+    },
+    /// Take back an operator's rights on a node.
+    RevokeGrant {
+        /// User to revoke from.
+        user: UserName,
+        /// Node the user may no longer operate.
+        #[arg(long)]
+        node: NodeName,
+    },
+    /// Get a client certificate for a user: the key is generated here and never leaves this machine.
+    Cert {
+        /// User the certificate is for (its common name).
+        user: UserName,
+        /// Folder to write USER.key (mode 0600) and USER.crt into; created if missing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Lifetime, e.g. 30d (default 90d, at most 365d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Ttl>,
+        /// Overwrite USER.key and USER.crt if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token for yourself or (admins) another user; the secret is shown only once.
+    Create {
+        /// User the token is for (default: yourself).
+        #[arg(long)]
+        user: Option<UserName>,
+        /// What the token is for, e.g. "backup script".
+        #[arg(long, value_parser = parse_token_description)]
+        description: Option<String>,
+        /// Lifetime, e.g. 7d (default 30d, at most 365d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Ttl>,
+    },
+    /// List tokens (secrets are never shown again).
+    List {
+        /// Only this user's tokens (default: yours).
+        #[arg(long, conflicts_with = "all")]
+        user: Option<UserName>,
+        /// Every user's tokens (admins only).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// Token id, as shown by 'coloc token list'.
+        #[arg(value_parser = parse_token_id)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries about this tenant.
+    #[arg(long)]
+    pub tenant: Option<TenantName>,
+    /// Only entries by this actor, e.g. user:alice or node:n1.
+    #[arg(long, value_parser = parse_actor)]
+    pub actor: Option<String>,
+    /// How many entries to show, 1 to 1000 (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Only entries older than this entry id, to page back.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub before: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("coloc").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let here = format!("{path} {}", cmd.get_name());
+            if cmd.get_name() != "help" {
+                assert!(cmd.get_about().is_some(), "{here} has no help");
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{here} --{id} has no help");
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here);
+            }
+        }
+        walk(&Cli::command(), "");
+    }
+
+    #[test]
+    fn globals_go_anywhere() {
+        let cli = parse(&["node", "list", "--json", "--server", "https://x:1"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.server.as_deref(), Some("https://x:1"));
+    }
+
+    #[test]
+    fn names_are_validated_while_parsing() {
+        let err = parse(&["node", "show", "Bad_Name"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("node name"), "{err}");
+        let err = parse(&[
+            "tenant",
+            "create",
+            "asso-x",
+            "--offer",
+            "gratuit",
+            "--expires",
+            "2027-01-01",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn commands_parse_into_typed_values() {
+        let cli = parse(&[
+            "tenant",
+            "create",
+            "asso-x",
+            "--offer",
+            "participatif",
+            "--expires",
+            "2027-06-30",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Tenant {
+                command:
+                    TenantCommand::Create {
+                        name,
+                        offer,
+                        expires,
+                        display_name,
+                    },
+            } => {
+                assert_eq!(name.as_str(), "asso-x");
+                assert_eq!(offer, OfferArg::Participatif);
+                assert_eq!(expires, "2027-06-30");
+                assert_eq!(display_name, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(&[
+            "node", "token", "create", "--site", "paris-1", "--ttl", "2h",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Node {
+                command:
+                    NodeCommand::Token {
+                        command: NodeTokenCommand::Create { site, ttl },
+                    },
+            } => {
+                assert_eq!(site.as_str(), "paris-1");
+                assert_eq!(ttl.map(Ttl::secs), Some(7200));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn credential_flags_exclude_each_other() {
+        assert!(parse(&["whoami", "--token", "t", "--cert", "c", "--key", "k"]).is_err());
+        assert!(parse(&["whoami", "--cert", "c"]).is_err());
+        assert!(parse(&["whoami", "--cert", "c", "--key", "k"]).is_ok());
+    }
+
+    #[test]
+    fn audit_limits() {
+        assert!(parse(&["audit", "--limit", "0"]).is_err());
+        assert!(parse(&["audit", "--limit", "1001"]).is_err());
+        assert!(parse(&["audit", "--limit", "1000", "--before", "42"]).is_ok());
+    }
+}

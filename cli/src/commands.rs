@@ -1,0 +1,614 @@
+//! One function per command: check what only the CLI can check, connect,
+//! make the call, print. Connection happens after local validation, so a
+//! typo never costs a round trip or depends on the server being up.
+
+use std::future::Future;
+
+use coloc_proto::controller::v1 as pb;
+use coloc_proto::domain::{self, Role};
+use tonic::{Response, Status};
+
+use crate::args::{
+    AuditArgs, Command, GlobalArgs, NodeCommand, NodeTokenCommand, SiteCommand, TenantCommand,
+    TokenCommand, UserCommand,
+};
+use crate::certs;
+use crate::client::Api;
+use crate::config;
+use crate::error::Failure;
+use crate::input::parse_label_change;
+use crate::output::{self, Printer, write_stdout};
+
+/// Runs one parsed command line.
+pub async fn run(global: GlobalArgs, command: Command) -> Result<(), Failure> {
+    let out = Printer { json: global.json };
+    match command {
+        Command::Site { command } => site(&global, out, command).await,
+        Command::Node { command } => node(&global, out, command).await,
+        Command::Tenant { command } => tenant(&global, out, command).await,
+        Command::User { command } => user(&global, out, command).await,
+        Command::Token { command } => token(&global, out, command).await,
+        Command::Whoami => {
+            let api = connect(&global).await?;
+            let me = call(&api, api.users().who_am_i(pb::WhoAmIRequest {})).await?;
+            out.emit(output::user_json(&me), || output::user_details(&me))
+        }
+        Command::Stats => {
+            let api = connect(&global).await?;
+            let stats = call(
+                &api,
+                api.nodes()
+                    .get_controller_stats(pb::GetControllerStatsRequest {}),
+            )
+            .await?;
+            out.emit(output::stats_json(&stats), || output::stats_details(&stats))
+        }
+        Command::Audit(args) => audit(&global, out, args).await,
+    }
+}
+
+async fn connect(global: &GlobalArgs) -> Result<Api, Failure> {
+    let settings = config::load(global)?;
+    Api::connect(&settings).await
+}
+
+/// Awaits a call and turns its status into a [`Failure`].
+async fn call<T>(
+    api: &Api,
+    request: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, Failure> {
+    request
+        .await
+        .map(Response::into_inner)
+        .map_err(|s| api.fail(s))
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn array<T>(items: &[T], f: impl Fn(&T) -> serde_json::Value) -> serde_json::Value {
+    serde_json::Value::Array(items.iter().map(f).collect())
+}
+
+/// Prints a secret that colocd will never show again: the secret alone on
+/// stdout (so `$(coloc token create)` captures just it), the explanation
+/// on stderr. In JSON mode the whole object goes to stdout.
+fn print_secret(
+    out: Printer,
+    json: serde_json::Value,
+    secret: &str,
+    about: String,
+) -> Result<(), Failure> {
+    if secret.is_empty() {
+        return Err(Failure::generic(
+            "colocd answered without a secret; nothing to show",
+        ));
+    }
+    if out.json {
+        return out.emit(json, String::new);
+    }
+    eprintln!("{about}");
+    eprintln!("The secret below is shown only once: colocd keeps only a hash of it. Store it now.");
+    write_stdout(&format!("{secret}\n"))
+}
+
+// ---------------------------------------------------------------- sites
+
+async fn site(global: &GlobalArgs, out: Printer, command: SiteCommand) -> Result<(), Failure> {
+    match command {
+        SiteCommand::Create {
+            name,
+            country,
+            city,
+            description,
+        } => {
+            let request = pb::CreateSiteRequest {
+                name: name.into(),
+                country: country.as_str().to_string(),
+                city: city.unwrap_or_default(),
+                description: description.unwrap_or_default(),
+            };
+            let api = connect(global).await?;
+            let site = call(&api, api.sites().create_site(request)).await?;
+            out.emit(output::site_json(&site), || {
+                format!("Created site:\n{}", output::site_details(&site))
+            })
+        }
+        SiteCommand::List => {
+            let api = connect(global).await?;
+            let list = call(&api, api.sites().list_sites(pb::ListSitesRequest {})).await?;
+            out.emit(array(&list.sites, output::site_json), || {
+                output::sites_table(&list.sites)
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- nodes
+
+async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result<(), Failure> {
+    match command {
+        NodeCommand::Token { command } => node_token(global, out, command).await,
+        NodeCommand::List { site } => {
+            let site = site.map(String::from).unwrap_or_default();
+            let api = connect(global).await?;
+            let nodes = list_all_nodes(&api, &site).await?;
+            out.emit(array(&nodes, output::node_json), || {
+                output::nodes_table(&nodes)
+            })
+        }
+        NodeCommand::Show { name } => {
+            let api = connect(global).await?;
+            let node = call(
+                &api,
+                api.nodes()
+                    .get_node(pb::GetNodeRequest { name: name.into() }),
+            )
+            .await?;
+            out.emit(output::node_json(&node), || output::node_details(&node))
+        }
+        NodeCommand::Drain { name } => drain(global, out, name, true).await,
+        NodeCommand::Undrain { name } => drain(global, out, name, false).await,
+        NodeCommand::Ping { name } => {
+            let api = connect(global).await?;
+            let pong = call(
+                &api,
+                api.nodes().ping_node(pb::GetNodeRequest {
+                    name: name.to_string(),
+                }),
+            )
+            .await?;
+            let json = serde_json::json!({
+                "node": name.as_str(),
+                "round_trip_us": pong.round_trip_us,
+                "agent_unix_ms": pong.agent_unix_ms,
+            });
+            out.emit(json, || output::ping_line(&name, &pong))
+        }
+        NodeCommand::RefreshFacts { name } => {
+            let api = connect(global).await?;
+            let node = call(
+                &api,
+                api.nodes()
+                    .refresh_node_facts(pb::GetNodeRequest { name: name.into() }),
+            )
+            .await?;
+            out.emit(output::node_json(&node), || output::node_details(&node))
+        }
+        NodeCommand::Label { words, remove, all } => {
+            let change = parse_label_change(&words, &remove, all)?;
+            let request = pb::SetNodeLabelsRequest {
+                nodes: change.nodes.into_iter().map(String::from).collect(),
+                set: change.set.into_iter().collect(),
+                remove: change.remove,
+            };
+            let api = connect(global).await?;
+            let changed = call(&api, api.nodes().set_node_labels(request)).await?;
+            out.emit(array(&changed.nodes, output::node_json), || {
+                output::nodes_table(&changed.nodes)
+            })
+        }
+    }
+}
+
+/// Every node, following colocd's pages (names sort, `next_after` says
+/// where the next page starts) so the list is whole whatever the fleet size.
+async fn list_all_nodes(api: &Api, site: &str) -> Result<Vec<pb::Node>, Failure> {
+    let mut nodes = Vec::new();
+    let mut after = String::new();
+    loop {
+        let request = pb::ListNodesRequest {
+            site: site.to_string(),
+            after: after.clone(),
+            // 0: colocd's default page size.
+            limit: 0,
+        };
+        let page = call(api, api.nodes().list_nodes(request)).await?;
+        nodes.extend(page.nodes);
+        if page.next_after.is_empty() {
+            return Ok(nodes);
+        }
+        // A cursor that does not move would loop forever.
+        if page.next_after <= after {
+            return Err(Failure::generic(format!(
+                "colocd returned a page cursor that does not advance ({:?} after {after:?})",
+                page.next_after
+            )));
+        }
+        after = page.next_after;
+    }
+}
+
+async fn drain(
+    global: &GlobalArgs,
+    out: Printer,
+    name: domain::NodeName,
+    drain: bool,
+) -> Result<(), Failure> {
+    let api = connect(global).await?;
+    let node = call(
+        &api,
+        api.nodes().drain_node(pb::DrainNodeRequest {
+            name: name.into(),
+            drain,
+        }),
+    )
+    .await?;
+    out.emit(output::node_json(&node), || {
+        let what = if drain {
+            "draining: it keeps what it runs and takes no new workload"
+        } else {
+            "not draining: it takes new workload again"
+        };
+        format!(
+            "Node {} is {what} (status: {}).\n",
+            output::clean(&node.name),
+            output::node_status(node.status)
+        )
+    })
+}
+
+async fn node_token(
+    global: &GlobalArgs,
+    out: Printer,
+    command: NodeTokenCommand,
+) -> Result<(), Failure> {
+    match command {
+        NodeTokenCommand::Create { site, ttl } => {
+            let request = pb::CreateJoinTokenRequest {
+                site: site.into(),
+                ttl_secs: ttl.map_or(0, |t| t.secs()),
+            };
+            let api = connect(global).await?;
+            let token = call(&api, api.nodes().create_join_token(request)).await?;
+            let about = format!(
+                "Join token {} for site {}, valid until {} UTC. Give the secret to coloc-agent on the new server.",
+                output::clean(&token.id),
+                output::clean(&token.site),
+                output::fmt_time(token.expires_unix)
+            );
+            print_secret(out, output::join_token_json(&token), &token.secret, about)
+        }
+        NodeTokenCommand::List => {
+            let api = connect(global).await?;
+            let list = call(
+                &api,
+                api.nodes().list_join_tokens(pb::ListJoinTokensRequest {}),
+            )
+            .await?;
+            let now = now_unix();
+            out.emit(array(&list.tokens, output::join_token_json), || {
+                output::join_tokens_table(&list.tokens, now)
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tenants
+
+async fn tenant(global: &GlobalArgs, out: Printer, command: TenantCommand) -> Result<(), Failure> {
+    match command {
+        TenantCommand::Create {
+            name,
+            offer,
+            expires,
+            display_name,
+        } => {
+            let request = pb::CreateTenantRequest {
+                name: name.into(),
+                display_name: display_name.unwrap_or_default(),
+                offer: pb::Offer::from(domain::Offer::from(offer)) as i32,
+                membership_expires: expires,
+            };
+            let api = connect(global).await?;
+            let tenant = call(&api, api.tenants().create_tenant(request)).await?;
+            out.emit(output::tenant_json(&tenant), || {
+                format!("Created tenant:\n{}", output::tenant_details(&tenant))
+            })
+        }
+        TenantCommand::List => {
+            let api = connect(global).await?;
+            let list = call(&api, api.tenants().list_tenants(pb::ListTenantsRequest {})).await?;
+            out.emit(array(&list.tenants, output::tenant_json), || {
+                output::tenants_table(&list.tenants)
+            })
+        }
+        TenantCommand::Show { name } => {
+            let api = connect(global).await?;
+            let tenant = call(
+                &api,
+                api.tenants()
+                    .get_tenant(pb::GetTenantRequest { name: name.into() }),
+            )
+            .await?;
+            out.emit(output::tenant_json(&tenant), || {
+                output::tenant_details(&tenant)
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+/// Admins belong to the cooperative, everyone else to one tenant.
+fn check_role_tenant(role: Role, tenant: Option<&domain::TenantName>) -> Result<(), Failure> {
+    match (role, tenant) {
+        (Role::Admin, Some(t)) => Err(Failure::invalid(format!(
+            "admins belong to the cooperative, not to a tenant: drop --tenant {t}"
+        ))),
+        (Role::Operator | Role::Member, None) => Err(Failure::invalid(format!(
+            "a {role} belongs to a tenant: add --tenant NAME"
+        ))),
+        (Role::Admin, None) | (Role::Operator | Role::Member, Some(_)) => Ok(()),
+    }
+}
+
+async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Result<(), Failure> {
+    match command {
+        UserCommand::Create {
+            name,
+            role,
+            tenant,
+            display_name,
+        } => {
+            let role = Role::from(role);
+            check_role_tenant(role, tenant.as_ref())?;
+            let request = pb::CreateUserRequest {
+                name: name.into(),
+                tenant: tenant.map(String::from).unwrap_or_default(),
+                role: pb::Role::from(role) as i32,
+                display_name: display_name.unwrap_or_default(),
+            };
+            let api = connect(global).await?;
+            let user = call(&api, api.users().create_user(request)).await?;
+            out.emit(output::user_json(&user), || {
+                format!("Created user:\n{}", output::user_details(&user))
+            })
+        }
+        UserCommand::List { tenant } => {
+            let request = pb::ListUsersRequest {
+                tenant: tenant.map(String::from).unwrap_or_default(),
+            };
+            let api = connect(global).await?;
+            let list = call(&api, api.users().list_users(request)).await?;
+            out.emit(array(&list.users, output::user_json), || {
+                output::users_table(&list.users)
+            })
+        }
+        UserCommand::Grant { user, node } => {
+            let request = pb::GrantNodeRequest {
+                user: user.into(),
+                node: node.into(),
+            };
+            let api = connect(global).await?;
+            let user = call(&api, api.users().grant_node(request)).await?;
+            out.emit(output::user_json(&user), || output::user_details(&user))
+        }
+        UserCommand::RevokeGrant { user, node } => {
+            let request = pb::GrantNodeRequest {
+                user: user.into(),
+                node: node.into(),
+            };
+            let api = connect(global).await?;
+            let user = call(&api, api.users().revoke_node_grant(request)).await?;
+            out.emit(output::user_json(&user), || output::user_details(&user))
+        }
+        UserCommand::Cert {
+            user,
+            out_dir,
+            ttl,
+            force,
+        } => {
+            let paths = certs::cert_paths(&out_dir, &user);
+            certs::check_writable(&paths, force)?;
+            let fresh = certs::make_csr(&user)?;
+            let request = pb::IssueUserCertificateRequest {
+                user: user.to_string(),
+                csr_pem: fresh.csr_pem.clone(),
+                ttl_secs: ttl.map_or(0, |t| t.secs()),
+            };
+            let api = connect(global).await?;
+            let issued = call(&api, api.users().issue_user_certificate(request)).await?;
+            if issued.certificate_pem.trim().is_empty() {
+                return Err(Failure::generic(
+                    "colocd answered without a certificate; nothing written",
+                ));
+            }
+            certs::write_files(
+                &out_dir,
+                &paths,
+                &fresh.key_pem,
+                &issued.certificate_pem,
+                force,
+            )?;
+            let json = serde_json::json!({
+                "user": user.as_str(),
+                "key_file": paths.key,
+                "cert_file": paths.cert,
+                "fingerprint": issued.fingerprint,
+                "expires_unix": issued.expires_unix,
+            });
+            out.emit(json, || {
+                format!(
+                    "Wrote {} (private key, mode 0600) and {} for {user}.\n\
+                     Valid until {} UTC, sha256 {}.\n\
+                     Use them with --cert {} --key {}, or cert_file and key_file in the config file.\n",
+                    paths.key.display(),
+                    paths.cert.display(),
+                    output::fmt_time(issued.expires_unix),
+                    output::clean(&issued.fingerprint),
+                    paths.cert.display(),
+                    paths.key.display(),
+                )
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tokens
+
+async fn token(global: &GlobalArgs, out: Printer, command: TokenCommand) -> Result<(), Failure> {
+    match command {
+        TokenCommand::Create {
+            user,
+            description,
+            ttl,
+        } => {
+            let request = pb::CreateTokenRequest {
+                user: user.map(String::from).unwrap_or_default(),
+                description: description.unwrap_or_default(),
+                ttl_secs: ttl.map_or(0, |t| t.secs()),
+            };
+            let api = connect(global).await?;
+            let token = call(&api, api.tokens().create_token(request)).await?;
+            let about = format!(
+                "Token {} for {}, valid until {} UTC.",
+                output::clean(&token.id),
+                output::clean(&token.user),
+                output::fmt_time(token.expires_unix)
+            );
+            print_secret(out, output::api_token_json(&token), &token.secret, about)
+        }
+        TokenCommand::List { user, all } => {
+            let request = pb::ListTokensRequest {
+                user: user.map(String::from).unwrap_or_default(),
+                all,
+            };
+            let api = connect(global).await?;
+            let list = call(&api, api.tokens().list_tokens(request)).await?;
+            let now = now_unix();
+            out.emit(array(&list.tokens, output::api_token_json), || {
+                output::api_tokens_table(&list.tokens, now)
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            let api = connect(global).await?;
+            let token = call(
+                &api,
+                api.tokens().revoke_token(pb::RevokeTokenRequest { id }),
+            )
+            .await?;
+            let now = now_unix();
+            out.emit(output::api_token_json(&token), || {
+                format!("Revoked token:\n{}", output::api_token_details(&token, now))
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+/// colocd's page size when none is asked for.
+const AUDIT_DEFAULT_LIMIT: u32 = 100;
+
+async fn audit(global: &GlobalArgs, out: Printer, args: AuditArgs) -> Result<(), Failure> {
+    let limit = args.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
+    let request = pb::ListAuditRequest {
+        before: args.before.unwrap_or(0),
+        limit,
+        tenant: args
+            .tenant
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        actor: args.actor.clone().unwrap_or_default(),
+    };
+    let api = connect(global).await?;
+    let list = call(&api, api.audit().list_audit(request)).await?;
+    out.emit(array(&list.entries, output::audit_json), || {
+        output::audit_table(&list.entries)
+    })?;
+    if let Some(hint) = next_audit_page(&args, limit, &list.entries) {
+        out.note(&format!("Older entries may exist: {hint}"));
+    }
+    Ok(())
+}
+
+/// The command that shows the page after a full one (same filters, older
+/// entries), or None when the page was not full.
+fn next_audit_page(args: &AuditArgs, limit: u32, entries: &[pb::AuditEntry]) -> Option<String> {
+    if entries.len() < limit as usize {
+        return None;
+    }
+    let oldest = entries.iter().map(|e| e.id).min()?;
+    let mut hint = format!("coloc audit --before {oldest}");
+    if let Some(tenant) = &args.tenant {
+        hint.push_str(&format!(" --tenant {tenant}"));
+    }
+    if let Some(actor) = &args.actor {
+        hint.push_str(&format!(" --actor {}", shell_word(actor)));
+    }
+    if let Some(limit) = args.limit {
+        hint.push_str(&format!(" --limit {limit}"));
+    }
+    Some(hint)
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '@' | '/'));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Exit;
+
+    fn entries(ids: &[u64]) -> Vec<pb::AuditEntry> {
+        ids.iter()
+            .map(|&id| pb::AuditEntry {
+                id,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audit_paging_hint_keeps_the_filters() {
+        let args = AuditArgs {
+            tenant: Some(domain::TenantName::new("asso-x").unwrap()),
+            actor: Some("user:alice".into()),
+            limit: Some(3),
+            before: None,
+        };
+        assert_eq!(
+            next_audit_page(&args, 3, &entries(&[12, 11, 9])).as_deref(),
+            Some("coloc audit --before 9 --tenant asso-x --actor user:alice --limit 3")
+        );
+        assert_eq!(next_audit_page(&args, 3, &entries(&[12, 11])), None);
+        let plain = AuditArgs {
+            tenant: None,
+            actor: Some("it's me".into()),
+            limit: None,
+            before: Some(50),
+        };
+        assert_eq!(
+            next_audit_page(&plain, 2, &entries(&[49, 48])).as_deref(),
+            Some("coloc audit --before 48 --actor 'it'\\''s me'")
+        );
+    }
+
+    #[test]
+    fn role_and_tenant_must_agree() {
+        let t = domain::TenantName::new("asso-x").unwrap();
+        assert!(check_role_tenant(Role::Admin, None).is_ok());
+        assert!(check_role_tenant(Role::Operator, Some(&t)).is_ok());
+        assert!(check_role_tenant(Role::Member, Some(&t)).is_ok());
+        assert_eq!(
+            check_role_tenant(Role::Admin, Some(&t)).unwrap_err().exit,
+            Exit::InvalidArgument
+        );
+        let err = check_role_tenant(Role::Member, None).unwrap_err();
+        assert_eq!(err.exit, Exit::InvalidArgument);
+        assert!(err.message.contains("--tenant"));
+    }
+}

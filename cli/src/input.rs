@@ -1,0 +1,296 @@
+//! Parsers for what people type that is not a plain name: lifetimes
+//! (`90d`), dates, free text and label changes. Pure functions, used as
+//! clap value parsers or right after parsing, so that a bad value is
+//! refused before anything is sent to colocd.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coloc_proto::domain::{self, Country, NodeName};
+use time::Date;
+use time::macros::format_description;
+
+use crate::error::Failure;
+
+// Longest free texts sent. colocd checks again; these mirror its limits so
+// that a long value is refused before the round trip.
+/// Display names of tenants and users.
+pub const DISPLAY_NAME_MAX: usize = 100;
+/// A site's city.
+pub const CITY_MAX: usize = 100;
+/// A site's description.
+pub const SITE_DESCRIPTION_MAX: usize = 500;
+/// An API token's description.
+pub const TOKEN_DESCRIPTION_MAX: usize = 200;
+/// The audit actor filter.
+pub const ACTOR_MAX: usize = 100;
+
+/// A lifetime typed as `<number><unit>` with unit s, m, h or d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(Duration);
+
+impl Ttl {
+    pub fn secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+/// Parses `30s`, `15m`, `1h`, `90d`. A bare number is refused: a lifetime
+/// silently read in the wrong unit is worse than an error.
+pub fn parse_ttl(text: &str) -> Result<Ttl, String> {
+    let text = text.trim();
+    let Some(unit) = text.chars().last() else {
+        return Err("empty lifetime; use e.g. 30m, 1h or 90d".to_string());
+    };
+    let factor: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} has no unit; use a number followed by s, m, h or d (e.g. 1h, 90d)"
+            ));
+        }
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a number followed by s, m, h or d (e.g. 1h, 90d)"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    let secs = n
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if secs == 0 {
+        return Err("a lifetime must be longer than zero".to_string());
+    }
+    Ok(Ttl(Duration::from_secs(secs)))
+}
+
+/// A calendar date, `YYYY-MM-DD`, returned in that canonical form.
+pub fn parse_date(text: &str) -> Result<String, String> {
+    let format = format_description!("[year]-[month]-[day]");
+    let date = Date::parse(text.trim(), format)
+        .map_err(|_| format!("{text:?} is not a date written YYYY-MM-DD"))?;
+    date.format(format).map_err(|e| e.to_string())
+}
+
+pub fn parse_country(text: &str) -> Result<Country, String> {
+    Country::new(text).map_err(|e| e.to_string())
+}
+
+pub fn parse_display_name(text: &str) -> Result<String, String> {
+    domain::check_text("display name", text, DISPLAY_NAME_MAX).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+pub fn parse_site_description(text: &str) -> Result<String, String> {
+    domain::check_text("description", text, SITE_DESCRIPTION_MAX).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+pub fn parse_token_description(text: &str) -> Result<String, String> {
+    domain::check_text("description", text, TOKEN_DESCRIPTION_MAX).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+pub fn parse_city(text: &str) -> Result<String, String> {
+    domain::check_text("city", text, CITY_MAX).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+/// Audit actors look like `user:alice`, `node:n1` or `anonymous`.
+pub fn parse_actor(text: &str) -> Result<String, String> {
+    domain::check_text("actor", text, ACTOR_MAX).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+/// Token ids are opaque to the CLI; only refuse what cannot be an id.
+pub fn parse_token_id(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("empty token id".to_string());
+    }
+    domain::check_text("token id", text, 128).map_err(|e| e.to_string())?;
+    if text.contains(char::is_whitespace) {
+        return Err(format!("{text:?} contains spaces; token ids have none"));
+    }
+    Ok(text.to_string())
+}
+
+/// What `coloc node label` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelChange {
+    /// Empty means every node (`--all`).
+    pub nodes: Vec<NodeName>,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+/// Splits `NAME... key=value...` (a node name never contains '='), checks
+/// every name, key and value, and refuses changes that say nothing or
+/// contradict themselves.
+pub fn parse_label_change(
+    words: &[String],
+    remove: &[String],
+    all: bool,
+) -> Result<LabelChange, Failure> {
+    let mut nodes = Vec::new();
+    let mut set = BTreeMap::new();
+    for word in words {
+        match word.split_once('=') {
+            Some((key, value)) => {
+                domain::check_label(key, value)?;
+                if let Some(previous) = set.insert(key.to_string(), value.to_string())
+                    && previous != value
+                {
+                    return Err(Failure::invalid(format!(
+                        "label {key:?} is given twice with different values"
+                    )));
+                }
+            }
+            None => {
+                let node = NodeName::new(word.as_str())?;
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    for key in remove {
+        domain::check_name("label key", key)?;
+        if set.contains_key(key) {
+            return Err(Failure::invalid(format!(
+                "label {key:?} is both set and removed"
+            )));
+        }
+        if !removed.contains(key) {
+            removed.push(key.clone());
+        }
+    }
+    if all && !nodes.is_empty() {
+        return Err(Failure::usage("give either node names or --all, not both"));
+    }
+    if !all && nodes.is_empty() {
+        return Err(Failure::usage(
+            "name at least one node, or pass --all to change every node",
+        ));
+    }
+    if set.is_empty() && removed.is_empty() {
+        return Err(Failure::usage(
+            "nothing to change: give key=value labels to set or --remove KEY",
+        ));
+    }
+    Ok(LabelChange {
+        nodes,
+        set,
+        remove: removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Exit;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("45s").unwrap().secs(), 45);
+        assert_eq!(parse_ttl("30m").unwrap().secs(), 1800);
+        assert_eq!(parse_ttl("1h").unwrap().secs(), 3600);
+        assert_eq!(parse_ttl("90d").unwrap().secs(), 90 * 86_400);
+        assert_eq!(parse_ttl(" 2h ").unwrap().secs(), 7200);
+    }
+
+    #[test]
+    fn ttl_refusals() {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "1x",
+            "-1h",
+            "1.5h",
+            "0s",
+            "1 h",
+            "1H",
+            "h1",
+            "99999999999999999999d",
+            "999999999999999999d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_ttl("10").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("2027-06-30").unwrap(), "2027-06-30");
+        assert!(parse_date("2027-02-30").is_err());
+        assert!(parse_date("30/06/2027").is_err());
+        assert!(parse_date("2027-6-30").is_err());
+    }
+
+    #[test]
+    fn texts_refuse_control_characters() {
+        assert!(parse_display_name("Les Amis du Vélo").is_ok());
+        assert!(parse_display_name("a\nb").is_err());
+        assert!(parse_site_description(&"x".repeat(SITE_DESCRIPTION_MAX)).is_ok());
+        assert!(parse_site_description(&"x".repeat(SITE_DESCRIPTION_MAX + 1)).is_err());
+        assert!(parse_token_description(&"x".repeat(TOKEN_DESCRIPTION_MAX + 1)).is_err());
+        assert!(parse_city(&"x".repeat(CITY_MAX + 1)).is_err());
+        assert!(parse_token_id("tok 1").is_err());
+        assert!(parse_token_id("").is_err());
+        assert!(parse_token_id("tok_01").is_ok());
+    }
+
+    #[test]
+    fn labels_split_names_and_pairs() {
+        let c = parse_label_change(
+            &words(&["n1", "role=web", "n2", "zone=", "n1"]),
+            &words(&["old"]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            c.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["n1", "n2"]
+        );
+        assert_eq!(c.set.get("role").map(String::as_str), Some("web"));
+        assert_eq!(c.set.get("zone").map(String::as_str), Some(""));
+        assert_eq!(c.remove, ["old"]);
+    }
+
+    #[test]
+    fn labels_for_every_node() {
+        let c = parse_label_change(&words(&["tier=gold"]), &[], true).unwrap();
+        assert!(c.nodes.is_empty());
+        assert_eq!(c.set.len(), 1);
+    }
+
+    #[test]
+    fn label_refusals() {
+        let cases: [(&[&str], &[&str], bool, Exit); 8] = [
+            (&["role=web"], &[], false, Exit::Usage),
+            (&["n1"], &[], false, Exit::Usage),
+            (&["n1", "a=b"], &[], true, Exit::Usage),
+            (&["N1", "a=b"], &[], false, Exit::InvalidArgument),
+            (&["n1", "Bad=x"], &[], false, Exit::InvalidArgument),
+            (&["n1", "a=x\ny"], &[], false, Exit::InvalidArgument),
+            (&["n1", "a=1", "a=2"], &[], false, Exit::InvalidArgument),
+            (&["n1", "a=1"], &["a"], false, Exit::InvalidArgument),
+        ];
+        for (w, r, all, exit) in cases {
+            let err = parse_label_change(&words(w), &words(r), all).unwrap_err();
+            assert_eq!(err.exit, exit, "{w:?} {r:?}: {}", err.message);
+        }
+    }
+}

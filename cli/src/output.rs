@@ -1,0 +1,1035 @@
+//! What the CLI prints: aligned tables and detail blocks for people, JSON
+//! for scripts, both built from the prost messages colocd returns. Pure
+//! formatting functions (time, sizes, status words, tables) plus the one
+//! place that writes to stdout. Nothing here talks to colocd.
+//!
+//! Text that came from the server is escaped before it reaches a terminal:
+//! audit details and labels may echo input from anyone, and an escape
+//! sequence must not be able to rewrite the operator's screen.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use coloc_proto::agent::v1 as agent;
+use coloc_proto::controller::v1 as pb;
+use coloc_proto::domain;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::error::Failure;
+
+// ---------------------------------------------------------------- printing
+
+/// Where results go: JSON or text on stdout, notes for people on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    /// Prints `json` in JSON mode, else the text `human` builds.
+    pub fn emit(&self, json: Value, human: impl FnOnce() -> String) -> Result<(), Failure> {
+        let mut text = if self.json {
+            serde_json::to_string_pretty(&json)
+                .map_err(|e| Failure::generic(format!("cannot encode JSON: {e}")))?
+        } else {
+            human()
+        };
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        write_stdout(&text)
+    }
+
+    /// A remark for people (stderr), left out in JSON mode.
+    pub fn note(&self, text: &str) {
+        if !self.json {
+            eprintln!("{text}");
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`coloc audit | head`) is not an error.
+pub fn write_stdout(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::generic(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+// ---------------------------------------------------------------- primitives
+
+/// Escapes control characters so server text cannot drive the terminal.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC; `-` for 0 (never).
+pub fn fmt_time(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".to_string();
+    }
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(format_description!("[year]-[month]-[day] [hour]:[minute]"))
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, for audit entries where seconds matter.
+pub fn fmt_time_ms(unix_ms: i64) -> String {
+    if unix_ms <= 0 {
+        return "-".to_string();
+    }
+    OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+/// Binary units, one decimal: `512 B`, `1.5 KiB`, `931.5 GiB`.
+pub fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn or_dash(text: &str) -> Cow<'_, str> {
+    if text.is_empty() {
+        Cow::Borrowed("-")
+    } else {
+        clean(text)
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `k=v, k2=v2`, sorted by key; `-` when empty.
+pub fn fmt_labels(labels: &HashMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    let mut pairs: Vec<_> = labels.iter().collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn labels_json(labels: &HashMap<String, String>) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------- status words
+
+pub fn node_status(status: i32) -> &'static str {
+    match pb::NodeStatus::try_from(status) {
+        Ok(pb::NodeStatus::Enrolling) => "enrolling",
+        Ok(pb::NodeStatus::Ready) => "ready",
+        Ok(pb::NodeStatus::Unreachable) => "unreachable",
+        Ok(pb::NodeStatus::Draining) => "draining",
+        Ok(pb::NodeStatus::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+pub fn reconcile_outcome(outcome: i32) -> &'static str {
+    match agent::ReconcileOutcome::try_from(outcome) {
+        Ok(agent::ReconcileOutcome::Applied) => "applied",
+        Ok(agent::ReconcileOutcome::Failed) => "failed",
+        Ok(agent::ReconcileOutcome::StaleRejected) => "stale generation rejected",
+        Ok(agent::ReconcileOutcome::Unspecified) | Err(_) => "none yet",
+    }
+}
+
+pub fn audit_outcome(outcome: i32) -> &'static str {
+    match pb::AuditOutcome::try_from(outcome) {
+        Ok(pb::AuditOutcome::Allowed) => "allowed",
+        Ok(pb::AuditOutcome::Denied) => "denied",
+        Ok(pb::AuditOutcome::Failed) => "failed",
+        Ok(pb::AuditOutcome::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+pub fn role_word(role: i32) -> &'static str {
+    domain::Role::try_from(role).map_or("unknown", domain::Role::as_str)
+}
+
+pub fn offer_word(offer: i32) -> &'static str {
+    domain::Offer::try_from(offer).map_or("unknown", domain::Offer::as_str)
+}
+
+/// A join token as people think of it.
+pub fn join_token_state(t: &pb::JoinToken, now_unix: i64) -> String {
+    if !t.used_by_node.is_empty() {
+        format!("used by {}", clean(&t.used_by_node))
+    } else if t.expires_unix <= now_unix {
+        "expired".to_string()
+    } else {
+        "unused".to_string()
+    }
+}
+
+pub fn api_token_state(t: &pb::ApiToken, now_unix: i64) -> &'static str {
+    if t.revoked {
+        "revoked"
+    } else if t.expires_unix > 0 && t.expires_unix <= now_unix {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+// ---------------------------------------------------------------- layout
+
+/// Columns aligned on the widest cell, two spaces apart, the last one
+/// unpadded so lines carry no trailing blanks.
+#[derive(Debug, Clone)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&str]) -> Self {
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.headers.len());
+        self.rows.push(cells);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn render(&self) -> String {
+        let width = |s: &str| s.chars().count();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(width(cell));
+            }
+        }
+        let mut out = String::new();
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut text = String::new();
+            for (i, cell) in line.iter().enumerate() {
+                if i + 1 == line.len() {
+                    text.push_str(cell);
+                } else {
+                    text.push_str(cell);
+                    text.extend(std::iter::repeat_n(' ', widths[i] - width(cell) + 2));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The table, or `empty` when there are no rows.
+    pub fn render_or(&self, empty: &str) -> String {
+        if self.is_empty() {
+            format!("{empty}\n")
+        } else {
+            self.render()
+        }
+    }
+}
+
+/// `Key:  value` lines with values aligned.
+#[derive(Debug, Default, Clone)]
+pub struct Details {
+    fields: Vec<(String, String)>,
+}
+
+impl Details {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn field(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.fields.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let width = self
+            .fields
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in &self.fields {
+            let pad = width - k.chars().count() + 2;
+            let _ = writeln!(out, "{k}:{}{v}", " ".repeat(pad));
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------- sites
+
+pub fn site_json(s: &pb::Site) -> Value {
+    json!({
+        "name": s.name,
+        "country": s.country,
+        "city": s.city,
+        "description": s.description,
+        "created_unix": s.created_unix,
+    })
+}
+
+pub fn site_details(s: &pb::Site) -> String {
+    Details::new()
+        .field("Name", clean(&s.name))
+        .field("Country", clean(&s.country))
+        .field("City", or_dash(&s.city))
+        .field("Description", or_dash(&s.description))
+        .field("Created", fmt_time(s.created_unix))
+        .render()
+}
+
+pub fn sites_table(sites: &[pb::Site]) -> String {
+    let mut t = Table::new(&["NAME", "COUNTRY", "CITY", "CREATED", "DESCRIPTION"]);
+    for s in sites {
+        t.row(vec![
+            clean(&s.name).into(),
+            clean(&s.country).into(),
+            or_dash(&s.city).into(),
+            fmt_time(s.created_unix),
+            or_dash(&s.description).into(),
+        ]);
+    }
+    t.render_or("no sites")
+}
+
+// ---------------------------------------------------------------- join tokens
+
+pub fn join_token_json(t: &pb::JoinToken) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "site": t.site,
+        "created_unix": t.created_unix,
+        "expires_unix": t.expires_unix,
+        "used_by_node": t.used_by_node,
+        "created_by": t.created_by,
+    });
+    // The secret exists only in CreateJoinToken's answer; keep it out of
+    // listings rather than printing an empty field that looks like one.
+    if !t.secret.is_empty() {
+        v["secret"] = Value::String(t.secret.clone());
+    }
+    v
+}
+
+pub fn join_tokens_table(tokens: &[pb::JoinToken], now_unix: i64) -> String {
+    let mut t = Table::new(&["ID", "SITE", "STATE", "CREATED", "EXPIRES", "CREATED BY"]);
+    for j in tokens {
+        t.row(vec![
+            clean(&j.id).into(),
+            clean(&j.site).into(),
+            join_token_state(j, now_unix),
+            fmt_time(j.created_unix),
+            fmt_time(j.expires_unix),
+            or_dash(&j.created_by).into(),
+        ]);
+    }
+    t.render_or("no join tokens")
+}
+
+// ---------------------------------------------------------------- nodes
+
+pub fn facts_json(f: &agent::NodeFacts) -> Value {
+    json!({
+        "hostname": f.hostname,
+        "cpu_model": f.cpu_model,
+        "cpu_count": f.cpu_count,
+        "memory_bytes": f.memory_bytes,
+        "disks": f.disks.iter().map(|d| json!({
+            "name": d.name,
+            "model": d.model,
+            "serial": d.serial,
+            "size_bytes": d.size_bytes,
+            "transport": d.transport,
+            "rotational": d.rotational,
+        })).collect::<Vec<_>>(),
+        "nics": f.nics.iter().map(|n| json!({
+            "name": n.name,
+            "mac": n.mac,
+            "addresses": n.addresses,
+        })).collect::<Vec<_>>(),
+        "kernel_version": f.kernel_version,
+        "os_name": f.os_name,
+        "agent_version": f.agent_version,
+        "boot_time_unix": f.boot_time_unix,
+    })
+}
+
+pub fn node_json(n: &pb::Node) -> Value {
+    json!({
+        "name": n.name,
+        "site": n.site,
+        "status": node_status(n.status),
+        "draining": n.draining,
+        "connected": n.connected,
+        "enrolled_unix": n.enrolled_unix,
+        "last_seen_unix": n.last_seen_unix,
+        "desired_generation": n.desired_generation,
+        "applied_generation": n.applied_generation,
+        "last_outcome": reconcile_outcome(n.last_outcome),
+        "last_message": n.last_message,
+        "labels": labels_json(&n.labels),
+        "cert_fingerprint": n.cert_fingerprint,
+        "facts": n.facts.as_ref().map(facts_json),
+    })
+}
+
+fn generation(n: &pb::Node) -> String {
+    format!("{}/{}", n.applied_generation, n.desired_generation)
+}
+
+pub fn nodes_table(nodes: &[pb::Node]) -> String {
+    let mut t = Table::new(&[
+        "NAME",
+        "SITE",
+        "STATUS",
+        "LAST SEEN",
+        "APPLIED/DESIRED",
+        "LABELS",
+    ]);
+    for n in nodes {
+        t.row(vec![
+            clean(&n.name).into(),
+            clean(&n.site).into(),
+            node_status(n.status).to_string(),
+            fmt_time(n.last_seen_unix),
+            generation(n),
+            fmt_labels(&n.labels),
+        ]);
+    }
+    t.render_or("no nodes")
+}
+
+pub fn node_details(n: &pb::Node) -> String {
+    let status = format!(
+        "{} ({})",
+        node_status(n.status),
+        if n.connected {
+            "connected"
+        } else {
+            "not connected"
+        }
+    );
+    let sync = if n.applied_generation >= n.desired_generation {
+        "up to date"
+    } else {
+        "behind"
+    };
+    let outcome = if n.last_message.is_empty() {
+        reconcile_outcome(n.last_outcome).to_string()
+    } else {
+        format!(
+            "{}: {}",
+            reconcile_outcome(n.last_outcome),
+            clean(&n.last_message)
+        )
+    };
+    let mut out = Details::new()
+        .field("Name", clean(&n.name))
+        .field("Site", clean(&n.site))
+        .field("Status", status)
+        .field("Draining", yes_no(n.draining))
+        .field("Enrolled", fmt_time(n.enrolled_unix))
+        .field("Last seen", fmt_time(n.last_seen_unix))
+        .field(
+            "Generation",
+            format!(
+                "{} applied, {} desired ({sync})",
+                n.applied_generation, n.desired_generation
+            ),
+        )
+        .field("Last outcome", outcome)
+        .field("Labels", fmt_labels(&n.labels))
+        .field(
+            "Certificate",
+            format!("sha256 {}", or_dash(&n.cert_fingerprint)),
+        )
+        .render();
+    match &n.facts {
+        None => out.push_str("\nFacts: not reported yet\n"),
+        Some(f) => {
+            out.push_str("\nFacts\n");
+            out.push_str(&facts_details(f));
+        }
+    }
+    out
+}
+
+fn facts_details(f: &agent::NodeFacts) -> String {
+    let cpu = if f.cpu_model.is_empty() {
+        format!("{} cores", f.cpu_count)
+    } else {
+        format!("{} × {}", f.cpu_count, clean(&f.cpu_model))
+    };
+    let mut out = Details::new()
+        .field("Hostname", or_dash(&f.hostname))
+        .field("CPU", cpu)
+        .field("Memory", fmt_bytes(f.memory_bytes))
+        .field("Kernel", or_dash(&f.kernel_version))
+        .field("OS", or_dash(&f.os_name))
+        .field("Agent", or_dash(&f.agent_version))
+        .field(
+            "Booted",
+            fmt_time(i64::try_from(f.boot_time_unix).unwrap_or(i64::MAX)),
+        )
+        .render();
+
+    let mut disks = Table::new(&["DISK", "MODEL", "SERIAL", "SIZE", "TRANSPORT", "TYPE"]);
+    for d in &f.disks {
+        disks.row(vec![
+            clean(&d.name).into(),
+            or_dash(&d.model).into(),
+            or_dash(&d.serial).into(),
+            fmt_bytes(d.size_bytes),
+            or_dash(&d.transport).into(),
+            if d.rotational { "hdd" } else { "ssd" }.to_string(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&disks.render_or("no disks reported"));
+
+    let mut nics = Table::new(&["NIC", "MAC", "ADDRESSES"]);
+    for n in &f.nics {
+        let addresses = if n.addresses.is_empty() {
+            "-".to_string()
+        } else {
+            n.addresses
+                .iter()
+                .map(|a| clean(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        nics.row(vec![
+            clean(&n.name).into(),
+            or_dash(&n.mac).into(),
+            addresses,
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&nics.render_or("no network interfaces reported"));
+    out
+}
+
+/// `n1 answered in 1.2 ms (agent clock 2026-01-01 00:00:01 UTC)`.
+pub fn ping_line(node: &domain::NodeName, pong: &pb::PingNodeResponse) -> String {
+    let ms = pong.round_trip_us as f64 / 1000.0;
+    let clock = fmt_time_ms(i64::try_from(pong.agent_unix_ms).unwrap_or(i64::MAX));
+    format!("{node} answered in {ms:.1} ms (agent clock {clock} UTC)\n")
+}
+
+pub fn stats_json(s: &pb::ControllerStats) -> Value {
+    json!({
+        "sessions": s.sessions,
+        "sessions_opened": s.sessions_opened,
+        "heartbeats": s.heartbeats,
+        "observed": s.observed,
+        "started_unix": s.started_unix,
+    })
+}
+
+pub fn stats_details(s: &pb::ControllerStats) -> String {
+    Details::new()
+        .field("Started", fmt_time(s.started_unix))
+        .field("Sessions open", s.sessions.to_string())
+        .field("Sessions opened", s.sessions_opened.to_string())
+        .field("Heartbeats", s.heartbeats.to_string())
+        .field("Observed reports", s.observed.to_string())
+        .render()
+}
+
+// ---------------------------------------------------------------- tenants
+
+pub fn tenant_json(t: &pb::Tenant) -> Value {
+    json!({
+        "name": t.name,
+        "display_name": t.display_name,
+        "offer": offer_word(t.offer),
+        "membership_expires": t.membership_expires,
+        "membership_expired": t.membership_expired,
+        "created_unix": t.created_unix,
+    })
+}
+
+fn membership(t: &pb::Tenant) -> String {
+    if t.membership_expired {
+        format!("{} (expired)", clean(&t.membership_expires))
+    } else {
+        clean(&t.membership_expires).into_owned()
+    }
+}
+
+pub fn tenant_details(t: &pb::Tenant) -> String {
+    Details::new()
+        .field("Name", clean(&t.name))
+        .field("Display name", or_dash(&t.display_name))
+        .field("Offer", offer_word(t.offer))
+        .field("Membership until", membership(t))
+        .field("Created", fmt_time(t.created_unix))
+        .render()
+}
+
+pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
+    let mut t = Table::new(&[
+        "NAME",
+        "OFFER",
+        "MEMBERSHIP UNTIL",
+        "CREATED",
+        "DISPLAY NAME",
+    ]);
+    for x in tenants {
+        t.row(vec![
+            clean(&x.name).into(),
+            offer_word(x.offer).to_string(),
+            membership(x),
+            fmt_time(x.created_unix),
+            or_dash(&x.display_name).into(),
+        ]);
+    }
+    t.render_or("no tenants")
+}
+
+// ---------------------------------------------------------------- users
+
+pub fn user_json(u: &pb::User) -> Value {
+    json!({
+        "name": u.name,
+        "tenant": u.tenant,
+        "role": role_word(u.role),
+        "display_name": u.display_name,
+        "node_grants": u.node_grants,
+        "created_unix": u.created_unix,
+    })
+}
+
+fn grants(u: &pb::User) -> String {
+    if u.node_grants.is_empty() {
+        "-".to_string()
+    } else {
+        u.node_grants
+            .iter()
+            .map(|g| clean(g).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn tenant_of(u: &pb::User) -> Cow<'_, str> {
+    if u.tenant.is_empty() {
+        Cow::Borrowed("- (cooperative)")
+    } else {
+        clean(&u.tenant)
+    }
+}
+
+pub fn user_details(u: &pb::User) -> String {
+    Details::new()
+        .field("Name", clean(&u.name))
+        .field("Role", role_word(u.role))
+        .field("Tenant", tenant_of(u))
+        .field("Display name", or_dash(&u.display_name))
+        .field("Node grants", grants(u))
+        .field("Created", fmt_time(u.created_unix))
+        .render()
+}
+
+pub fn users_table(users: &[pb::User]) -> String {
+    let mut t = Table::new(&[
+        "NAME",
+        "ROLE",
+        "TENANT",
+        "NODE GRANTS",
+        "CREATED",
+        "DISPLAY NAME",
+    ]);
+    for u in users {
+        t.row(vec![
+            clean(&u.name).into(),
+            role_word(u.role).to_string(),
+            or_dash(&u.tenant).into(),
+            grants(u),
+            fmt_time(u.created_unix),
+            or_dash(&u.display_name).into(),
+        ]);
+    }
+    t.render_or("no users")
+}
+
+// ---------------------------------------------------------------- api tokens
+
+pub fn api_token_json(t: &pb::ApiToken) -> Value {
+    let mut v = json!({
+        "id": t.id,
+        "user": t.user,
+        "description": t.description,
+        "created_unix": t.created_unix,
+        "expires_unix": t.expires_unix,
+        "revoked": t.revoked,
+    });
+    if !t.secret.is_empty() {
+        v["secret"] = Value::String(t.secret.clone());
+    }
+    v
+}
+
+pub fn api_token_details(t: &pb::ApiToken, now_unix: i64) -> String {
+    Details::new()
+        .field("Id", clean(&t.id))
+        .field("User", clean(&t.user))
+        .field("State", api_token_state(t, now_unix))
+        .field("Description", or_dash(&t.description))
+        .field("Created", fmt_time(t.created_unix))
+        .field("Expires", fmt_time(t.expires_unix))
+        .render()
+}
+
+pub fn api_tokens_table(tokens: &[pb::ApiToken], now_unix: i64) -> String {
+    let mut t = Table::new(&["ID", "USER", "STATE", "CREATED", "EXPIRES", "DESCRIPTION"]);
+    for x in tokens {
+        t.row(vec![
+            clean(&x.id).into(),
+            clean(&x.user).into(),
+            api_token_state(x, now_unix).to_string(),
+            fmt_time(x.created_unix),
+            fmt_time(x.expires_unix),
+            or_dash(&x.description).into(),
+        ]);
+    }
+    t.render_or("no tokens")
+}
+
+// ---------------------------------------------------------------- audit
+
+pub fn audit_json(e: &pb::AuditEntry) -> Value {
+    json!({
+        "id": e.id,
+        "at_unix_ms": e.at_unix_ms,
+        "actor": e.actor,
+        "action": e.action,
+        "target": e.target,
+        "tenant": e.tenant,
+        "outcome": audit_outcome(e.outcome),
+        "detail": e.detail,
+    })
+}
+
+pub fn audit_table(entries: &[pb::AuditEntry]) -> String {
+    let mut t = Table::new(&[
+        "ID",
+        "TIME (UTC)",
+        "ACTOR",
+        "ACTION",
+        "TARGET",
+        "TENANT",
+        "OUTCOME",
+        "DETAIL",
+    ]);
+    for e in entries {
+        t.row(vec![
+            e.id.to_string(),
+            fmt_time_ms(e.at_unix_ms),
+            clean(&e.actor).into(),
+            clean(&e.action).into(),
+            or_dash(&e.target).into(),
+            or_dash(&e.tenant).into(),
+            audit_outcome(e.outcome).to_string(),
+            or_dash(&e.detail).into(),
+        ]);
+    }
+    t.render_or("no audit entries")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_minutes() {
+        assert_eq!(fmt_time(0), "-");
+        assert_eq!(fmt_time(1_767_225_600), "2026-01-01 00:00");
+        assert_eq!(
+            fmt_time(1_767_225_600 + 3 * 3600 + 7 * 60 + 59),
+            "2026-01-01 03:07"
+        );
+        assert_eq!(fmt_time(i64::MAX), i64::MAX.to_string());
+        assert_eq!(
+            fmt_time_ms(1_767_225_600_000 + 61_500),
+            "2026-01-01 00:01:01"
+        );
+        assert_eq!(fmt_time_ms(0), "-");
+    }
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(fmt_bytes(0), "0 B");
+        assert_eq!(fmt_bytes(1023), "1023 B");
+        assert_eq!(fmt_bytes(1536), "1.5 KiB");
+        assert_eq!(fmt_bytes(16 * 1024 * 1024 * 1024), "16.0 GiB");
+        assert_eq!(fmt_bytes(1_000_204_886_016), "931.5 GiB");
+        assert_eq!(fmt_bytes(4 * 1024_u64.pow(4)), "4.0 TiB");
+        assert_eq!(fmt_bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn statuses_are_words() {
+        assert_eq!(node_status(pb::NodeStatus::Ready as i32), "ready");
+        assert_eq!(node_status(pb::NodeStatus::Draining as i32), "draining");
+        assert_eq!(node_status(99), "unknown");
+        assert_eq!(
+            reconcile_outcome(agent::ReconcileOutcome::StaleRejected as i32),
+            "stale generation rejected"
+        );
+        assert_eq!(audit_outcome(pb::AuditOutcome::Denied as i32), "denied");
+        assert_eq!(role_word(pb::Role::Operator as i32), "operator");
+        assert_eq!(offer_word(pb::Offer::Participatif as i32), "participatif");
+        assert_eq!(offer_word(0), "unknown");
+    }
+
+    #[test]
+    fn tables_align_and_have_no_trailing_blanks() {
+        let mut t = Table::new(&["NAME", "STATUS", "NOTE"]);
+        t.row(vec!["n1".into(), "ready".into(), "".into()]);
+        t.row(vec!["node-long".into(), "unreachable".into(), "x".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME       STATUS       NOTE\nn1         ready\nnode-long  unreachable  x\n"
+        );
+        assert_eq!(Table::new(&["A"]).render_or("nothing"), "nothing\n");
+    }
+
+    #[test]
+    fn details_align() {
+        let d = Details::new().field("Name", "n1").field("Last seen", "-");
+        assert_eq!(d.render(), "Name:       n1\nLast seen:  -\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("plain é"), "plain é");
+        assert_eq!(clean("a\x1b[31mb\nc"), "a\\u{1b}[31mb\\nc");
+        let mut e = pb::AuditEntry {
+            id: 7,
+            actor: "anonymous".into(),
+            action: "node.enroll".into(),
+            detail: "bad name \"\x1b]0;pwned\x07\"".into(),
+            ..Default::default()
+        };
+        e.outcome = pb::AuditOutcome::Denied as i32;
+        let text = audit_table(&[e]);
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(text.contains("denied"));
+    }
+
+    #[test]
+    fn labels_sorted() {
+        let labels: HashMap<String, String> = [("zone", "paris"), ("role", "web")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fmt_labels(&labels), "role=web, zone=paris");
+        assert_eq!(fmt_labels(&HashMap::new()), "-");
+    }
+
+    fn sample_node() -> pb::Node {
+        pb::Node {
+            name: "n1".into(),
+            site: "paris-1".into(),
+            status: pb::NodeStatus::Ready as i32,
+            connected: true,
+            enrolled_unix: 1_767_225_600,
+            last_seen_unix: 1_767_229_200,
+            desired_generation: 4,
+            applied_generation: 3,
+            last_outcome: agent::ReconcileOutcome::Applied as i32,
+            labels: [("role".to_string(), "web".to_string())].into(),
+            cert_fingerprint: "ab12".into(),
+            facts: Some(agent::NodeFacts {
+                hostname: "n1".into(),
+                cpu_model: "AMD EPYC 7302P".into(),
+                cpu_count: 32,
+                memory_bytes: 128 * 1024 * 1024 * 1024,
+                disks: vec![agent::Disk {
+                    name: "nvme0n1".into(),
+                    model: "Samsung PM983".into(),
+                    serial: "S4GNNX0N".into(),
+                    size_bytes: 1_920_383_410_176,
+                    transport: "nvme".into(),
+                    rotational: false,
+                }],
+                nics: vec![agent::Nic {
+                    name: "eno1".into(),
+                    mac: "0c:c4:7a:00:00:01".into(),
+                    addresses: vec!["192.0.2.10/24".into(), "2001:db8::10/64".into()],
+                }],
+                kernel_version: "6.1.0-28-amd64".into(),
+                os_name: "Debian GNU/Linux 12 (bookworm)".into(),
+                agent_version: "0.1.0".into(),
+                boot_time_unix: 1_767_220_000,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn node_show_has_the_facts() {
+        let text = node_details(&sample_node());
+        for needle in [
+            "ready (connected)",
+            "3 applied, 4 desired (behind)",
+            "role=web",
+            "32 × AMD EPYC 7302P",
+            "128.0 GiB",
+            "Samsung PM983",
+            "S4GNNX0N",
+            "1.7 TiB",
+            "nvme",
+            "ssd",
+            "0c:c4:7a:00:00:01",
+            "192.0.2.10/24, 2001:db8::10/64",
+            "6.1.0-28-amd64",
+            "Debian GNU/Linux 12 (bookworm)",
+            "Agent:",
+            "2026-01-01 01:00",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing in\n{text}");
+        }
+        let mut bare = sample_node();
+        bare.facts = None;
+        assert!(node_details(&bare).contains("not reported yet"));
+    }
+
+    #[test]
+    fn node_json_uses_words_and_nests_facts() {
+        let v = node_json(&sample_node());
+        assert_eq!(v["status"], "ready");
+        assert_eq!(v["last_outcome"], "applied");
+        assert_eq!(v["labels"]["role"], "web");
+        assert_eq!(v["facts"]["disks"][0]["serial"], "S4GNNX0N");
+        assert_eq!(v["facts"]["memory_bytes"], 128_u64 * 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn secrets_only_when_present() {
+        let mut t = pb::ApiToken {
+            id: "tok1".into(),
+            user: "alice".into(),
+            ..Default::default()
+        };
+        assert!(api_token_json(&t).get("secret").is_none());
+        t.secret = "cat_s3cret".into();
+        assert_eq!(api_token_json(&t)["secret"], "cat_s3cret");
+    }
+
+    #[test]
+    fn token_states() {
+        let now = 1_000;
+        let mut j = pb::JoinToken {
+            expires_unix: 2_000,
+            ..Default::default()
+        };
+        assert_eq!(join_token_state(&j, now), "unused");
+        j.expires_unix = 999;
+        assert_eq!(join_token_state(&j, now), "expired");
+        j.used_by_node = "n1".into();
+        assert_eq!(join_token_state(&j, now), "used by n1");
+
+        let mut a = pb::ApiToken {
+            expires_unix: 2_000,
+            ..Default::default()
+        };
+        assert_eq!(api_token_state(&a, now), "active");
+        a.expires_unix = 10;
+        assert_eq!(api_token_state(&a, now), "expired");
+        a.revoked = true;
+        assert_eq!(api_token_state(&a, now), "revoked");
+    }
+
+    #[test]
+    fn ping_in_milliseconds() {
+        let node = domain::NodeName::new("n1").unwrap();
+        let pong = pb::PingNodeResponse {
+            round_trip_us: 1_250,
+            agent_unix_ms: 1_767_225_601_000,
+        };
+        assert_eq!(
+            ping_line(&node, &pong),
+            "n1 answered in 1.2 ms (agent clock 2026-01-01 00:00:01 UTC)\n"
+        );
+    }
+
+    #[test]
+    fn tenant_and_user_rows() {
+        let t = pb::Tenant {
+            name: "asso-x".into(),
+            offer: pb::Offer::Responsable as i32,
+            membership_expires: "2026-01-31".into(),
+            membership_expired: true,
+            ..Default::default()
+        };
+        let text = tenants_table(&[t]);
+        assert!(text.contains("responsable"), "{text}");
+        assert!(text.contains("2026-01-31 (expired)"), "{text}");
+        let u = pb::User {
+            name: "root".into(),
+            role: pb::Role::Admin as i32,
+            ..Default::default()
+        };
+        assert!(user_details(&u).contains("- (cooperative)"));
+        assert_eq!(user_json(&u)["role"], "admin");
+    }
+}
