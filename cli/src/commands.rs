@@ -185,9 +185,10 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
             };
             let api = connect(global).await?;
             let changed = call(&api, api.nodes().set_node_labels(request)).await?;
-            out.emit(array(&changed.nodes, output::node_json), || {
-                output::nodes_table(&changed.nodes)
-            })
+            out.emit(
+                array(&changed.updated, output::node_generation_json),
+                || output::node_generations_table(&changed.updated),
+            )
         }
     }
 }

@@ -794,6 +794,22 @@ pub fn audit_table(entries: &[pb::AuditEntry]) -> String {
     t.render_or("no audit entries")
 }
 
+/// A node whose desired configuration changed, with its new generation.
+pub fn node_generation_json(n: &pb::NodeGeneration) -> Value {
+    json!({ "name": n.name, "desired_generation": n.desired_generation })
+}
+
+pub fn node_generations_table(nodes: &[pb::NodeGeneration]) -> String {
+    let mut t = Table::new(&["NODE", "DESIRED GENERATION"]);
+    for n in nodes {
+        t.row(vec![
+            clean(&n.name).into(),
+            n.desired_generation.to_string(),
+        ]);
+    }
+    t.render_or("no node changed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

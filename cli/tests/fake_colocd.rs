@@ -243,15 +243,14 @@ impl Nodes for Fake {
         } else {
             r.nodes
         };
-        let nodes = names
+        let updated = names
             .iter()
-            .map(|n| {
-                let mut node = sample_node(n);
-                node.labels = r.set.clone();
-                node
+            .map(|n| pb::NodeGeneration {
+                name: n.clone(),
+                desired_generation: sample_node(n).desired_generation + 1,
             })
             .collect();
-        Ok(Response::new(pb::SetNodeLabelsResponse { nodes }))
+        Ok(Response::new(pb::SetNodeLabelsResponse { updated }))
     }
 }
 
@@ -577,7 +576,12 @@ async fn labels_reach_every_node_with_all() {
     );
     let nodes = nodes.as_array().unwrap();
     assert_eq!(nodes.len(), 2);
-    assert!(nodes.iter().all(|n| n["labels"]["tier"] == "gold"));
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["desired_generation"].as_u64().is_some())
+    );
+    assert_eq!(nodes[0]["name"], "n1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

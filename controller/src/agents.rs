@@ -450,7 +450,12 @@ impl AgentService for AgentApi {
         let (id, last, out) =
             ctx.sessions
                 .open(&name, params, desired_of(&node), ctx.clock.now_ms());
-        ctx.sessions.note_seen(&name, ctx.clock.now());
+        // Recorded now rather than at the next flush, so that a node shown
+        // as ready also shows when it was seen.
+        ctx.store
+            .record_seen(vec![(name.clone(), ctx.clock.now())])
+            .await
+            .map_err(|e| ApiError::from(e).to_status())?;
         tracing::info!(
             node = %name,
             agent_version = %hello.agent_version,

@@ -130,8 +130,9 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
         })
         .await?
         .into_inner()
-        .nodes;
+        .updated;
     assert_eq!(changed.len(), 20);
+    assert!(changed.iter().all(|n| n.desired_generation == 2));
     for (a, n) in agents.iter().zip(&names) {
         let s = wait_status(a, "label applied", |s| {
             s.labels.get("rack").map(String::as_str) == Some("b2")

@@ -288,12 +288,18 @@ impl Nodes for NodesApi {
                 ctx.sessions.push_desired(rec);
             }
             Ok(pb::SetNodeLabelsResponse {
-                nodes: updated.into_iter().map(convert::node).collect(),
+                updated: updated
+                    .into_iter()
+                    .map(|n| pb::NodeGeneration {
+                        name: n.name.into(),
+                        desired_generation: n.desired_generation,
+                    })
+                    .collect(),
             })
         }
         .await;
         if let Ok(r) = &result {
-            audit.detail = format!("{} node(s) updated", r.nodes.len());
+            audit.detail = format!("{} node(s) updated", r.updated.len());
         }
         audit.finish(result).await.map(Response::new)
     }

@@ -43,9 +43,15 @@ struct Args {
     deadline_secs: u64,
 }
 
+/// Raises the open-file limit (inherited by colocd): as root beyond the
+/// hard limit if the kernel allows, else up to the hard limit.
 fn raise_nofile() -> Result<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let want = hard.max(65_536);
+    if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return Ok(want);
+    }
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     Ok(hard)
 }
@@ -123,7 +129,8 @@ impl Colocd {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let nofile = raise_nofile()?;
-    if (nofile as usize) < args.agents * 2 + 1000 {
+    // colocd and this process each hold one socket per agent.
+    if (nofile as usize) < args.agents + 1000 {
         bail!(
             "open-file limit {nofile} is too low for {} agents",
             args.agents
@@ -245,7 +252,7 @@ async fn main() -> Result<()> {
         .await?
         .into_inner();
     let target = changed
-        .nodes
+        .updated
         .first()
         .map(|n| n.desired_generation)
         .unwrap_or(2);
