@@ -20,6 +20,7 @@ pub mod logging;
 pub mod notify;
 pub mod reconcile;
 pub mod runner;
+pub mod seed;
 pub mod session;
 pub mod sim;
 pub mod status;

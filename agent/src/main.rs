@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use coloc_agent::config::{AgentConfig, CaSource, DEFAULT_CONFIG_PATH};
 use coloc_agent::host::Host;
 use coloc_agent::runner::Runner;
+use coloc_agent::seed;
 use coloc_agent::status::{AgentStatus, read_status, unix_ms_now};
 use coloc_agent::{AgentOptions, FileLedger, LedgerStore, Shutdown, enroll, spawn_agent, tls};
 use tokio::signal::unix::{SignalKind, signal};
@@ -54,6 +55,29 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// First boot: provision this node from its seed volume (docs/IMAGE.md).
+    Seed {
+        #[command(subcommand)]
+        command: SeedCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SeedCommand {
+    /// Read seed.toml from the seed volume and write the host name,
+    /// /etc/coloc/agent.toml, the CA, the join token and root's SSH keys;
+    /// does nothing when there is no seed volume or this seed was already
+    /// applied.
+    Apply {
+        /// The seed volume (FAT, holding seed.toml), read with mtools
+        /// without mounting it.
+        #[arg(long, default_value = seed::DEFAULT_SEED_DEVICE)]
+        device: PathBuf,
+        /// Root of the file system to provision; the running host name is
+        /// only changed when this is `/`.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +86,9 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::Status { config, json } => status(&config, json),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Seed {
+            command: SeedCommand::Apply { device, root },
+        } => seed_apply(device, root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +146,20 @@ fn run(config_path: &Path) -> Result<()> {
         agent.shutdown().await;
         Ok(())
     })
+}
+
+fn seed_apply(device: PathBuf, root: PathBuf) -> Result<()> {
+    coloc_agent::logging::init().context("setting up logging")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = seed::ApplyOptions { device, root };
+    let outcome = runtime.block_on(seed::apply(&Runner::new(), &options))?;
+    // On stdout as well as in the log: the unit copies stdout to the
+    // console, where a sysadmin (or the VM harness) watches first boot.
+    println!("coloc-agent seed apply: {outcome}");
+    Ok(())
 }
 
 fn status(config_path: &Path, json: bool) -> Result<()> {
