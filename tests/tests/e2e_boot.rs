@@ -52,7 +52,10 @@ fn seed(
         .arg("seed")
         .args(["--hostname", hostname, "--site", "paris-1"])
         // The guest reaches the host's loopback through QEMU's gateway.
-        .args(["--controller", &format!("https://10.0.2.2:{}", ctl.addr().port())])
+        .args([
+            "--controller",
+            &format!("https://10.0.2.2:{}", ctl.addr().port()),
+        ])
         .arg("--ca-file")
         .arg(ctl.data_dir().join("ca.pem"))
         .arg("--join-token-file")
@@ -128,8 +131,7 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
                     .await
                     .ok()?
                     .into_inner();
-                (n.status == pb::NodeStatus::Ready as i32 && n.applied_generation >= 1)
-                    .then_some(n)
+                (n.status == pb::NodeStatus::Ready as i32 && n.applied_generation >= 1).then_some(n)
             }
         })
         .await?;
@@ -147,7 +149,10 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
         assert_eq!(nvme.size_bytes, 1024 * 1024 * 1024);
         assert!(nvme.name.starts_with("nvme"), "{nvme:?}");
         assert!(
-            facts.disks.iter().any(|d| d.size_bytes == 512 * 1024 * 1024),
+            facts
+                .disks
+                .iter()
+                .any(|d| d.size_bytes == 512 * 1024 * 1024),
             "the 512 MiB virtio disk in {:?}",
             facts.disks
         );
@@ -164,7 +169,8 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
         // The generic image got its own identity on first boot.
         let machine_id = vm.succeed(&["cat", "/etc/machine-id"]).await?;
         assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
-        vm.succeed(&["test", "-s", "/etc/ssh/ssh_host_ed25519_key"]).await?;
+        vm.succeed(&["test", "-s", "/etc/ssh/ssh_host_ed25519_key"])
+            .await?;
         // No compiler or kernel headers were left in the image; ZFS works.
         let (code, _) = vm.execute(&["sh", "-c", "command -v cc gcc"]).await?;
         assert_ne!(code, 0, "a compiler was left in the image");
@@ -178,7 +184,10 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
     }
     .await;
     if let Err(e) = &result {
-        eprintln!("{e:#}\n--- diagnostics ---\n{}", vm.dump_diagnostics().await);
+        eprintln!(
+            "{e:#}\n--- diagnostics ---\n{}",
+            vm.dump_diagnostics().await
+        );
     }
     result
 }

@@ -14,7 +14,10 @@ use coloc_tests::{Remote, Result, bail, join_token};
 use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
 
 #[derive(Debug, Parser)]
-#[command(name = "coloc-lab", about = "Boot coloc node images in QEMU against a colocd")]
+#[command(
+    name = "coloc-lab",
+    about = "Boot coloc node images in QEMU against a colocd"
+)]
 struct Args {
     /// CLI configuration of an admin (colocd init writes <data-dir>/admin.toml).
     #[arg(long)]
