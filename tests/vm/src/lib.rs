@@ -50,6 +50,7 @@
 //! ```
 
 mod accel;
+pub mod baseline;
 mod console;
 mod ports;
 mod qemu;

@@ -12,7 +12,7 @@
 //! They run one VM at a time (the build machines have two cores, and the
 //! printed timings should mean something).
 
-mod fixture;
+use coloc_vm::baseline as fixture;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -103,7 +103,7 @@ async fn kernel_boot_story() {
     let guest = clock
         .time(
             "fixture guest (cached after the first build)",
-            fixture::guest(),
+            fixture::guest(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))),
         )
         .await
         .unwrap();
@@ -400,7 +400,7 @@ async fn uefi_boot_of_a_full_disk_image() {
     let guest = clock
         .time(
             "fixture guest (cached after the first build)",
-            fixture::guest(),
+            fixture::guest(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))),
         )
         .await
         .unwrap();
