@@ -3,8 +3,17 @@
 CARGO ?= cargo
 DEMO_DIR ?= $(CURDIR)/.demo
 BENCH_AGENTS ?= 10000
+IMAGE_SPEC ?= image/specs/node.toml
+export COLOC_CACHE ?= /var/cache/coloc
+# The agent that goes into node images: release, stripped, its own target
+# directory, and build paths remapped so that the binary does not depend on
+# where the tree is checked out (reproducible images).
+IMAGE_TARGET := $(CURDIR)/target/image
+IMAGE_AGENT := $(IMAGE_TARGET)/release/coloc-agent
+IMAGE_BUILDER := $(CURDIR)/target/debug/coloc-image
 
-.PHONY: all deps build demo demo-down test test-fast lint bench clean
+.PHONY: all deps build demo demo-down test test-fast test-vm lint bench clean \
+	image image-agent image-verify
 
 all: build
 
@@ -14,18 +23,43 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
-# The main job on a fresh machine: a controller and a few simulated nodes
-# (real agent logic over in-memory hosts), then `coloc node list`.
-demo: deps
+# The main job on a fresh machine: build the node image, start colocd,
+# boot two nodes in QEMU with their seeds, wait until both are ready, then
+# `coloc node list`.
+demo: deps image
 	$(CARGO) build --release -p coloc-controller -p coloc-cli -p coloc-tests --bins
-	DEMO_DIR=$(DEMO_DIR) tools/demo up
+	DEMO_DIR=$(DEMO_DIR) IMAGE=$(CURDIR)/target/node.img COLOC_IMAGE_BIN=$(IMAGE_BUILDER) tools/demo up
 
 demo-down:
 	DEMO_DIR=$(DEMO_DIR) tools/demo down
 
-# Everything CI checks: formatting, clippy with -D warnings, every test.
+# Everything CI checks: formatting, clippy with -D warnings, every test,
+# then the end-to-end tests that boot the real image in QEMU.
 test: deps lint
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) test-vm
+
+# End-to-end tests in QEMU (TCG here): build or reuse the image, boot it.
+test-vm: image
+	COLOC_TEST_IMAGE=$(CURDIR)/target/node.img COLOC_IMAGE_BIN=$(IMAGE_BUILDER) \
+		$(CARGO) test -p coloc-tests --test e2e_boot -- --ignored --test-threads=1
+
+image-agent: deps
+	CARGO_TARGET_DIR=$(IMAGE_TARGET) \
+	RUSTFLAGS="--remap-path-prefix=$(CURDIR)=/usr/src/coloc --remap-path-prefix=$(HOME)/.cargo=/usr/src/cargo" \
+	CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true \
+		$(CARGO) build --release -p coloc-agent
+
+# The node image for the current sources, cached by input hash under
+# $(COLOC_CACHE)/images; target/node.img points at it.
+image: image-agent
+	$(CARGO) build -p coloc-image
+	tools/image-cached $(IMAGE_BUILDER) $(IMAGE_SPEC) $(IMAGE_AGENT)
+
+# Two builds in different directories must give the same sha256.
+image-verify: image-agent
+	$(CARGO) build -p coloc-image
+	COLOC_IMAGE=$(IMAGE_BUILDER) COLOC_AGENT=$(IMAGE_AGENT) tools/image-verify $(IMAGE_SPEC)
 
 # Unit tests only (seconds), for the edit-compile loop.
 test-fast:
