@@ -166,6 +166,19 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
         let status = vm.succeed(&["coloc-agent", "status", "--json"]).await?;
         let status: serde_json::Value = serde_json::from_str(&status)?;
         assert_eq!(status["connected"], true, "{status}");
+        // A clean boot: no unit failed, and systemd had no ordering cycle to
+        // break (it would silently drop a unit to do so).
+        let failed = vm
+            .succeed(&["systemctl", "--failed", "--plain", "--no-legend"])
+            .await?;
+        assert!(failed.trim().is_empty(), "failed units:\n{failed}");
+        let journal = vm
+            .succeed(&["journalctl", "-b", "--no-pager", "-o", "cat"])
+            .await?;
+        assert!(
+            !journal.to_lowercase().contains("ordering cycle"),
+            "ordering cycle at boot"
+        );
         // The generic image got its own identity on first boot.
         let machine_id = vm.succeed(&["cat", "/etc/machine-id"]).await?;
         assert_eq!(machine_id.trim().len(), 32, "{machine_id:?}");
