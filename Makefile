@@ -69,10 +69,12 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Fleet benchmark: BENCH_AGENTS simulated agents against one colocd.
-bench: deps
+# Fleet benchmark (BENCH_AGENTS simulated agents against one colocd), then
+# node boot time against a plain Debian baseline, both printed as Markdown.
+bench: deps image
 	$(CARGO) build --release -p coloc-controller -p coloc-tests --bins
 	tools/bench-fleet $(BENCH_AGENTS)
+	target/release/coloc-bench-boot --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 
 clean:
 	$(CARGO) clean
