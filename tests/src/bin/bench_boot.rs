@@ -57,8 +57,18 @@ async fn main() -> Result<()> {
     let baseline = coloc_vm::baseline::guest(&args.cache_dir).await?;
     for run in 0..args.runs {
         let dir = work.path().join(format!("base-{run}"));
+        std::fs::create_dir_all(&dir)?;
+        // Both guests boot with a seed drive, as nodes do.
+        let access = coloc_vm::baseline::access(&dir)?;
         let start = Instant::now();
-        let mut vm = Vm::start(spec("baseline", baseline.disk.clone()), &dir).await?;
+        let mut vm = Vm::start(
+            VmSpec {
+                seed: Some(access.seed),
+                ..spec("baseline", baseline.disk.clone())
+            },
+            &dir.join("vm"),
+        )
+        .await?;
         vm.wait_for_console(MULTI_USER, DEADLINE).await?;
         let mu = start.elapsed();
         eprintln!(
