@@ -7,6 +7,8 @@
 //! left under the output name.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -284,23 +286,52 @@ fn ensure_cached(lock: &Lock, cache: &DebCache, progress: &Progress) -> Result<(
         lock.packages.len(),
         human_bytes(total)
     ));
+    // A few downloads at a time: most packages are small, and one at a
+    // time the round trips dominate.
+    const PARALLEL: usize = 4;
     let started = std::time::Instant::now();
-    let mut done = 0u64;
-    for (i, p) in missing.iter().enumerate() {
-        cache.fetch(p)?;
-        done += p.size;
-        let n = i + 1;
-        if n == missing.len() || n % 25 == 0 {
-            progress.note(&format!(
-                "downloaded {n}/{} ({} of {}) in {}",
-                missing.len(),
-                human_bytes(done),
-                human_bytes(total),
-                stamp(started.elapsed()).trim()
-            ));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let state = Mutex::new((0usize, 0u64, None::<anyhow::Error>));
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL.min(missing.len()) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(p) = missing.get(i) else { break };
+                    let result = cache.fetch(p);
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    match result {
+                        Ok(()) => {
+                            st.0 += 1;
+                            st.1 += p.size;
+                            let n = st.0;
+                            if n == missing.len() || n.is_multiple_of(25) {
+                                progress.note(&format!(
+                                    "downloaded {n}/{} ({} of {}) in {}",
+                                    missing.len(),
+                                    human_bytes(st.1),
+                                    human_bytes(total),
+                                    stamp(started.elapsed()).trim()
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            if st.2.is_none() {
+                                st.2 = Some(e);
+                            }
+                        }
+                    }
+                }
+            });
         }
+    });
+    let (_, _, error) = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn partial_path(out: &Path) -> PathBuf {

@@ -97,6 +97,7 @@ pub struct Cmd {
     env: Vec<(String, OsString)>,
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
+    cleanup: bool,
 }
 
 impl Cmd {
@@ -109,7 +110,15 @@ impl Cmd {
             env: Vec::new(),
             cwd: None,
             stdin: None,
+            cleanup: false,
         }
+    }
+
+    /// Marks a command that undoes what a build set up (umount): it still
+    /// runs after an interruption, and is not sent SIGTERM.
+    pub fn cleanup(mut self) -> Self {
+        self.cleanup = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -260,7 +269,7 @@ impl Cmd {
         // Its own process group: a terminal's Ctrl-C reaches only us, and
         // we decide (see `watch_signals`) to stop the whole group.
         cmd.process_group(0);
-        if interrupted() {
+        if interrupted() && !self.cleanup {
             return Err(CmdError::Interrupted {
                 command: self.display(),
             });
@@ -269,10 +278,12 @@ impl Cmd {
             command: self.display(),
             source,
         })?;
-        running()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(child.id());
+        if !self.cleanup {
+            running()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(child.id());
+        }
         Ok(child)
     }
 
@@ -286,7 +297,7 @@ impl Cmd {
             command: self.display(),
             source,
         })?;
-        if interrupted() && !status.success() {
+        if interrupted() && !status.success() && !self.cleanup {
             return Err(CmdError::Interrupted {
                 command: self.display(),
             });

@@ -89,8 +89,9 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
     for p in points {
         Cmd::new("umount")
             .arg(&p)
+            .cleanup()
             .run()
-            .or_else(|_| Cmd::new("umount").arg("--lazy").arg(&p).run())
+            .or_else(|_| Cmd::new("umount").arg("--lazy").arg(&p).cleanup().run())
             .with_context(|| format!("cannot unmount {}", p.display()))?;
     }
     Ok(())
@@ -181,17 +182,19 @@ impl Tmpfs {
 
     pub fn unmount(mut self) -> Result<()> {
         self.mounted = false;
-        Cmd::new("umount").arg(&self.path).run()?;
+        Cmd::new("umount").arg(&self.path).cleanup().run()?;
         Ok(())
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
+        // Whatever is still mounted inside (a chroot's /proc after a failed
+        // mmdebstrap) goes first.
         if self.mounted
-            && let Err(e) = Cmd::new("umount").arg(&self.path).run()
+            && let Err(e) = unmount_below(&self.path)
         {
-            eprintln!("coloc-image: cannot unmount {}: {e}", self.path.display());
+            eprintln!("coloc-image: cannot unmount {}: {e:#}", self.path.display());
         }
     }
 }
