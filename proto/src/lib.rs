@@ -6,6 +6,7 @@
 //! constructors in [`domain`]. This crate owns no I/O.
 
 pub mod domain;
+pub mod storage;
 
 pub mod agent {
     pub mod v1 {
