@@ -42,7 +42,7 @@ test: deps lint
 # End-to-end tests in QEMU (TCG here): build or reuse the image, boot it.
 test-vm: image
 	COLOC_TEST_IMAGE=$(CURDIR)/target/node.img COLOC_IMAGE_BIN=$(IMAGE_BUILDER) \
-		$(CARGO) test -p coloc-tests --test e2e_boot -- --ignored --test-threads=1
+		$(CARGO) test -p coloc-tests --test e2e_boot --test e2e_storage -- --ignored --test-threads=1
 
 image-agent: deps
 	CARGO_TARGET_DIR=$(IMAGE_TARGET) \
@@ -75,6 +75,7 @@ bench: deps image
 	$(CARGO) build --release -p coloc-controller -p coloc-tests --bins
 	tools/bench-fleet $(BENCH_AGENTS)
 	target/release/coloc-bench-boot --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
+	target/release/coloc-bench-volumes --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 
 clean:
 	$(CARGO) clean

@@ -21,6 +21,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/coloc/agent.toml";
 const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
 const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// How often the agent reconciles again from its ledger without a new
+/// configuration (docs/STORAGE.md: usage stays fresh, a pool that comes
+/// back is picked up).
+pub const DEFAULT_RESYNC_INTERVAL_SECS: u64 = 30;
+/// Bounds on `resync_interval_secs`: more often than every second is
+/// busy-looping on `zfs list`; less often than hourly leaves mounts and
+/// usage figures stale for too long.
+pub const RESYNC_INTERVAL_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 /// Longest join token accepted; tokens are short random strings, anything
 /// longer is a wrong file.
 const MAX_JOIN_TOKEN_LEN: usize = 512;
@@ -69,6 +77,7 @@ struct RawConfig {
     join_token_file: Option<PathBuf>,
     node_name: Option<String>,
     state_dir: Option<PathBuf>,
+    resync_interval_secs: Option<u64>,
     #[serde(default)]
     session: RawSession,
 }
@@ -181,6 +190,9 @@ pub struct AgentConfig {
     pub node_name: NodeName,
     pub state_dir: PathBuf,
     pub session: SessionConfig,
+    /// Time between two reconciliation passes from the ledger when no new
+    /// configuration arrives.
+    pub resync_interval: Duration,
 }
 
 impl AgentConfig {
@@ -200,6 +212,7 @@ impl AgentConfig {
             node_name,
             state_dir: state_dir.into(),
             session: SessionConfig::default(),
+            resync_interval: Duration::from_secs(DEFAULT_RESYNC_INTERVAL_SECS),
         })
     }
 
@@ -262,6 +275,19 @@ impl AgentConfig {
             return Err(ConfigError::invalid("state_dir", "empty path"));
         }
         let session = session_config(raw.session)?;
+        let resync = raw
+            .resync_interval_secs
+            .unwrap_or(DEFAULT_RESYNC_INTERVAL_SECS);
+        if !RESYNC_INTERVAL_SECS_RANGE.contains(&resync) {
+            return Err(ConfigError::invalid(
+                "resync_interval_secs",
+                format!(
+                    "{resync} is not between {} and {}",
+                    RESYNC_INTERVAL_SECS_RANGE.start(),
+                    RESYNC_INTERVAL_SECS_RANGE.end()
+                ),
+            ));
+        }
         Ok(AgentConfig {
             controller: raw.controller,
             ca: CaSource::File(resolve(raw.ca_file)),
@@ -269,6 +295,7 @@ impl AgentConfig {
             node_name,
             state_dir,
             session,
+            resync_interval: Duration::from_secs(resync),
         })
     }
 }
@@ -363,6 +390,18 @@ node_name = "n1"
         assert_eq!(cfg.session.backoff_initial, Duration::from_millis(500));
         assert_eq!(cfg.session.backoff_max, Duration::from_millis(30_000));
         assert_eq!(cfg.session.connect_timeout, Duration::from_millis(10_000));
+        assert_eq!(cfg.resync_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn resync_interval_is_set_and_bounded() {
+        let cfg = AgentConfig::from_toml_str(&format!("{MINIMAL}resync_interval_secs = 5\n"))
+            .expect("parses");
+        assert_eq!(cfg.resync_interval, Duration::from_secs(5));
+        for bad in ["0", "3601", "-1", "\"30\""] {
+            let text = format!("{MINIMAL}resync_interval_secs = {bad}\n");
+            assert!(AgentConfig::from_toml_str(&text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! It owns the node's side of the contract in `coloc.agent.v1`: enrolling
 //! once with a join token, holding one mTLS session with colocd, keeping
 //! the last desired configuration in a ledger on disk and reconciling the
-//! host against it, with or without the controller. Host access (storage,
+//! host against it (identity, draining, labels, storage pools and tenants'
+//! volumes), with or without the controller, again every
+//! `resync_interval_secs`. Host access (storage,
 //! units, health) lives behind the traits of [`host`] and is not done
 //! anywhere else; this crate must never shell out by itself.
 //!
@@ -24,6 +26,7 @@ pub mod seed;
 pub mod session;
 pub mod sim;
 pub mod status;
+pub mod storage;
 pub mod supervisor;
 pub mod tls;
 
@@ -31,7 +34,7 @@ pub use config::AgentConfig;
 pub use ledger::{FileLedger, LedgerStore, MemoryLedger};
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use session::handle_desired;
-pub use sim::{SimAgentSpec, spawn_sim_agent};
+pub use sim::{SimAgentSpec, spawn_sim_agent, spawn_sim_agent_with};
 pub use status::AgentStatus;
 pub use supervisor::{AgentHandle, AgentOptions, spawn_agent};
 

@@ -21,6 +21,9 @@ use coloc_agent::{AgentOptions, FileLedger, LedgerStore, Shutdown, enroll, spawn
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+/// Volume encryption keys live in `<state_dir>/keys` (docs/STORAGE.md).
+const KEYS_DIR: &str = "keys";
+
 /// coloc's node agent: enrolls the server, keeps its session with colocd and
 /// applies the desired configuration, from its own ledger when the
 /// controller is away.
@@ -121,9 +124,11 @@ fn run(config_path: &Path) -> Result<()> {
         let ledger: Arc<dyn LedgerStore> = Arc::new(FileLedger::new(&config.state_dir));
         let node = config.node_name.clone();
         let agent = spawn_agent(AgentOptions {
-            config,
-            host: Host::real(Runner::new()),
+            // Keys stay next to the ledger, on the root disk: a data disk
+            // that leaves the server must not carry them.
+            host: Host::real(Runner::new(), config.state_dir.join(KEYS_DIR)),
             ledger,
+            config,
             write_state_files: true,
         });
         let (notify_stop, notify_stop_rx) = watch::channel(false);

@@ -2,22 +2,29 @@
 //!
 //! A pass is small and boring: check that the configuration is meant for
 //! this node and well formed, apply each step idempotently, observe the
-//! host, and report. Today the desired configuration carries identity,
-//! draining and labels, so applying means recording them in the agent's
-//! status and refreshing the host's facts through [`Health`]; storage and
-//! units become further steps of [`Reconciler::reconcile`] as the contract
-//! grows. The reconciler never talks to the controller and never touches
-//! the ledger: callers decide what to reconcile and serialise passes.
+//! host, and report. The steps: record identity, draining and labels in
+//! the agent's status; refresh the host's facts through
+//! [`Health`](crate::host::Health); bring pools and volumes to their
+//! desired state ([`crate::storage`]). A step that fails makes the pass
+//! FAILED but never stops the steps after it. Passes (and volume
+//! rollbacks) never overlap: the reconciler holds a lock for each, so
+//! callers may ask from several tasks. The reconciler never talks to the
+//! controller and never writes the ledger; it only reads it to find the
+//! volume a rollback names.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use coloc_proto::agent::v1::{DesiredConfig, NodeFacts, ObservedState};
+use coloc_proto::agent::v1::{
+    DesiredConfig, NodeFacts, ObservedState, OrphanVolume, PoolStatus, VolumeStatus,
+};
 use coloc_proto::domain::{InvalidInput, NodeName, SiteName, check_label};
 
 use crate::error_chain;
 use crate::host::Host;
+use crate::ledger::LedgerStore;
 use crate::status::{Outcome, Persist, StatusHub};
+use crate::storage::{self, StorageError, StorageReport};
 
 /// Why a desired configuration cannot be applied.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +44,19 @@ pub enum ReconcileError {
 }
 
 /// What a pass did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReconcileReport {
     pub generation: u64,
     pub outcome: Outcome,
     /// What failed, empty on success.
     pub message: String,
     pub draining: bool,
+    /// Pools and volumes as found after the pass; empty (and
+    /// `storage_observed` false) when storage was not looked at.
+    pub pools: Vec<PoolStatus>,
+    pub volumes: Vec<VolumeStatus>,
+    pub orphans: Vec<OrphanVolume>,
+    pub storage_observed: bool,
 }
 
 impl ReconcileReport {
@@ -53,6 +66,10 @@ impl ReconcileReport {
             outcome: self.outcome.to_proto().into(),
             message: self.message.clone(),
             draining: self.draining,
+            pools: self.pools.clone(),
+            volumes: self.volumes.clone(),
+            orphans: self.orphans.clone(),
+            storage_observed: self.storage_observed,
         }
     }
 }
@@ -65,6 +82,9 @@ pub struct Reconciler {
     /// (disks for storage, for instance).
     observed: Mutex<Option<NodeFacts>>,
     last_report: Mutex<Option<ReconcileReport>>,
+    /// Held for the whole of a pass or a rollback: two of them acting on
+    /// the same volume at once could undo each other's steps.
+    pass_lock: tokio::sync::Mutex<()>,
 }
 
 impl Reconciler {
@@ -75,6 +95,7 @@ impl Reconciler {
             status,
             observed: Mutex::new(None),
             last_report: Mutex::new(None),
+            pass_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -122,36 +143,40 @@ impl Reconciler {
     }
 
     /// One pass against `desired`. Never fails: what went wrong is in the
-    /// report, and in the status.
+    /// report, and in the status. Waits for a pass or rollback in progress.
     pub async fn reconcile(&self, desired: &DesiredConfig) -> ReconcileReport {
-        let result = self.apply(desired).await;
-        let report = match &result {
-            Ok(()) => ReconcileReport {
-                generation: desired.generation,
-                outcome: Outcome::Applied,
-                message: String::new(),
-                draining: desired.draining,
+        let _pass = self.pass_lock.lock().await;
+        let (failures, storage) = self.apply(desired).await;
+        let storage = storage.unwrap_or_default();
+        let report = ReconcileReport {
+            generation: desired.generation,
+            outcome: if failures.is_empty() {
+                Outcome::Applied
+            } else {
+                Outcome::Failed
             },
-            Err(e) => ReconcileReport {
-                generation: desired.generation,
-                outcome: Outcome::Failed,
-                message: error_chain(e),
-                draining: self.status.snapshot().draining,
-            },
+            message: failures.join("; "),
+            draining: self.status.snapshot().draining,
+            pools: storage.pools,
+            volumes: storage.volumes,
+            orphans: storage.orphans,
+            storage_observed: storage.observed,
         };
-        match &result {
-            Ok(()) => tracing::info!(
+        if failures.is_empty() {
+            tracing::info!(
                 node = %self.node_name,
                 generation = desired.generation,
                 draining = desired.draining,
+                volumes = report.volumes.len(),
                 "desired configuration applied"
-            ),
-            Err(e) => tracing::error!(
+            );
+        } else {
+            tracing::error!(
                 node = %self.node_name,
                 generation = desired.generation,
                 error = %report.message,
-                "reconciliation failed: {e}"
-            ),
+                "reconciliation failed"
+            );
         }
         self.status.update(Persist::Yes, |s| {
             s.reconcile_passes += 1;
@@ -167,11 +192,16 @@ impl Reconciler {
         report
     }
 
-    async fn apply(&self, desired: &DesiredConfig) -> Result<(), ReconcileError> {
-        self.check(desired)?;
+    /// The steps of a pass; returns what failed and the storage results
+    /// (`None` when the configuration was refused before any step).
+    async fn apply(&self, desired: &DesiredConfig) -> (Vec<String>, Option<StorageReport>) {
+        if let Err(e) = self.check(desired) {
+            return (vec![error_chain(&e)], None);
+        }
+        let mut failures = Vec::new();
         // Draining and labels take effect as soon as they are known, even
-        // if observing the host fails below: a node told to drain must not
-        // take new work because `lsblk` timed out.
+        // if the steps below fail: a node told to drain must not take new
+        // work because `lsblk` timed out.
         let labels: BTreeMap<String, String> = desired
             .labels
             .iter()
@@ -184,15 +214,54 @@ impl Reconciler {
                 s.site = desired.site.clone();
             }
         });
-        let facts = self
-            .host
-            .health
-            .facts()
-            .await
-            .map_err(|e| ReconcileError::Observe(Box::new(e)))?;
-        if let Ok(mut observed) = self.observed.lock() {
-            *observed = Some(facts);
+        match self.host.health.facts().await {
+            Ok(facts) => {
+                if let Ok(mut observed) = self.observed.lock() {
+                    *observed = Some(facts);
+                }
+            }
+            Err(e) => failures.push(error_chain(&ReconcileError::Observe(Box::new(e)))),
         }
-        Ok(())
+        let storage =
+            storage::reconcile_storage(&self.host.volumes, &desired.pools, &desired.volumes).await;
+        if storage.failed() {
+            failures.push(format!("storage: {}", storage.summary()));
+        }
+        (failures, Some(storage))
+    }
+
+    /// Rolls volume `volume_id` back to `snapshot`, its most recent
+    /// snapshot (the `RollbackVolume` request). The volume must be ACTIVE
+    /// in the configuration the ledger holds. Waits for a pass in progress.
+    pub async fn rollback_volume(
+        &self,
+        ledger: &Arc<dyn LedgerStore>,
+        volume_id: &str,
+        snapshot: &str,
+    ) -> Result<VolumeStatus, StorageError> {
+        let _pass = self.pass_lock.lock().await;
+        let held = {
+            let ledger = Arc::clone(ledger);
+            tokio::task::spawn_blocking(move || ledger.load()).await
+        };
+        let desired = held
+            .map_err(StorageError::LedgerTask)?
+            .map_err(StorageError::Ledger)?;
+        let spec = desired
+            .as_ref()
+            .and_then(|d| d.volumes.iter().find(|v| v.id == volume_id))
+            .ok_or_else(|| StorageError::UnknownVolume {
+                id: volume_id.chars().take(80).collect(),
+            })?;
+        let result = storage::rollback(&self.host.volumes, spec, snapshot).await;
+        match &result {
+            Ok(_) => {
+                tracing::info!(node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node_name, volume = %spec.id, snapshot, error = %error_chain(e), "volume rollback refused or failed")
+            }
+        }
+        result
     }
 }

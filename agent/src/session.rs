@@ -10,7 +10,9 @@
 //! `Unauthenticated`/`PermissionDenied` (node removed, certificate revoked)
 //! are logged at error and retried at the maximum delay. Nothing here
 //! applies a configuration by itself: [`handle_desired`] decides between
-//! the ledger and the controller, the reconciler applies.
+//! the ledger and the controller, the reconciler applies (and answers
+//! `RollbackVolume` requests). While a session is open it is published in
+//! the agent's [`SessionLink`], through which the periodic pass reports.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,7 @@ use crate::enroll::NodeIdentity;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
 use crate::status::{Outcome, Persist, unix_ms_now};
+use crate::supervisor::SessionLink;
 use crate::tls::{self, TlsError};
 use crate::{AGENT_VERSION, Shutdown, error_chain};
 
@@ -98,6 +101,7 @@ pub async fn handle_desired(
             outcome: Outcome::StaleRejected.to_proto().into(),
             message,
             draining: held.as_ref().is_some_and(|h| h.draining),
+            ..Default::default()
         };
     }
 
@@ -143,6 +147,7 @@ pub async fn handle_desired(
                         outcome: Outcome::StaleRejected.to_proto().into(),
                         message,
                         draining: status.snapshot().draining,
+                        ..Default::default()
                     };
                 }
                 Ok(Err(e)) => {
@@ -175,6 +180,7 @@ fn failed(reconciler: &Reconciler, generation: u64, message: String) -> Observed
         outcome: Outcome::Failed.to_proto().into(),
         message,
         draining: status.snapshot().draining,
+        ..Default::default()
     }
 }
 
@@ -223,7 +229,10 @@ pub(crate) struct SessionRunner {
     pub config: AgentConfig,
     pub identity: NodeIdentity,
     pub reconciler: Arc<Reconciler>,
+    pub ledger: Arc<dyn LedgerStore>,
     pub desired_tx: mpsc::Sender<DesiredJob>,
+    /// Where the periodic pass finds the open session, if any.
+    pub link: SessionLink,
 }
 
 impl SessionRunner {
@@ -373,6 +382,20 @@ impl SessionRunner {
             s.last_error = None;
         });
 
+        self.link.open(out_tx.clone());
+        let end = self.serve(&mut inbound, &out_tx, shutdown).await;
+        self.link.close();
+        end
+    }
+
+    /// Serves an open session until it ends.
+    async fn serve(
+        &self,
+        inbound: &mut tonic::Streaming<ControllerMessage>,
+        out_tx: &mpsc::Sender<AgentMessage>,
+        shutdown: &mut Shutdown,
+    ) -> SessionEnd {
+        let status = self.reconciler.status();
         let mut heard = false;
         let mut sequence = 0u64;
         let mut heartbeat = heartbeat_timer(DEFAULT_HEARTBEAT_SECS);
@@ -382,7 +405,7 @@ impl SessionRunner {
                 received = inbound.message() => match received {
                     Ok(Some(message)) => {
                         heard = true;
-                        if let Some(end) = self.dispatch(message, &out_tx, &mut heartbeat).await {
+                        if let Some(end) = self.dispatch(message, out_tx, &mut heartbeat).await {
                             return end;
                         }
                     }
@@ -462,6 +485,7 @@ impl SessionRunner {
     /// delays heartbeats.
     fn answer(&self, request: Request, out_tx: mpsc::Sender<AgentMessage>) {
         let reconciler = Arc::clone(&self.reconciler);
+        let ledger = Arc::clone(&self.ledger);
         tokio::spawn(async move {
             let node = reconciler.node_name().clone();
             let result = match request.kind {
@@ -486,6 +510,25 @@ impl SessionRunner {
                                 payload: Some(request_result::Payload::Facts(facts)),
                             }
                         }
+                        Err(e) => RequestResult {
+                            request_id: request.id,
+                            ok: false,
+                            error: error_chain(&e),
+                            payload: None,
+                        },
+                    }
+                }
+                Some(request::Kind::RollbackVolume(rollback)) => {
+                    match reconciler
+                        .rollback_volume(&ledger, &rollback.volume_id, &rollback.snapshot)
+                        .await
+                    {
+                        Ok(volume) => RequestResult {
+                            request_id: request.id,
+                            ok: true,
+                            error: String::new(),
+                            payload: Some(request_result::Payload::Volume(volume)),
+                        },
                         Err(e) => RequestResult {
                             request_id: request.id,
                             ok: false,

@@ -2,8 +2,10 @@
 //!
 //! A simulated agent enrolls, keeps its key, certificate and ledger in its
 //! own state directory and holds a real mTLS session with a real
-//! controller, exactly like the daemon; only the host behind it is
-//! [`Host::fake`]. It writes no `status.json` and never talks to systemd.
+//! controller, exactly like the daemon; only the host behind it is a
+//! [`FakeHost`] (disks, ZFS and LVM thin in memory, so pools and volumes
+//! the controller declares are really created, resized and reported). It
+//! writes no `status.json` and never talks to systemd.
 //! It is a handful of tokio tasks on the caller's runtime and a few small
 //! files, so thousands can run in one test process.
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 use coloc_proto::domain::NodeName;
 
 use crate::config::{AgentConfig, CaSource, JoinTokenSource, SessionConfig};
-use crate::host::Host;
+use crate::host::FakeHost;
 use crate::ledger::FileLedger;
 use crate::supervisor::{AgentHandle, AgentOptions, spawn_agent};
 
@@ -70,9 +72,18 @@ pub fn spawn_sim_agent(spec: SimAgentSpec) -> AgentHandle {
             crate::error_chain(&e)
         ),
     };
+    let host = FakeHost::new(config.node_name.as_str());
+    spawn_sim_agent_with(config, &host)
+}
+
+/// Starts a simulated agent with an explicit configuration (e.g. a shorter
+/// `resync_interval`, from [`SimAgentSpec::config`]) over `host`, which
+/// the caller keeps to inspect or change the node's disks, pools and
+/// volumes while the agent runs.
+pub fn spawn_sim_agent_with(config: AgentConfig, host: &FakeHost) -> AgentHandle {
     let ledger = Arc::new(FileLedger::new(&config.state_dir));
     spawn_agent(AgentOptions {
-        host: Host::fake(config.node_name.as_str()),
+        host: host.host(),
         config,
         ledger,
         write_state_files: false,

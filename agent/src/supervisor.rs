@@ -5,15 +5,21 @@
 //! controller is down keeps running what it was last told. Once enrolled
 //! (and once the ledger pass is done, so `Hello` carries the right
 //! generation) the session loop runs until shutdown. Desired
-//! configurations from every session go through one worker task, so
-//! ledger writes and reconciliation passes never overlap. Everything is a
+//! configurations from every session go through one worker task, which
+//! also re-runs the reconciliation from the ledger every
+//! `resync_interval` (so usage figures stay fresh and a pool that comes
+//! back is picked up) and reports it on the open session, if any; ledger
+//! writes and reconciliation passes never overlap. Everything is a
 //! tokio task on the caller's runtime: no thread per agent, so thousands of
 //! simulated agents fit in one process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use coloc_proto::agent::v1::{AgentMessage, agent_message};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::AgentConfig;
 use crate::host::Host;
@@ -26,6 +32,30 @@ use crate::{Shutdown, durable, enroll, error_chain};
 /// Desired configurations waiting for the worker. The controller pushes
 /// one at a time; a deep queue would only hide a stuck worker.
 const DESIRED_QUEUE: usize = 16;
+
+/// The open session's outbound queue, if a session is open: how messages
+/// not answering the controller (the periodic pass's observed state) reach
+/// it. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLink(Arc<Mutex<Option<mpsc::Sender<AgentMessage>>>>);
+
+impl SessionLink {
+    pub fn open(&self, tx: mpsc::Sender<AgentMessage>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    pub fn close(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The open session's queue.
+    pub fn current(&self) -> Option<mpsc::Sender<AgentMessage>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// What an agent is made of.
 pub struct AgentOptions {
@@ -110,30 +140,42 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
     });
 
     let reconciler = Arc::new(Reconciler::new(node.clone(), host, status.clone()));
+    let link = SessionLink::default();
+    // Started before enrollment: a node that cannot reach its controller
+    // still resyncs from its ledger. Its first periodic pass comes one
+    // interval after start, and waits for the ledger pass below anyway.
+    let (desired_tx, desired_rx) = mpsc::channel(DESIRED_QUEUE);
+    let worker = tokio::spawn(desired_worker(
+        Worker {
+            ledger: Arc::clone(&ledger),
+            reconciler: Arc::clone(&reconciler),
+            link: link.clone(),
+            resync: config.resync_interval,
+        },
+        desired_rx,
+        shutdown.clone(),
+    ));
     let (identity, ()) = tokio::join!(
         enroll::ensure_enrolled(&config, reconciler.host(), &status, shutdown.clone()),
         reconcile_from_ledger(&ledger, &reconciler),
     );
 
     if let Some(identity) = identity {
-        let (desired_tx, desired_rx) = mpsc::channel(DESIRED_QUEUE);
-        let worker = tokio::spawn(desired_worker(
-            Arc::clone(&ledger),
-            Arc::clone(&reconciler),
-            desired_rx,
-            shutdown.clone(),
-        ));
         SessionRunner {
             config,
             identity,
             reconciler: Arc::clone(&reconciler),
+            ledger: Arc::clone(&ledger),
             desired_tx,
+            link,
         }
         .run(shutdown.clone())
         .await;
-        if let Err(e) = worker.await {
-            tracing::error!(node = %node, error = %e, "desired-configuration worker failed");
-        }
+    } else {
+        drop(desired_tx);
+    }
+    if let Err(e) = worker.await {
+        tracing::error!(node = %node, error = %e, "desired-configuration worker failed");
     }
 
     status.update(Persist::Yes, |s| s.connected = false);
@@ -188,33 +230,92 @@ async fn reconcile_from_ledger(ledger: &Arc<dyn LedgerStore>, reconciler: &Recon
     status.update(Persist::Yes, |s| s.ready = true);
 }
 
-/// Handles desired configurations one at a time, in arrival order, and
-/// answers on the session they came from.
-async fn desired_worker(
+/// What the desired-configuration worker works with.
+struct Worker {
     ledger: Arc<dyn LedgerStore>,
     reconciler: Arc<Reconciler>,
+    link: SessionLink,
+    resync: Duration,
+}
+
+/// Handles desired configurations one at a time, in arrival order, and
+/// answers on the session they came from; in between, re-runs the
+/// reconciliation from the ledger every `resync` and reports it on the
+/// open session. Being one task, it never runs two of these at once.
+async fn desired_worker(
+    worker: Worker,
     mut jobs: mpsc::Receiver<DesiredJob>,
     mut shutdown: Shutdown,
 ) {
+    let Worker {
+        ledger,
+        reconciler,
+        link,
+        resync,
+    } = worker;
+    let mut timer = tokio::time::interval_at(Instant::now() + resync, resync);
+    // After a long pass, one catch-up pass is enough.
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut jobs_open = true;
     loop {
-        let (desired, reply) = tokio::select! {
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => return,
+        tokio::select! {
+            job = jobs.recv(), if jobs_open => match job {
+                Some((desired, reply)) => {
+                    let generation = desired.generation;
+                    let observed = handle_desired(&ledger, &reconciler, desired).await;
+                    // A pass just ran: the next periodic one can wait a
+                    // whole interval.
+                    timer.reset();
+                    let message = AgentMessage {
+                        body: Some(agent_message::Body::Observed(observed)),
+                    };
+                    if reply.send(message).await.is_err() {
+                        // The session that asked is gone; the next one's
+                        // Hello carries the ledger generation, and the
+                        // controller resends if needed.
+                        tracing::debug!(node = %reconciler.node_name(), generation, "session ended before the observed state was sent");
+                    }
+                }
+                // No session will ever send more (never enrolled, or
+                // shutting down): keep resyncing until shutdown.
+                None => jobs_open = false,
             },
+            _ = timer.tick() => resync_pass(&ledger, &reconciler, &link).await,
             _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// The periodic pass: reconcile what the ledger holds and tell the
+/// controller, when a session is open.
+async fn resync_pass(ledger: &Arc<dyn LedgerStore>, reconciler: &Reconciler, link: &SessionLink) {
+    let node = reconciler.node_name();
+    let loaded = {
+        let ledger = Arc::clone(ledger);
+        tokio::task::spawn_blocking(move || ledger.load()).await
+    };
+    let desired = match loaded {
+        Ok(Ok(Some(desired))) => desired,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(node = %node, error = %error_chain(&e), "periodic pass skipped: cannot read the ledger");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(node = %node, error = %e, "periodic pass skipped: ledger task failed");
+            return;
+        }
+    };
+    tracing::debug!(node = %node, generation = desired.generation, "periodic reconciliation");
+    let observed = reconciler.reconcile(&desired).await.to_observed();
+    if let Some(tx) = link.current() {
+        let message = AgentMessage {
+            body: Some(agent_message::Body::Observed(observed)),
         };
-        let generation = desired.generation;
-        let observed = handle_desired(&ledger, &reconciler, desired).await;
-        let message = coloc_proto::agent::v1::AgentMessage {
-            body: Some(coloc_proto::agent::v1::agent_message::Body::Observed(
-                observed,
-            )),
-        };
-        if reply.send(message).await.is_err() {
-            // The session that asked is gone; the next one's Hello carries
-            // the ledger generation, and the controller resends if needed.
-            tracing::debug!(node = %reconciler.node_name(), generation, "session ended before the observed state was sent");
+        // Never wait on a slow controller here: the heartbeat notices a
+        // session that stopped reading, and the next pass reports again.
+        if tx.try_send(message).is_err() {
+            tracing::debug!(node = %node, "periodic observed state not sent: session busy or gone");
         }
     }
 }

@@ -20,6 +20,7 @@ fn desired(generation: u64, draining: bool) -> DesiredConfig {
         site: "paris-1".into(),
         draining,
         labels: HashMap::from([("rack".into(), format!("r{generation}"))]),
+        ..Default::default()
     }
 }
 

@@ -13,7 +13,7 @@ async fn installed(tool: &str) -> bool {
 
 #[tokio::test]
 async fn disks_come_from_lsblk_without_pseudo_devices() {
-    let host = Host::real(Runner::new());
+    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
     let disks = host
         .storage
         .disks()
@@ -36,7 +36,7 @@ async fn disks_come_from_lsblk_without_pseudo_devices() {
 
 #[tokio::test]
 async fn a_missing_zpool_is_tool_missing_not_an_empty_list() {
-    let host = Host::real(Runner::new());
+    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
     let result = host.storage.zpools().await;
     if installed("zpool").await {
         // Installed: either pools, or a command error (module not loaded).
@@ -51,7 +51,7 @@ async fn a_missing_zpool_is_tool_missing_not_an_empty_list() {
 
 #[tokio::test]
 async fn a_missing_vgs_is_tool_missing() {
-    let host = Host::real(Runner::new());
+    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
     let result = host.storage.volume_groups().await;
     if !installed("vgs").await {
         assert!(result.unwrap_err().is_tool_missing());
@@ -62,7 +62,7 @@ async fn a_missing_vgs_is_tool_missing() {
 
 #[tokio::test]
 async fn smart_checks_the_device_first_and_the_tool_second() {
-    let host = Host::real(Runner::new());
+    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
     assert!(matches!(
         host.health.smart("sda").await,
         Err(HostError::InvalidDevice { .. })

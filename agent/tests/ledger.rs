@@ -14,6 +14,7 @@ fn desired(generation: u64) -> DesiredConfig {
         site: "paris-1".into(),
         draining: generation.is_multiple_of(2),
         labels: HashMap::from([("rack".into(), format!("r{generation}"))]),
+        ..Default::default()
     }
 }
 

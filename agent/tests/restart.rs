@@ -73,6 +73,7 @@ fn ledgered(generation: u64) -> DesiredConfig {
             ("rack".into(), "b2".into()),
             ("power".into(), "ups-1".into()),
         ]),
+        ..Default::default()
     }
 }
 

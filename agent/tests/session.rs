@@ -252,6 +252,7 @@ fn desired(generation: u64, draining: bool) -> DesiredConfig {
         site: "paris-1".into(),
         draining,
         labels: HashMap::from([("rack".into(), "b2".into())]),
+        ..Default::default()
     }
 }
 
@@ -478,4 +479,100 @@ async fn many_simulated_agents_share_one_runtime() {
     for agent in agents {
         agent.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_is_reported_resynced_and_rolled_back_over_the_session() {
+    use coloc_agent::host::FakeHost;
+    use coloc_agent::spawn_sim_agent_with;
+    use coloc_proto::agent::v1::{
+        PoolKind, PoolLayout, PoolSpec, RollbackVolume, VolumePhase, VolumeSpec, VolumeState,
+    };
+
+    let mut h = Harness::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = h
+        .spec("n1", GOOD_TOKEN, &dir.path().join("n1"))
+        .config()
+        .expect("config");
+    config.resync_interval = Duration::from_millis(200);
+    let host = FakeHost::new("n1");
+    let agent = spawn_sim_agent_with(config, &host);
+    h.expect("Hello", hello).await;
+
+    let volume_id = "00000000000000aa";
+    let mut config = desired(1, false);
+    config.pools = vec![PoolSpec {
+        name: "tank".into(),
+        kind: PoolKind::Zfs.into(),
+        layout: PoolLayout::Mirror.into(),
+        disks: vec!["serial:SIM-n1-1".into(), "serial:SIM-n1-2".into()],
+        force: false,
+    }];
+    config.volumes = vec![VolumeSpec {
+        id: volume_id.into(),
+        tenant: "acme".into(),
+        name: "data".into(),
+        pool: "tank".into(),
+        pool_kind: PoolKind::Zfs.into(),
+        size_bytes: 1 << 30,
+        state: VolumeState::Active.into(),
+        owner_uid: 200_000,
+        owner_gid: 200_000,
+        snapshots: vec!["monday".into(), "tuesday".into()],
+        ..VolumeSpec::default()
+    }];
+    h.push(controller_message::Body::Desired(config)).await;
+    let obs = h.expect("ObservedState for 1", observed).await;
+    assert_eq!(obs.outcome(), ReconcileOutcome::Applied, "{}", obs.message);
+    assert!(obs.storage_observed);
+    assert!(obs.pools[0].present);
+    assert_eq!(obs.volumes[0].phase(), VolumePhase::Ready);
+
+    // Without any push, the periodic pass reports fresh usage.
+    host.zfs.set_used_bytes(volume_id, 5 << 20);
+    let fresh = h
+        .expect("a periodic ObservedState", |b| match b {
+            agent_message::Body::Observed(o)
+                if o.volumes.first().is_some_and(|v| v.used_bytes == 5 << 20) =>
+            {
+                Some(o.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(fresh.generation, 1);
+
+    let rollback = |id: u64, snapshot: &str| Request {
+        id,
+        kind: Some(request::Kind::RollbackVolume(RollbackVolume {
+            volume_id: volume_id.into(),
+            snapshot: snapshot.into(),
+        })),
+    };
+    let result_of = |wanted: u64| {
+        move |b: &agent_message::Body| match b {
+            agent_message::Body::Result(r) if r.request_id == wanted => Some(r.clone()),
+            _ => None,
+        }
+    };
+    h.push(controller_message::Body::Request(rollback(50, "monday")))
+        .await;
+    let refused = h.expect("refused rollback", result_of(50)).await;
+    assert!(!refused.ok);
+    assert!(refused.error.contains("tuesday is"), "{}", refused.error);
+
+    h.push(controller_message::Body::Request(rollback(51, "tuesday")))
+        .await;
+    let done = h.expect("rollback", result_of(51)).await;
+    assert!(done.ok, "{}", done.error);
+    match done.payload {
+        Some(request_result::Payload::Volume(v)) => {
+            assert_eq!(v.id, volume_id);
+            assert_eq!(v.phase(), VolumePhase::Ready);
+            assert_eq!(v.used_bytes, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    agent.shutdown().await;
 }

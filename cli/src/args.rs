@@ -1,22 +1,27 @@
 //! The command tree: every command, argument and flag of `coloc`, with the
 //! help sentence people read. Values are parsed into validated types here
-//! (names through `coloc_proto::domain`), so a bad value stops the command
+//! (names through `coloc_proto::domain`, sizes, pools, disks and volumes
+//! through `coloc_proto::storage`), so a bad value stops the command
 //! before any connection is made. This module does no I/O.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use coloc_proto::agent::v1 as agent;
 use coloc_proto::domain::{self, Country, NodeName, SiteName, TenantName, UserName};
+use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeName};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::input::{
-    Ttl, parse_actor, parse_city, parse_country, parse_date, parse_display_name,
-    parse_site_description, parse_token_description, parse_token_id, parse_ttl,
+    Ttl, VolumeRef, parse_actor, parse_city, parse_country, parse_date, parse_display_name,
+    parse_site_description, parse_size, parse_token_description, parse_token_id, parse_ttl,
+    parse_volume_ref, parse_volume_size,
 };
 
 const LONG_ABOUT: &str = "\
 coloc drives colocd, the cooperative's fleet controller: sites, servers \
-(nodes), tenants (associations), users, API tokens and the audit log.
+(nodes), tenants (associations), storage pools and volumes, users, API \
+tokens and the audit log.
 
 Every call goes over TLS to colocd, whose certificate must be signed by the \
 cooperative's CA (--ca-file) and carry the name 'colocd', whatever address \
@@ -48,7 +53,7 @@ fn long_help_footer() -> String {
 #[command(
     name = "coloc",
     version,
-    about = "Manage the cooperative's sites, servers, tenants and users through colocd.",
+    about = "Manage the cooperative's sites, servers, tenants, storage and users through colocd.",
     long_about = LONG_ABOUT,
     after_help = "Run 'coloc --help' for configuration and exit codes.",
     after_long_help = long_help_footer(),
@@ -111,6 +116,16 @@ pub enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage storage pools (ZFS pools, LVM thin pools) declared on nodes.
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
+    /// Manage tenants' volumes: create, resize, delete and restore, snapshots, rollback.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
     },
     /// Manage users, their node grants and client certificates.
     User {
@@ -256,10 +271,230 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
-    /// Show one tenant.
+    /// Show one tenant, with its storage quota and use.
     Show {
         /// Tenant name.
         name: TenantName,
+    },
+    /// Change a tenant's storage quota (admins) or how long its deleted volumes are kept.
+    #[command(
+        after_help = "Examples:\n  coloc tenant set-storage asso-x --quota 500G\n  coloc tenant set-storage asso-x --grace-days 60"
+    )]
+    SetStorage {
+        /// Tenant name.
+        name: TenantName,
+        /// Most the sizes of the tenant's active and deleted-but-kept volumes may add up to, e.g. 500G (admins only).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        quota: Option<u64>,
+        /// Days a deleted volume is kept before it is destroyed, 1 to 3650 (operators may only lengthen it).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        grace_days: Option<u32>,
+    },
+}
+
+/// Storage backends a pool can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolTypeArg {
+    /// A ZFS pool.
+    Zfs,
+    /// An LVM volume group holding one thin pool.
+    Lvm,
+}
+
+impl From<PoolTypeArg> for agent::PoolKind {
+    fn from(t: PoolTypeArg) -> Self {
+        match t {
+            PoolTypeArg::Zfs => agent::PoolKind::Zfs,
+            PoolTypeArg::Lvm => agent::PoolKind::LvmThin,
+        }
+    }
+}
+
+/// How a pool spreads data over its disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolLayoutArg {
+    /// No redundancy: the disks' space is added up (the only layout for lvm).
+    Single,
+    /// Every disk holds the same data (zfs, at least 2 disks).
+    Mirror,
+    /// One disk's worth of parity (zfs, at least 2 disks).
+    Raidz1,
+    /// Two disks' worth of parity (zfs, at least 3 disks).
+    Raidz2,
+}
+
+impl PoolLayoutArg {
+    /// Fewest disks the layout can be built from.
+    pub fn min_disks(self) -> usize {
+        match self {
+            PoolLayoutArg::Single => 1,
+            PoolLayoutArg::Mirror => 2,
+            PoolLayoutArg::Raidz1 => 3,
+            PoolLayoutArg::Raidz2 => 4,
+        }
+    }
+}
+
+impl From<PoolLayoutArg> for agent::PoolLayout {
+    fn from(l: PoolLayoutArg) -> Self {
+        match l {
+            PoolLayoutArg::Single => agent::PoolLayout::Single,
+            PoolLayoutArg::Mirror => agent::PoolLayout::Mirror,
+            PoolLayoutArg::Raidz1 => agent::PoolLayout::Raidz1,
+            PoolLayoutArg::Raidz2 => agent::PoolLayout::Raidz2,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Declare a pool on a node; its agent creates it on blank disks only (unless --force).
+    #[command(
+        after_help = "Examples:\n  coloc pool create --node n1 --name tank --type zfs --layout mirror --disk serial:COLOC0001 --disk serial:COLOC0002\n  coloc pool create --node n2 --name vg-data --type lvm --disk id:nvme-QEMU_NVMe_Ctrl_COLOC0003"
+    )]
+    Create {
+        /// Node the disks are in.
+        #[arg(long)]
+        node: NodeName,
+        /// Pool (or volume group) name, e.g. tank; at most 32 characters, not a ZFS keyword.
+        #[arg(long)]
+        name: PoolName,
+        /// Storage backend.
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        kind: PoolTypeArg,
+        /// How data is spread over the disks (default single; lvm is single only).
+        #[arg(long, value_enum)]
+        layout: Option<PoolLayoutArg>,
+        /// A disk, by serial (serial:XXX) or by its name under /dev/disk/by-id (id:YYY); repeat for each disk.
+        #[arg(long = "disk", value_name = "DISK", required = true)]
+        disks: Vec<DiskRef>,
+        /// Wipe declared disks that hold data (partitions, filesystems, RAID/LVM/ZFS signatures) when creating the pool.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List pools with their size, free space, health and problems.
+    List {
+        /// Only pools on this node.
+        #[arg(long)]
+        node: Option<NodeName>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume for a tenant in a node's pool, mounted at /srv/tenants/<tenant>/<name>.
+    #[command(
+        after_help = "Example:\n  coloc volume create --tenant asso-x --node n1 --pool tank --size 20G --name data --encrypted"
+    )]
+    Create {
+        /// Tenant the volume belongs to.
+        #[arg(long)]
+        tenant: TenantName,
+        /// Node it lives on.
+        #[arg(long)]
+        node: NodeName,
+        /// Pool on that node.
+        #[arg(long)]
+        pool: PoolName,
+        /// Size the tenant sees, e.g. 20G or 512M (binary units; at least 64M, rounded up to 4M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
+        size: u64,
+        /// Volume name inside the tenant.
+        #[arg(long, default_value = "data")]
+        name: VolumeName,
+        /// Space set aside in the pool for this volume, e.g. 5G (ZFS pools only; at most --size).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        reserve: Option<u64>,
+        /// Encrypt it at rest with a key kept on the node's root disk.
+        #[arg(long)]
+        encrypted: bool,
+    },
+    /// List volumes with their use and state.
+    List {
+        /// Only this tenant's volumes.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        /// Only volumes on this node.
+        #[arg(long)]
+        node: Option<NodeName>,
+        /// Also list destroyed volumes.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show everything about one volume, its snapshots included.
+    Show {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+    },
+    /// Change a volume's size (growing is online; shrinking needs --force and ZFS).
+    Resize {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+        /// New size, e.g. 40G (binary units; at least 64M, rounded up to 4M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_volume_size)]
+        size: u64,
+        /// Allow a smaller size than now (ZFS only, never below the space used).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a volume: unmounted at once, kept read-only for the tenant's grace period, then destroyed.
+    Delete {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+    },
+    /// Bring back a deleted volume before its grace period ends.
+    Restore {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+    },
+    /// Manage a volume's snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Roll a volume back to its most recent snapshot, losing every change made since.
+    #[command(
+        after_help = "Only the most recent snapshot can be rolled back to, so that no other snapshot is lost; delete later snapshots first to go further back. Without --confirm nothing is sent (exit 2); with a --confirm that does not match, neither (exit 7).\n\nExample:\n  coloc volume rollback asso-x/data before-upgrade --confirm asso-x/data"
+    )]
+    Rollback {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+        /// Snapshot to go back to (the volume's most recent one).
+        snapshot: SnapshotName,
+        /// The volume's <tenant>/<name> typed again, to confirm that changes since the snapshot are lost.
+        #[arg(long, value_name = "TENANT/NAME")]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of a volume (the agent takes it at its next pass).
+    Create {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+        /// Snapshot name, e.g. before-upgrade.
+        snapshot: SnapshotName,
+    },
+    /// List a volume's snapshots with the space each holds.
+    List {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+    },
+    /// Delete a snapshot of a volume.
+    Delete {
+        /// <tenant>/<name>, e.g. asso-x/data, or the volume's id.
+        #[arg(value_name = "TENANT/NAME|ID", value_parser = parse_volume_ref)]
+        volume: VolumeRef,
+        /// Snapshot name.
+        snapshot: SnapshotName,
     },
 }
 
@@ -498,6 +733,88 @@ mod tests {
         assert!(parse(&["whoami", "--token", "t", "--cert", "c", "--key", "k"]).is_err());
         assert!(parse(&["whoami", "--cert", "c"]).is_err());
         assert!(parse(&["whoami", "--cert", "c", "--key", "k"]).is_ok());
+    }
+
+    #[test]
+    fn storage_commands_parse() {
+        let cli = parse(&[
+            "pool",
+            "create",
+            "--node",
+            "n1",
+            "--name",
+            "tank",
+            "--type",
+            "zfs",
+            "--layout",
+            "mirror",
+            "--disk",
+            "serial:A1",
+            "--disk",
+            "id:nvme-X",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Pool {
+                command:
+                    PoolCommand::Create {
+                        kind,
+                        layout,
+                        disks,
+                        force,
+                        ..
+                    },
+            } => {
+                assert_eq!(kind, PoolTypeArg::Zfs);
+                assert_eq!(layout, Some(PoolLayoutArg::Mirror));
+                assert_eq!(disks.len(), 2);
+                assert!(!force);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(&[
+            "volume", "create", "--tenant", "asso-x", "--node", "n1", "--pool", "tank", "--size",
+            "20G",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Volume {
+                command: VolumeCommand::Create { size, name, .. },
+            } => {
+                assert_eq!(size, 20 << 30);
+                assert_eq!(name.as_str(), "data");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in [
+            &[
+                "volume", "create", "--tenant", "asso-x", "--node", "n1", "--pool", "tank",
+                "--size", "20X",
+            ][..],
+            &["volume", "resize", "asso-x/data", "--size", "1M"],
+            &["volume", "show", "data"],
+            &[
+                "pool", "create", "--node", "n1", "--name", "mirror", "--type", "zfs", "--disk",
+                "serial:A",
+            ],
+            &[
+                "pool", "create", "--node", "n1", "--name", "tank", "--type", "zfs", "--disk",
+                "sda",
+            ],
+            &["tenant", "set-storage", "asso-x", "--grace-days", "0"],
+            &["volume", "snapshot", "create", "asso-x/data", "Snap"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}: {err}");
+        }
+        assert_eq!(
+            parse(&[
+                "pool", "create", "--node", "n1", "--name", "tank", "--type", "zfs"
+            ])
+            .unwrap_err()
+            .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

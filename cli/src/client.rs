@@ -9,6 +9,7 @@ use std::time::Duration;
 use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
+use coloc_proto::controller::v1::storage_client::StorageClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
@@ -189,6 +190,12 @@ impl Api {
 
     pub fn tenants(&self) -> TenantsClient<Service> {
         TenantsClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn storage(&self) -> StorageClient<Service> {
+        StorageClient::new(self.intercepted())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

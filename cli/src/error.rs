@@ -46,7 +46,7 @@ Exit codes:
   2  usage: bad command line or configuration (no server, unreadable config, CA, certificate or key file)
   3  not authenticated: no credentials, or colocd refused the token or certificate
   4  permission denied: authenticated, but the role, tenant or node grant does not allow it
-  5  not found: the named site, node, tenant, user or token does not exist
+  5  not found: the named site, node, tenant, pool, volume, snapshot, user or token does not exist
   6  already exists or conflict (name taken, state forbids it, refused by the cooperative's policy)
   7  invalid argument: a value refused, locally (name, ttl, date, label, text) or by colocd
   8  unavailable: colocd cannot be reached (connection, TLS, timeout), or colocd cannot reach the node";

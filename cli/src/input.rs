@@ -1,12 +1,15 @@
 //! Parsers for what people type that is not a plain name: lifetimes
-//! (`90d`), dates, free text and label changes. Pure functions, used as
-//! clap value parsers or right after parsing, so that a bad value is
-//! refused before anything is sent to colocd.
+//! (`90d`), dates, free text, label changes, sizes (`20G`) and volume
+//! references (`asso-x/data`). Pure functions, used as clap value parsers
+//! or right after parsing, so that a bad value is refused before anything
+//! is sent to colocd.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
-use coloc_proto::domain::{self, Country, NodeName};
+use coloc_proto::domain::{self, Country, NodeName, TenantName};
+use coloc_proto::storage::{self, VolumeId, VolumeName};
 use time::Date;
 use time::macros::format_description;
 
@@ -119,6 +122,87 @@ pub fn parse_token_id(text: &str) -> Result<String, String> {
         return Err(format!("{text:?} contains spaces; token ids have none"));
     }
     Ok(text.to_string())
+}
+
+/// A volume size: parsed in binary units, checked against colocd's bounds
+/// (64 MiB to 1 PiB) and rounded up to 4 MiB as colocd would, so that the
+/// size sent is the size the volume gets.
+pub fn parse_volume_size(text: &str) -> Result<u64, String> {
+    let bytes = storage::parse_size(text).map_err(|e| e.to_string())?;
+    storage::volume_size(bytes).map_err(|e| e.to_string())
+}
+
+/// Any size (a reservation, a quota): parsed in binary units, no bounds.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    storage::parse_size(text).map_err(|e| e.to_string())
+}
+
+/// How a command names a volume: `<tenant>/<name>` or its 16-digit id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeRef {
+    Named {
+        tenant: TenantName,
+        name: VolumeName,
+    },
+    Id(VolumeId),
+}
+
+impl VolumeRef {
+    /// `<tenant>/<name>` when the volume was named that way.
+    pub fn qualified_name(&self) -> Option<String> {
+        match self {
+            VolumeRef::Named { tenant, name } => Some(format!("{tenant}/{name}")),
+            VolumeRef::Id(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for VolumeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VolumeRef::Named { tenant, name } => write!(f, "{tenant}/{name}"),
+            VolumeRef::Id(id) => f.write_str(id.as_str()),
+        }
+    }
+}
+
+/// Parses `asso-x/data` (tenant and volume names checked) or a volume id.
+pub fn parse_volume_ref(text: &str) -> Result<VolumeRef, String> {
+    match text.split_once('/') {
+        Some((tenant, name)) => Ok(VolumeRef::Named {
+            tenant: TenantName::new(tenant).map_err(|e| e.to_string())?,
+            name: VolumeName::new(name).map_err(|e| e.to_string())?,
+        }),
+        None => VolumeId::new(text).map(VolumeRef::Id).map_err(|_| {
+            format!(
+                "{:?} is neither <tenant>/<name> (e.g. asso-x/data) nor a volume id (16 hex digits)",
+                text.chars().take(80).collect::<String>()
+            )
+        }),
+    }
+}
+
+/// Checks the `--confirm` of a rollback against the volume's
+/// `<tenant>/<name>`. A rollback throws away every change made since the
+/// snapshot, so the person must type the volume's name a second time.
+pub fn check_rollback_confirm(
+    volume: &str,
+    snapshot: &str,
+    confirm: Option<&str>,
+) -> Result<(), Failure> {
+    let explain = format!(
+        "rolling {volume} back to snapshot {snapshot} loses every change made to it since {snapshot} was taken"
+    );
+    match confirm {
+        None => Err(Failure::usage(format!(
+            "{explain}; to go ahead, repeat the volume's name: --confirm {volume}"
+        ))),
+        Some(c) if c != volume => Err(Failure::invalid(format!(
+            "--confirm {:?} does not match the volume {volume}; {explain}; to go ahead, pass --confirm {volume}",
+            c.chars().take(80).collect::<String>()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// What `coloc node label` asks for.
@@ -292,5 +376,61 @@ mod tests {
             let err = parse_label_change(&words(w), &words(r), all).unwrap_err();
             assert_eq!(err.exit, exit, "{w:?} {r:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn volume_sizes_are_checked_and_rounded() {
+        assert_eq!(parse_volume_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_volume_size("65M").unwrap(), 68 << 20);
+        assert!(parse_volume_size("1M").unwrap_err().contains("minimum"));
+        assert!(
+            parse_volume_size("20X")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_volume_size("2000P").is_err());
+        assert_eq!(parse_size("5G").unwrap(), 5 << 30);
+        assert!(parse_size("five").is_err());
+    }
+
+    #[test]
+    fn volume_refs() {
+        let r = parse_volume_ref("asso-x/data").unwrap();
+        assert_eq!(r.qualified_name().as_deref(), Some("asso-x/data"));
+        assert_eq!(r.to_string(), "asso-x/data");
+        let r = parse_volume_ref("0123456789abcdef").unwrap();
+        assert_eq!(r.qualified_name(), None);
+        assert_eq!(r.to_string(), "0123456789abcdef");
+        assert!(
+            parse_volume_ref("data")
+                .unwrap_err()
+                .contains("<tenant>/<name>")
+        );
+        assert!(
+            parse_volume_ref("Asso/data")
+                .unwrap_err()
+                .contains("tenant name")
+        );
+        assert!(
+            parse_volume_ref("asso-x/da ta")
+                .unwrap_err()
+                .contains("volume name")
+        );
+        assert!(parse_volume_ref("asso-x/a/b").is_err());
+    }
+
+    #[test]
+    fn rollback_needs_the_name_again() {
+        assert!(check_rollback_confirm("asso-x/data", "s1", Some("asso-x/data")).is_ok());
+        let err = check_rollback_confirm("asso-x/data", "s1", None).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+        assert!(
+            err.message.contains("--confirm asso-x/data"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("since s1"), "{}", err.message);
+        let err = check_rollback_confirm("asso-x/data", "s1", Some("asso-x/dat")).unwrap_err();
+        assert_eq!(err.exit, Exit::InvalidArgument);
     }
 }

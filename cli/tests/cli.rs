@@ -64,6 +64,19 @@ fn every_command_has_help() {
         &["user", "cert", "--help"],
         &["token", "list", "--help"],
         &["audit", "--help"],
+        &["tenant", "set-storage", "--help"],
+        &["pool", "create", "--help"],
+        &["pool", "list", "--help"],
+        &["volume", "create", "--help"],
+        &["volume", "list", "--help"],
+        &["volume", "show", "--help"],
+        &["volume", "resize", "--help"],
+        &["volume", "delete", "--help"],
+        &["volume", "restore", "--help"],
+        &["volume", "snapshot", "create", "--help"],
+        &["volume", "snapshot", "list", "--help"],
+        &["volume", "snapshot", "delete", "--help"],
+        &["volume", "rollback", "--help"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));

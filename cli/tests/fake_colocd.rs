@@ -3,6 +3,14 @@
 //! 127.0.0.1), real gRPC, just enough behaviour to check what the CLI
 //! sends (bearer token, client certificate, CSR) and how it reports each
 //! kind of answer. The full controller is tested with the CLI elsewhere.
+//! Tenants and storage live in [`storage`], their CLI tests in
+//! [`storage_cli`].
+
+// Under fake_colocd/ so that cargo does not take them for test binaries.
+#[path = "fake_colocd/storage.rs"]
+mod storage;
+#[path = "fake_colocd/storage_cli.rs"]
+mod storage_cli;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::nodes_server::{Nodes, NodesServer};
 use coloc_proto::controller::v1::sites_server::{Sites, SitesServer};
+use coloc_proto::controller::v1::storage_server::StorageServer;
+use coloc_proto::controller::v1::tenants_server::TenantsServer;
 use coloc_proto::controller::v1::tokens_server::{Tokens, TokensServer};
 use coloc_proto::controller::v1::users_server::{Users, UsersServer};
 use rcgen::{
@@ -64,6 +74,13 @@ struct State {
     issued: HashMap<Vec<u8>, String>,
     /// CSRs seen, with the user they were for.
     csr_subjects: Vec<(String, String)>,
+    tenants: Vec<pb::Tenant>,
+    pools: Vec<pb::Pool>,
+    volumes: Vec<pb::Volume>,
+    /// Volumes created so far, for their ids.
+    next_volume: u64,
+    /// Tenants and Storage calls received, by method name, in order.
+    calls: Vec<&'static str>,
 }
 
 #[derive(Clone)]
@@ -373,7 +390,9 @@ impl Fixture {
             .identity(Identity::from_pem(cert, key))
             .client_ca_root(Certificate::from_pem(ca.pem()))
             .client_auth_optional(true);
-        let state = Arc::new(Mutex::new(State::default()));
+        let mut seeded = State::default();
+        storage::seed(&mut seeded);
+        let state = Arc::new(Mutex::new(seeded));
         let fake = Fake {
             ca: ca.clone(),
             state: state.clone(),
@@ -386,6 +405,8 @@ impl Fixture {
             .add_service(SitesServer::new(fake.clone()))
             .add_service(NodesServer::new(fake.clone()))
             .add_service(UsersServer::new(fake.clone()))
+            .add_service(TenantsServer::new(fake.clone()))
+            .add_service(StorageServer::new(fake.clone()))
             .add_service(TokensServer::new(fake));
         tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
         let home = tempfile::tempdir().unwrap();

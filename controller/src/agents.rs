@@ -10,8 +10,13 @@
 //!
 //! Heartbeats are folded in memory and written to the store in batches by
 //! [`run_background`], which also closes sessions that went silent (a
-//! power-cut server sends no FIN) and marks nodes unreachable once their
-//! session has been gone for the configured delay.
+//! power-cut server sends no FIN), marks nodes unreachable once their
+//! session has been gone for the configured delay, and moves deleted
+//! volumes past their grace period to purging.
+//!
+//! A desired configuration is always built from one store read
+//! ([`Store::desired_configs`](crate::store::Store::desired_configs)), so
+//! its generation matches its pools and volumes.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,6 +27,7 @@ use std::time::Duration;
 use coloc_proto::agent::v1 as pb;
 use coloc_proto::agent::v1::agent_service_server::AgentService;
 use coloc_proto::domain::NodeName;
+use coloc_proto::storage::{SnapshotName, VolumeId, format_size};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::StreamExt;
@@ -32,7 +38,10 @@ use crate::api::Ctx;
 use crate::auth;
 use crate::ca::fingerprint_der;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{AuditOutcome, AuditRecord, ConnState, NewNode, NodeRecord, StoreError};
+use crate::store::{
+    AuditOutcome, AuditRecord, ConnState, NewNode, NodeDesired, ObservedStorage, StoreError,
+    VolumeLifecycle, VolumeRecord,
+};
 
 /// Lifetime of a node certificate. Renewal arrives with a later issue;
 /// until then a node re-enrolls with a new join token.
@@ -41,6 +50,12 @@ const NODE_CERT_TTL_SECS: i64 = 5 * 365 * 86400;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an imperative request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// A rollback unmounts, rolls back (or merges a thin snapshot) and
+/// remounts: longer than a ping, still bounded.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often retained volumes are checked for the end of their grace
+/// period.
+const PURGE_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_CSR_BYTES: usize = 16 * 1024;
 /// Queue of imperative requests per session.
 const REQUEST_QUEUE: usize = 64;
@@ -49,7 +64,10 @@ struct SessionEntry {
     id: u64,
     desired: watch::Sender<Option<pb::DesiredConfig>>,
     requests: mpsc::Sender<Result<pb::ControllerMessage, Status>>,
-    /// Last message from the agent, ms since the epoch.
+    /// Last message from the agent, ms on the registry's monotonic clock
+    /// ([`SessionRegistry::monotonic_ms`]): a step of the wall clock (or a
+    /// test moving the controller's clock by days) must not make every
+    /// session look silent.
     last_message_ms: Arc<AtomicI64>,
 }
 
@@ -63,6 +81,7 @@ pub struct SessionStats {
 
 pub struct SessionRegistry {
     started_unix: i64,
+    epoch: std::time::Instant,
     sessions: Mutex<HashMap<NodeName, SessionEntry>>,
     /// Last-seen times waiting to be flushed to the store.
     seen: Mutex<HashMap<NodeName, i64>>,
@@ -85,13 +104,101 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn desired_of(rec: &NodeRecord) -> pb::DesiredConfig {
+fn volume_state(l: VolumeLifecycle) -> Option<pb::VolumeState> {
+    match l {
+        VolumeLifecycle::Active => Some(pb::VolumeState::Active),
+        VolumeLifecycle::Retained => Some(pb::VolumeState::Retained),
+        VolumeLifecycle::Purging => Some(pb::VolumeState::Purged),
+        // Gone from disk: absent from the configuration (absence never
+        // means "destroy" to the agent).
+        VolumeLifecycle::Destroyed => None,
+    }
+}
+
+/// The node's whole desired configuration.
+pub fn desired_of(d: &NodeDesired) -> pb::DesiredConfig {
+    let rec = &d.node;
     pb::DesiredConfig {
         generation: rec.desired_generation,
         node_name: rec.name.to_string(),
         site: rec.site.to_string(),
         draining: rec.draining,
         labels: rec.labels.clone().into_iter().collect(),
+        pools: d
+            .pools
+            .iter()
+            .map(|p| pb::PoolSpec {
+                name: p.name.to_string(),
+                kind: p.kind as i32,
+                layout: p.layout as i32,
+                disks: p.disks.iter().map(ToString::to_string).collect(),
+                force: p.force,
+            })
+            .collect(),
+        volumes: d
+            .volumes
+            .iter()
+            .filter_map(|dv| {
+                let v = &dv.volume;
+                let state = volume_state(v.lifecycle)?;
+                Some(pb::VolumeSpec {
+                    id: v.id.to_string(),
+                    tenant: v.tenant.to_string(),
+                    name: v.name.to_string(),
+                    pool: v.pool.to_string(),
+                    pool_kind: v.pool_kind as i32,
+                    size_bytes: v.size_bytes,
+                    reservation_bytes: v.reservation_bytes,
+                    encrypted: v.encrypted,
+                    state: state as i32,
+                    owner_uid: dv.owner,
+                    owner_gid: dv.owner,
+                    snapshots: v.snapshots.iter().map(ToString::to_string).collect(),
+                    allow_shrink: v.allow_shrink,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Sends the current desired configuration to each of these nodes that
+/// has a session (one store read for all of them). A failure is logged:
+/// the change is stored, and the node gets it at its next session.
+pub async fn push_nodes(ctx: &Ctx, nodes: &[NodeName]) {
+    let connected: Vec<NodeName> = nodes
+        .iter()
+        .filter(|n| ctx.sessions.is_connected(n))
+        .cloned()
+        .collect();
+    if connected.is_empty() {
+        return;
+    }
+    match ctx.store.desired_configs(&connected).await {
+        Ok(configs) => {
+            for d in &configs {
+                ctx.sessions.push_desired(&d.node.name, desired_of(d));
+            }
+        }
+        Err(err) => {
+            tracing::error!(nodes = connected.len(), error = %err, "cannot read desired configurations to push");
+        }
+    }
+}
+
+/// Writes an audit entry for something colocd did by itself.
+pub async fn audit_system(ctx: &Ctx, action: &str, v: &VolumeRecord, detail: String) {
+    let entry = AuditRecord {
+        id: 0,
+        at_unix_ms: ctx.clock.now_ms(),
+        actor: "system".into(),
+        action: action.into(),
+        target: format!("volume:{}/{}", v.tenant, v.name),
+        tenant: Some(v.tenant.clone()),
+        outcome: AuditOutcome::Allowed,
+        detail,
+    };
+    if let Err(err) = ctx.store.append_audit(entry).await {
+        tracing::error!(action, volume = %v.id, error = %err, "cannot write audit entry");
     }
 }
 
@@ -101,6 +208,7 @@ impl SessionRegistry {
     pub fn new(started_unix: i64) -> Self {
         Self {
             started_unix,
+            epoch: std::time::Instant::now(),
             sessions: Mutex::default(),
             seen: Mutex::default(),
             pending: Mutex::default(),
@@ -113,6 +221,11 @@ impl SessionRegistry {
         self.started_unix
     }
 
+    /// Milliseconds since this registry was made, on a monotonic clock.
+    fn monotonic_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
     pub fn connected_count(&self) -> usize {
         lock(&self.sessions).len()
     }
@@ -123,10 +236,9 @@ impl SessionRegistry {
 
     /// Sends a node's new desired configuration to its session, if any.
     /// Never goes backwards: an older generation arriving late is dropped.
-    pub fn push_desired(&self, rec: &NodeRecord) {
+    pub fn push_desired(&self, node: &NodeName, cfg: pb::DesiredConfig) {
         let sessions = lock(&self.sessions);
-        if let Some(entry) = sessions.get(&rec.name) {
-            let cfg = desired_of(rec);
+        if let Some(entry) = sessions.get(node) {
             entry.desired.send_if_modified(|cur| match cur {
                 Some(c) if c.generation >= cfg.generation => false,
                 _ => {
@@ -145,7 +257,6 @@ impl SessionRegistry {
         node: &NodeName,
         params: pb::SessionParams,
         desired: pb::DesiredConfig,
-        now_ms: i64,
     ) -> (u64, Arc<AtomicI64>, OutStream) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (desired_tx, desired_rx) = watch::channel(Some(desired));
@@ -154,7 +265,7 @@ impl SessionRegistry {
         let _ = req_tx.try_send(Ok(pb::ControllerMessage {
             body: Some(pb::controller_message::Body::Params(params)),
         }));
-        let last = Arc::new(AtomicI64::new(now_ms));
+        let last = Arc::new(AtomicI64::new(self.monotonic_ms()));
         let entry = SessionEntry {
             id,
             desired: desired_tx,
@@ -206,8 +317,9 @@ impl SessionRegistry {
         std::mem::take(&mut *lock(&self.seen)).into_iter().collect()
     }
 
-    /// Sessions that sent nothing since `cutoff_ms`.
-    fn silent_since(&self, cutoff_ms: i64) -> Vec<(NodeName, u64)> {
+    /// Sessions that sent nothing for `silence_ms`.
+    fn silent_for(&self, silence_ms: i64) -> Vec<(NodeName, u64)> {
+        let cutoff_ms = self.monotonic_ms() - silence_ms;
         lock(&self.sessions)
             .iter()
             .filter(|(_, e)| e.last_message_ms.load(Ordering::Relaxed) < cutoff_ms)
@@ -219,6 +331,7 @@ impl SessionRegistry {
         &self,
         node: &NodeName,
         kind: pb::request::Kind,
+        timeout: Duration,
     ) -> ApiResult<pb::RequestResult> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let sender = lock(&self.sessions)
@@ -238,12 +351,12 @@ impl SessionRegistry {
                 .send(Ok(msg))
                 .await
                 .map_err(|_| ApiError::NodeOffline(node.to_string()))?;
-            match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(res)) => Ok(res),
                 Ok(Err(_)) => Err(ApiError::NodeOffline(node.to_string())),
                 Err(_) => Err(ApiError::NodeTimeout {
                     node: node.to_string(),
-                    secs: REQUEST_TIMEOUT.as_secs(),
+                    secs: timeout.as_secs(),
                 }),
             }
         }
@@ -262,7 +375,7 @@ impl SessionRegistry {
 
     pub async fn ping(&self, node: &NodeName) -> ApiResult<u64> {
         let res = self
-            .request(node, pb::request::Kind::Ping(pb::Ping {}))
+            .request(node, pb::request::Kind::Ping(pb::Ping {}), REQUEST_TIMEOUT)
             .await?;
         match res.payload {
             Some(pb::request_result::Payload::Pong(p)) => Ok(p.agent_unix_ms),
@@ -274,12 +387,42 @@ impl SessionRegistry {
 
     pub async fn refresh_facts(&self, node: &NodeName) -> ApiResult<pb::NodeFacts> {
         let res = self
-            .request(node, pb::request::Kind::RefreshFacts(pb::RefreshFacts {}))
+            .request(
+                node,
+                pb::request::Kind::RefreshFacts(pb::RefreshFacts {}),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         match res.payload {
             Some(pb::request_result::Payload::Facts(f)) => Ok(f),
             _ => Err(ApiError::Conflict(format!(
                 "node {node} answered a facts request with something else"
+            ))),
+        }
+    }
+
+    /// Rolls a volume back to `snapshot` on its node; returns the status
+    /// the agent reports afterwards.
+    pub async fn rollback_volume(
+        &self,
+        node: &NodeName,
+        volume: &VolumeId,
+        snapshot: &SnapshotName,
+    ) -> ApiResult<pb::VolumeStatus> {
+        let res = self
+            .request(
+                node,
+                pb::request::Kind::RollbackVolume(pb::RollbackVolume {
+                    volume_id: volume.to_string(),
+                    snapshot: snapshot.to_string(),
+                }),
+                ROLLBACK_TIMEOUT,
+            )
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Volume(v)) if v.id == volume.as_str() => Ok(v),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a rollback of volume {volume} with something else"
             ))),
         }
     }
@@ -438,18 +581,19 @@ impl AgentService for AgentApi {
             .await
             .map_err(|e| ApiError::from(e).to_status())?;
         // Re-read: the node may have changed between the lookup and now.
-        let node = ctx
+        let desired = ctx
             .store
-            .get_node(&name)
+            .desired_configs(std::slice::from_ref(&name))
             .await
-            .map_err(|e| ApiError::from(e).to_status())?;
+            .map_err(|e| ApiError::from(e).to_status())?
+            .pop()
+            .ok_or_else(|| Status::internal("the node vanished while opening its session"))?;
+        let node = &desired.node;
         let params = pb::SessionParams {
             heartbeat_interval_secs: ctx.config.heartbeat_interval_secs,
             controller_unix_ms: ctx.clock.now_ms() as u64,
         };
-        let (id, last, out) =
-            ctx.sessions
-                .open(&name, params, desired_of(&node), ctx.clock.now_ms());
+        let (id, last, out) = ctx.sessions.open(&name, params, desired_of(&desired));
         // Recorded now rather than at the next flush, so that a node shown
         // as ready also shows when it was seen.
         ctx.store
@@ -486,7 +630,7 @@ async fn read_inbound(
         if !ctx.sessions.is_current(&name, id) {
             break "replaced by a newer session".to_string();
         }
-        last.store(ctx.clock.now_ms(), Ordering::Relaxed);
+        last.store(ctx.sessions.monotonic_ms(), Ordering::Relaxed);
         let result = match msg.body {
             Some(pb::agent_message::Body::Heartbeat(_)) => {
                 ctx.sessions
@@ -502,9 +646,15 @@ async fn read_inbound(
                 if o.outcome != pb::ReconcileOutcome::Applied as i32 {
                     tracing::warn!(node = %name, generation = o.generation, outcome = o.outcome, message = %o.message, "node did not apply its configuration");
                 }
-                ctx.store
+                let recorded = ctx
+                    .store
                     .record_observed(&name, o.generation, o.outcome, &o.message)
-                    .await
+                    .await;
+                if recorded.is_ok() && o.storage_observed {
+                    record_storage(&ctx, &name, o).await
+                } else {
+                    recorded
+                }
             }
             Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
             Some(pb::agent_message::Body::Result(r)) => {
@@ -531,17 +681,100 @@ async fn read_inbound(
     }
 }
 
-/// Flushes heartbeats, closes silent sessions and marks nodes unreachable,
-/// until `shutdown` fires.
+/// Stores a node's storage report; volumes it destroyed on the
+/// controller's order leave its desired configuration and the audit log
+/// says so.
+async fn record_storage(
+    ctx: &Ctx,
+    name: &NodeName,
+    o: pb::ObservedState,
+) -> Result<(), StoreError> {
+    let destroyed = ctx
+        .store
+        .record_storage(
+            name,
+            ObservedStorage {
+                pools: o.pools,
+                volumes: o.volumes,
+                orphans: o.orphans,
+            },
+        )
+        .await?;
+    if destroyed.is_empty() {
+        return Ok(());
+    }
+    for v in &destroyed {
+        tracing::info!(node = %name, tenant = %v.tenant, volume = %v.name, id = %v.id, "volume destroyed");
+        audit_system(
+            ctx,
+            "volume.destroy",
+            v,
+            format!(
+                "volume {} ({}) destroyed on node {} pool {}",
+                v.id,
+                format_size(v.size_bytes),
+                v.node,
+                v.pool
+            ),
+        )
+        .await;
+    }
+    push_nodes(ctx, std::slice::from_ref(name)).await;
+    Ok(())
+}
+
+/// Retained volumes past their grace period become purging; their nodes
+/// are told to destroy them.
+async fn purge_due(ctx: &Ctx) {
+    let due = match ctx.store.purge_due(ctx.clock.now()).await {
+        Ok(due) => due,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot look for volumes to purge");
+            return;
+        }
+    };
+    if due.is_empty() {
+        return;
+    }
+    let mut nodes: Vec<NodeName> = due.iter().map(|v| v.node.clone()).collect();
+    nodes.sort();
+    nodes.dedup();
+    push_nodes(ctx, &nodes).await;
+    for v in &due {
+        tracing::info!(node = %v.node, tenant = %v.tenant, volume = %v.name, id = %v.id, "grace period over; purging volume");
+        audit_system(
+            ctx,
+            "volume.purge",
+            v,
+            format!(
+                "grace period over: volume {} ({}) on node {} pool {} is destroyed",
+                v.id,
+                format_size(v.size_bytes),
+                v.node,
+                v.pool
+            ),
+        )
+        .await;
+    }
+}
+
+/// Flushes heartbeats, closes silent sessions, marks nodes unreachable and
+/// purges volumes past their grace period, until `shutdown` fires.
 pub async fn run_background(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
     let flush = Duration::from_millis(ctx.config.seen_flush_ms);
     let mut tick = tokio::time::interval(flush);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Three missed heartbeats, plus slack for a busy controller.
     let silence_ms = (3 * ctx.config.heartbeat_interval_secs as i64 + 5) * 1000;
+    let mut purge_tick = tokio::time::interval(PURGE_INTERVAL);
+    purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = purge_tick.tick() => {
+                purge_due(&ctx).await;
+                continue;
+            }
             _ = shutdown.changed() => break,
         }
         let seen = ctx.sessions.take_seen();
@@ -550,8 +783,7 @@ pub async fn run_background(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         {
             tracing::error!(error = %err, "cannot record heartbeats");
         }
-        let now_ms = ctx.clock.now_ms();
-        for (name, id) in ctx.sessions.silent_since(now_ms - silence_ms) {
+        for (name, id) in ctx.sessions.silent_for(silence_ms) {
             if ctx.sessions.close(&name, id) {
                 tracing::warn!(node = %name, "session silent for too long; closing it");
                 if let Err(err) = ctx

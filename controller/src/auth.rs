@@ -13,13 +13,13 @@
 
 use std::sync::Arc;
 
-use coloc_proto::domain::{NodeName, Role, TenantName, UserName};
+use coloc_proto::domain::{NodeName, Offer, Role, TenantName, UserName};
 use sha2::{Digest, Sha256};
 use tonic::Request;
 
 use crate::ca::fingerprint_der;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Store, UserRecord};
+use crate::store::{Store, TenantRecord, UserRecord};
 use crate::time::Clock;
 
 /// How the caller proved who they are.
@@ -185,6 +185,78 @@ pub fn require_node_read(caller: &Caller, node: &NodeName) -> ApiResult<()> {
     }
 }
 
+/// Changing a tenant's volumes on a node (docs/STORAGE.md): admins, and
+/// operators of a participatif tenant for their own tenant on nodes they
+/// are granted. Operators of a responsable tenant and members only read.
+pub fn require_volume_write(
+    caller: &Caller,
+    tenant: &TenantRecord,
+    node: &NodeName,
+) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let user = &caller.user;
+    let deny = |why: String| Err(ApiError::PermissionDenied(why));
+    if user.role != Role::Operator {
+        return deny(format!(
+            "user {} is a {}; only admins and operators change volumes",
+            user.name, user.role
+        ));
+    }
+    if caller.tenant() != Some(&tenant.name) {
+        return deny(format!(
+            "user {} cannot change volumes of tenant {}",
+            user.name, tenant.name
+        ));
+    }
+    if tenant.offer != Offer::Participatif {
+        return deny(format!(
+            "tenant {} is on the {} offer: the cooperative's admins manage its volumes",
+            tenant.name, tenant.offer
+        ));
+    }
+    if !user.node_grants.contains(node) {
+        return deny(format!("user {} holds no grant on node {node}", user.name));
+    }
+    Ok(())
+}
+
+/// Listing pools: admins, and operators (the pools of their granted
+/// nodes, filtered by the caller with [`can_see_node`]).
+pub fn require_pool_read(caller: &Caller) -> ApiResult<()> {
+    match caller.user.role {
+        Role::Admin | Role::Operator => Ok(()),
+        Role::Member => Err(ApiError::PermissionDenied(format!(
+            "user {} is a member; pools are for admins and operators",
+            caller.user.name
+        ))),
+    }
+}
+
+/// A tenant's grace period for deleted volumes: admins set any value, the
+/// tenant's operators may only lengthen it (a shorter one could destroy a
+/// deleted volume sooner than its owners expected).
+pub fn require_grace_change(caller: &Caller, tenant: &TenantRecord, days: u32) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let user = &caller.user;
+    if user.role != Role::Operator || caller.tenant() != Some(&tenant.name) {
+        return Err(ApiError::PermissionDenied(format!(
+            "user {} cannot change the grace period of tenant {}",
+            user.name, tenant.name
+        )));
+    }
+    if days <= tenant.volume_grace_days {
+        return Err(ApiError::PermissionDenied(format!(
+            "operators may only lengthen the grace period of tenant {} (now {} days)",
+            tenant.name, tenant.volume_grace_days
+        )));
+    }
+    Ok(())
+}
+
 /// Acting on one's own account (tokens, certificates), or an admin on
 /// anyone's.
 pub fn require_self_or_admin(caller: &Caller, user: &UserName) -> ApiResult<()> {
@@ -253,5 +325,53 @@ mod tests {
         // A member holds no grants even if one were recorded.
         let odd = user(Role::Member, Some("asso-a"), &["n1"]);
         assert!(!can_see_node(&odd, &n1));
+    }
+
+    fn tenant(name: &str, offer: Offer) -> TenantRecord {
+        TenantRecord {
+            name: TenantName::new(name).unwrap(),
+            display_name: String::new(),
+            offer,
+            membership_expires: "2099-12-31".into(),
+            created_unix: 0,
+            storage_quota_bytes: 1 << 30,
+            volume_grace_days: 30,
+            posix_id: 200_000,
+            storage_used_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn volume_policy_matrix() {
+        let a = tenant("asso-a", Offer::Participatif);
+        let b = tenant("asso-b", Offer::Participatif);
+        let r = tenant("asso-r", Offer::Responsable);
+        let n1 = NodeName::new("n1").unwrap();
+        let n2 = NodeName::new("n2").unwrap();
+        let admin = user(Role::Admin, None, &[]);
+        let op_a = user(Role::Operator, Some("asso-a"), &["n1"]);
+        let op_r = user(Role::Operator, Some("asso-r"), &["n1"]);
+        let mem_a = user(Role::Member, Some("asso-a"), &["n1"]);
+
+        assert!(require_volume_write(&admin, &b, &n2).is_ok());
+        assert!(require_volume_write(&op_a, &a, &n1).is_ok());
+        assert!(require_volume_write(&op_a, &a, &n2).is_err(), "no grant");
+        assert!(
+            require_volume_write(&op_a, &b, &n1).is_err(),
+            "other tenant"
+        );
+        assert!(require_volume_write(&op_r, &r, &n1).is_err(), "responsable");
+        assert!(require_volume_write(&mem_a, &a, &n1).is_err(), "member");
+
+        assert!(require_pool_read(&admin).is_ok());
+        assert!(require_pool_read(&op_a).is_ok());
+        assert!(require_pool_read(&mem_a).is_err());
+
+        assert!(require_grace_change(&admin, &a, 1).is_ok());
+        assert!(require_grace_change(&op_a, &a, 31).is_ok());
+        assert!(require_grace_change(&op_a, &a, 30).is_err(), "not longer");
+        assert!(require_grace_change(&op_a, &a, 7).is_err(), "shorter");
+        assert!(require_grace_change(&op_a, &b, 60).is_err(), "other tenant");
+        assert!(require_grace_change(&mem_a, &a, 60).is_err(), "member");
     }
 }

@@ -27,6 +27,9 @@ pub struct ControllerConfig {
     /// one batch this often.
     #[serde(default = "default_flush")]
     pub seen_flush_ms: u64,
+    /// Storage quota given to a new tenant (admins change it per tenant).
+    #[serde(default = "default_tenant_quota")]
+    pub default_tenant_quota_bytes: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -41,6 +44,9 @@ fn default_heartbeat() -> u32 {
 fn default_flush() -> u64 {
     1000
 }
+fn default_tenant_quota() -> u64 {
+    100 << 30
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -50,6 +56,7 @@ impl Default for ControllerConfig {
             unreachable_after_secs: default_unreachable_after(),
             heartbeat_interval_secs: default_heartbeat(),
             seen_flush_ms: default_flush(),
+            default_tenant_quota_bytes: default_tenant_quota(),
         }
     }
 }
@@ -108,6 +115,10 @@ impl ControllerConfig {
         if !(10..=60_000).contains(&self.seen_flush_ms) {
             return Err(invalid("seen_flush_ms must be between 10 and 60000"));
         }
+        // The store keeps sizes in signed 64-bit integers.
+        if i64::try_from(self.default_tenant_quota_bytes).is_err() {
+            return Err(invalid("default_tenant_quota_bytes is too large"));
+        }
         Ok(())
     }
 
@@ -125,6 +136,7 @@ mod tests {
         let text = include_str!("../examples/colocd.toml");
         let cfg = ControllerConfig::parse(text, "examples/colocd.toml").unwrap();
         assert_eq!(cfg.listen.port(), 7443);
+        assert_eq!(cfg.default_tenant_quota_bytes, 100 << 30);
     }
 
     #[test]
@@ -144,5 +156,15 @@ mod tests {
     fn bounds() {
         assert!(ControllerConfig::parse("heartbeat_interval_secs = 0", "x").is_err());
         assert!(ControllerConfig::parse("unreachable_after_secs = 0", "x").is_err());
+        assert!(
+            ControllerConfig::parse("default_tenant_quota_bytes = 18446744073709551615", "x")
+                .is_err()
+        );
+        assert_eq!(
+            ControllerConfig::parse("", "x")
+                .unwrap()
+                .default_tenant_quota_bytes,
+            100 << 30
+        );
     }
 }

@@ -56,6 +56,8 @@ impl ApiError {
             ApiError::Store(e) => match e {
                 StoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
                 StoreError::NotFound { .. } => Status::not_found(e.to_string()),
+                StoreError::Conflict { .. } => Status::failed_precondition(e.to_string()),
+                StoreError::QuotaExceeded { .. } => Status::resource_exhausted(e.to_string()),
                 StoreError::JoinTokenUnknown
                 | StoreError::JoinTokenExpired
                 | StoreError::JoinTokenUsed { .. } => Status::unauthenticated(e.to_string()),

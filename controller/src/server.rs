@@ -16,6 +16,7 @@ use coloc_proto::agent::v1::agent_service_server::AgentServiceServer;
 use coloc_proto::controller::v1::audit_server::AuditServer;
 use coloc_proto::controller::v1::nodes_server::NodesServer;
 use coloc_proto::controller::v1::sites_server::SitesServer;
+use coloc_proto::controller::v1::storage_server::StorageServer;
 use coloc_proto::controller::v1::tenants_server::TenantsServer;
 use coloc_proto::controller::v1::tokens_server::TokensServer;
 use coloc_proto::controller::v1::users_server::UsersServer;
@@ -28,6 +29,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::agents::{AgentApi, SessionRegistry, run_background};
 use crate::api::Ctx;
 use crate::api::fleet::{NodesApi, SitesApi};
+use crate::api::storage::StorageApi;
 use crate::api::tenancy::{AuditApi, TenantsApi, TokensApi, UsersApi};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::ca::{self, CertificateAuthority};
@@ -300,6 +302,9 @@ pub async fn start(
         .set_serving::<TokensServer<TokensApi>>()
         .await;
     health_reporter.set_serving::<AuditServer<AuditApi>>().await;
+    health_reporter
+        .set_serving::<StorageServer<StorageApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -332,7 +337,8 @@ pub async fn start(
         .add_service(limited!(TenantsServer, TenantsApi(ctx.clone())))
         .add_service(limited!(UsersServer, UsersApi(ctx.clone())))
         .add_service(limited!(TokensServer, TokensApi(ctx.clone())))
-        .add_service(limited!(AuditServer, AuditApi(ctx.clone())));
+        .add_service(limited!(AuditServer, AuditApi(ctx.clone())))
+        .add_service(limited!(StorageServer, StorageApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

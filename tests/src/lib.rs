@@ -21,6 +21,7 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
+use coloc_proto::controller::v1::storage_client::StorageClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
@@ -74,6 +75,7 @@ pub struct Api {
     pub users: UsersClient<Svc>,
     pub tokens: TokensClient<Svc>,
     pub audit: AuditClient<Svc>,
+    pub storage: StorageClient<Svc>,
 }
 
 impl Api {
@@ -85,7 +87,8 @@ impl Api {
             tenants: TenantsClient::with_interceptor(channel.clone(), b.clone()),
             users: UsersClient::with_interceptor(channel.clone(), b.clone()),
             tokens: TokensClient::with_interceptor(channel.clone(), b.clone()),
-            audit: AuditClient::with_interceptor(channel, b),
+            audit: AuditClient::with_interceptor(channel.clone(), b.clone()),
+            storage: StorageClient::with_interceptor(channel, b),
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn fast_config() -> ControllerConfig {
         unreachable_after_secs: 2,
         heartbeat_interval_secs: 1,
         seen_flush_ms: 100,
+        default_tenant_quota_bytes: 100 << 30,
     }
 }
 
@@ -201,7 +205,9 @@ impl TestController {
             InitOptions {
                 config,
                 admin: "admin".into(),
-                admin_token_ttl_secs: 86400,
+                // Long enough to survive tests that move the clock by days
+                // (grace periods).
+                admin_token_ttl_secs: 365 * 86400,
             },
             clock.clone(),
         )
@@ -403,6 +409,172 @@ pub async fn audit_entries(api: &mut Api, actor: &str) -> Result<Vec<pb::AuditEn
         .await?
         .into_inner()
         .entries)
+}
+
+/// An agent session driven by hand: the test sees every desired
+/// configuration and request the controller sends, and decides what the
+/// agent reports. Heartbeats are sent in the background so the session
+/// stays open.
+pub struct RawAgent {
+    pub node: String,
+    key_pem: String,
+    cert_pem: String,
+    tx: tokio::sync::mpsc::Sender<apb::AgentMessage>,
+    desired: tokio::sync::watch::Receiver<Option<apb::DesiredConfig>>,
+    requests: tokio::sync::mpsc::UnboundedReceiver<apb::Request>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RawAgent {
+    /// Enrolls `node` with `token` and opens its session.
+    pub async fn enroll(ctl: &TestController, token: &str, node: &str) -> Result<Self> {
+        let (key, cert) = enroll_raw(ctl, token, node)
+            .await
+            .map_err(|s| anyhow!("enrollment of {node} failed: {s}"))?;
+        Self::connect(ctl, node, key, cert).await
+    }
+
+    async fn connect(
+        ctl: &TestController,
+        node: &str,
+        key_pem: String,
+        cert_pem: String,
+    ) -> Result<Self> {
+        let ch = ctl.channel_with_identity(&cert_pem, &key_pem).await?;
+        let mut client = AgentServiceClient::new(ch);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tx.send(apb::AgentMessage {
+            body: Some(apb::agent_message::Body::Hello(apb::Hello {
+                agent_version: "raw-test-agent".into(),
+                ledger_generation: 0,
+                facts: None,
+            })),
+        })
+        .await?;
+        let mut inbound = client
+            .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let (desired_tx, desired) = tokio::sync::watch::channel(None);
+        let (req_tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                match msg.body {
+                    Some(apb::controller_message::Body::Desired(d)) => {
+                        let _ = desired_tx.send(Some(d));
+                    }
+                    Some(apb::controller_message::Body::Request(r)) => {
+                        let _ = req_tx.send(r);
+                    }
+                    Some(apb::controller_message::Body::Params(_)) | None => {}
+                }
+            }
+        });
+        let beat = tx.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut sequence = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                sequence += 1;
+                let msg = apb::AgentMessage {
+                    body: Some(apb::agent_message::Body::Heartbeat(apb::Heartbeat {
+                        sequence,
+                        ..Default::default()
+                    })),
+                };
+                if beat.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            node: node.into(),
+            key_pem,
+            cert_pem,
+            tx,
+            desired,
+            requests,
+            tasks: vec![reader, heartbeat],
+        })
+    }
+
+    /// Closes this session and opens a new one with the same certificate.
+    pub async fn reconnect(self, ctl: &TestController) -> Result<Self> {
+        let (node, key, cert) = (
+            self.node.clone(),
+            self.key_pem.clone(),
+            self.cert_pem.clone(),
+        );
+        drop(self);
+        Self::connect(ctl, &node, key, cert).await
+    }
+
+    /// The latest desired configuration received, if any.
+    pub fn desired(&self) -> Option<apb::DesiredConfig> {
+        self.desired.borrow().clone()
+    }
+
+    /// Waits for a desired configuration for which `cond` holds.
+    pub async fn wait_desired(
+        &self,
+        what: &str,
+        cond: impl Fn(&apb::DesiredConfig) -> bool,
+    ) -> Result<apb::DesiredConfig> {
+        let got = wait_for(what, Duration::from_secs(20), || {
+            let d = self.desired().filter(|d| cond(d));
+            async move { d }
+        })
+        .await;
+        got.with_context(|| format!("last desired configuration: {:#?}", self.desired()))
+    }
+
+    pub async fn send(&self, body: apb::agent_message::Body) -> Result<()> {
+        self.tx
+            .send(apb::AgentMessage { body: Some(body) })
+            .await
+            .map_err(|_| anyhow!("the session of {} is closed", self.node))
+    }
+
+    /// Reports a reconciliation pass that looked at storage.
+    pub async fn report_storage(
+        &self,
+        generation: u64,
+        pools: Vec<apb::PoolStatus>,
+        volumes: Vec<apb::VolumeStatus>,
+        orphans: Vec<apb::OrphanVolume>,
+    ) -> Result<()> {
+        self.send(apb::agent_message::Body::Observed(apb::ObservedState {
+            generation,
+            outcome: apb::ReconcileOutcome::Applied as i32,
+            message: String::new(),
+            draining: false,
+            pools,
+            volumes,
+            orphans,
+            storage_observed: true,
+        }))
+        .await
+    }
+
+    /// The next imperative request from the controller.
+    pub async fn next_request(&mut self) -> Result<apb::Request> {
+        tokio::time::timeout(Duration::from_secs(20), self.requests.recv())
+            .await
+            .map_err(|_| anyhow!("no request reached {} within 20 s", self.node))?
+            .ok_or_else(|| anyhow!("the session of {} is closed", self.node))
+    }
+
+    pub async fn answer(&self, result: apb::RequestResult) -> Result<()> {
+        self.send(apb::agent_message::Body::Result(result)).await
+    }
+}
+
+impl Drop for RawAgent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 pub fn init_test_logging() {

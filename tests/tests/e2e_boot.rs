@@ -7,7 +7,6 @@
 //! Needs COLOC_TEST_IMAGE (the image) and COLOC_IMAGE_BIN (coloc-image,
 //! for seeds).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coloc_controller::config::ControllerConfig;
@@ -15,61 +14,11 @@ use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
 use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
 
+mod support;
+use support::{env_path, seed, ssh_key};
+
 /// Generous: first boot under TCG grows the disk, makes SSH keys, enrolls.
 const BOOT: Duration = Duration::from_secs(600);
-
-fn env_path(var: &str) -> PathBuf {
-    let v = std::env::var_os(var).unwrap_or_else(|| {
-        panic!("{var} is not set: run these tests with `make test` (it builds the image)")
-    });
-    PathBuf::from(v)
-}
-
-/// An ed25519 key pair for the test-only SSH channel.
-fn ssh_key(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let key = dir.join("id_ed25519");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coloc-e2e", "-f"])
-        .arg(&key)
-        .status()?;
-    if !status.success() {
-        bail!("ssh-keygen failed");
-    }
-    Ok((key.clone(), key.with_extension("pub")))
-}
-
-fn seed(
-    dir: &Path,
-    ctl: &TestController,
-    hostname: &str,
-    token: &str,
-    ssh_pub: &Path,
-) -> Result<PathBuf> {
-    let out = dir.join(format!("{hostname}-seed.img"));
-    let token_file = dir.join(format!("{hostname}.token"));
-    std::fs::write(&token_file, token)?;
-    let status = std::process::Command::new(env_path("COLOC_IMAGE_BIN"))
-        .arg("seed")
-        .args(["--hostname", hostname, "--site", "paris-1"])
-        // The guest reaches the host's loopback through QEMU's gateway.
-        .args([
-            "--controller",
-            &format!("https://10.0.2.2:{}", ctl.addr().port()),
-        ])
-        .arg("--ca-file")
-        .arg(ctl.data_dir().join("ca.pem"))
-        .arg("--join-token-file")
-        .arg(&token_file)
-        .arg("--ssh-key-file")
-        .arg(ssh_pub)
-        .arg("-o")
-        .arg(&out)
-        .status()?;
-    if !status.success() {
-        bail!("coloc-image seed failed");
-    }
-    Ok(out)
-}
 
 #[tokio::test]
 #[ignore = "boots a VM; run by `make test` with --ignored"]

@@ -135,6 +135,36 @@ pub enum HostError {
         result: String,
     },
 
+    /// A storage command (zfs, zpool, lvm, cryptsetup, mkfs, mount, ...)
+    /// failed; `op` says what the agent was doing, `object` on what.
+    #[error("could not {op} {object}")]
+    Storage {
+        op: &'static str,
+        object: String,
+        #[source]
+        source: CommandError,
+    },
+
+    /// The backend cannot do this (shrinking an ext4 volume, a reservation
+    /// on LVM thin, ...). Nothing was changed.
+    #[error("{object}: {what} is not supported")]
+    Unsupported { object: String, what: String },
+
+    /// The operation was refused before anything ran, because it would
+    /// lose data or cannot succeed (a disk holding data, a quota below the
+    /// space used, a volume whose pool is gone). Nothing was changed.
+    #[error("{object}: {reason}")]
+    Refused { object: String, reason: String },
+
+    /// A file operation on the host (key files, mount points) failed.
+    #[error("{what}: {path}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// systemd did not report the end of the job in time.
     #[error("{op} {unit}: systemd job did not finish within {secs} s")]
     UnitJobTimeout {
@@ -160,6 +190,16 @@ impl HostError {
             CommandError::NotFound { program } => HostError::ToolMissing { tool: program },
             other => wrap(other),
         }
+    }
+
+    /// Maps a runner error of a storage command.
+    pub(crate) fn storage(
+        op: &'static str,
+        object: impl Into<String>,
+        source: CommandError,
+    ) -> HostError {
+        let object = object.into();
+        HostError::from_command(source, |source| HostError::Storage { op, object, source })
     }
 
     pub(crate) fn parse(what: &'static str, detail: impl Into<String>) -> HostError {

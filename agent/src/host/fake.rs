@@ -1,5 +1,8 @@
-//! In-memory fakes of [`Storage`], [`Units`] and [`Health`], good enough to
-//! run a whole simulated agent and to let tests set the host's state.
+//! In-memory fakes of [`Storage`], [`Units`] and [`Health`], and the
+//! assembly of a whole fake host with the storage fakes of
+//! [`volumes`](super::volumes) ([`FakeDisks`], [`FakeVolumes`]), good
+//! enough to run a whole simulated agent and to let tests set the host's
+//! state.
 //!
 //! Everything is deterministic: the same node name gives the same facts,
 //! disk serials, MAC and address on every run and every machine, so that a
@@ -12,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use coloc_proto::agent::v1::{Disk, Nic, NodeFacts};
+use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
 
 use super::smart::validate_device;
+use super::volumes::{FakeDisks, FakeVolumes, Volumes};
 use super::{
     BlockDevice, Health, Host, HostError, SmartReport, Storage, UnitName, UnitOp, UnitState, Units,
     VolumeGroupInfo, ZpoolInfo,
@@ -28,20 +32,69 @@ const FAKE_BOOT_EPOCH: u64 = 1_767_225_600;
 /// Units every simulated node runs.
 const FAKE_BASE_UNITS: &[&str] = &["ssh.service", "systemd-journald.service"];
 
-/// The three fakes of one simulated node, as concrete types so that tests
-/// can reach their setters; [`FakeHost::host`] hands out the trait view.
+/// The operations of a [`VolumeBackend`](super::volumes::VolumeBackend),
+/// for [`FakeVolumes`]' failure injection and call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FakeOp {
+    ListPools,
+    ImportPool,
+    CreatePool,
+    ListVolumes,
+    CreateVolume,
+    Prepare,
+    /// The whole resize call.
+    Resize,
+    /// Only the filesystem half of an LVM grow: failing it leaves the LV
+    /// grown and ext4 not, like an agent killed between `lvextend` and
+    /// `resize2fs`.
+    GrowFilesystem,
+    SetReadOnly,
+    Mount,
+    Unmount,
+    CreateSnapshot,
+    DestroySnapshot,
+    Rollback,
+    Destroy,
+}
+
+/// The fakes of one simulated node, as concrete types so that tests can
+/// reach their setters; [`FakeHost::host`] hands out the trait view.
 #[derive(Clone)]
 pub struct FakeHost {
     pub storage: Arc<FakeStorage>,
     pub units: Arc<FakeUnits>,
     pub health: Arc<FakeHealth>,
+    /// The disks the storage reconciler probes; the same disks as
+    /// `storage` lists.
+    pub disks: Arc<FakeDisks>,
+    /// The ZFS stack, building its pools on `disks`.
+    pub zfs: Arc<FakeVolumes>,
+    /// The LVM thin stack, building its volume groups on `disks`.
+    pub lvm: Arc<FakeVolumes>,
 }
 
 impl FakeHost {
-    /// A plausible node called `node_name`: one SSD, no pools or volume
+    /// A plausible node called `node_name`: a root SSD `vda` and three
+    /// blank 100 GiB data disks `vdb`..`vdd` (serials `SIM-<node>-0` to
+    /// `SIM-<node>-3`, see [`FakeDisks::for_node`]), no pools or volume
     /// groups yet, ssh and journald running.
     pub fn new(node_name: &str) -> FakeHost {
+        let disks = Arc::new(FakeDisks::for_node(node_name));
         let storage = Arc::new(FakeStorage::new(node_name));
+        storage.set_disks(
+            disks
+                .disks()
+                .iter()
+                .map(|d| BlockDevice {
+                    name: d.device.trim_start_matches("/dev/").to_owned(),
+                    model: Some("coloc simulated disk".into()),
+                    serial: d.serial.clone(),
+                    size_bytes: d.size_bytes,
+                    transport: Some("virtio".into()),
+                    rotational: false,
+                })
+                .collect(),
+        );
         let units = Arc::new(FakeUnits::new());
         for unit in FAKE_BASE_UNITS {
             // Literals, checked by `base_units_run_on_a_fresh_fake_node`.
@@ -50,10 +103,18 @@ impl FakeHost {
             units.set_active(&unit);
         }
         let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&storage)));
+        let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
+        let lvm = Arc::new(FakeVolumes::with_disks(
+            PoolKind::LvmThin,
+            Arc::clone(&disks),
+        ));
         FakeHost {
             storage,
             units,
             health,
+            disks,
+            zfs,
+            lvm,
         }
     }
 
@@ -63,6 +124,16 @@ impl FakeHost {
             storage: self.storage.clone(),
             units: self.units.clone(),
             health: self.health.clone(),
+            volumes: Volumes::new(self.disks.clone(), vec![self.zfs.clone(), self.lvm.clone()]),
+        }
+    }
+
+    /// The fake storage stack of `kind`; `None` for an unknown kind.
+    pub fn volumes_of(&self, kind: PoolKind) -> Option<&Arc<FakeVolumes>> {
+        match kind {
+            PoolKind::Zfs => Some(&self.zfs),
+            PoolKind::LvmThin => Some(&self.lvm),
+            PoolKind::Unspecified => None,
         }
     }
 }
@@ -481,9 +552,11 @@ mod tests {
         assert_eq!(a.hostname, "node-a");
         assert_eq!(a.cpu_count, 4);
         assert_eq!(a.memory_bytes, 8 * GIB);
-        assert_eq!(a.disks.len(), 1);
+        assert_eq!(a.disks.len(), 4);
         assert_eq!(a.disks[0].serial, "SIM-node-a-0");
         assert_eq!(a.disks[0].name, "vda");
+        assert_eq!(a.disks[3].serial, "SIM-node-a-3");
+        assert_eq!(a.disks[3].name, "vdd");
         assert_eq!(a.agent_version, env!("CARGO_PKG_VERSION"));
         assert_ne!(a.nics[0].mac, b.nics[0].mac);
         assert_ne!(a.disks[0].serial, b.disks[0].serial);

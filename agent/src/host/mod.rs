@@ -1,9 +1,11 @@
 //! The agent's host-access layer: every byte that goes to or comes from the
 //! host passes through here.
 //!
-//! It owns the three traits the rest of the agent sees the machine through
-//! — [`Storage`] (block devices, ZFS pools, LVM volume groups), [`Units`]
-//! (systemd units over D-Bus) and [`Health`] (node facts, SMART) — their
+//! It owns the traits the rest of the agent sees the machine through —
+//! [`Storage`] (block devices, ZFS pools, LVM volume groups), [`Units`]
+//! (systemd units over D-Bus), [`Health`] (node facts, SMART) and, in
+//! [`volumes`], the pools and tenants' volumes the storage reconciler
+//! manages — their
 //! real implementations, which run host tools through the one
 //! [`Runner`](crate::runner::Runner) or talk to systemd over the system bus,
 //! the pure parsers that turn tool output into typed values (tested against
@@ -25,17 +27,20 @@ mod smart;
 mod storage;
 mod types;
 mod units;
+pub mod volumes;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use coloc_proto::agent::v1::NodeFacts;
 
 use crate::runner::Runner;
+use volumes::Volumes;
 
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
-pub use fake::{FakeHealth, FakeHost, FakeStorage, FakeUnits};
+pub use fake::{FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
 pub use storage::{RealStorage, parse_lsblk, parse_vgs, parse_zpool_list};
 pub use types::{
@@ -49,16 +54,19 @@ pub struct Host {
     pub storage: Arc<dyn Storage>,
     pub units: Arc<dyn Units>,
     pub health: Arc<dyn Health>,
+    /// Pools and tenants' volumes (ZFS, LVM thin) and the disk prober.
+    pub volumes: Volumes,
 }
 
 impl Host {
     /// The real host: tools run through `runner`, systemd reached over the
-    /// system bus on first use.
-    pub fn real(runner: Runner) -> Host {
+    /// system bus on first use, volume encryption keys kept in `key_dir`.
+    pub fn real(runner: Runner, key_dir: PathBuf) -> Host {
         Host {
             storage: Arc::new(RealStorage::new(runner.clone())),
             units: Arc::new(RealUnits::new()),
-            health: Arc::new(RealHealth::new(runner)),
+            health: Arc::new(RealHealth::new(runner.clone())),
+            volumes: Volumes::real(runner, key_dir),
         }
     }
 

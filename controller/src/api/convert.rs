@@ -3,10 +3,11 @@
 //! name the field.
 
 use coloc_proto::controller::v1 as pb;
+use coloc_proto::storage::mount_path;
 
 use crate::store::{
-    ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, JoinTokenRecord, NodeRecord, SiteRecord,
-    TenantRecord, UserRecord,
+    ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, JoinTokenRecord, NodeRecord, PoolRecord,
+    SiteRecord, TenantRecord, UserRecord, VolumeLifecycle, VolumeRecord,
 };
 use crate::time::date_of;
 
@@ -77,6 +78,54 @@ pub fn tenant(r: TenantRecord, now_unix: i64) -> pb::Tenant {
         membership_expires: r.membership_expires,
         created_unix: r.created_unix,
         membership_expired: expired,
+        storage_quota_bytes: r.storage_quota_bytes,
+        storage_used_bytes: r.storage_used_bytes,
+        volume_grace_days: r.volume_grace_days,
+        posix_id: r.posix_id,
+    }
+}
+
+pub fn pool(r: PoolRecord) -> pb::Pool {
+    pb::Pool {
+        node: r.node.into(),
+        name: r.name.into(),
+        kind: r.kind as i32,
+        layout: r.layout as i32,
+        disks: r.disks.iter().map(ToString::to_string).collect(),
+        force: r.force,
+        created_unix: r.created_unix,
+        observed: r.observed,
+        orphans: r.orphans,
+    }
+}
+
+pub fn volume_lifecycle(l: VolumeLifecycle) -> pb::VolumeLifecycle {
+    match l {
+        VolumeLifecycle::Active => pb::VolumeLifecycle::Active,
+        VolumeLifecycle::Retained => pb::VolumeLifecycle::Retained,
+        VolumeLifecycle::Purging => pb::VolumeLifecycle::Purging,
+        VolumeLifecycle::Destroyed => pb::VolumeLifecycle::Destroyed,
+    }
+}
+
+pub fn volume(r: VolumeRecord) -> pb::Volume {
+    pb::Volume {
+        mount_path: mount_path(r.tenant.as_str(), r.name.as_str()),
+        id: r.id.into(),
+        tenant: r.tenant.into(),
+        name: r.name.into(),
+        node: r.node.into(),
+        pool: r.pool.into(),
+        pool_kind: r.pool_kind as i32,
+        size_bytes: r.size_bytes,
+        reservation_bytes: r.reservation_bytes,
+        encrypted: r.encrypted,
+        lifecycle: volume_lifecycle(r.lifecycle) as i32,
+        created_unix: r.created_unix,
+        deleted_unix: r.deleted_unix.unwrap_or(0),
+        purge_after_unix: r.purge_after_unix.unwrap_or(0),
+        snapshots: r.snapshots.into_iter().map(String::from).collect(),
+        observed: r.observed,
     }
 }
 

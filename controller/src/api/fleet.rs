@@ -8,6 +8,7 @@ use coloc_proto::domain::{Country, NodeName, SiteName, check_label, check_text};
 use tonic::{Request, Response, Status};
 
 use super::{Ctx, convert};
+use crate::agents::push_nodes;
 use crate::auth::{self, JOIN_TOKEN_PREFIX};
 use crate::error::ApiError;
 use crate::store::{JoinTokenRecord, LabelChange, SiteRecord};
@@ -238,7 +239,7 @@ impl Nodes for NodesApi {
             auth::require_admin(&caller, "draining a node")?;
             let name = node_name(r.name)?;
             let rec = ctx.store.set_draining(&name, r.drain).await?;
-            ctx.sessions.push_desired(&rec);
+            push_nodes(ctx, std::slice::from_ref(&rec.name)).await;
             Ok(convert::node(rec))
         }
         .await;
@@ -284,9 +285,8 @@ impl Nodes for NodesApi {
                 change.remove.push(k);
             }
             let updated = ctx.store.change_labels(change).await?;
-            for rec in &updated {
-                ctx.sessions.push_desired(rec);
-            }
+            let names: Vec<NodeName> = updated.iter().map(|n| n.name.clone()).collect();
+            push_nodes(ctx, &names).await;
             Ok(pb::SetNodeLabelsResponse {
                 updated: updated
                     .into_iter()

@@ -13,6 +13,7 @@
 
 pub mod convert;
 pub mod fleet;
+pub mod storage;
 pub mod tenancy;
 
 use std::sync::Arc;

@@ -11,7 +11,10 @@ use tonic::{Request, Response, Status};
 use super::{Ctx, convert};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::error::ApiError;
-use crate::store::{ApiTokenRecord, AuditFilter, TenantRecord, UserCertRecord, UserRecord};
+use crate::store::{
+    ApiTokenRecord, AuditFilter, DEFAULT_VOLUME_GRACE_DAYS, TenantRecord, UserCertRecord,
+    UserRecord,
+};
 use crate::time::{date_of, parse_date};
 
 const API_TOKEN_DEFAULT_TTL: u64 = 30 * 86400;
@@ -72,8 +75,13 @@ impl Tenants for TenantsApi {
                 offer,
                 membership_expires: r.membership_expires,
                 created_unix: now,
+                storage_quota_bytes: ctx.config.default_tenant_quota_bytes,
+                volume_grace_days: DEFAULT_VOLUME_GRACE_DAYS,
+                // Both filled in by the store.
+                posix_id: 0,
+                storage_used_bytes: 0,
             };
-            ctx.store.create_tenant(rec.clone()).await?;
+            let rec = ctx.store.create_tenant(rec).await?;
             Ok(convert::tenant(rec, now))
         }
         .await;

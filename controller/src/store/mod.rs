@@ -16,8 +16,11 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::agent::v1::{
+    NodeFacts, OrphanVolume, PoolKind, PoolLayout, PoolStatus, VolumeStatus,
+};
 use coloc_proto::domain::{NodeName, Offer, Role, SiteName, TenantName, UserName};
+use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 
 /// Seconds since the Unix epoch.
 pub type UnixSecs = i64;
@@ -34,6 +37,28 @@ pub enum StoreError {
     JoinTokenExpired,
     #[error("join token was already used by node {node:?}")]
     JoinTokenUsed { node: String },
+    /// The object exists but its state forbids the change (a retained
+    /// volume resized, a snapshot that would be the 65th, ...).
+    #[error("{kind} {name}: {reason}")]
+    Conflict {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    /// The change would take the tenant's volumes past its quota.
+    #[error(
+        "tenant {tenant} would use {} of its {} storage quota ({} in use, {} more asked)",
+        coloc_proto::storage::format_size(used.saturating_add(*asked)),
+        coloc_proto::storage::format_size(*quota),
+        coloc_proto::storage::format_size(*used),
+        coloc_proto::storage::format_size(*asked)
+    )]
+    QuotaExceeded {
+        tenant: String,
+        quota: u64,
+        used: u64,
+        asked: u64,
+    },
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database schema version {found} is newer than this colocd understands ({supported})")]
@@ -129,6 +154,14 @@ pub struct NewNode {
     pub facts: Option<NodeFacts>,
 }
 
+/// Days a deleted volume is kept when nobody said otherwise.
+pub const DEFAULT_VOLUME_GRACE_DAYS: u32 = 30;
+/// The first POSIX uid/gid handed to a tenant; below are the system's and
+/// people's accounts.
+pub const FIRST_POSIX_ID: u32 = 200_000;
+/// Snapshots one volume may have.
+pub const MAX_SNAPSHOTS_PER_VOLUME: usize = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantRecord {
     pub name: TenantName,
@@ -137,6 +170,127 @@ pub struct TenantRecord {
     /// "YYYY-MM-DD".
     pub membership_expires: String,
     pub created_unix: UnixSecs,
+    pub storage_quota_bytes: u64,
+    pub volume_grace_days: u32,
+    /// uid = gid owning the tenant's volumes. Allocated by the store on
+    /// creation (the value passed to `create_tenant` is ignored).
+    pub posix_id: u32,
+    /// Sum of the sizes of its active and retained volumes. Computed by
+    /// the store (ignored by `create_tenant`).
+    pub storage_used_bytes: u64,
+}
+
+/// A change to a tenant's storage settings; None leaves a value as is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantStorageChange {
+    pub storage_quota_bytes: Option<u64>,
+    pub volume_grace_days: Option<u32>,
+}
+
+/// A storage pool declared on a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolRecord {
+    pub node: NodeName,
+    pub name: PoolName,
+    pub kind: PoolKind,
+    pub layout: PoolLayout,
+    pub disks: Vec<DiskRef>,
+    pub force: bool,
+    pub created_unix: UnixSecs,
+    /// As the agent last reported it; None before the first report.
+    pub observed: Option<PoolStatus>,
+    /// Orphans the agent last reported in this pool.
+    pub orphans: Vec<OrphanVolume>,
+}
+
+/// Where a volume stands in its life; see docs/STORAGE.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeLifecycle {
+    Active,
+    /// Deleted, kept until `purge_after_unix`.
+    Retained,
+    /// Past its grace period; the agent is told to destroy it.
+    Purging,
+    /// The agent reported it destroyed; kept as a record.
+    Destroyed,
+}
+
+impl VolumeLifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeLifecycle::Active => "active",
+            VolumeLifecycle::Retained => "retained",
+            VolumeLifecycle::Purging => "purging",
+            VolumeLifecycle::Destroyed => "destroyed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(VolumeLifecycle::Active),
+            "retained" => Some(VolumeLifecycle::Retained),
+            "purging" => Some(VolumeLifecycle::Purging),
+            "destroyed" => Some(VolumeLifecycle::Destroyed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRecord {
+    pub id: VolumeId,
+    pub tenant: TenantName,
+    pub name: VolumeName,
+    pub node: NodeName,
+    pub pool: PoolName,
+    /// The pool's kind (read from the pool; ignored by `create_volume`).
+    pub pool_kind: PoolKind,
+    pub size_bytes: u64,
+    pub reservation_bytes: u64,
+    pub encrypted: bool,
+    pub lifecycle: VolumeLifecycle,
+    pub created_unix: UnixSecs,
+    /// Set once deleted (retained, purging, destroyed).
+    pub deleted_unix: Option<UnixSecs>,
+    pub purge_after_unix: Option<UnixSecs>,
+    /// Snapshot names wanted, oldest first.
+    pub snapshots: Vec<SnapshotName>,
+    /// The last resize was a forced shrink (ZFS): the agent may shrink.
+    pub allow_shrink: bool,
+    /// As the agent last reported it; None before the first report.
+    pub observed: Option<VolumeStatus>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFilter {
+    pub tenant: Option<TenantName>,
+    pub node: Option<NodeName>,
+    pub include_destroyed: bool,
+}
+
+/// A volume as it goes into a node's desired configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredVolume {
+    pub volume: VolumeRecord,
+    /// The tenant's POSIX id, owner of the volume's root directory.
+    pub owner: u32,
+}
+
+/// Everything a node's desired configuration is made of, read in one
+/// transaction so that the generation matches the content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDesired {
+    pub node: NodeRecord,
+    pub pools: Vec<PoolRecord>,
+    /// Every volume of the node that is not destroyed, by id.
+    pub volumes: Vec<DesiredVolume>,
+}
+
+/// What an agent reported about its storage after a pass.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedStorage {
+    pub pools: Vec<PoolStatus>,
+    pub volumes: Vec<VolumeStatus>,
+    pub orphans: Vec<OrphanVolume>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -279,9 +433,81 @@ pub trait Store: Send + Sync + 'static {
     async fn record_facts(&self, name: &NodeName, facts: &NodeFacts) -> StoreResult<()>;
 
     // ---- tenants
-    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<()>;
+    /// Allocates the tenant's POSIX id (the next one from
+    /// [`FIRST_POSIX_ID`]) and returns the stored record.
+    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<TenantRecord>;
     async fn get_tenant(&self, name: &TenantName) -> StoreResult<TenantRecord>;
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    async fn set_tenant_storage(
+        &self,
+        name: &TenantName,
+        change: TenantStorageChange,
+    ) -> StoreResult<TenantRecord>;
+
+    // ---- storage
+    /// Declares a pool; bumps the node's generation. NotFound for an
+    /// unknown node, AlreadyExists for a pool of that name on the node.
+    async fn create_pool(&self, pool: PoolRecord) -> StoreResult<PoolRecord>;
+    async fn get_pool(&self, node: &NodeName, name: &PoolName) -> StoreResult<PoolRecord>;
+    /// Sorted by node then name.
+    async fn list_pools(&self, node: Option<&NodeName>) -> StoreResult<Vec<PoolRecord>>;
+    /// In one transaction: checks the pool exists on the node, the name is
+    /// free among the tenant's volumes that are not destroyed and the
+    /// tenant's quota; inserts the volume as active; bumps the node's
+    /// generation. The record's lifecycle, dates, snapshots and observed
+    /// status are ignored.
+    async fn create_volume(&self, volume: VolumeRecord, now: UnixSecs)
+    -> StoreResult<VolumeRecord>;
+    async fn get_volume(&self, id: &VolumeId) -> StoreResult<VolumeRecord>;
+    /// The tenant's volume of that name that is not destroyed, or else the
+    /// one destroyed last.
+    async fn find_volume(
+        &self,
+        tenant: &TenantName,
+        name: &VolumeName,
+    ) -> StoreResult<VolumeRecord>;
+    /// Sorted by tenant, name, then creation.
+    async fn list_volumes(&self, filter: VolumeFilter) -> StoreResult<Vec<VolumeRecord>>;
+    /// New size of an active volume, quota checked; `allow_shrink` is
+    /// recorded for the agent. Bumps the generation when the size changes.
+    async fn resize_volume(
+        &self,
+        id: &VolumeId,
+        size_bytes: u64,
+        allow_shrink: bool,
+    ) -> StoreResult<VolumeRecord>;
+    /// Active to retained, purge after now + the tenant's grace period.
+    async fn delete_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord>;
+    /// Retained (and not yet due) back to active, quota re-checked.
+    async fn restore_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord>;
+    /// Appends a snapshot to an active volume's list.
+    async fn add_snapshot(&self, id: &VolumeId, name: &SnapshotName) -> StoreResult<VolumeRecord>;
+    async fn remove_snapshot(
+        &self,
+        id: &VolumeId,
+        name: &SnapshotName,
+    ) -> StoreResult<VolumeRecord>;
+    /// Records a status the agent returned outside a pass (rollback).
+    async fn set_volume_observed(
+        &self,
+        id: &VolumeId,
+        status: &VolumeStatus,
+    ) -> StoreResult<VolumeRecord>;
+    /// Records a node's storage report. Purging volumes reported
+    /// DESTROYED become destroyed (bumping the generation, so they leave
+    /// the desired configuration) and are returned for the audit log.
+    /// Statuses of volumes on other nodes are ignored.
+    async fn record_storage(
+        &self,
+        node: &NodeName,
+        observed: ObservedStorage,
+    ) -> StoreResult<Vec<VolumeRecord>>;
+    /// Retained volumes whose purge time has come become purging (bumping
+    /// their nodes' generations); returned for the audit log.
+    async fn purge_due(&self, now: UnixSecs) -> StoreResult<Vec<VolumeRecord>>;
+    /// The desired configuration of each named node, one transaction per
+    /// call. NotFound if one does not exist.
+    async fn desired_configs(&self, nodes: &[NodeName]) -> StoreResult<Vec<NodeDesired>>;
 
     // ---- users
     /// NotFound if the tenant does not exist.

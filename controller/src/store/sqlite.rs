@@ -24,8 +24,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::agent::v1::{
+    NodeFacts, OrphanVolume, PoolKind, PoolLayout, PoolStatus, VolumePhase, VolumeStatus,
+};
 use coloc_proto::domain::{NodeName, SiteName, TenantName, UserName};
+use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 use prost::Message;
 use rusqlite::types::{Type, Value};
 use rusqlite::{
@@ -33,14 +36,19 @@ use rusqlite::{
 };
 
 use super::{
-    ApiTokenRecord, AuditFilter, AuditOutcome, AuditRecord, ConnState, JoinTokenRecord,
-    LabelChange, NewNode, NodeRecord, SiteRecord, Store, StoreError, StoreResult, TenantRecord,
-    UnixSecs, UserCertRecord, UserRecord,
+    ApiTokenRecord, AuditFilter, AuditOutcome, AuditRecord, ConnState, DesiredVolume,
+    FIRST_POSIX_ID, JoinTokenRecord, LabelChange, MAX_SNAPSHOTS_PER_VOLUME, NewNode, NodeDesired,
+    NodeRecord, ObservedStorage, PoolRecord, SiteRecord, Store, StoreError, StoreResult,
+    TenantRecord, TenantStorageChange, UnixSecs, UserCertRecord, UserRecord, VolumeFilter,
+    VolumeLifecycle, VolumeRecord,
 };
 
 /// Schema migrations, applied in order; migration `i` brings the file to
 /// `user_version = i + 1`. Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_storage.sql"),
+];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -369,6 +377,11 @@ fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
         .db()
 }
 
+fn small(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+    let v: i64 = row.get(idx)?;
+    u32::try_from(v).map_err(|e| conversion(idx, Type::Integer, e))
+}
+
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     Ok(TenantRecord {
         name: parsed(row, 0, TenantName::new)?,
@@ -376,11 +389,285 @@ fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
         offer: parsed(row, 2, |s| s.parse())?,
         membership_expires: row.get(3)?,
         created_unix: row.get(4)?,
+        storage_quota_bytes: unsigned(row, 5)?,
+        volume_grace_days: small(row, 6)?,
+        // NULL (a row the migration did not fill) fails here, as it should.
+        posix_id: small(row, 7)?,
+        storage_used_bytes: unsigned(row, 8)?,
     })
 }
 
-const TENANT_SELECT: &str =
-    "SELECT name, display_name, offer, membership_expires, created_unix FROM tenants";
+/// The last column is what counts against the quota: the tenant's
+/// volumes in use or restorable, both still on disk (docs/STORAGE.md).
+const TENANT_SELECT: &str = "SELECT name, display_name, offer, membership_expires, created_unix, \
+     storage_quota_bytes, volume_grace_days, posix_id, \
+     (SELECT coalesce(sum(v.size_bytes), 0) FROM volumes AS v \
+      WHERE v.tenant = tenants.name AND v.lifecycle IN ('active', 'retained')) \
+     FROM tenants";
+
+fn load_tenant(conn: &Connection, name: &str) -> StoreResult<TenantRecord> {
+    conn.prepare_cached(&format!("{TENANT_SELECT} WHERE name = ?1"))
+        .db()?
+        .query_row([name], tenant_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("tenant", name))
+}
+
+// ---- storage rows
+
+fn pool_kind_str(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Zfs => "zfs",
+        PoolKind::LvmThin => "lvm-thin",
+        // Refused by the table's CHECK: the API never stores it.
+        PoolKind::Unspecified => "unspecified",
+    }
+}
+
+fn pool_kind_parse(s: String) -> Result<PoolKind, SqliteError> {
+    match s.as_str() {
+        "zfs" => Ok(PoolKind::Zfs),
+        "lvm-thin" => Ok(PoolKind::LvmThin),
+        _ => Err(corrupt("pools.kind", s)),
+    }
+}
+
+fn pool_layout_str(layout: PoolLayout) -> &'static str {
+    match layout {
+        PoolLayout::Single => "single",
+        PoolLayout::Mirror => "mirror",
+        PoolLayout::Raidz1 => "raidz1",
+        PoolLayout::Raidz2 => "raidz2",
+        PoolLayout::Unspecified => "unspecified",
+    }
+}
+
+fn pool_layout_parse(s: String) -> Result<PoolLayout, SqliteError> {
+    match s.as_str() {
+        "single" => Ok(PoolLayout::Single),
+        "mirror" => Ok(PoolLayout::Mirror),
+        "raidz1" => Ok(PoolLayout::Raidz1),
+        "raidz2" => Ok(PoolLayout::Raidz2),
+        _ => Err(corrupt("pools.layout", s)),
+    }
+}
+
+fn blob<M: Message + Default>(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<M>> {
+    let bytes: Option<Vec<u8>> = row.get(idx)?;
+    bytes
+        .map(|b| M::decode(b.as_slice()))
+        .transpose()
+        .map_err(|e| conversion(idx, Type::Blob, e))
+}
+
+fn orphans_from(bytes: Option<Vec<u8>>) -> Result<Vec<OrphanVolume>, prost::DecodeError> {
+    let mut out = Vec::new();
+    let buf = bytes.unwrap_or_default();
+    let mut rest: &[u8] = &buf;
+    while !rest.is_empty() {
+        out.push(OrphanVolume::decode_length_delimited(&mut rest)?);
+    }
+    Ok(out)
+}
+
+fn json_list<T, E>(
+    text: String,
+    parse: impl Fn(String) -> Result<T, E>,
+) -> Result<Vec<T>, SqliteError>
+where
+    E: std::fmt::Display,
+{
+    let items: Vec<String> =
+        serde_json::from_str(&text).map_err(|_| corrupt("json list", text.clone()))?;
+    items
+        .into_iter()
+        .map(|i| parse(i.clone()).map_err(|_| corrupt("json list item", i)))
+        .collect()
+}
+
+fn to_json<T: ToString>(items: &[T]) -> StoreResult<String> {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    serde_json::to_string(&items).map_err(backend)
+}
+
+const POOL_SELECT: &str = "SELECT node, name, kind, layout, disks, force, created_unix, \
+     observed, orphans FROM pools";
+
+fn pool_from_row(row: &Row<'_>) -> rusqlite::Result<PoolRecord> {
+    let orphans: Option<Vec<u8>> = row.get(8)?;
+    Ok(PoolRecord {
+        node: parsed(row, 0, NodeName::new)?,
+        name: parsed(row, 1, PoolName::new)?,
+        kind: parsed(row, 2, pool_kind_parse)?,
+        layout: parsed(row, 3, pool_layout_parse)?,
+        disks: parsed(row, 4, |t| json_list(t, |d| DiskRef::new(&d)))?,
+        force: row.get(5)?,
+        created_unix: row.get(6)?,
+        observed: blob::<PoolStatus>(row, 7)?,
+        orphans: orphans_from(orphans).map_err(|e| conversion(8, Type::Blob, e))?,
+    })
+}
+
+fn load_pool(conn: &Connection, node: &str, name: &str) -> StoreResult<PoolRecord> {
+    conn.prepare_cached(&format!("{POOL_SELECT} WHERE node = ?1 AND name = ?2"))
+        .db()?
+        .query_row([node, name], pool_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("pool", format!("{node}/{name}")))
+}
+
+fn pools_of(conn: &Connection, node: Option<&str>) -> StoreResult<Vec<PoolRecord>> {
+    conn.prepare_cached(&format!(
+        "{POOL_SELECT} WHERE ?1 IS NULL OR node = ?1 ORDER BY node, name"
+    ))
+    .db()?
+    .query_map([node], pool_from_row)
+    .db()?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .db()
+}
+
+/// Column list matching [`volume_from_row`]; column 16 is the owner's
+/// POSIX id.
+macro_rules! volume_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT v.id, v.tenant, v.name, v.node, v.pool, p.kind, v.size_bytes, ",
+            "v.reservation_bytes, v.encrypted, v.lifecycle, v.created_unix, v.deleted_unix, ",
+            "v.purge_after_unix, v.snapshots, v.allow_shrink, v.observed, t.posix_id ",
+            "FROM volumes AS v JOIN pools AS p ON p.node = v.node AND p.name = v.pool ",
+            "JOIN tenants AS t ON t.name = v.tenant ",
+            $rest
+        )
+    };
+}
+
+fn volume_from_row(row: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
+    Ok(VolumeRecord {
+        id: parsed(row, 0, VolumeId::new)?,
+        tenant: parsed(row, 1, TenantName::new)?,
+        name: parsed(row, 2, VolumeName::new)?,
+        node: parsed(row, 3, NodeName::new)?,
+        pool: parsed(row, 4, PoolName::new)?,
+        pool_kind: parsed(row, 5, pool_kind_parse)?,
+        size_bytes: unsigned(row, 6)?,
+        reservation_bytes: unsigned(row, 7)?,
+        encrypted: row.get(8)?,
+        lifecycle: parsed(row, 9, |s| {
+            VolumeLifecycle::parse(&s).ok_or_else(|| corrupt("volumes.lifecycle", s))
+        })?,
+        created_unix: row.get(10)?,
+        deleted_unix: row.get(11)?,
+        purge_after_unix: row.get(12)?,
+        snapshots: parsed(row, 13, |t| json_list(t, SnapshotName::new))?,
+        allow_shrink: row.get(14)?,
+        observed: blob::<VolumeStatus>(row, 15)?,
+    })
+}
+
+fn load_volume(conn: &Connection, id: &str) -> StoreResult<VolumeRecord> {
+    conn.prepare_cached(volume_select!("WHERE v.id = ?1"))
+        .db()?
+        .query_row([id], volume_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("volume", id))
+}
+
+fn bump_generation(conn: &Connection, node: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE nodes SET desired_generation = desired_generation + 1 WHERE name = ?1",
+    )
+    .db()?
+    .execute([node])
+    .db()?;
+    Ok(())
+}
+
+/// (quota, used) of a tenant, read inside the caller's transaction.
+fn tenant_usage(conn: &Connection, tenant: &str) -> StoreResult<(u64, u64)> {
+    let t = load_tenant(conn, tenant)?;
+    Ok((t.storage_quota_bytes, t.storage_used_bytes))
+}
+
+/// Refuses a change that takes the tenant from `used` to `used - freed +
+/// asked` past its quota. A change that does not grow usage always passes,
+/// so that a tenant over a lowered quota can still shrink.
+fn check_quota(conn: &Connection, tenant: &str, freed: u64, asked: u64) -> StoreResult<()> {
+    let (quota, used) = tenant_usage(conn, tenant)?;
+    let after = used.saturating_sub(freed).saturating_add(asked);
+    if asked > freed && after > quota {
+        return Err(StoreError::QuotaExceeded {
+            tenant: tenant.to_owned(),
+            quota,
+            used: used.saturating_sub(freed),
+            asked,
+        });
+    }
+    Ok(())
+}
+
+fn conflict(kind: &'static str, name: impl Into<String>, reason: impl Into<String>) -> StoreError {
+    StoreError::Conflict {
+        kind,
+        name: name.into(),
+        reason: reason.into(),
+    }
+}
+
+fn volume_label(v: &VolumeRecord) -> String {
+    format!("{}/{}", v.tenant, v.name)
+}
+
+/// Loads a volume for a change that needs it active.
+fn active_volume(conn: &Connection, id: &str, change: &str) -> StoreResult<VolumeRecord> {
+    let v = load_volume(conn, id)?;
+    if v.lifecycle != VolumeLifecycle::Active {
+        return Err(conflict(
+            "volume",
+            volume_label(&v),
+            format!(
+                "is {}; only an active volume can be {change}",
+                v.lifecycle.as_str()
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+fn set_snapshots(conn: &Connection, v: &VolumeRecord) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE volumes SET snapshots = ?2 WHERE id = ?1")
+        .db()?
+        .execute(params![v.id.as_str(), to_json(&v.snapshots)?])
+        .db()?;
+    bump_generation(conn, v.node.as_str())
+}
+
+fn node_desired(conn: &Connection, name: &str) -> StoreResult<NodeDesired> {
+    let node = load_node(conn, name)?;
+    let pools = pools_of(conn, Some(name))?;
+    let volumes = conn
+        .prepare_cached(volume_select!(
+            "WHERE v.node = ?1 AND v.lifecycle <> 'destroyed' ORDER BY v.id"
+        ))
+        .db()?
+        .query_map([name], |row| {
+            Ok(DesiredVolume {
+                volume: volume_from_row(row)?,
+                owner: small(row, 16)?,
+            })
+        })
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(NodeDesired {
+        node,
+        pools,
+        volumes,
+    })
+}
 
 /// A user without its grants; see [`with_grants`].
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
@@ -872,11 +1159,21 @@ impl Store for SqliteStore {
 
     // ---- tenants
 
-    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<()> {
+    async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<TenantRecord> {
         self.run(move |conn| {
-            conn.prepare_cached(
+            let tx = immediate(conn)?;
+            // Inside the write transaction: two creations cannot pick the
+            // same id. Ids are never reused (tenants are never deleted
+            // today; max + 1 stays right if they are one day).
+            let posix_id: i64 = tx
+                .prepare_cached("SELECT max(?1, coalesce(max(posix_id) + 1, ?1)) FROM tenants")
+                .db()?
+                .query_row([i64::from(FIRST_POSIX_ID)], |row| row.get(0))
+                .db()?;
+            tx.prepare_cached(
                 "INSERT INTO tenants (name, display_name, offer, membership_expires, \
-                 created_unix) VALUES (?1, ?2, ?3, ?4, ?5)",
+                 created_unix, storage_quota_bytes, volume_grace_days, posix_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .db()?
             .execute(params![
@@ -884,25 +1181,22 @@ impl Store for SqliteStore {
                 tenant.display_name,
                 tenant.offer.as_str(),
                 tenant.membership_expires,
-                tenant.created_unix
+                tenant.created_unix,
+                to_i64("storage quota", tenant.storage_quota_bytes)?,
+                tenant.volume_grace_days,
+                posix_id
             ])
             .map_err(|e| insert_err(e, ("tenant", tenant.name.as_str()), ("tenant", "")))?;
-            Ok(())
+            let record = load_tenant(&tx, tenant.name.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
         })
         .await
     }
 
     async fn get_tenant(&self, name: &TenantName) -> StoreResult<TenantRecord> {
         let name = name.clone();
-        self.run(move |conn| {
-            conn.prepare_cached(&format!("{TENANT_SELECT} WHERE name = ?1"))
-                .db()?
-                .query_row([name.as_str()], tenant_from_row)
-                .optional()
-                .db()?
-                .ok_or_else(|| not_found("tenant", name.as_str()))
-        })
-        .await
+        self.run(move |conn| load_tenant(conn, name.as_str())).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
@@ -913,6 +1207,561 @@ impl Store for SqliteStore {
                 .db()?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .db()
+        })
+        .await
+    }
+
+    async fn set_tenant_storage(
+        &self,
+        name: &TenantName,
+        change: TenantStorageChange,
+    ) -> StoreResult<TenantRecord> {
+        let name = name.clone();
+        let quota = change
+            .storage_quota_bytes
+            .map(|q| to_i64("storage quota", q))
+            .transpose()?;
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE tenants SET storage_quota_bytes = coalesce(?2, storage_quota_bytes), \
+                     volume_grace_days = coalesce(?3, volume_grace_days) WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name.as_str(), quota, change.volume_grace_days])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("tenant", name.as_str()));
+            }
+            let record = load_tenant(&tx, name.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    // ---- storage
+
+    async fn create_pool(&self, pool: PoolRecord) -> StoreResult<PoolRecord> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let node = pool.node.as_str();
+            let label = format!("{node}/{}", pool.name);
+            if !node_exists(&tx, node)? {
+                return Err(not_found("node", node));
+            }
+            tx.prepare_cached(
+                "INSERT INTO pools (node, name, kind, layout, disks, force, created_unix, \
+                 observed, orphans) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL)",
+            )
+            .db()?
+            .execute(params![
+                node,
+                pool.name.as_str(),
+                pool_kind_str(pool.kind),
+                pool_layout_str(pool.layout),
+                to_json(&pool.disks)?,
+                pool.force,
+                pool.created_unix
+            ])
+            .map_err(|e| insert_err(e, ("pool", &label), ("node", node)))?;
+            bump_generation(&tx, node)?;
+            let record = load_pool(&tx, node, pool.name.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn get_pool(&self, node: &NodeName, name: &PoolName) -> StoreResult<PoolRecord> {
+        let node = node.clone();
+        let name = name.clone();
+        self.run(move |conn| load_pool(conn, node.as_str(), name.as_str()))
+            .await
+    }
+
+    async fn list_pools(&self, node: Option<&NodeName>) -> StoreResult<Vec<PoolRecord>> {
+        let node = node.cloned();
+        self.run(move |conn| pools_of(conn, node.as_ref().map(NodeName::as_str)))
+            .await
+    }
+
+    async fn create_volume(
+        &self,
+        volume: VolumeRecord,
+        now: UnixSecs,
+    ) -> StoreResult<VolumeRecord> {
+        let size = to_i64("volume size", volume.size_bytes)?;
+        let reservation = to_i64("volume reservation", volume.reservation_bytes)?;
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let label = volume_label(&volume);
+            let tenant = volume.tenant.as_str();
+            // Each check names what is wrong, in the order a person would
+            // fix them.
+            load_tenant(&tx, tenant)?;
+            load_pool(&tx, volume.node.as_str(), volume.pool.as_str())?;
+            let taken = tx
+                .prepare_cached(
+                    "SELECT lifecycle FROM volumes WHERE tenant = ?1 AND name = ?2 \
+                     AND lifecycle <> 'destroyed'",
+                )
+                .db()?
+                .query_row([tenant, volume.name.as_str()], |row| {
+                    row.get::<_, String>(0)
+                })
+                .optional()
+                .db()?;
+            if let Some(lifecycle) = taken {
+                return Err(match lifecycle.as_str() {
+                    "active" => StoreError::AlreadyExists {
+                        kind: "volume",
+                        name: label,
+                    },
+                    other => conflict(
+                        "volume",
+                        label,
+                        format!(
+                            "the name is held by a deleted volume ({other}) until it is \
+                             destroyed; restore it or pick another name"
+                        ),
+                    ),
+                });
+            }
+            check_quota(&tx, tenant, 0, volume.size_bytes)?;
+            tx.prepare_cached(
+                "INSERT INTO volumes (id, tenant, name, node, pool, size_bytes, \
+                 reservation_bytes, encrypted, lifecycle, created_unix, deleted_unix, \
+                 purge_after_unix, snapshots, allow_shrink, observed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, NULL, NULL, '[]', 0, NULL)",
+            )
+            .db()?
+            .execute(params![
+                volume.id.as_str(),
+                tenant,
+                volume.name.as_str(),
+                volume.node.as_str(),
+                volume.pool.as_str(),
+                size,
+                reservation,
+                volume.encrypted,
+                now
+            ])
+            .map_err(|e| insert_err(e, ("volume", &label), ("tenant", tenant)))?;
+            bump_generation(&tx, volume.node.as_str())?;
+            let record = load_volume(&tx, volume.id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn get_volume(&self, id: &VolumeId) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        self.run(move |conn| load_volume(conn, id.as_str())).await
+    }
+
+    async fn find_volume(
+        &self,
+        tenant: &TenantName,
+        name: &VolumeName,
+    ) -> StoreResult<VolumeRecord> {
+        let tenant = tenant.clone();
+        let name = name.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(volume_select!(
+                "WHERE v.tenant = ?1 AND v.name = ?2 \
+                 ORDER BY v.lifecycle = 'destroyed', v.deleted_unix DESC, v.rowid DESC LIMIT 1"
+            ))
+            .db()?
+            .query_row([tenant.as_str(), name.as_str()], volume_from_row)
+            .optional()
+            .db()?
+            .ok_or_else(|| not_found("volume", format!("{tenant}/{name}")))
+        })
+        .await
+    }
+
+    async fn list_volumes(&self, filter: VolumeFilter) -> StoreResult<Vec<VolumeRecord>> {
+        self.run(move |conn| {
+            conn.prepare_cached(volume_select!(
+                "WHERE (?1 IS NULL OR v.tenant = ?1) AND (?2 IS NULL OR v.node = ?2) \
+                 AND (?3 OR v.lifecycle <> 'destroyed') \
+                 ORDER BY v.tenant, v.name, v.created_unix, v.id"
+            ))
+            .db()?
+            .query_map(
+                params![
+                    filter.tenant.as_ref().map(TenantName::as_str),
+                    filter.node.as_ref().map(NodeName::as_str),
+                    filter.include_destroyed
+                ],
+                volume_from_row,
+            )
+            .db()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn resize_volume(
+        &self,
+        id: &VolumeId,
+        size_bytes: u64,
+        allow_shrink: bool,
+    ) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        let size = to_i64("volume size", size_bytes)?;
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let v = active_volume(&tx, id.as_str(), "resized")?;
+            if v.size_bytes == size_bytes {
+                return Ok(v);
+            }
+            if size_bytes < v.reservation_bytes {
+                return Err(conflict(
+                    "volume",
+                    volume_label(&v),
+                    "the new size is below the volume's reservation",
+                ));
+            }
+            check_quota(&tx, v.tenant.as_str(), v.size_bytes, size_bytes)?;
+            tx.prepare_cached(
+                "UPDATE volumes SET size_bytes = ?2, allow_shrink = ?3 WHERE id = ?1",
+            )
+            .db()?
+            .execute(params![
+                id.as_str(),
+                size,
+                allow_shrink && size_bytes < v.size_bytes
+            ])
+            .db()?;
+            bump_generation(&tx, v.node.as_str())?;
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let v = load_volume(&tx, id.as_str())?;
+            match v.lifecycle {
+                VolumeLifecycle::Active => {}
+                VolumeLifecycle::Retained => {
+                    return Err(conflict(
+                        "volume",
+                        volume_label(&v),
+                        format!(
+                            "is already deleted; it is kept until {} and destroyed then",
+                            crate::time::date_of(v.purge_after_unix.unwrap_or_default())
+                        ),
+                    ));
+                }
+                VolumeLifecycle::Purging | VolumeLifecycle::Destroyed => {
+                    return Err(conflict(
+                        "volume",
+                        volume_label(&v),
+                        format!("is {} already", v.lifecycle.as_str()),
+                    ));
+                }
+            }
+            let grace = load_tenant(&tx, v.tenant.as_str())?.volume_grace_days;
+            let purge_after = now + i64::from(grace) * 86_400;
+            tx.prepare_cached(
+                "UPDATE volumes SET lifecycle = 'retained', deleted_unix = ?2, \
+                 purge_after_unix = ?3, allow_shrink = 0 WHERE id = ?1",
+            )
+            .db()?
+            .execute(params![id.as_str(), now, purge_after])
+            .db()?;
+            bump_generation(&tx, v.node.as_str())?;
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn restore_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let v = load_volume(&tx, id.as_str())?;
+            let label = volume_label(&v);
+            match (v.lifecycle, v.purge_after_unix) {
+                (VolumeLifecycle::Retained, Some(due)) if due > now => {}
+                (VolumeLifecycle::Retained, _) => {
+                    return Err(conflict(
+                        "volume",
+                        label,
+                        "its grace period is over; it is being destroyed",
+                    ));
+                }
+                (VolumeLifecycle::Active, _) => {
+                    return Err(conflict("volume", label, "is not deleted"));
+                }
+                (VolumeLifecycle::Purging | VolumeLifecycle::Destroyed, _) => {
+                    return Err(conflict(
+                        "volume",
+                        label,
+                        format!(
+                            "is {}: past its grace period, it cannot come back",
+                            v.lifecycle.as_str()
+                        ),
+                    ));
+                }
+            }
+            // The unique index keeps a retained volume's name, so this
+            // only guards against a schema that one day lets names go.
+            let reused = tx
+                .prepare_cached(
+                    "SELECT id FROM volumes WHERE tenant = ?1 AND name = ?2 \
+                     AND lifecycle = 'active' AND id <> ?3",
+                )
+                .db()?
+                .query_row([v.tenant.as_str(), v.name.as_str(), id.as_str()], |row| {
+                    row.get::<_, String>(0)
+                })
+                .optional()
+                .db()?;
+            if let Some(other) = reused {
+                return Err(conflict(
+                    "volume",
+                    label,
+                    format!("its name is used by another active volume ({other})"),
+                ));
+            }
+            // The volume already counts (retained volumes use disk); a
+            // quota lowered meanwhile still refuses it.
+            let (quota, used) = tenant_usage(&tx, v.tenant.as_str())?;
+            if used > quota {
+                return Err(StoreError::QuotaExceeded {
+                    tenant: v.tenant.to_string(),
+                    quota,
+                    used: used - v.size_bytes,
+                    asked: v.size_bytes,
+                });
+            }
+            tx.prepare_cached(
+                "UPDATE volumes SET lifecycle = 'active', deleted_unix = NULL, \
+                 purge_after_unix = NULL WHERE id = ?1",
+            )
+            .db()?
+            .execute([id.as_str()])
+            .db()?;
+            bump_generation(&tx, v.node.as_str())?;
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn add_snapshot(&self, id: &VolumeId, name: &SnapshotName) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let mut v = active_volume(&tx, id.as_str(), "snapshotted")?;
+            if v.snapshots.contains(&name) {
+                return Err(StoreError::AlreadyExists {
+                    kind: "snapshot",
+                    name: format!("{}@{name}", volume_label(&v)),
+                });
+            }
+            if v.snapshots.len() >= MAX_SNAPSHOTS_PER_VOLUME {
+                return Err(conflict(
+                    "volume",
+                    volume_label(&v),
+                    format!(
+                        "has {MAX_SNAPSHOTS_PER_VOLUME} snapshots, the most allowed; delete one first"
+                    ),
+                ));
+            }
+            v.snapshots.push(name);
+            set_snapshots(&tx, &v)?;
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn remove_snapshot(
+        &self,
+        id: &VolumeId,
+        name: &SnapshotName,
+    ) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let mut v = active_volume(&tx, id.as_str(), "changed")?;
+            let before = v.snapshots.len();
+            v.snapshots.retain(|s| s != &name);
+            if v.snapshots.len() == before {
+                return Err(not_found(
+                    "snapshot",
+                    format!("{}@{name}", volume_label(&v)),
+                ));
+            }
+            set_snapshots(&tx, &v)?;
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn set_volume_observed(
+        &self,
+        id: &VolumeId,
+        status: &VolumeStatus,
+    ) -> StoreResult<VolumeRecord> {
+        let id = id.clone();
+        let status = status.encode_to_vec();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let changed = tx
+                .prepare_cached("UPDATE volumes SET observed = ?2 WHERE id = ?1")
+                .db()?
+                .execute(params![id.as_str(), status])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("volume", id.as_str()));
+            }
+            let record = load_volume(&tx, id.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn record_storage(
+        &self,
+        node: &NodeName,
+        observed: ObservedStorage,
+    ) -> StoreResult<Vec<VolumeRecord>> {
+        let node = node.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let name = node.as_str();
+            if !node_exists(&tx, name)? {
+                return Err(not_found("node", name));
+            }
+            let declared: Vec<String> = tx
+                .prepare_cached("SELECT name FROM pools WHERE node = ?1")
+                .db()?
+                .query_map([name], |row| row.get(0))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            for pool in &declared {
+                let status = observed
+                    .pools
+                    .iter()
+                    .find(|p| &p.name == pool)
+                    .map(Message::encode_to_vec);
+                let orphans: Vec<u8> = observed
+                    .orphans
+                    .iter()
+                    .filter(|o| &o.pool == pool)
+                    .flat_map(Message::encode_length_delimited_to_vec)
+                    .collect();
+                tx.prepare_cached(
+                    "UPDATE pools SET observed = ?3, orphans = ?4 WHERE node = ?1 AND name = ?2",
+                )
+                .db()?
+                .execute(params![name, pool, status, orphans])
+                .db()?;
+            }
+            let mut destroyed = Vec::new();
+            for status in &observed.volumes {
+                // Only this node's volumes: a node never writes another's.
+                let lifecycle = tx
+                    .prepare_cached("SELECT lifecycle FROM volumes WHERE id = ?1 AND node = ?2")
+                    .db()?
+                    .query_row([status.id.as_str(), name], |row| row.get::<_, String>(0))
+                    .optional()
+                    .db()?;
+                let becomes_destroyed = match lifecycle.as_deref() {
+                    None | Some("destroyed") => continue,
+                    Some("purging") => status.phase == VolumePhase::Destroyed as i32,
+                    Some(_) => false,
+                };
+                tx.prepare_cached(
+                    "UPDATE volumes SET observed = ?2, \
+                     lifecycle = CASE WHEN ?3 THEN 'destroyed' ELSE lifecycle END WHERE id = ?1",
+                )
+                .db()?
+                .execute(params![
+                    status.id.as_str(),
+                    status.encode_to_vec(),
+                    becomes_destroyed
+                ])
+                .db()?;
+                if becomes_destroyed {
+                    destroyed.push(status.id.clone());
+                }
+            }
+            if !destroyed.is_empty() {
+                bump_generation(&tx, name)?;
+            }
+            let records = destroyed
+                .iter()
+                .map(|id| load_volume(&tx, id))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn purge_due(&self, now: UnixSecs) -> StoreResult<Vec<VolumeRecord>> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let mut due: Vec<(String, String)> = tx
+                .prepare_cached(
+                    "UPDATE volumes SET lifecycle = 'purging' \
+                     WHERE lifecycle = 'retained' AND purge_after_unix <= ?1 RETURNING id, node",
+                )
+                .db()?
+                .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            // RETURNING gives no order.
+            due.sort();
+            let nodes: BTreeSet<&str> = due.iter().map(|(_, n)| n.as_str()).collect();
+            for node in nodes {
+                bump_generation(&tx, node)?;
+            }
+            let records = due
+                .iter()
+                .map(|(id, _)| load_volume(&tx, id))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn desired_configs(&self, nodes: &[NodeName]) -> StoreResult<Vec<NodeDesired>> {
+        let nodes = nodes.to_vec();
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            let out = nodes
+                .iter()
+                .map(|n| node_desired(&tx, n.as_str()))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(out)
         })
         .await
     }
@@ -1293,6 +2142,10 @@ mod tests {
             offer: Offer::Participatif,
             membership_expires: "2027-06-30".into(),
             created_unix: NOW,
+            storage_quota_bytes: 10 << 30,
+            volume_grace_days: 30,
+            posix_id: 0,
+            storage_used_bytes: 0,
         }
     }
 
@@ -1860,15 +2713,20 @@ mod tests {
     #[tokio::test]
     async fn tenants_are_created_listed_and_unique() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store.create_tenant(tenant("asso-y")).await.unwrap();
-        store.create_tenant(tenant("asso-x")).await.unwrap();
+        let y = store.create_tenant(tenant("asso-y")).await.unwrap();
+        let x = store.create_tenant(tenant("asso-x")).await.unwrap();
+        assert_eq!(
+            y,
+            TenantRecord {
+                posix_id: FIRST_POSIX_ID,
+                ..tenant("asso-y")
+            }
+        );
+        assert_eq!(x.posix_id, FIRST_POSIX_ID + 1);
 
         let listed = store.list_tenants().await.unwrap();
-        assert_eq!(listed, [tenant("asso-x"), tenant("asso-y")]);
-        assert_eq!(
-            store.get_tenant(&tenant_name("asso-y")).await.unwrap(),
-            tenant("asso-y")
-        );
+        assert_eq!(listed, [x, y.clone()]);
+        assert_eq!(store.get_tenant(&tenant_name("asso-y")).await.unwrap(), y);
         let err = store.create_tenant(tenant("asso-x")).await.unwrap_err();
         assert!(
             matches!(err, StoreError::AlreadyExists { kind: "tenant", ref name } if name == "asso-x"),
@@ -2286,6 +3144,574 @@ mod tests {
             )
             .unwrap();
         assert_eq!(count, 1);
+    }
+
+    // ---- storage
+
+    const GIB: u64 = 1 << 30;
+
+    fn pool(node: &str, name: &str, kind: PoolKind) -> PoolRecord {
+        PoolRecord {
+            node: node_name(node),
+            name: PoolName::new(name).unwrap(),
+            kind,
+            layout: PoolLayout::Single,
+            disks: vec![DiskRef::new("serial:COLOC0001").unwrap()],
+            force: false,
+            created_unix: NOW,
+            observed: None,
+            orphans: Vec::new(),
+        }
+    }
+
+    fn volume(tenant: &str, name: &str, node: &str, size: u64) -> VolumeRecord {
+        VolumeRecord {
+            id: VolumeId::random(),
+            tenant: tenant_name(tenant),
+            name: VolumeName::new(name).unwrap(),
+            node: node_name(node),
+            pool: PoolName::new("tank").unwrap(),
+            pool_kind: PoolKind::Unspecified,
+            size_bytes: size,
+            reservation_bytes: 0,
+            encrypted: false,
+            lifecycle: VolumeLifecycle::Active,
+            created_unix: 0,
+            deleted_unix: None,
+            purge_after_unix: None,
+            snapshots: Vec::new(),
+            allow_shrink: false,
+            observed: None,
+        }
+    }
+
+    /// Nodes n1 and n2 with a ZFS pool `tank` each, tenant asso-a with a
+    /// 10 GiB quota.
+    async fn storage_fleet(store: &SqliteStore) {
+        for n in ["n1", "n2"] {
+            store
+                .create_pool(pool(n, "tank", PoolKind::Zfs))
+                .await
+                .unwrap();
+        }
+        store.create_tenant(tenant("asso-a")).await.unwrap();
+    }
+
+    async fn generation(store: &SqliteStore, node: &str) -> u64 {
+        store
+            .get_node(&node_name(node))
+            .await
+            .unwrap()
+            .desired_generation
+    }
+
+    fn snap(s: &str) -> SnapshotName {
+        SnapshotName::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_storage_change_bumps_its_nodes_generation_only() {
+        let store = fleet(&["n1", "n2"]).await;
+        assert_eq!(generation(&store, "n1").await, 1);
+        storage_fleet(&store).await;
+        assert_eq!(generation(&store, "n1").await, 2, "pool declared");
+        let err = store
+            .create_pool(pool("n1", "tank", PoolKind::LvmThin))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { kind: "pool", ref name } if name == "n1/tank"),
+            "{err:?}"
+        );
+        let err = store
+            .create_pool(pool("ghost", "tank", PoolKind::Zfs))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+        assert_eq!(generation(&store, "n1").await, 2, "refusals change nothing");
+
+        let v = store
+            .create_volume(volume("asso-a", "data", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        assert_eq!(v.lifecycle, VolumeLifecycle::Active);
+        assert_eq!(v.pool_kind, PoolKind::Zfs);
+        assert_eq!(v.created_unix, NOW);
+        let mut expected = 3;
+        assert_eq!(generation(&store, "n1").await, expected);
+
+        let v = store.resize_volume(&v.id, 2 * GIB, false).await.unwrap();
+        assert_eq!(v.size_bytes, 2 * GIB);
+        expected += 1;
+        assert_eq!(generation(&store, "n1").await, expected);
+        // The same size again is no change.
+        store.resize_volume(&v.id, 2 * GIB, false).await.unwrap();
+        assert_eq!(generation(&store, "n1").await, expected);
+        let v = store.resize_volume(&v.id, GIB, true).await.unwrap();
+        assert!(v.allow_shrink);
+        expected += 1;
+        let v = store.resize_volume(&v.id, 3 * GIB, true).await.unwrap();
+        assert!(!v.allow_shrink, "a grow clears the shrink permission");
+        expected += 1;
+
+        let v = store.add_snapshot(&v.id, &snap("s1")).await.unwrap();
+        let v = store.add_snapshot(&v.id, &snap("s2")).await.unwrap();
+        assert_eq!(v.snapshots, [snap("s1"), snap("s2")]);
+        expected += 2;
+        let err = store.add_snapshot(&v.id, &snap("s1")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::AlreadyExists {
+                    kind: "snapshot",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let v = store.remove_snapshot(&v.id, &snap("s1")).await.unwrap();
+        assert_eq!(v.snapshots, [snap("s2")]);
+        expected += 1;
+        let err = store.remove_snapshot(&v.id, &snap("s1")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotFound {
+                    kind: "snapshot",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(generation(&store, "n1").await, expected);
+
+        // Observed status is not desired state.
+        let status = VolumeStatus {
+            id: v.id.to_string(),
+            phase: VolumePhase::Ready as i32,
+            used_bytes: 1234,
+            ..VolumeStatus::default()
+        };
+        let v = store.set_volume_observed(&v.id, &status).await.unwrap();
+        assert_eq!(v.observed, Some(status.clone()));
+        let destroyed = store
+            .record_storage(
+                &node_name("n1"),
+                ObservedStorage {
+                    pools: vec![PoolStatus {
+                        name: "tank".into(),
+                        present: true,
+                        ..PoolStatus::default()
+                    }],
+                    volumes: vec![status],
+                    orphans: vec![OrphanVolume {
+                        pool: "tank".into(),
+                        object: "tank/coloc/00000000000000ff".into(),
+                        volume_id: "00000000000000ff".into(),
+                        size_bytes: 1,
+                    }],
+                },
+            )
+            .await
+            .unwrap();
+        assert!(destroyed.is_empty());
+        assert_eq!(generation(&store, "n1").await, expected);
+        let pools = store.list_pools(Some(&node_name("n1"))).await.unwrap();
+        assert!(pools[0].observed.as_ref().unwrap().present);
+        assert_eq!(pools[0].orphans.len(), 1);
+        assert_eq!(pools[0].orphans[0].volume_id, "00000000000000ff");
+
+        let v = store.delete_volume(&v.id, NOW).await.unwrap();
+        expected += 1;
+        let v = store.restore_volume(&v.id, NOW + 1).await.unwrap();
+        assert_eq!(v.lifecycle, VolumeLifecycle::Active);
+        expected += 1;
+        assert_eq!(generation(&store, "n1").await, expected);
+        assert_eq!(generation(&store, "n2").await, 2, "n2 was never touched");
+    }
+
+    #[tokio::test]
+    async fn desired_configs_carry_pools_and_live_volumes_with_their_owner() {
+        let store = fleet(&["n1", "n2"]).await;
+        storage_fleet(&store).await;
+        let a = store
+            .create_volume(volume("asso-a", "a", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        let b = store
+            .create_volume(volume("asso-a", "b", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        store.add_snapshot(&a.id, &snap("z")).await.unwrap();
+        store.add_snapshot(&a.id, &snap("a")).await.unwrap();
+        store.delete_volume(&b.id, NOW).await.unwrap();
+        let d = store
+            .desired_configs(&[node_name("n1"), node_name("n2")])
+            .await
+            .unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].node.name.as_str(), "n1");
+        assert_eq!(d[0].pools.len(), 1);
+        assert_eq!(d[0].volumes.len(), 2);
+        assert!(d[0].volumes.iter().all(|v| v.owner == FIRST_POSIX_ID));
+        let got_a = d[0].volumes.iter().find(|v| v.volume.id == a.id).unwrap();
+        assert_eq!(got_a.volume.snapshots, [snap("z"), snap("a")], "in order");
+        let got_b = d[0].volumes.iter().find(|v| v.volume.id == b.id).unwrap();
+        assert_eq!(got_b.volume.lifecycle, VolumeLifecycle::Retained);
+        assert!(d[1].volumes.is_empty());
+        let err = store
+            .desired_configs(&[node_name("ghost")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn quota_counts_active_and_retained_volumes() {
+        let store = fleet(&["n1", "n2"]).await;
+        storage_fleet(&store).await;
+        let a = store
+            .create_volume(volume("asso-a", "a", "n1", 6 * GIB), NOW)
+            .await
+            .unwrap();
+        let err = store
+            .create_volume(volume("asso-a", "b", "n2", 5 * GIB), NOW)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::QuotaExceeded { quota, used, asked, .. }
+                if quota == 10 * GIB && used == 6 * GIB && asked == 5 * GIB),
+            "{err:?}"
+        );
+        assert_eq!(generation(&store, "n2").await, 2, "nothing changed on n2");
+        // Retained volumes still count.
+        store.delete_volume(&a.id, NOW).await.unwrap();
+        let t = store.get_tenant(&tenant_name("asso-a")).await.unwrap();
+        assert_eq!(t.storage_used_bytes, 6 * GIB);
+        // The name stays held while the volume is retained.
+        let err = store
+            .create_volume(volume("asso-a", "a", "n1", GIB), NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        let b = store
+            .create_volume(volume("asso-a", "b", "n2", 4 * GIB), NOW)
+            .await
+            .unwrap();
+        let err = store
+            .resize_volume(&b.id, 5 * GIB, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err:?}");
+        // A lowered quota refuses a restore but still lets a volume shrink.
+        store
+            .set_tenant_storage(
+                &tenant_name("asso-a"),
+                TenantStorageChange {
+                    storage_quota_bytes: Some(8 * GIB),
+                    volume_grace_days: None,
+                },
+            )
+            .await
+            .unwrap();
+        let err = store.restore_volume(&a.id, NOW + 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::QuotaExceeded { .. }), "{err:?}");
+        store.resize_volume(&b.id, 2 * GIB, true).await.unwrap();
+        let a = store.restore_volume(&a.id, NOW + 1).await.unwrap();
+        assert_eq!(a.lifecycle, VolumeLifecycle::Active);
+        let t = store.get_tenant(&tenant_name("asso-a")).await.unwrap();
+        assert_eq!(t.storage_used_bytes, 8 * GIB);
+    }
+
+    #[tokio::test]
+    async fn two_creations_racing_for_the_last_space_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        let first = SqliteStore::open(&path).unwrap();
+        first.create_site(site("paris-1")).await.unwrap();
+        first
+            .create_join_token(join_token("jt-1", "paris-1", NOW + 3600))
+            .await
+            .unwrap();
+        first
+            .enroll_node("hash-of-jt-1", new_node("n1"), NOW)
+            .await
+            .unwrap();
+        first
+            .create_pool(pool("n1", "tank", PoolKind::Zfs))
+            .await
+            .unwrap();
+        first.create_tenant(tenant("asso-a")).await.unwrap();
+        first
+            .create_volume(volume("asso-a", "base", "n1", 6 * GIB), NOW)
+            .await
+            .unwrap();
+        // Two connections to one file, as two colocd processes would hold.
+        let second = SqliteStore::open(&path).unwrap();
+        for round in 0..10 {
+            let (x, y) = tokio::join!(
+                first.create_volume(volume("asso-a", &format!("x{round}"), "n1", 4 * GIB), NOW),
+                second.create_volume(volume("asso-a", &format!("y{round}"), "n1", 4 * GIB), NOW),
+            );
+            let won = [&x, &y].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "round {round}: {x:?} {y:?}");
+            for r in [x, y] {
+                match r {
+                    Ok(v) => {
+                        // Free the space for the next round.
+                        first.delete_volume(&v.id, NOW).await.unwrap();
+                        let id = v.id.clone();
+                        first.purge_due(NOW + 31 * 86_400).await.unwrap();
+                        first
+                            .record_storage(
+                                &node_name("n1"),
+                                ObservedStorage {
+                                    volumes: vec![VolumeStatus {
+                                        id: id.to_string(),
+                                        phase: VolumePhase::Destroyed as i32,
+                                        ..VolumeStatus::default()
+                                    }],
+                                    ..ObservedStorage::default()
+                                },
+                            )
+                            .await
+                            .unwrap();
+                    }
+                    Err(e) => assert!(matches!(e, StoreError::QuotaExceeded { .. }), "{e:?}"),
+                }
+            }
+        }
+        let t = second.get_tenant(&tenant_name("asso-a")).await.unwrap();
+        assert_eq!(t.storage_used_bytes, 6 * GIB);
+    }
+
+    #[tokio::test]
+    async fn retained_volumes_are_purged_then_destroyed_when_the_agent_says_so() {
+        let store = fleet(&["n1", "n2"]).await;
+        storage_fleet(&store).await;
+        let v = store
+            .create_volume(volume("asso-a", "data", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        let v = store.delete_volume(&v.id, NOW).await.unwrap();
+        assert_eq!(v.lifecycle, VolumeLifecycle::Retained);
+        assert_eq!(v.deleted_unix, Some(NOW));
+        assert_eq!(v.purge_after_unix, Some(NOW + 30 * 86_400));
+        let err = store.delete_volume(&v.id, NOW + 5).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        let err = store
+            .resize_volume(&v.id, 2 * GIB, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+
+        assert!(
+            store
+                .purge_due(NOW + 30 * 86_400 - 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let gen_before = generation(&store, "n1").await;
+        // Due, but not yet picked up by the background task: too late to
+        // restore anyway.
+        let err = store
+            .restore_volume(&v.id, NOW + 30 * 86_400)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        let purged = store.purge_due(NOW + 30 * 86_400).await.unwrap();
+        assert_eq!(purged.len(), 1);
+        assert_eq!(purged[0].lifecycle, VolumeLifecycle::Purging);
+        assert_eq!(generation(&store, "n1").await, gen_before + 1);
+        assert!(store.purge_due(NOW + 40 * 86_400).await.unwrap().is_empty());
+        let t = store.get_tenant(&tenant_name("asso-a")).await.unwrap();
+        assert_eq!(t.storage_used_bytes, 0, "purging volumes do not count");
+
+        let destroyed_status = VolumeStatus {
+            id: v.id.to_string(),
+            phase: VolumePhase::Destroyed as i32,
+            ..VolumeStatus::default()
+        };
+        // Another node cannot report it.
+        let none = store
+            .record_storage(
+                &node_name("n2"),
+                ObservedStorage {
+                    volumes: vec![destroyed_status.clone()],
+                    ..ObservedStorage::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(
+            store.get_volume(&v.id).await.unwrap().lifecycle,
+            VolumeLifecycle::Purging
+        );
+        let gen_before = generation(&store, "n1").await;
+        let destroyed = store
+            .record_storage(
+                &node_name("n1"),
+                ObservedStorage {
+                    volumes: vec![destroyed_status.clone()],
+                    ..ObservedStorage::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(destroyed.len(), 1);
+        assert_eq!(destroyed[0].lifecycle, VolumeLifecycle::Destroyed);
+        assert_eq!(generation(&store, "n1").await, gen_before + 1);
+        let d = store.desired_configs(&[node_name("n1")]).await.unwrap();
+        assert!(
+            d[0].volumes.is_empty(),
+            "gone from the desired configuration"
+        );
+        // Reported again: nothing new.
+        let again = store
+            .record_storage(
+                &node_name("n1"),
+                ObservedStorage {
+                    volumes: vec![destroyed_status],
+                    ..ObservedStorage::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+
+        // Listed only on request; the name is free again.
+        let filter = VolumeFilter {
+            tenant: Some(tenant_name("asso-a")),
+            ..VolumeFilter::default()
+        };
+        assert!(store.list_volumes(filter.clone()).await.unwrap().is_empty());
+        let all = store
+            .list_volumes(VolumeFilter {
+                include_destroyed: true,
+                ..filter
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        let name = VolumeName::new("data").unwrap();
+        assert_eq!(
+            store
+                .find_volume(&tenant_name("asso-a"), &name)
+                .await
+                .unwrap()
+                .id,
+            v.id,
+            "the destroyed one, for the record"
+        );
+        let new = store
+            .create_volume(volume("asso-a", "data", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .find_volume(&tenant_name("asso-a"), &name)
+                .await
+                .unwrap()
+                .id,
+            new.id,
+            "the live one first"
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_capped_per_volume() {
+        let store = fleet(&["n1"]).await;
+        store
+            .create_pool(pool("n1", "tank", PoolKind::Zfs))
+            .await
+            .unwrap();
+        store.create_tenant(tenant("asso-a")).await.unwrap();
+        let v = store
+            .create_volume(volume("asso-a", "data", "n1", GIB), NOW)
+            .await
+            .unwrap();
+        for i in 0..MAX_SNAPSHOTS_PER_VOLUME {
+            store
+                .add_snapshot(&v.id, &snap(&format!("s{i}")))
+                .await
+                .unwrap();
+        }
+        let err = store
+            .add_snapshot(&v.id, &snap("one-more"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn posix_ids_stay_unique_under_concurrent_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        let first = SqliteStore::open(&path).unwrap();
+        let second = SqliteStore::open(&path).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                store.create_tenant(tenant(&format!("asso-{i}"))).await
+            }));
+        }
+        let mut ids = BTreeSet::new();
+        for t in tasks {
+            ids.insert(t.await.unwrap().unwrap().posix_id);
+        }
+        assert_eq!(ids.len(), 20);
+        assert_eq!(ids.first(), Some(&FIRST_POSIX_ID));
+        assert_eq!(ids.last(), Some(&(FIRST_POSIX_ID + 19)));
+        // The database refuses a duplicate whatever the code does.
+        let conn = first.conn.lock().unwrap();
+        let err = conn
+            .execute(
+                "UPDATE tenants SET posix_id = 200000 WHERE name = 'asso-1'",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_storage_migration_gives_existing_tenants_ids_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            for name in ["asso-b", "asso-a", "asso-c"] {
+                conn.execute(
+                    "INSERT INTO tenants (name, display_name, offer, membership_expires, \
+                     created_unix) VALUES (?1, '', 'participatif', '2099-12-31', 0)",
+                    [name],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let tenants = store.list_tenants().await.unwrap();
+        let ids: Vec<u32> = tenants.iter().map(|t| t.posix_id).collect();
+        assert_eq!(ids, [200_000, 200_001, 200_002], "in name order");
+        assert!(tenants.iter().all(|t| t.storage_quota_bytes == 100 * GIB
+            && t.volume_grace_days == 30
+            && t.storage_used_bytes == 0));
+        let d = store.create_tenant(tenant("asso-d")).await.unwrap();
+        assert_eq!(d.posix_id, 200_003);
     }
 
     // ---- files, schema versions

@@ -1,0 +1,1125 @@
+//! The storage reconciler: makes the node's pools and tenants' volumes
+//! match the desired configuration (docs/STORAGE.md, "Desired state, not
+//! commands").
+//!
+//! One pass validates every declared pool and volume with the domain types
+//! (a malformed entry becomes an error in that entry's status and never
+//! reaches a command), ensures each declared pool (found, else imported,
+//! else created on its declared disks only if every one is blank or the
+//! pool is declared with `force`), then ensures each volume on its own, so
+//! that one failing volume never stops the others, and finally reports
+//! every object carrying a coloc id the configuration does not name as an
+//! orphan. It decides *which* host operation to run; running it is the job
+//! of the [`VolumeBackend`]s behind [`Volumes`]. It never destroys anything
+//! the configuration does not explicitly mark PURGED, never re-creates or
+//! changes an existing pool, and never talks to the controller or the
+//! ledger: the [`Reconciler`](crate::reconcile::Reconciler) calls it and
+//! serialises passes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use coloc_proto::agent::v1::{
+    OrphanVolume, PoolKind, PoolLayout, PoolSpec, PoolStatus, SnapshotStatus, VolumePhase,
+    VolumeSpec, VolumeState, VolumeStatus,
+};
+use coloc_proto::domain::{InvalidInput, TenantName};
+use coloc_proto::storage::{
+    DiskRef, PoolName, SnapshotName, VolumeId, VolumeName, format_size, mount_path, volume_size,
+};
+
+use crate::error_chain;
+use crate::host::HostError;
+use crate::host::volumes::{
+    DiskProbe, PoolObservation, VolumeBackend, VolumeObject, VolumeParams, Volumes,
+};
+use crate::ledger::LedgerError;
+
+/// What the error of a pool declared on disks that hold data says.
+pub const DISKS_HOLD_DATA: &str =
+    "disks hold data; not touched (declare the pool with force to wipe them)";
+
+/// Why a storage request (a rollback) could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("volume {id:?} is not in this node's desired configuration")]
+    UnknownVolume { id: String },
+    #[error("cannot read the ledger")]
+    Ledger(#[source] LedgerError),
+    #[error("the ledger task did not complete")]
+    LedgerTask(#[source] tokio::task::JoinError),
+    #[error("volume {id:?} is malformed in the desired configuration")]
+    InvalidVolume {
+        id: String,
+        #[source]
+        source: InvalidInput,
+    },
+    #[error("invalid snapshot name")]
+    InvalidSnapshot(#[source] InvalidInput),
+    #[error("volume {id} is {state}: only an active volume can be rolled back")]
+    NotActive { id: VolumeId, state: &'static str },
+    #[error("pool {pool} is not available: {reason}")]
+    PoolUnavailable { pool: String, reason: String },
+    #[error("volume {id} not found on disk")]
+    NotOnDisk { id: VolumeId },
+    #[error("cannot roll volume {id} back to {snapshot}: {reason}")]
+    NotLatest {
+        id: VolumeId,
+        snapshot: SnapshotName,
+        reason: String,
+    },
+    #[error("could not {op} volume {id}")]
+    Host {
+        op: &'static str,
+        id: VolumeId,
+        #[source]
+        source: HostError,
+    },
+}
+
+/// What a storage pass found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageReport {
+    pub pools: Vec<PoolStatus>,
+    pub volumes: Vec<VolumeStatus>,
+    pub orphans: Vec<OrphanVolume>,
+    /// False when nothing could be listed at all (the lists are then
+    /// empty, not "nothing exists").
+    pub observed: bool,
+    /// One line per pool or volume that failed.
+    pub failures: Vec<String>,
+}
+
+impl StorageReport {
+    pub fn failed(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    /// What failed, on one line; empty when nothing did.
+    pub fn summary(&self) -> String {
+        self.failures.join("; ")
+    }
+}
+
+/// A pool declaration that passed validation.
+#[derive(Debug, Clone)]
+struct DesiredPool {
+    name: PoolName,
+    kind: PoolKind,
+    layout: PoolLayout,
+    disks: Vec<DiskRef>,
+    force: bool,
+}
+
+/// A volume declaration that passed validation.
+#[derive(Debug, Clone)]
+struct DesiredVolume {
+    params: VolumeParams,
+    kind: PoolKind,
+    state: VolumeState,
+    snapshots: Vec<SnapshotName>,
+    allow_shrink: bool,
+}
+
+fn kind_name(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Zfs => "ZFS",
+        PoolKind::LvmThin => "LVM thin",
+        PoolKind::Unspecified => "unspecified",
+    }
+}
+
+fn state_name(state: VolumeState) -> &'static str {
+    match state {
+        VolumeState::Active => "active",
+        VolumeState::Retained => "retained",
+        VolumeState::Purged => "purged",
+        VolumeState::Unspecified => "unspecified",
+    }
+}
+
+/// At most 80 characters of a value that failed validation, for messages.
+fn clip(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+fn known_kind(raw: i32) -> Result<PoolKind, InvalidInput> {
+    match PoolKind::try_from(raw) {
+        Ok(kind @ (PoolKind::Zfs | PoolKind::LvmThin)) => Ok(kind),
+        _ => Err(InvalidInput::field(
+            "pool kind",
+            format!("{raw} is not ZFS or LVM thin"),
+        )),
+    }
+}
+
+fn validate_pool(spec: &PoolSpec) -> Result<DesiredPool, InvalidInput> {
+    let name = PoolName::new(spec.name.as_str())?;
+    let kind = known_kind(spec.kind)?;
+    let layout = match PoolLayout::try_from(spec.layout) {
+        Ok(PoolLayout::Unspecified) | Err(_) => {
+            return Err(InvalidInput::field(
+                "pool layout",
+                format!("{} is not single, mirror, raidz1 or raidz2", spec.layout),
+            ));
+        }
+        Ok(layout) => layout,
+    };
+    if kind == PoolKind::LvmThin && layout != PoolLayout::Single {
+        return Err(InvalidInput::field(
+            "pool layout",
+            "LVM thin pools are single only (use ZFS for redundancy)",
+        ));
+    }
+    let disks = spec
+        .disks
+        .iter()
+        .map(|d| DiskRef::new(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let minimum = match layout {
+        PoolLayout::Mirror | PoolLayout::Raidz1 => 2,
+        PoolLayout::Raidz2 => 3,
+        _ => 1,
+    };
+    if disks.len() < minimum {
+        return Err(InvalidInput::field(
+            "pool disks",
+            format!(
+                "{} needs at least {minimum} disk(s), {} declared",
+                layout.as_str_name(),
+                disks.len()
+            ),
+        ));
+    }
+    let unique: BTreeSet<&DiskRef> = disks.iter().collect();
+    if unique.len() != disks.len() {
+        return Err(InvalidInput::field("pool disks", "a disk is listed twice"));
+    }
+    Ok(DesiredPool {
+        name,
+        kind,
+        layout,
+        disks,
+        force: spec.force,
+    })
+}
+
+fn validate_volume(spec: &VolumeSpec) -> Result<DesiredVolume, InvalidInput> {
+    let id = VolumeId::new(spec.id.as_str())?;
+    let tenant = TenantName::new(spec.tenant.as_str())?;
+    let name = VolumeName::new(spec.name.as_str())?;
+    let pool = PoolName::new(spec.pool.as_str())?;
+    let kind = known_kind(spec.pool_kind)?;
+    let size_bytes = volume_size(spec.size_bytes)?;
+    if spec.reservation_bytes > size_bytes {
+        return Err(InvalidInput::field(
+            "reservation",
+            format!(
+                "{} is larger than the volume ({})",
+                format_size(spec.reservation_bytes),
+                format_size(size_bytes)
+            ),
+        ));
+    }
+    if kind == PoolKind::LvmThin && spec.reservation_bytes > 0 {
+        return Err(InvalidInput::field(
+            "reservation",
+            "not supported on LVM thin (thin provisioning reserves nothing)",
+        ));
+    }
+    let state = match VolumeState::try_from(spec.state) {
+        Ok(state @ (VolumeState::Active | VolumeState::Retained | VolumeState::Purged)) => state,
+        _ => {
+            return Err(InvalidInput::field(
+                "volume state",
+                format!("{} is not active, retained or purged", spec.state),
+            ));
+        }
+    };
+    let snapshots = spec
+        .snapshots
+        .iter()
+        .map(|s| SnapshotName::new(s.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if snapshots.iter().collect::<BTreeSet<_>>().len() != snapshots.len() {
+        return Err(InvalidInput::field(
+            "snapshots",
+            "a snapshot is listed twice",
+        ));
+    }
+    let mount_path = mount_path(tenant.as_str(), name.as_str());
+    Ok(DesiredVolume {
+        params: VolumeParams {
+            id,
+            tenant,
+            name,
+            pool,
+            size_bytes,
+            reservation_bytes: spec.reservation_bytes,
+            encrypted: spec.encrypted,
+            mount_path,
+            owner_uid: spec.owner_uid,
+            owner_gid: spec.owner_gid,
+        },
+        kind,
+        state,
+        snapshots,
+        allow_shrink: spec.allow_shrink,
+    })
+}
+
+/// Whether volumes can live on a pool this pass.
+#[derive(Debug, Clone)]
+enum PoolAvailability {
+    Usable,
+    Unusable(String),
+}
+
+/// The health words of a pool volumes may be used on.
+fn usable_health(health: &str) -> bool {
+    matches!(health, "ONLINE" | "DEGRADED")
+}
+
+fn unusable_reason(obs: &PoolObservation) -> String {
+    if obs.health == "NO-THIN-POOL" {
+        "the volume group has no thin pool \"thin\" (an existing group is never changed)".into()
+    } else {
+        format!("pool health is {}", obs.health)
+    }
+}
+
+/// One pass's view of the host: each listing is done at most once, and
+/// again only after the pass changed what it lists.
+struct Pass<'a> {
+    volumes: &'a Volumes,
+    pool_lists: HashMap<i32, Result<Vec<PoolObservation>, String>>,
+    objects: BTreeMap<String, Result<Vec<VolumeObject>, String>>,
+    probe: Option<Result<Vec<DiskProbe>, String>>,
+    /// Some listing was attempted / succeeded.
+    attempted: bool,
+    listed: bool,
+    failures: Vec<String>,
+}
+
+impl<'a> Pass<'a> {
+    fn backend(&self, kind: PoolKind) -> Result<&'a Arc<dyn VolumeBackend>, String> {
+        self.volumes
+            .backend(kind)
+            .ok_or_else(|| format!("this agent has no {} backend", kind_name(kind)))
+    }
+
+    /// The pool called `name` of `kind`, if the host has it.
+    async fn find_pool(
+        &mut self,
+        kind: PoolKind,
+        name: &PoolName,
+    ) -> Result<Option<PoolObservation>, String> {
+        if !self.pool_lists.contains_key(&(kind as i32)) {
+            let listed = match self.backend(kind) {
+                Ok(backend) => {
+                    self.attempted = true;
+                    backend.pools().await.map_err(|e| {
+                        format!("cannot list {} pools: {}", kind_name(kind), error_chain(&e))
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            if listed.is_ok() {
+                self.listed = true;
+            }
+            self.pool_lists.insert(kind as i32, listed);
+        }
+        match &self.pool_lists[&(kind as i32)] {
+            Ok(pools) => Ok(pools.iter().find(|p| p.name == name.as_str()).cloned()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn forget_pools(&mut self, kind: PoolKind) {
+        self.pool_lists.remove(&(kind as i32));
+    }
+
+    async fn probe(&mut self) -> Result<Vec<DiskProbe>, String> {
+        if self.probe.is_none() {
+            let probed = self
+                .volumes
+                .disks
+                .probe()
+                .await
+                .map_err(|e| format!("cannot probe disks: {}", error_chain(&e)));
+            self.probe = Some(probed);
+        }
+        self.probe.clone().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// The objects of `pool` as listed at the start of its use this pass.
+    async fn objects(
+        &mut self,
+        backend: &Arc<dyn VolumeBackend>,
+        pool: &PoolName,
+    ) -> Result<Vec<VolumeObject>, String> {
+        if !self.objects.contains_key(pool.as_str()) {
+            self.attempted = true;
+            let listed = backend
+                .volumes(pool)
+                .await
+                .map_err(|e| format!("cannot list volumes of pool {pool}: {}", error_chain(&e)));
+            if listed.is_ok() {
+                self.listed = true;
+            }
+            self.objects.insert(pool.to_string(), listed);
+        }
+        self.objects[pool.as_str()].clone()
+    }
+
+    async fn ensure_pool(&mut self, desired: &DesiredPool) -> PoolStatus {
+        let mut status = PoolStatus {
+            name: desired.name.to_string(),
+            kind: desired.kind.into(),
+            ..PoolStatus::default()
+        };
+        let backend = match self.backend(desired.kind) {
+            Ok(backend) => backend,
+            Err(e) => {
+                status.error = e;
+                return status;
+            }
+        };
+        match self.find_pool(desired.kind, &desired.name).await {
+            Err(e) => {
+                status.error = e;
+                return status;
+            }
+            Ok(Some(found)) => {
+                fill_pool(&mut status, &found);
+                return status;
+            }
+            Ok(None) => {}
+        }
+        match backend.import_pool(&desired.name).await {
+            Ok(true) => {
+                tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), "pool imported");
+                self.forget_pools(desired.kind);
+                self.refill(desired, &mut status, "imported").await;
+                return status;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                status.error = format!("cannot import the pool: {}", error_chain(&e));
+                return status;
+            }
+        }
+
+        // Not on this host at all: create it, if its disks allow.
+        let probed = match self.probe().await {
+            Ok(probed) => probed,
+            Err(e) => {
+                status.error = e;
+                return status;
+            }
+        };
+        let mut missing = Vec::new();
+        let mut devices: Vec<String> = Vec::new();
+        let mut refused = Vec::new();
+        for disk in &desired.disks {
+            let found = probed.iter().find(|p| match disk {
+                DiskRef::Serial(serial) => p.serial.as_deref() == Some(serial.as_str()),
+                DiskRef::ById(id) => p.by_id.iter().any(|b| b == id),
+            });
+            let Some(found) = found else {
+                missing.push(format!("disk {disk} not found"));
+                continue;
+            };
+            if devices.contains(&found.device) {
+                missing.push(format!(
+                    "disk {disk} is {}, already declared under another name",
+                    found.device
+                ));
+                continue;
+            }
+            devices.push(found.device.clone());
+            if let Some(holds) = &found.holds {
+                refused.push(format!("{disk} ({}): {holds}", found.device));
+            }
+        }
+        if !missing.is_empty() {
+            status.error = missing.join(", ");
+            return status;
+        }
+        if !refused.is_empty() {
+            if !desired.force {
+                status.refused_disks = refused;
+                status.error = DISKS_HOLD_DATA.into();
+                return status;
+            }
+            tracing::warn!(pool = %desired.name, disks = ?refused, "creating the pool with force: wiping disks that hold data");
+        }
+        if let Err(e) = backend
+            .create_pool(&desired.name, desired.layout, &devices, desired.force)
+            .await
+        {
+            status.error = format!("cannot create the pool: {}", error_chain(&e));
+            return status;
+        }
+        tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), devices = ?devices, "pool created");
+        self.forget_pools(desired.kind);
+        self.refill(desired, &mut status, "created").await;
+        status
+    }
+
+    /// Fills `status` from a fresh listing after the pass imported or
+    /// created the pool.
+    async fn refill(&mut self, desired: &DesiredPool, status: &mut PoolStatus, what: &str) {
+        match self.find_pool(desired.kind, &desired.name).await {
+            Ok(Some(found)) => fill_pool(status, &found),
+            Ok(None) => status.error = format!("pool {what} but not listed afterwards"),
+            Err(e) => status.error = e,
+        }
+    }
+
+    /// Whether volumes of `kind` may use pool `name`: as declared this
+    /// pass, or, for a pool not declared, as the host has it.
+    async fn availability(
+        &mut self,
+        declared: &BTreeMap<String, (PoolKind, PoolAvailability)>,
+        kind: PoolKind,
+        name: &PoolName,
+    ) -> PoolAvailability {
+        if let Some((declared_kind, availability)) = declared.get(name.as_str()) {
+            if *declared_kind != kind {
+                return PoolAvailability::Unusable(format!(
+                    "it is declared as a {} pool, the volume says {}",
+                    kind_name(*declared_kind),
+                    kind_name(kind)
+                ));
+            }
+            return availability.clone();
+        }
+        match self.find_pool(kind, name).await {
+            Ok(Some(found)) if usable_health(&found.health) => PoolAvailability::Usable,
+            Ok(Some(found)) => PoolAvailability::Unusable(unusable_reason(&found)),
+            Ok(None) => {
+                PoolAvailability::Unusable("not declared on this node and not found".into())
+            }
+            Err(e) => PoolAvailability::Unusable(e),
+        }
+    }
+}
+
+fn fill_pool(status: &mut PoolStatus, found: &PoolObservation) {
+    status.present = true;
+    status.size_bytes = found.size_bytes;
+    status.free_bytes = found.free_bytes;
+    status.health = found.health.clone();
+    if !usable_health(&found.health) {
+        status.error = unusable_reason(found);
+    }
+}
+
+/// One pass over `pools` then `volumes` (see the module documentation).
+pub async fn reconcile_storage(
+    volumes: &Volumes,
+    pools: &[PoolSpec],
+    specs: &[VolumeSpec],
+) -> StorageReport {
+    let mut pass = Pass {
+        volumes,
+        pool_lists: HashMap::new(),
+        objects: BTreeMap::new(),
+        probe: None,
+        attempted: false,
+        listed: false,
+        failures: Vec::new(),
+    };
+
+    // Pools.
+    let mut pool_statuses = Vec::with_capacity(pools.len());
+    let mut declared: BTreeMap<String, (PoolKind, PoolAvailability)> = BTreeMap::new();
+    for spec in pools {
+        let status = match validate_pool(spec) {
+            Err(e) => PoolStatus {
+                name: clip(&spec.name),
+                kind: spec.kind,
+                error: format!("invalid pool declaration: {}", error_chain(&e)),
+                ..PoolStatus::default()
+            },
+            Ok(desired) if declared.contains_key(desired.name.as_str()) => PoolStatus {
+                name: desired.name.to_string(),
+                kind: desired.kind.into(),
+                error: "pool declared twice".into(),
+                ..PoolStatus::default()
+            },
+            Ok(desired) => {
+                let status = pass.ensure_pool(&desired).await;
+                let availability = if status.present && status.error.is_empty() {
+                    PoolAvailability::Usable
+                } else if status.error.is_empty() {
+                    PoolAvailability::Unusable("not present".into())
+                } else {
+                    PoolAvailability::Unusable(status.error.clone())
+                };
+                declared.insert(desired.name.to_string(), (desired.kind, availability));
+                status
+            }
+        };
+        if !status.error.is_empty() {
+            tracing::warn!(pool = %status.name, error = %status.error, "pool not usable");
+            pass.failures
+                .push(format!("pool {}: {}", status.name, status.error));
+        }
+        pool_statuses.push(status);
+    }
+
+    // Volumes, each on its own.
+    let desired_ids: BTreeSet<String> = specs
+        .iter()
+        .filter(|s| VolumeId::new(s.id.as_str()).is_ok())
+        .map(|s| s.id.clone())
+        .collect();
+    let mut seen_ids = BTreeSet::new();
+    let mut seen_paths: BTreeMap<String, VolumeId> = BTreeMap::new();
+    let mut volume_statuses = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (label, status) = match validate_volume(spec) {
+            Err(e) => (
+                clip(&spec.id),
+                error_status(
+                    clip(&spec.id),
+                    format!("invalid volume declaration: {}", error_chain(&e)),
+                ),
+            ),
+            Ok(d) => {
+                let label = format!("{} ({}/{})", d.params.id, d.params.tenant, d.params.name);
+                let status = if !seen_ids.insert(d.params.id.clone()) {
+                    error_status(d.params.id.to_string(), "volume declared twice".into())
+                } else if let Some(other) = seen_paths.get(&d.params.mount_path)
+                    && d.state != VolumeState::Purged
+                {
+                    error_status(
+                        d.params.id.to_string(),
+                        format!(
+                            "volume {other} has the same tenant and name (mount path {})",
+                            d.params.mount_path
+                        ),
+                    )
+                } else {
+                    if d.state != VolumeState::Purged {
+                        seen_paths.insert(d.params.mount_path.clone(), d.params.id.clone());
+                    }
+                    ensure_volume(&mut pass, &declared, &d).await
+                };
+                (label, status)
+            }
+        };
+        if status.phase() == VolumePhase::Error {
+            tracing::warn!(volume = %label, error = %status.error, "volume not converged");
+            pass.failures
+                .push(format!("volume {label}: {}", status.error));
+        }
+        volume_statuses.push(status);
+    }
+
+    // Orphans: in every declared pool that is usable, and every other pool
+    // the volumes above led to.
+    for (name, (kind, availability)) in &declared {
+        if let PoolAvailability::Usable = availability
+            && let (Ok(backend), Ok(pool)) = (pass.backend(*kind), PoolName::new(name.as_str()))
+            && let Err(e) = pass.objects(backend, &pool).await
+        {
+            pass.failures.push(format!("pool {name}: {e}"));
+        }
+    }
+    let mut orphans = Vec::new();
+    for (pool, listed) in &pass.objects {
+        let Ok(objects) = listed else { continue };
+        for obj in objects {
+            if !desired_ids.contains(&obj.volume_id) {
+                tracing::warn!(pool = %pool, object = %obj.object, volume_id = %obj.volume_id, "orphan volume: carries a coloc id the configuration does not name; left alone");
+                orphans.push(OrphanVolume {
+                    pool: pool.clone(),
+                    object: obj.object.clone(),
+                    volume_id: obj.volume_id.clone(),
+                    size_bytes: obj.size_bytes,
+                });
+            }
+        }
+    }
+
+    let observed = pass.listed || !pass.attempted;
+    if !observed {
+        return StorageReport {
+            observed: false,
+            failures: pass.failures,
+            ..StorageReport::default()
+        };
+    }
+    StorageReport {
+        pools: pool_statuses,
+        volumes: volume_statuses,
+        orphans,
+        observed,
+        failures: pass.failures,
+    }
+}
+
+fn error_status(id: String, error: String) -> VolumeStatus {
+    VolumeStatus {
+        id,
+        phase: VolumePhase::Error.into(),
+        error,
+        ..VolumeStatus::default()
+    }
+}
+
+/// Brings one volume to its desired state. Every error ends up in the
+/// returned status.
+async fn ensure_volume(
+    pass: &mut Pass<'_>,
+    declared: &BTreeMap<String, (PoolKind, PoolAvailability)>,
+    d: &DesiredVolume,
+) -> VolumeStatus {
+    let id = d.params.id.to_string();
+    let pool = &d.params.pool;
+    match pass.availability(declared, d.kind, pool).await {
+        PoolAvailability::Usable => {}
+        PoolAvailability::Unusable(reason) => {
+            return error_status(id, format!("pool {pool} is not available: {reason}"));
+        }
+    }
+    let backend = match pass.backend(d.kind) {
+        Ok(backend) => Arc::clone(backend),
+        Err(e) => return error_status(id, e),
+    };
+    let listed = match pass.objects(&backend, pool).await {
+        Ok(listed) => listed,
+        Err(e) => return error_status(id, e),
+    };
+    let found = listed.into_iter().find(|o| o.volume_id == id);
+    let mut steps = Steps {
+        backend: backend.as_ref(),
+        d,
+        errors: Vec::new(),
+    };
+    let obj = match d.state {
+        VolumeState::Active => steps.active(found).await,
+        VolumeState::Retained => steps.retained(found).await,
+        _ => steps.purged(found).await,
+    };
+    volume_status(d, obj.as_ref(), steps.errors)
+}
+
+/// The steps of one volume, collecting errors instead of stopping at the
+/// first one where the next steps still make sense.
+struct Steps<'a> {
+    backend: &'a dyn VolumeBackend,
+    d: &'a DesiredVolume,
+    errors: Vec<String>,
+}
+
+impl Steps<'_> {
+    fn fail(&mut self, what: &str, e: &HostError) {
+        self.errors.push(format!("{what}: {}", error_chain(e)));
+    }
+
+    /// The object as the host has it now.
+    async fn reread(&mut self) -> Option<VolumeObject> {
+        match self.backend.volumes(&self.d.params.pool).await {
+            Ok(objects) => objects
+                .into_iter()
+                .find(|o| o.volume_id == self.d.params.id.as_str()),
+            Err(e) => {
+                self.fail("cannot read the volume back", &e);
+                None
+            }
+        }
+    }
+
+    async fn active(&mut self, found: Option<VolumeObject>) -> Option<VolumeObject> {
+        let d = self.d;
+        let p = &d.params;
+        let mut obj = match found {
+            Some(obj) => obj,
+            None => {
+                if let Err(e) = self.backend.create_volume(p).await {
+                    self.fail("cannot create the volume", &e);
+                    return None;
+                }
+                tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, pool = %p.pool, size_bytes = p.size_bytes, encrypted = p.encrypted, "volume created");
+                match self.reread().await {
+                    Some(obj) => obj,
+                    None => {
+                        if self.errors.is_empty() {
+                            self.errors
+                                .push("created, but not found on the host afterwards".into());
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut dirty = false;
+
+        // Read-write first: a read-only device can be neither formatted,
+        // grown nor mounted read-write.
+        if obj.read_only {
+            match self.backend.set_read_only(&obj, false).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, "volume made read-write");
+                    dirty = true;
+                }
+                Err(e) => self.fail("cannot make the volume read-write", &e),
+            }
+        }
+        let mut prepared = obj.unlocked && obj.has_filesystem;
+        if !prepared {
+            if std::mem::take(&mut dirty) {
+                obj = self.reread().await?;
+            }
+            match self.backend.prepare(&obj, p).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, "volume prepared (key loaded, filesystem present)");
+                    prepared = true;
+                    dirty = true;
+                }
+                Err(e) => self.fail("cannot prepare the volume", &e),
+            }
+        }
+        if std::mem::take(&mut dirty) {
+            obj = self.reread().await?;
+        }
+
+        let unfinished_grow = obj.has_filesystem && obj.filesystem_bytes < obj.size_bytes;
+        if p.size_bytes < obj.size_bytes && !d.allow_shrink {
+            self.errors.push(format!(
+                "size {} is below the current {}; shrinking needs allow_shrink",
+                format_size(p.size_bytes),
+                format_size(obj.size_bytes)
+            ));
+        } else if prepared
+            && (p.size_bytes != obj.size_bytes
+                || p.reservation_bytes != obj.reservation_bytes
+                || unfinished_grow)
+        {
+            match self.backend.resize(&obj, p, d.allow_shrink).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, from_bytes = obj.size_bytes, to_bytes = p.size_bytes, reservation_bytes = p.reservation_bytes, "volume resized");
+                    dirty = true;
+                }
+                Err(e) => self.fail("cannot resize the volume", &e),
+            }
+        }
+        if std::mem::take(&mut dirty) {
+            obj = self.reread().await?;
+        }
+
+        if prepared {
+            // Every pass: mount also puts back the root's owner and mode.
+            match self.backend.mount(&obj, p).await {
+                Ok(()) => {
+                    if obj.mounted_at.as_deref() != Some(p.mount_path.as_str()) {
+                        tracing::info!(volume = %p.id, path = %p.mount_path, "volume mounted");
+                        dirty = true;
+                    }
+                }
+                Err(e) => self.fail("cannot mount the volume", &e),
+            }
+        }
+
+        // Snapshots: drop the ones no longer listed first (they hold
+        // space), then take the missing ones in the listed order.
+        for snap in &obj.snapshots {
+            if d.snapshots.iter().any(|s| s.as_str() == snap.name) {
+                continue;
+            }
+            // A snapshot whose name coloc could not have given is not
+            // coloc's: leave it.
+            let Ok(name) = SnapshotName::new(snap.name.as_str()) else {
+                continue;
+            };
+            match self.backend.destroy_snapshot(&obj, &name).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, snapshot = %name, "snapshot destroyed");
+                    dirty = true;
+                }
+                Err(e) => self.fail(&format!("cannot destroy snapshot {name}"), &e),
+            }
+        }
+        for name in &d.snapshots {
+            if obj.snapshots.iter().any(|s| s.name == name.as_str()) {
+                continue;
+            }
+            match self.backend.create_snapshot(&obj, name).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, snapshot = %name, "snapshot created");
+                    dirty = true;
+                }
+                Err(e) => self.fail(&format!("cannot create snapshot {name}"), &e),
+            }
+        }
+        if dirty {
+            return self.reread().await;
+        }
+        Some(obj)
+    }
+
+    async fn retained(&mut self, found: Option<VolumeObject>) -> Option<VolumeObject> {
+        let d = self.d;
+        let p = &d.params;
+        let Some(obj) = found else {
+            self.errors.push("retained volume not found on disk".into());
+            return None;
+        };
+        let mut dirty = false;
+        if obj.mounted_at.is_some() {
+            match self.backend.unmount(&obj).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, "retained volume unmounted");
+                    dirty = true;
+                }
+                Err(e) => self.fail("cannot unmount the volume", &e),
+            }
+        }
+        if !obj.read_only {
+            match self.backend.set_read_only(&obj, true).await {
+                Ok(()) => {
+                    tracing::info!(volume = %p.id, "retained volume made read-only");
+                    dirty = true;
+                }
+                Err(e) => self.fail("cannot make the volume read-only", &e),
+            }
+        }
+        if dirty {
+            return self.reread().await;
+        }
+        Some(obj)
+    }
+
+    async fn purged(&mut self, found: Option<VolumeObject>) -> Option<VolumeObject> {
+        let d = self.d;
+        let p = &d.params;
+        let obj = found?;
+        if let Err(e) = self.backend.destroy(&obj).await {
+            self.fail("cannot destroy the volume", &e);
+            return Some(obj);
+        }
+        tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, object = %obj.object, "purged volume destroyed with its snapshots");
+        let after = self.reread().await;
+        if after.is_some() && self.errors.is_empty() {
+            self.errors
+                .push("still on disk after it was destroyed".into());
+        }
+        after
+    }
+}
+
+/// The status of a volume after its steps: its phase follows from the
+/// desired state, the errors, and what the host shows.
+fn volume_status(
+    d: &DesiredVolume,
+    obj: Option<&VolumeObject>,
+    mut errors: Vec<String>,
+) -> VolumeStatus {
+    let p = &d.params;
+    if errors.is_empty()
+        && d.state == VolumeState::Active
+        && let Some(obj) = obj
+    {
+        if obj.mounted_at.as_deref() != Some(p.mount_path.as_str()) {
+            errors.push(format!("not mounted at {}", p.mount_path));
+        }
+        if obj.read_only {
+            errors.push("still read-only".into());
+        }
+        if obj.size_bytes != p.size_bytes {
+            errors.push(format!(
+                "size is {}, not {}",
+                format_size(obj.size_bytes),
+                format_size(p.size_bytes)
+            ));
+        }
+    }
+    if errors.is_empty() && obj.is_none() && d.state != VolumeState::Purged {
+        errors.push("not found on disk".into());
+    }
+    let phase = if !errors.is_empty() {
+        VolumePhase::Error
+    } else {
+        match d.state {
+            VolumeState::Active => VolumePhase::Ready,
+            VolumeState::Retained => VolumePhase::Retained,
+            _ => VolumePhase::Destroyed,
+        }
+    };
+    let mut status = VolumeStatus {
+        id: p.id.to_string(),
+        phase: phase.into(),
+        error: errors.join("; "),
+        mount_path: p.mount_path.clone(),
+        encrypted: p.encrypted,
+        ..VolumeStatus::default()
+    };
+    if let Some(obj) = obj {
+        if let Some(at) = &obj.mounted_at {
+            status.mount_path = at.clone();
+        }
+        status.mounted = obj.mounted_at.is_some();
+        status.read_only = obj.read_only;
+        status.size_bytes = obj.size_bytes;
+        status.used_bytes = obj.used_bytes;
+        status.available_bytes = obj.available_bytes;
+        status.snapshot_bytes = obj.snapshot_bytes;
+        status.encrypted = obj.encrypted;
+        status.snapshots = obj
+            .snapshots
+            .iter()
+            .map(|s| SnapshotStatus {
+                name: s.name.clone(),
+                created_unix: s.created_unix,
+                used_bytes: s.used_bytes,
+            })
+            .collect();
+    }
+    status
+}
+
+/// Rolls the volume `spec` describes back to `snapshot`, which must be its
+/// most recent snapshot, and returns its fresh status. Only an ACTIVE
+/// volume is rolled back.
+pub async fn rollback(
+    volumes: &Volumes,
+    spec: &VolumeSpec,
+    snapshot: &str,
+) -> Result<VolumeStatus, StorageError> {
+    let d = validate_volume(spec).map_err(|source| StorageError::InvalidVolume {
+        id: clip(&spec.id),
+        source,
+    })?;
+    let id = d.params.id.clone();
+    if d.state != VolumeState::Active {
+        return Err(StorageError::NotActive {
+            id,
+            state: state_name(d.state),
+        });
+    }
+    let name = SnapshotName::new(snapshot).map_err(StorageError::InvalidSnapshot)?;
+    let pool = d.params.pool.to_string();
+    let backend = volumes
+        .backend(d.kind)
+        .ok_or_else(|| StorageError::PoolUnavailable {
+            pool: pool.clone(),
+            reason: format!("this agent has no {} backend", kind_name(d.kind)),
+        })?;
+    let find = || async {
+        backend
+            .volumes(&d.params.pool)
+            .await
+            .map(|objects| objects.into_iter().find(|o| o.volume_id == id.as_str()))
+            .map_err(|e| StorageError::PoolUnavailable {
+                pool: pool.clone(),
+                reason: error_chain(&e),
+            })
+    };
+    let obj = find()
+        .await?
+        .ok_or_else(|| StorageError::NotOnDisk { id: id.clone() })?;
+    let latest = obj.snapshots.last().map(|s| s.name.as_str());
+    if latest != Some(name.as_str()) {
+        let reason = match latest {
+            None => "the volume has no snapshots".to_owned(),
+            Some(latest) if obj.snapshots.iter().any(|s| s.name == name.as_str()) => format!(
+                "it is not the most recent snapshot ({latest} is); delete the later snapshots first"
+            ),
+            Some(_) => "no such snapshot".to_owned(),
+        };
+        return Err(StorageError::NotLatest {
+            id,
+            snapshot: name,
+            reason,
+        });
+    }
+    backend
+        .rollback(&obj, &d.params, &name)
+        .await
+        .map_err(|source| StorageError::Host {
+            op: "roll back",
+            id: id.clone(),
+            source,
+        })?;
+    tracing::info!(volume = %id, snapshot = %name, "volume rolled back");
+    let after = find().await?;
+    Ok(volume_status(&d, after.as_ref(), Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VolumeSpec {
+        VolumeSpec {
+            id: "0123456789abcdef".into(),
+            tenant: "acme".into(),
+            name: "data".into(),
+            pool: "tank".into(),
+            pool_kind: PoolKind::Zfs.into(),
+            size_bytes: (64 << 20) + 1,
+            state: VolumeState::Active.into(),
+            owner_uid: 200_000,
+            owner_gid: 200_000,
+            ..VolumeSpec::default()
+        }
+    }
+
+    #[test]
+    fn volume_specs_are_validated_and_sizes_aligned() {
+        let d = validate_volume(&spec()).expect("valid");
+        assert_eq!(d.params.size_bytes, 68 << 20);
+        assert_eq!(d.params.mount_path, "/srv/tenants/acme/data");
+
+        let bad: Vec<fn(&mut VolumeSpec)> = vec![
+            |s| s.id = "../etc".into(),
+            |s| s.tenant = "Acme".into(),
+            |s| s.name = "a/b".into(),
+            |s| s.pool = "mirror".into(),
+            |s| s.pool_kind = 9,
+            |s| s.size_bytes = 1,
+            |s| s.state = 0,
+            |s| s.snapshots = vec!["ok".into(), "ok".into()],
+            |s| s.snapshots = vec!["Not OK".into()],
+            |s| s.reservation_bytes = 1 << 40,
+            |s| {
+                s.pool_kind = PoolKind::LvmThin.into();
+                s.reservation_bytes = 64 << 20;
+            },
+        ];
+        for (i, change) in bad.iter().enumerate() {
+            let mut s = spec();
+            change(&mut s);
+            assert!(validate_volume(&s).is_err(), "case {i}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn pool_specs_are_validated() {
+        let good = PoolSpec {
+            name: "tank".into(),
+            kind: PoolKind::Zfs.into(),
+            layout: PoolLayout::Mirror.into(),
+            disks: vec!["serial:A".into(), "id:virtio-B".into()],
+            force: false,
+        };
+        assert!(validate_pool(&good).is_ok());
+        let mut lvm_mirror = good.clone();
+        lvm_mirror.kind = PoolKind::LvmThin.into();
+        let mut one_disk_mirror = good.clone();
+        one_disk_mirror.disks.truncate(1);
+        let mut twice = good.clone();
+        twice.disks = vec!["serial:A".into(), "serial:A".into()];
+        let mut bad_disk = good.clone();
+        bad_disk.disks[0] = "/dev/sda".into();
+        let mut no_layout = good.clone();
+        no_layout.layout = 0;
+        for bad in [lvm_mirror, one_disk_mirror, twice, bad_disk, no_layout] {
+            assert!(validate_pool(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
