@@ -57,6 +57,8 @@ pub const AGENT_CONFIG_PATH: &str = DEFAULT_CONFIG_PATH;
 pub const CA_PATH: &str = "/etc/coloc/ca.pem";
 pub const JOIN_TOKEN_PATH: &str = "/etc/coloc/join-token";
 pub const AUTHORIZED_KEYS_PATH: &str = "/root/.ssh/authorized_keys";
+/// The ZFS host id (`zgenhostid`'s file).
+pub const HOSTID_PATH: &str = "/etc/hostid";
 /// The sha256 of the last seed applied, inside the agent's state directory.
 pub const APPLIED_FILE: &str = "seed.applied";
 
@@ -549,6 +551,19 @@ pub fn apply_text(text: &str, options: &ApplyOptions) -> Result<ApplyOutcome, Se
         )?,
         write(AGENT_CONFIG_PATH, seed.agent_toml().as_bytes(), 0o644)?,
     ];
+    // The node's ZFS host id (what `zgenhostid` writes: a u32 in native
+    // byte order), made once: pools remember the host that last imported
+    // them, so it must differ between nodes and never change on a node.
+    let hostid = under(&root, HOSTID_PATH);
+    if !hostid.exists() {
+        let id: u32 = loop {
+            let id: u32 = rand::random();
+            if id != 0 {
+                break id;
+            }
+        };
+        files.push(write(HOSTID_PATH, &id.to_ne_bytes(), 0o644)?);
+    }
     // An empty list leaves any existing keys alone: a seed without keys
     // means "no SSH access from the seed", not "revoke what an admin set up".
     if !seed.ssh_authorized_keys().is_empty() {

@@ -182,9 +182,13 @@ async fn a_real_seed_volume_provisions_the_node() {
             "/etc/coloc/ca.pem",
             "/etc/coloc/join-token",
             "/etc/coloc/agent.toml",
+            "/etc/hostid",
             "/root/.ssh/authorized_keys"
         ]
     );
+    let hostid = std::fs::read(node.path("/etc/hostid")).expect("hostid written");
+    assert_eq!(hostid.len(), 4);
+    assert_ne!(hostid, [0, 0, 0, 0]);
 
     assert_eq!(node.read("/etc/hostname"), "n1\n");
     assert_eq!(node.read("/etc/coloc/ca.pem"), ca);

@@ -293,6 +293,10 @@ fn volume_create_args(v: &VolumeParams, key_file: Option<&str>) -> Vec<String> {
     }
     props.extend([
         "compression=lz4".to_owned(),
+        // Tenant data, as mounted with nodev,nosuid on LVM: a member must
+        // not plant a setuid binary or a device node on a volume.
+        "setuid=off".to_owned(),
+        "devices=off".to_owned(),
         // noauto: the agent mounts volumes itself, after loading keys and
         // only when they are active; zfs-mount at boot must not.
         "canmount=noauto".to_owned(),
@@ -1203,8 +1207,8 @@ mod tests {
             plain.join(" "),
             "create -o coloc:volume-id=00000000000000a1 -o coloc:tenant=asso-un \
              -o coloc:volume=data -o refquota=268435456 -o quota=536870912 \
-             -o refreservation=134217728 -o compression=lz4 -o canmount=noauto \
-             -o mountpoint=/srv/tenants/asso-un/data tank/coloc/00000000000000a1"
+             -o refreservation=134217728 -o compression=lz4 -o setuid=off -o devices=off \
+             -o canmount=noauto -o mountpoint=/srv/tenants/asso-un/data tank/coloc/00000000000000a1"
         );
         let secret = volume_create_args(
             &params("00000000000000e1", true, 0),
