@@ -70,6 +70,7 @@ impl ReconcileReport {
             volumes: self.volumes.clone(),
             orphans: self.orphans.clone(),
             storage_observed: self.storage_observed,
+            apps: Vec::new(),
         }
     }
 }

@@ -518,6 +518,12 @@ impl SessionRunner {
                         },
                     }
                 }
+                Some(request::Kind::AppLogs(_)) => RequestResult {
+                    request_id: request.id,
+                    ok: false,
+                    error: "app logs are not available from this agent yet".into(),
+                    payload: None,
+                },
                 Some(request::Kind::RollbackVolume(rollback)) => {
                     match reconciler
                         .rollback_volume(&ledger, &rollback.volume_id, &rollback.snapshot)

@@ -158,6 +158,7 @@ pub fn desired_of(d: &NodeDesired) -> pb::DesiredConfig {
                 })
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -552,6 +552,7 @@ impl RawAgent {
             volumes,
             orphans,
             storage_observed: true,
+            apps: Vec::new(),
         }))
         .await
     }

@@ -570,6 +570,39 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
         // The orphan was never touched.
         vm.succeed(&["zfs", "list", "tank/coloc/00000000000000ff"])
             .await?;
+
+        // ---- a disk vanishes: its volumes report the error, the others
+        // still converge (a resize on ZFS goes through meanwhile).
+        vm.hot_unplug("COLOCL01").await?;
+        olga.storage
+            .resize_volume(pb::ResizeVolumeRequest {
+                volume: "asso-a/k1".into(),
+                size_bytes: 128 * MIB,
+                force: false,
+            })
+            .await?;
+        let files = wait_volume(
+            &olga,
+            "asso-a/files",
+            apb::VolumePhase::Error,
+            "in error after its disk vanished",
+            |_, o| !o.error.is_empty(),
+        )
+        .await?;
+        eprintln!("files after its disk vanished: {:?}", files.observed);
+        wait_volume(
+            &olga,
+            "asso-a/k1",
+            apb::VolumePhase::Ready,
+            "grown while the other pool is gone",
+            |_, o| o.size_bytes == 128 * MIB,
+        )
+        .await?;
+        let data = volume(&mut olga, "asso-a/data").await?;
+        assert_eq!(
+            data.observed.map(|o| o.phase),
+            Some(apb::VolumePhase::Ready as i32)
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;
