@@ -71,6 +71,8 @@ pub struct FakeHost {
     pub zfs: Arc<FakeVolumes>,
     /// The LVM thin stack, building its volume groups on `disks`.
     pub lvm: Arc<FakeVolumes>,
+    pub packages: Arc<super::FakePackages>,
+    pub journal: Arc<super::FakeJournal>,
 }
 
 impl FakeHost {
@@ -115,6 +117,8 @@ impl FakeHost {
             disks,
             zfs,
             lvm,
+            packages: Arc::default(),
+            journal: Arc::default(),
         }
     }
 
@@ -125,6 +129,8 @@ impl FakeHost {
             units: self.units.clone(),
             health: self.health.clone(),
             volumes: Volumes::new(self.disks.clone(), vec![self.zfs.clone(), self.lvm.clone()]),
+            packages: self.packages.clone(),
+            journal: self.journal.clone(),
         }
     }
 

@@ -23,6 +23,8 @@
 mod error;
 mod facts;
 mod fake;
+mod journal;
+mod packages;
 mod smart;
 mod storage;
 mod types;
@@ -41,6 +43,8 @@ use volumes::Volumes;
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
 pub use fake::{FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
+pub use journal::{FakeJournal, RealJournal};
+pub use packages::{FakePackages, RealPackages};
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
 pub use storage::{RealStorage, parse_lsblk, parse_vgs, parse_zpool_list};
 pub use types::{
@@ -56,6 +60,8 @@ pub struct Host {
     pub health: Arc<dyn Health>,
     /// Pools and tenants' volumes (ZFS, LVM thin) and the disk prober.
     pub volumes: Volumes,
+    pub packages: Arc<dyn Packages>,
+    pub journal: Arc<dyn Journal>,
 }
 
 impl Host {
@@ -66,7 +72,9 @@ impl Host {
             storage: Arc::new(RealStorage::new(runner.clone())),
             units: Arc::new(RealUnits::new()),
             health: Arc::new(RealHealth::new(runner.clone())),
-            volumes: Volumes::real(runner, key_dir),
+            volumes: Volumes::real(runner.clone(), key_dir),
+            packages: Arc::new(RealPackages::new(runner.clone())),
+            journal: Arc::new(RealJournal::new(runner)),
         }
     }
 
@@ -104,6 +112,56 @@ pub trait Storage: Send + Sync {
     async fn volume_groups(&self) -> Result<Vec<VolumeGroupInfo>, HostError>;
 }
 
+/// What the app reconciler reads of a unit (systemd's own property names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitDetails {
+    pub active_state: String,
+    pub sub_state: String,
+    pub load_state: String,
+    /// `NRestarts`: automatic restarts since the unit was started.
+    pub restarts: u32,
+    /// `MemoryCurrent`; `None` when systemd does not account it
+    /// (u64::MAX on the bus) or the unit is not running.
+    pub memory_bytes: Option<u64>,
+    /// `Result`: "success", "exit-code", "start-limit-hit", ...
+    pub result: String,
+}
+
+/// Debian packages, installed with apt.
+#[async_trait]
+pub trait Packages: Send + Sync {
+    /// Installs whatever of `packages` is missing, non-interactively,
+    /// without starting the services they ship (policy-rc.d), running
+    /// `apt-get update` once if a package is unknown. A package still
+    /// unknown after that is [`HostError::Refused`] naming it. Idempotent:
+    /// nothing runs when all are installed. Names are validated
+    /// (Debian's package name rule) before anything runs.
+    async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError>;
+}
+
+/// One page of a unit's journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalPage {
+    /// "2026-11-28T21:10:00Z message", oldest first.
+    pub lines: Vec<String>,
+    /// The cursor of the last line (or the one given when no line came).
+    pub cursor: String,
+}
+
+/// The systemd journal.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// At most `lines` entries of `unit`, the last ones, or those after
+    /// `after_cursor` when given (`journalctl -u <unit> -o json
+    /// [--after-cursor C] -n N`).
+    async fn unit_lines(
+        &self,
+        unit: &UnitName,
+        lines: u32,
+        after_cursor: Option<&str>,
+    ) -> Result<JournalPage, HostError>;
+}
+
 /// systemd units.
 #[async_trait]
 pub trait Units: Send + Sync {
@@ -117,4 +175,47 @@ pub trait Units: Send + Sync {
     /// Stops the unit and waits for systemd's job to finish. Stopping an
     /// inactive or unknown unit succeeds: the unit is not running either way.
     async fn stop(&self, unit: &UnitName) -> Result<(), HostError>;
+    /// `RestartUnit` and wait for the job, like [`Units::start`].
+    async fn restart(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "restart"))
+    }
+    /// `ReloadOrRestartUnit` and wait for the job.
+    async fn reload_or_restart(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "reload-or-restart"))
+    }
+    /// `Reload` (daemon-reload): systemd re-reads unit files. Returns once
+    /// systemd has done so.
+    async fn daemon_reload(&self) -> Result<(), HostError> {
+        Err(HostError::Unsupported {
+            object: "systemd".into(),
+            what: "daemon-reload (scaffold)".into(),
+        })
+    }
+    /// `EnableUnitFiles` (runtime false, force true). Idempotent.
+    async fn enable(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "enable"))
+    }
+    /// `DisableUnitFiles`. Idempotent, also for unknown units.
+    async fn disable(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "disable"))
+    }
+    /// `MaskUnitFiles` (runtime false, force true). Idempotent.
+    async fn mask(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "mask"))
+    }
+    /// `ResetFailedUnit`; nothing to do for a unit that has not failed.
+    async fn reset_failed(&self, unit: &UnitName) -> Result<(), HostError> {
+        Err(scaffold(unit, "reset-failed"))
+    }
+    /// States, restarts, memory and result of the last run.
+    async fn details(&self, unit: &UnitName) -> Result<UnitDetails, HostError> {
+        Err(scaffold(unit, "details"))
+    }
+}
+
+fn scaffold(unit: &UnitName, what: &str) -> HostError {
+    HostError::Unsupported {
+        object: unit.to_string(),
+        what: format!("{what} (scaffold)"),
+    }
 }
