@@ -193,6 +193,11 @@ pub struct AgentConfig {
     /// Time between two reconciliation passes from the ledger when no new
     /// configuration arrives.
     pub resync_interval: Duration,
+    /// The directory app units, app configuration and the Caddyfile are
+    /// written under: `/` for the daemon (not settable in the file, a
+    /// node has one root); simulated agents use a private directory so
+    /// that they never write to the machine running them.
+    pub host_root: PathBuf,
 }
 
 impl AgentConfig {
@@ -213,6 +218,7 @@ impl AgentConfig {
             state_dir: state_dir.into(),
             session: SessionConfig::default(),
             resync_interval: Duration::from_secs(DEFAULT_RESYNC_INTERVAL_SECS),
+            host_root: PathBuf::from("/"),
         })
     }
 
@@ -296,6 +302,7 @@ impl AgentConfig {
             state_dir,
             session,
             resync_interval: Duration::from_secs(resync),
+            host_root: PathBuf::from("/"),
         })
     }
 }

@@ -4,14 +4,18 @@
 //! once with a join token, holding one mTLS session with colocd, keeping
 //! the last desired configuration in a ledger on disk and reconciling the
 //! host against it (identity, draining, labels, storage pools and tenants'
-//! volumes), with or without the controller, again every
-//! `resync_interval_secs`. Host access (storage,
-//! units, health) lives behind the traits of [`host`] and is not done
-//! anywhere else; this crate must never shell out by itself.
+//! volumes, app instances and the reverse proxy), with or without the
+//! controller, again every `resync_interval_secs`. Host access (storage,
+//! units, packages, journal, health) lives behind the traits of [`host`]
+//! and is not done anywhere else; this crate must never shell out by
+//! itself. The one exception is plain files under the agent's root
+//! (units, app configuration, the Caddyfile), which [`apps`] writes
+//! itself.
 //!
 //! Tests and simulations drive whole agents through [`spawn_agent`] and
 //! [`sim::spawn_sim_agent`], which run the real logic on tokio tasks.
 
+pub mod apps;
 pub mod backoff;
 pub mod config;
 pub mod durable;

@@ -5,21 +5,27 @@
 //! host, and report. The steps: record identity, draining and labels in
 //! the agent's status; refresh the host's facts through
 //! [`Health`](crate::host::Health); bring pools and volumes to their
-//! desired state ([`crate::storage`]). A step that fails makes the pass
-//! FAILED but never stops the steps after it. Passes (and volume
+//! desired state ([`crate::storage`]); then bring app instances and the
+//! reverse proxy to theirs ([`crate::apps`]), knowing from the storage
+//! step which volumes are READY. A step that fails makes the pass
+//! FAILED but never stops the steps after it. App files are written
+//! under the reconciler's root (`/` unless set with
+//! [`Reconciler::with_root`]). Passes (and volume
 //! rollbacks) never overlap: the reconciler holds a lock for each, so
 //! callers may ask from several tasks. The reconciler never talks to the
 //! controller and never writes the ledger; it only reads it to find the
 //! volume a rollback names.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use coloc_proto::agent::v1::{
-    DesiredConfig, NodeFacts, ObservedState, OrphanVolume, PoolStatus, VolumeStatus,
+    AppStatus, DesiredConfig, NodeFacts, ObservedState, OrphanVolume, PoolStatus, VolumeStatus,
 };
 use coloc_proto::domain::{InvalidInput, NodeName, SiteName, check_label};
 
+use crate::apps::{self, AppsReport};
 use crate::error_chain;
 use crate::host::Host;
 use crate::ledger::LedgerStore;
@@ -57,6 +63,9 @@ pub struct ReconcileReport {
     pub volumes: Vec<VolumeStatus>,
     pub orphans: Vec<OrphanVolume>,
     pub storage_observed: bool,
+    /// One status per app instance of the configuration; empty when the
+    /// configuration was refused before any step.
+    pub apps: Vec<AppStatus>,
 }
 
 impl ReconcileReport {
@@ -70,15 +79,26 @@ impl ReconcileReport {
             volumes: self.volumes.clone(),
             orphans: self.orphans.clone(),
             storage_observed: self.storage_observed,
-            apps: Vec::new(),
+            apps: self.apps.clone(),
         }
     }
+}
+
+/// What the steps of a pass produced; `None` for the steps that did not
+/// run because the configuration was refused.
+struct Applied {
+    failures: Vec<String>,
+    storage: Option<StorageReport>,
+    apps: Option<AppsReport>,
 }
 
 pub struct Reconciler {
     node_name: NodeName,
     host: Host,
     status: StatusHub,
+    /// Where app units, configuration and the Caddyfile are written: `/`
+    /// on a node, a private directory for tests and simulated agents.
+    root: PathBuf,
     /// Facts seen by the last pass, for the steps that will need them
     /// (disks for storage, for instance).
     observed: Mutex<Option<NodeFacts>>,
@@ -94,10 +114,22 @@ impl Reconciler {
             node_name,
             host,
             status,
+            root: apps::default_root(),
             observed: Mutex::new(None),
             last_report: Mutex::new(None),
             pass_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Writes the app pass's files under `root` instead of `/`.
+    pub fn with_root(mut self, root: impl Into<PathBuf>) -> Reconciler {
+        self.root = root.into();
+        self
+    }
+
+    /// Where the app pass writes its files.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     pub fn node_name(&self) -> &NodeName {
@@ -147,8 +179,13 @@ impl Reconciler {
     /// report, and in the status. Waits for a pass or rollback in progress.
     pub async fn reconcile(&self, desired: &DesiredConfig) -> ReconcileReport {
         let _pass = self.pass_lock.lock().await;
-        let (failures, storage) = self.apply(desired).await;
+        let Applied {
+            failures,
+            storage,
+            apps,
+        } = self.apply(desired).await;
         let storage = storage.unwrap_or_default();
+        let apps = apps.unwrap_or_default();
         let report = ReconcileReport {
             generation: desired.generation,
             outcome: if failures.is_empty() {
@@ -162,6 +199,7 @@ impl Reconciler {
             volumes: storage.volumes,
             orphans: storage.orphans,
             storage_observed: storage.observed,
+            apps: apps.statuses,
         };
         if failures.is_empty() {
             tracing::info!(
@@ -169,6 +207,7 @@ impl Reconciler {
                 generation = desired.generation,
                 draining = desired.draining,
                 volumes = report.volumes.len(),
+                apps = report.apps.len(),
                 "desired configuration applied"
             );
         } else {
@@ -193,11 +232,14 @@ impl Reconciler {
         report
     }
 
-    /// The steps of a pass; returns what failed and the storage results
-    /// (`None` when the configuration was refused before any step).
-    async fn apply(&self, desired: &DesiredConfig) -> (Vec<String>, Option<StorageReport>) {
+    /// The steps of a pass.
+    async fn apply(&self, desired: &DesiredConfig) -> Applied {
         if let Err(e) = self.check(desired) {
-            return (vec![error_chain(&e)], None);
+            return Applied {
+                failures: vec![error_chain(&e)],
+                storage: None,
+                apps: None,
+            };
         }
         let mut failures = Vec::new();
         // Draining and labels take effect as soon as they are known, even
@@ -228,7 +270,22 @@ impl Reconciler {
         if storage.failed() {
             failures.push(format!("storage: {}", storage.summary()));
         }
-        (failures, Some(storage))
+        let apps = apps::reconcile_apps(
+            &self.host,
+            &self.root,
+            &desired.apps,
+            desired.proxy.as_ref(),
+            &storage.volumes,
+        )
+        .await;
+        if apps.failed() {
+            failures.push(format!("apps: {}", apps.summary()));
+        }
+        Applied {
+            failures,
+            storage: Some(storage),
+            apps: Some(apps),
+        }
     }
 
     /// Rolls volume `volume_id` back to `snapshot`, its most recent

@@ -4,7 +4,8 @@
 //! [`Runner`], so that all of them get the same treatment: the binary is
 //! resolved to an absolute path in a fixed search path (never the daemon's
 //! `PATH`), arguments are passed as a vector (never through a shell), the
-//! environment is cleared down to `LC_ALL=C` and a fixed `PATH` so that
+//! environment is cleared down to `LC_ALL=C` and a fixed `PATH` (plus the
+//! few variables a caller names, such as apt's `DEBIAN_FRONTEND`) so that
 //! output is parseable whatever the operator's locale, stdin is closed, the
 //! full argv is logged at debug level, and a command that outlives its
 //! timeout is killed with everything it spawned. Errors carry the command
@@ -169,15 +170,55 @@ impl Runner {
         args: &[&str],
         ok: &[i32],
     ) -> Result<Output, CommandError> {
+        self.run_with_env_allow_status(program, args, &[], ok).await
+    }
+
+    /// Runs `program` with `args` and the extra environment variables
+    /// `env` (e.g. `DEBIAN_FRONTEND=noninteractive` for apt), failing
+    /// unless it exits with status 0. The environment is still cleared
+    /// first; `LC_ALL` and `PATH` cannot be overridden.
+    pub async fn run_with_env(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Output, CommandError> {
+        self.run_with_env_allow_status(program, args, env, &[])
+            .await
+    }
+
+    /// [`Runner::run_with_env`], also accepting the exit statuses in `ok`
+    /// (see [`Runner::run_allow_status`]).
+    pub async fn run_with_env_allow_status(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ok: &[i32],
+    ) -> Result<Output, CommandError> {
         let path = self.resolve(program).await?;
         let command = display_command(&path.to_string_lossy(), args);
+        if let Some((name, _)) = env.iter().find(|(name, value)| !env_entry_ok(name, value)) {
+            // A name with '=' or a NUL would be split or truncated by the
+            // kernel into some other variable than the one asked for.
+            return Err(CommandError::Spawn {
+                command,
+                io: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("refused environment variable name {name:?}"),
+                ),
+            });
+        }
         tracing::debug!(command = %command, "running host command");
         let started = Instant::now();
 
         let mut cmd = Command::new(&path);
-        cmd.args(args)
-            .env_clear()
-            .env("LC_ALL", "C")
+        cmd.args(args).env_clear();
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        // Set last, so that they win over anything in `env`.
+        cmd.env("LC_ALL", "C")
             .env("PATH", SEARCH_PATH)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -250,6 +291,12 @@ impl Runner {
     }
 }
 
+/// An environment entry the kernel will pass on as given: a non-empty
+/// name without `=` or NUL, a value without NUL.
+fn env_entry_ok(name: &str, value: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0']) && !value.contains('\0')
+}
+
 /// The status as an integer, and whether the caller accepts it. A death by
 /// signal is never accepted, even if 128 + signal happens to be listed.
 fn classify_status(status: ExitStatus, ok: &[i32]) -> (i32, bool) {
@@ -300,7 +347,7 @@ async fn is_executable_file(path: &Path) -> bool {
 
 /// The last [`STDERR_TAIL_LINES`] non-empty lines of `stderr`, capped at
 /// [`STDERR_TAIL_MAX_BYTES`] (keeping the end, where the verdict usually is).
-fn stderr_tail(stderr: &str) -> String {
+pub(crate) fn stderr_tail(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim_end)
@@ -438,6 +485,50 @@ mod tests {
         let mut lines: Vec<&str> = out.stdout.lines().collect();
         lines.sort_unstable();
         assert_eq!(lines, vec!["LC_ALL=C", &format!("PATH={SEARCH_PATH}")]);
+    }
+
+    #[tokio::test]
+    async fn extra_environment_is_passed_but_cannot_override_the_fixed_one() {
+        let out = Runner::new()
+            .run_with_env(
+                "printenv",
+                &[],
+                &[
+                    ("DEBIAN_FRONTEND", "noninteractive"),
+                    ("LC_ALL", "fr_FR.UTF-8"),
+                    ("PATH", "/tmp"),
+                ],
+            )
+            .await
+            .unwrap();
+        let mut lines: Vec<&str> = out.stdout.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            vec![
+                "DEBIAN_FRONTEND=noninteractive",
+                "LC_ALL=C",
+                &format!("PATH={SEARCH_PATH}")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_environment_entries_are_refused_before_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let script = format!("touch {}", marker.display());
+        for (name, value) in [("", "x"), ("A=B", "x"), ("A\0", "x"), ("A", "x\0y")] {
+            let err = Runner::new()
+                .run_with_env("sh", &["-c", &script], &[(name, value)])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, CommandError::Spawn { .. }),
+                "{name:?}: {err:?}"
+            );
+        }
+        assert!(!marker.exists());
     }
 
     #[tokio::test]

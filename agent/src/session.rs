@@ -4,7 +4,8 @@
 //! ledger generation and facts, then serves the controller: heartbeats at
 //! the interval `SessionParams` asks for, desired configurations (handed to
 //! the agent's single desired-configuration worker, which answers with
-//! `ObservedState`), and one-off requests. When the stream breaks the agent
+//! `ObservedState`), and one-off requests (ping, facts, volume rollback,
+//! an app's journal). When the stream breaks the agent
 //! reconnects with exponential backoff and full jitter, back to the initial
 //! delay after a session in which the controller actually spoke;
 //! `Unauthenticated`/`PermissionDenied` (node removed, certificate revoked)
@@ -26,6 +27,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::apps;
 use crate::backoff::{Backoff, Retry};
 use crate::config::{AgentConfig, CaSource, ConfigError};
 use crate::enroll::NodeIdentity;
@@ -518,12 +520,22 @@ impl SessionRunner {
                         },
                     }
                 }
-                Some(request::Kind::AppLogs(_)) => RequestResult {
-                    request_id: request.id,
-                    ok: false,
-                    error: "app logs are not available from this agent yet".into(),
-                    payload: None,
-                },
+                Some(request::Kind::AppLogs(logs)) => {
+                    match apps::app_logs(reconciler.host(), &logs).await {
+                        Ok(page) => RequestResult {
+                            request_id: request.id,
+                            ok: true,
+                            error: String::new(),
+                            payload: Some(request_result::Payload::Logs(page)),
+                        },
+                        Err(e) => RequestResult {
+                            request_id: request.id,
+                            ok: false,
+                            error: error_chain(&e),
+                            payload: None,
+                        },
+                    }
+                }
                 Some(request::Kind::RollbackVolume(rollback)) => {
                     match reconciler
                         .rollback_volume(&ledger, &rollback.volume_id, &rollback.snapshot)

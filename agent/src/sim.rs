@@ -80,7 +80,13 @@ pub fn spawn_sim_agent(spec: SimAgentSpec) -> AgentHandle {
 /// `resync_interval`, from [`SimAgentSpec::config`]) over `host`, which
 /// the caller keeps to inspect or change the node's disks, pools and
 /// volumes while the agent runs.
-pub fn spawn_sim_agent_with(config: AgentConfig, host: &FakeHost) -> AgentHandle {
+pub fn spawn_sim_agent_with(mut config: AgentConfig, host: &FakeHost) -> AgentHandle {
+    // A simulated node writes its unit files, app configuration and
+    // Caddyfile under its own state directory, never under the real `/`;
+    // its fake systemd loads the unit files from there.
+    config.host_root = config.state_dir.join("root");
+    host.units
+        .set_unit_root(config.host_root.join("etc/systemd/system"));
     let ledger = Arc::new(FileLedger::new(&config.state_dir));
     spawn_agent(AgentOptions {
         host: host.host(),

@@ -139,7 +139,9 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
         tokio::spawn(async move { status.write_file_until(path, stop).await })
     });
 
-    let reconciler = Arc::new(Reconciler::new(node.clone(), host, status.clone()));
+    let reconciler = Arc::new(
+        Reconciler::new(node.clone(), host, status.clone()).with_root(config.host_root.clone()),
+    );
     let link = SessionLink::default();
     // Started before enrollment: a node that cannot reach its controller
     // still resyncs from its ledger. Its first periodic pass comes one
@@ -238,8 +240,9 @@ struct Worker {
     resync: Duration,
 }
 
-/// Handles desired configurations one at a time, in arrival order, and
-/// answers on the session they came from; in between, re-runs the
+/// Handles desired configurations one at a time, in arrival order (the
+/// newest of those waiting superseding the others), and answers on the
+/// session they came from; in between, re-runs the
 /// reconciliation from the ledger every `resync` and reports it on the
 /// open session. Being one task, it never runs two of these at once.
 async fn desired_worker(
@@ -260,7 +263,21 @@ async fn desired_worker(
     loop {
         tokio::select! {
             job = jobs.recv(), if jobs_open => match job {
-                Some((desired, reply)) => {
+                Some((mut desired, mut reply)) => {
+                    // Configurations that queued up while the last pass
+                    // ran are superseded by the newest: each carries the
+                    // whole desired state, so only the newest is applied
+                    // (a burst of 100 volume creations is one pass, not
+                    // 100).
+                    let mut superseded = 0u32;
+                    while let Ok((next, next_reply)) = jobs.try_recv() {
+                        superseded += 1;
+                        desired = next;
+                        reply = next_reply;
+                    }
+                    if superseded > 0 {
+                        tracing::debug!(node = %reconciler.node_name(), generation = desired.generation, superseded, "queued desired configurations superseded by a newer one");
+                    }
                     let generation = desired.generation;
                     let observed = handle_desired(&ledger, &reconciler, desired).await;
                     // A pass just ran: the next periodic one can wait a

@@ -8,20 +8,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use coloc_proto::agent::v1 as agent;
+use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{self, Country, NodeName, SiteName, TenantName, UserName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeName};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::input::{
-    Ttl, VolumeRef, parse_actor, parse_city, parse_country, parse_date, parse_display_name,
-    parse_site_description, parse_size, parse_token_description, parse_token_id, parse_ttl,
-    parse_volume_ref, parse_volume_size,
+    AppName, InstanceRef, Ttl, VolumeRef, parse_actor, parse_app_name, parse_city, parse_comment,
+    parse_country, parse_date, parse_display_name, parse_instance_ref, parse_site_description,
+    parse_size, parse_token_description, parse_token_id, parse_ttl, parse_volume_ref,
+    parse_volume_size,
 };
 
 const LONG_ABOUT: &str = "\
 coloc drives colocd, the cooperative's fleet controller: sites, servers \
-(nodes), tenants (associations), storage pools and volumes, users, API \
-tokens and the audit log.
+(nodes), tenants (associations), storage pools and volumes, apps and the \
+requests that install them, users, API tokens and the audit log.
 
 Every call goes over TLS to colocd, whose certificate must be signed by the \
 cooperative's CA (--ca-file) and carry the name 'colocd', whatever address \
@@ -53,7 +55,7 @@ fn long_help_footer() -> String {
 #[command(
     name = "coloc",
     version,
-    about = "Manage the cooperative's sites, servers, tenants, storage and users through colocd.",
+    about = "Manage the cooperative's sites, servers, tenants, storage, apps and users through colocd.",
     long_about = LONG_ABOUT,
     after_help = "Run 'coloc --help' for configuration and exit codes.",
     after_long_help = long_help_footer(),
@@ -126,6 +128,16 @@ pub enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+    },
+    /// Apps: the catalog, asking for one, and the apps tenants run (status, logs, start/stop).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Requests for apps: list, read and add to the discussion, approve or reject (admins).
+    Request {
+        #[command(subcommand)]
+        command: RequestCommand,
     },
     /// Manage users, their node grants and client certificates.
     User {
@@ -498,6 +510,157 @@ pub enum SnapshotCommand {
     },
 }
 
+/// Value name and help shared by every command that names an instance.
+const INSTANCE_HELP: &str = "<tenant>/<app>, e.g. asso-x/radicale.";
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List the apps the cooperative offers, with their limits and who may ask for them.
+    Catalog,
+    /// Ask for an app for a tenant on a node; an administrator discusses and approves it.
+    #[command(
+        after_help = "Example:\n  coloc app request --tenant asso-x --app radicale --node n1 --comment \"Calendars for our 12 volunteers\"\n\nFollow the request with 'coloc request show N'."
+    )]
+    Request {
+        /// Tenant the app is for (you must be one of its operators or members).
+        #[arg(long)]
+        tenant: TenantName,
+        /// App from the catalog ('coloc app catalog'), e.g. radicale.
+        #[arg(long, value_parser = parse_app_name)]
+        app: AppName,
+        /// Node to run it on; the tenant needs an active volume there.
+        #[arg(long)]
+        node: NodeName,
+        /// The tenant's volume on that node holding the app's data (default: its only one there, or the one named data).
+        #[arg(long)]
+        volume: Option<VolumeName>,
+        /// Why the association wants it, for the administrators (one line, at most 2000 characters).
+        #[arg(long, value_parser = parse_comment)]
+        comment: String,
+    },
+    /// List app instances with their state on the node.
+    List {
+        /// Only this tenant's apps.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        /// Only apps on this node.
+        #[arg(long)]
+        node: Option<NodeName>,
+    },
+    /// Show everything about one app instance: unit, state, health, error and last log lines.
+    Status {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+    },
+    /// Start a stopped app (admins, and the tenant's operators on nodes they are granted).
+    Start {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+    },
+    /// Stop an app; it stays stopped until started again.
+    Stop {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+    },
+    /// Restart an app's unit.
+    Restart {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+    },
+    /// Remove an app (admins): its unit is stopped and disabled and its web route removed; its data stays on the volume.
+    #[command(
+        after_help = "The app's files under <volume>/apps/<app> are left as they are: a new request for the same app on the same volume finds them again. Without --confirm nothing is sent (exit 2); with a --confirm that does not match, neither (exit 7).\n\nExample:\n  coloc app remove asso-x/radicale --confirm asso-x/radicale"
+    )]
+    Remove {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+        /// The instance's <tenant>/<app> typed again, to confirm.
+        #[arg(long, value_name = "TENANT/APP")]
+        confirm: Option<String>,
+    },
+    /// Show an app's journal, read on its node; -f keeps printing new lines until Ctrl-C.
+    #[command(
+        after_help = "With --json: one object {\"lines\": [...], \"cursor\": \"...\"}; with -f, one such object per line (JSON Lines) each time new lines arrive."
+    )]
+    Logs {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+        /// How many of the last lines to show first, 1 to 1000.
+        #[arg(short = 'n', long, value_name = "LINES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        lines: u32,
+        /// Keep asking the node every second for new lines, until Ctrl-C.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestStateArg {
+    /// Waiting for an administrator's decision.
+    Pending,
+    /// Approved: the app was created.
+    Approved,
+    /// Rejected, with the reason in the thread.
+    Rejected,
+}
+
+impl From<RequestStateArg> for pb::RequestState {
+    fn from(s: RequestStateArg) -> Self {
+        match s {
+            RequestStateArg::Pending => pb::RequestState::Pending,
+            RequestStateArg::Approved => pb::RequestState::Approved,
+            RequestStateArg::Rejected => pb::RequestState::Rejected,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// List app requests you may see (your tenant's, or every one for admins).
+    List {
+        /// Only this tenant's requests.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        /// Only requests in this state.
+        #[arg(long, value_enum)]
+        state: Option<RequestStateArg>,
+    },
+    /// Show a request: what is asked, its state, the discussion and the decision.
+    Show {
+        /// Request number, as shown by 'coloc request list'.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+    },
+    /// Add a comment to a request's discussion.
+    Comment {
+        /// Request number.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// The comment (one line, at most 2000 characters).
+        #[arg(value_name = "TEXT", value_parser = parse_comment)]
+        text: String,
+    },
+    /// Approve a pending request (admins): the app is created and its node installs and starts it.
+    Approve {
+        /// Request number.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// A word for the tenant, added to the discussion.
+        #[arg(long, value_parser = parse_comment)]
+        comment: Option<String>,
+    },
+    /// Reject a pending request (admins); the reason is required and goes to the tenant.
+    Reject {
+        /// Request number.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Why, for the tenant (required).
+        #[arg(long, value_parser = parse_comment)]
+        comment: Option<String>,
+    },
+}
+
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
@@ -815,6 +978,48 @@ mod tests {
             .kind(),
             ErrorKind::MissingRequiredArgument
         );
+    }
+
+    #[test]
+    fn app_commands_parse() {
+        let cli = parse(&["app", "logs", "asso-x/radicale", "-f"]).unwrap();
+        match cli.command {
+            Command::App {
+                command:
+                    AppCommand::Logs {
+                        instance,
+                        lines,
+                        follow,
+                    },
+            } => {
+                assert_eq!(instance.to_string(), "asso-x/radicale");
+                assert_eq!(lines, 100);
+                assert!(follow);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = parse(&["request", "list", "--state", "approved"]).unwrap();
+        match cli.command {
+            Command::Request {
+                command: RequestCommand::List { tenant, state },
+            } => {
+                assert_eq!(tenant, None);
+                assert_eq!(
+                    state.map(pb::RequestState::from),
+                    Some(pb::RequestState::Approved)
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in [
+            &["app", "logs", "asso-x/radicale", "-n", "0"][..],
+            &["app", "status", "asso-x"],
+            &["request", "show", "0"],
+            &["request", "comment", "1", "a\nb"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}: {err}");
+        }
     }
 
     #[test]

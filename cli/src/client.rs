@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use coloc_proto::controller::v1::apps_client::AppsClient;
 use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
@@ -196,6 +197,12 @@ impl Api {
 
     pub fn storage(&self) -> StorageClient<Service> {
         StorageClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn apps(&self) -> AppsClient<Service> {
+        AppsClient::new(self.intercepted())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -1,6 +1,7 @@
 //! Parsers for what people type that is not a plain name: lifetimes
-//! (`90d`), dates, free text, label changes, sizes (`20G`) and volume
-//! references (`asso-x/data`). Pure functions, used as clap value parsers
+//! (`90d`), dates, free text, label changes, sizes (`20G`), volume
+//! references (`asso-x/data`), app names and instances
+//! (`asso-x/radicale`) and request comments. Pure functions, used as clap value parsers
 //! or right after parsing, so that a bad value is refused before anything
 //! is sent to colocd.
 
@@ -276,6 +277,124 @@ pub fn parse_label_change(
     })
 }
 
+// ---------------------------------------------------------------- apps
+
+/// Longest comment on an app request; colocd refuses longer ones.
+pub const COMMENT_MAX: usize = 2000;
+/// Longest app name: `[a-z][a-z0-9]{0,30}`.
+pub const APP_NAME_MAX: usize = 31;
+
+/// A catalog app's name: `[a-z][a-z0-9]{0,30}`. No '-', unlike other
+/// names, so that the unit `coloc-app-<tenant>-<app>.service` splits back
+/// into its tenant and app without doubt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn new(text: &str) -> Result<AppName, domain::InvalidInput> {
+        let reason = if text.is_empty() {
+            Some("empty")
+        } else if text.len() > APP_NAME_MAX {
+            Some("longer than 31 characters")
+        } else if !text.as_bytes()[0].is_ascii_lowercase() {
+            Some("must start with a lowercase letter")
+        } else if !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            Some("contains a character outside a-z and 0-9")
+        } else {
+            None
+        };
+        match reason {
+            None => Ok(AppName(text.to_string())),
+            Some(reason) => Err(domain::InvalidInput::field(
+                "app name",
+                format!(
+                    "{:?} {reason} (allowed: 1 to 31 characters a-z and 0-9, starting with a letter, e.g. radicale)",
+                    text.chars().take(80).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<AppName> for String {
+    fn from(a: AppName) -> String {
+        a.0
+    }
+}
+
+pub fn parse_app_name(text: &str) -> Result<AppName, String> {
+    AppName::new(text).map_err(|e| e.to_string())
+}
+
+/// An app instance, `<tenant>/<app>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub tenant: TenantName,
+    pub app: AppName,
+}
+
+impl fmt::Display for InstanceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.app)
+    }
+}
+
+/// Parses `asso-x/radicale`, checking both halves.
+pub fn parse_instance_ref(text: &str) -> Result<InstanceRef, String> {
+    let Some((tenant, app)) = text.split_once('/') else {
+        return Err(format!(
+            "{:?} is not <tenant>/<app> (e.g. asso-x/radicale)",
+            text.chars().take(80).collect::<String>()
+        ));
+    };
+    Ok(InstanceRef {
+        tenant: TenantName::new(tenant).map_err(|e| e.to_string())?,
+        app: parse_app_name(app)?,
+    })
+}
+
+/// A comment in a request's thread: up to [`COMMENT_MAX`] characters on
+/// one line, and not blank (an empty comment says nothing to anyone).
+pub fn parse_comment(text: &str) -> Result<String, String> {
+    domain::check_text("comment", text, COMMENT_MAX).map_err(|e| e.to_string())?;
+    if text.trim().is_empty() {
+        return Err("invalid comment: empty".to_string());
+    }
+    Ok(text.to_string())
+}
+
+/// Checks the `--confirm` of `coloc app remove` against the instance:
+/// removing stops the app for the association's users, so the instance is
+/// typed a second time.
+pub fn check_remove_confirm(instance: &InstanceRef, confirm: Option<&str>) -> Result<(), Failure> {
+    let explain = format!(
+        "removing {instance} stops it and takes it off the web (its data stays on the volume)"
+    );
+    match confirm {
+        None => Err(Failure::usage(format!(
+            "{explain}; to go ahead, repeat the instance: --confirm {instance}"
+        ))),
+        Some(c) if c != instance.to_string() => Err(Failure::invalid(format!(
+            "--confirm {:?} does not match the instance {instance}; {explain}; to go ahead, pass --confirm {instance}",
+            c.chars().take(80).collect::<String>()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +550,84 @@ mod tests {
         );
         assert!(err.message.contains("since s1"), "{}", err.message);
         let err = check_rollback_confirm("asso-x/data", "s1", Some("asso-x/dat")).unwrap_err();
+        assert_eq!(err.exit, Exit::InvalidArgument);
+    }
+
+    #[test]
+    fn app_names() {
+        for good in ["radicale", "site", "a", "app2", &"a".repeat(31)] {
+            assert!(AppName::new(good).is_ok(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "Radicale",
+            "my-app",
+            "2app",
+            "a_b",
+            "app.x",
+            &"a".repeat(32),
+        ] {
+            assert!(AppName::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            parse_app_name("my-app")
+                .unwrap_err()
+                .contains("outside a-z and 0-9"),
+        );
+    }
+
+    #[test]
+    fn instance_refs() {
+        let r = parse_instance_ref("asso-x/radicale").unwrap();
+        assert_eq!(r.tenant.as_str(), "asso-x");
+        assert_eq!(r.app.as_str(), "radicale");
+        assert_eq!(r.to_string(), "asso-x/radicale");
+        assert!(
+            parse_instance_ref("radicale")
+                .unwrap_err()
+                .contains("<tenant>/<app>")
+        );
+        assert!(
+            parse_instance_ref("Asso/radicale")
+                .unwrap_err()
+                .contains("tenant name")
+        );
+        assert!(
+            parse_instance_ref("asso-x/my-app")
+                .unwrap_err()
+                .contains("app name")
+        );
+        assert!(parse_instance_ref("asso-x/radicale/x").is_err());
+        assert!(parse_instance_ref("asso-x/").is_err());
+    }
+
+    #[test]
+    fn comments() {
+        assert!(parse_comment("Pour nos calendriers, merci !").is_ok());
+        assert!(parse_comment(&"x".repeat(COMMENT_MAX)).is_ok());
+        assert!(
+            parse_comment(&"x".repeat(COMMENT_MAX + 1))
+                .unwrap_err()
+                .contains("2000")
+        );
+        assert!(parse_comment("line\nline").unwrap_err().contains("control"));
+        assert!(parse_comment("a\u{1b}[2Jb").is_err());
+        assert!(parse_comment("   ").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn remove_needs_the_instance_again() {
+        let r = parse_instance_ref("asso-x/radicale").unwrap();
+        assert!(check_remove_confirm(&r, Some("asso-x/radicale")).is_ok());
+        let err = check_remove_confirm(&r, None).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+        assert!(
+            err.message.contains("--confirm asso-x/radicale"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("data stays"), "{}", err.message);
+        let err = check_remove_confirm(&r, Some("asso-x/site")).unwrap_err();
         assert_eq!(err.exit, Exit::InvalidArgument);
     }
 }

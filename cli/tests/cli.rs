@@ -77,6 +77,20 @@ fn every_command_has_help() {
         &["volume", "snapshot", "list", "--help"],
         &["volume", "snapshot", "delete", "--help"],
         &["volume", "rollback", "--help"],
+        &["app", "catalog", "--help"],
+        &["app", "request", "--help"],
+        &["app", "list", "--help"],
+        &["app", "status", "--help"],
+        &["app", "start", "--help"],
+        &["app", "stop", "--help"],
+        &["app", "restart", "--help"],
+        &["app", "remove", "--help"],
+        &["app", "logs", "--help"],
+        &["request", "list", "--help"],
+        &["request", "show", "--help"],
+        &["request", "comment", "--help"],
+        &["request", "approve", "--help"],
+        &["request", "reject", "--help"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
@@ -110,6 +124,9 @@ fn bad_names_exit_7_before_any_connection() {
         ],
         &["user", "create", "bob", "--role", "member"],
         &["node", "label", "n1", "Role=web"],
+        &["app", "status", "asso-x/my-app"],
+        &["app", "logs", "asso-x/radicale", "-n", "5000"],
+        &["request", "comment", "1", "a\tb"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(7), "{args:?}: {}", stderr(&o));
@@ -124,6 +141,8 @@ fn usage_errors_exit_2() {
         &["site", "create"],
         &["node", "label", "n1"],
         &["whoami", "--cert", "me.crt"],
+        &["app", "remove", "asso-x/radicale"],
+        &["request", "reject", "1"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

@@ -4,9 +4,14 @@
 //! sends (bearer token, client certificate, CSR) and how it reports each
 //! kind of answer. The full controller is tested with the CLI elsewhere.
 //! Tenants and storage live in [`storage`], their CLI tests in
-//! [`storage_cli`].
+//! [`storage_cli`]; apps and requests in [`apps`], their CLI tests in
+//! [`apps_cli`].
 
 // Under fake_colocd/ so that cargo does not take them for test binaries.
+#[path = "fake_colocd/apps.rs"]
+mod apps;
+#[path = "fake_colocd/apps_cli.rs"]
+mod apps_cli;
 #[path = "fake_colocd/storage.rs"]
 mod storage;
 #[path = "fake_colocd/storage_cli.rs"]
@@ -18,6 +23,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use coloc_proto::controller::v1 as pb;
+use coloc_proto::controller::v1::apps_server::AppsServer;
 use coloc_proto::controller::v1::nodes_server::{Nodes, NodesServer};
 use coloc_proto::controller::v1::sites_server::{Sites, SitesServer};
 use coloc_proto::controller::v1::storage_server::StorageServer;
@@ -79,8 +85,9 @@ struct State {
     volumes: Vec<pb::Volume>,
     /// Volumes created so far, for their ids.
     next_volume: u64,
-    /// Tenants and Storage calls received, by method name, in order.
+    /// Tenants, Storage and Apps calls received, by method name, in order.
     calls: Vec<&'static str>,
+    apps: apps::AppsState,
 }
 
 #[derive(Clone)]
@@ -392,6 +399,7 @@ impl Fixture {
             .client_auth_optional(true);
         let mut seeded = State::default();
         storage::seed(&mut seeded);
+        apps::seed(&mut seeded);
         let state = Arc::new(Mutex::new(seeded));
         let fake = Fake {
             ca: ca.clone(),
@@ -407,6 +415,7 @@ impl Fixture {
             .add_service(UsersServer::new(fake.clone()))
             .add_service(TenantsServer::new(fake.clone()))
             .add_service(StorageServer::new(fake.clone()))
+            .add_service(AppsServer::new(fake.clone()))
             .add_service(TokensServer::new(fake));
         tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
         let home = tempfile::tempdir().unwrap();

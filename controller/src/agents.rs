@@ -16,7 +16,8 @@
 //!
 //! A desired configuration is always built from one store read
 //! ([`Store::desired_configs`](crate::store::Store::desired_configs)), so
-//! its generation matches its pools and volumes.
+//! its generation matches its pools, volumes and app instances; instances
+//! are rendered through the catalog loaded at start (docs/APPS.md).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -26,8 +27,8 @@ use std::time::Duration;
 
 use coloc_proto::agent::v1 as pb;
 use coloc_proto::agent::v1::agent_service_server::AgentService;
-use coloc_proto::domain::NodeName;
-use coloc_proto::storage::{SnapshotName, VolumeId, format_size};
+use coloc_proto::domain::{NodeName, TenantName};
+use coloc_proto::storage::{SnapshotName, VolumeId, format_size, mount_path};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::StreamExt;
@@ -37,10 +38,12 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::api::Ctx;
 use crate::auth;
 use crate::ca::fingerprint_der;
+use crate::catalog::{Catalog, RenderContext};
+use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
-    AuditOutcome, AuditRecord, ConnState, NewNode, NodeDesired, ObservedStorage, StoreError,
-    VolumeLifecycle, VolumeRecord,
+    AppName, AuditOutcome, AuditRecord, ConnState, DesiredApp, InstanceRecord, InstanceState,
+    NewNode, NodeDesired, ObservedStorage, StoreError, VolumeLifecycle, VolumeRecord,
 };
 
 /// Lifetime of a node certificate. Renewal arrives with a later issue;
@@ -115,9 +118,92 @@ fn volume_state(l: VolumeLifecycle) -> Option<pb::VolumeState> {
     }
 }
 
+/// What an instance is told to be on its node. An instance whose volume
+/// is not active (deleted, being destroyed) is sent STOPPED whatever its
+/// recorded state: its data directory is unmounted or read-only, and it
+/// comes back by itself if the volume is restored.
+fn app_state(i: &InstanceRecord) -> pb::AppState {
+    match (i.state, i.volume_lifecycle) {
+        (InstanceState::Removed, _) => pb::AppState::Removed,
+        (InstanceState::Stopped, _) => pb::AppState::Stopped,
+        (InstanceState::Running, VolumeLifecycle::Active) => pb::AppState::Running,
+        (
+            InstanceState::Running,
+            VolumeLifecycle::Retained | VolumeLifecycle::Purging | VolumeLifecycle::Destroyed,
+        ) => pb::AppState::Stopped,
+    }
+}
+
+/// One instance rendered through the catalog. A removed instance the
+/// catalog cannot render (its app left the catalog) still goes out with
+/// what the agent needs to remove its unit and route; any other instance
+/// that does not render is left out and logged.
+fn app_spec(da: &DesiredApp, catalog: &Catalog, config: &ControllerConfig) -> Option<pb::AppSpec> {
+    let i = &da.instance;
+    let state = app_state(i);
+    let rendered = match catalog.get(i.app.as_str()) {
+        Some(app) => app
+            .render(&RenderContext {
+                tenant: i.tenant.clone(),
+                uid: da.owner,
+                gid: da.owner,
+                port: i.port,
+                volume_id: i.volume_id.to_string(),
+                volume_mount: mount_path(i.tenant.as_str(), i.volume_name.as_str()),
+                domain: config.apps_domain.clone(),
+                state,
+                restart_nonce: i.restart_nonce,
+            })
+            .map_err(|e| e.to_string()),
+        None => Err("the app is not in the catalog".to_string()),
+    };
+    match rendered {
+        Ok(spec) => Some(spec),
+        Err(_) if state == pb::AppState::Removed => Some(pb::AppSpec {
+            tenant: i.tenant.to_string(),
+            app: i.app.to_string(),
+            state: state as i32,
+            port: u32::from(i.port),
+            hostname: crate::api::convert::app_hostname(
+                i.tenant.as_str(),
+                i.app.as_str(),
+                &config.apps_domain,
+            ),
+            restart_nonce: i.restart_nonce,
+            volume_id: i.volume_id.to_string(),
+            uid: da.owner,
+            gid: da.owner,
+            ..Default::default()
+        }),
+        Err(error) => {
+            tracing::error!(node = %i.node, tenant = %i.tenant, app = %i.app, error = %error, "cannot render app instance; left out of the node's configuration");
+            None
+        }
+    }
+}
+
 /// The node's whole desired configuration.
-pub fn desired_of(d: &NodeDesired) -> pb::DesiredConfig {
+pub fn desired_of(
+    d: &NodeDesired,
+    catalog: &Catalog,
+    config: &ControllerConfig,
+) -> pb::DesiredConfig {
     let rec = &d.node;
+    let apps: Vec<pb::AppSpec> = d
+        .apps
+        .iter()
+        .filter_map(|da| app_spec(da, catalog, config))
+        .collect();
+    // The proxy serves deployed apps; a node whose instances are all being
+    // removed has none left to serve.
+    let proxy = d
+        .apps
+        .iter()
+        .any(|da| da.instance.state != InstanceState::Removed)
+        .then(|| pb::ProxySpec {
+            domain: config.apps_domain.clone(),
+            acme_email: config.acme_email.clone(),
+        });
     pb::DesiredConfig {
         generation: rec.desired_generation,
         node_name: rec.name.to_string(),
@@ -158,7 +244,8 @@ pub fn desired_of(d: &NodeDesired) -> pb::DesiredConfig {
                 })
             })
             .collect(),
-        ..Default::default()
+        apps,
+        proxy,
     }
 }
 
@@ -177,7 +264,8 @@ pub async fn push_nodes(ctx: &Ctx, nodes: &[NodeName]) {
     match ctx.store.desired_configs(&connected).await {
         Ok(configs) => {
             for d in &configs {
-                ctx.sessions.push_desired(&d.node.name, desired_of(d));
+                ctx.sessions
+                    .push_desired(&d.node.name, desired_of(d, &ctx.catalog, &ctx.config));
             }
         }
         Err(err) => {
@@ -187,20 +275,38 @@ pub async fn push_nodes(ctx: &Ctx, nodes: &[NodeName]) {
 }
 
 /// Writes an audit entry for something colocd did by itself.
-pub async fn audit_system(ctx: &Ctx, action: &str, v: &VolumeRecord, detail: String) {
+async fn audit_system_entry(
+    ctx: &Ctx,
+    action: &str,
+    target: String,
+    tenant: &TenantName,
+    detail: String,
+) {
     let entry = AuditRecord {
         id: 0,
         at_unix_ms: ctx.clock.now_ms(),
         actor: "system".into(),
         action: action.into(),
-        target: format!("volume:{}/{}", v.tenant, v.name),
-        tenant: Some(v.tenant.clone()),
+        target: target.clone(),
+        tenant: Some(tenant.clone()),
         outcome: AuditOutcome::Allowed,
         detail,
     };
     if let Err(err) = ctx.store.append_audit(entry).await {
-        tracing::error!(action, volume = %v.id, error = %err, "cannot write audit entry");
+        tracing::error!(action, target = %target, error = %err, "cannot write audit entry");
     }
+}
+
+/// Writes an audit entry for something colocd did by itself to a volume.
+pub async fn audit_system(ctx: &Ctx, action: &str, v: &VolumeRecord, detail: String) {
+    audit_system_entry(
+        ctx,
+        action,
+        format!("volume:{}/{}", v.tenant, v.name),
+        &v.tenant,
+        detail,
+    )
+    .await;
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<pb::ControllerMessage, Status>> + Send>>;
@@ -428,6 +534,36 @@ impl SessionRegistry {
         }
     }
 
+    /// The last `lines` journal lines of an instance's unit, after
+    /// `after_cursor` when not empty, read on its node.
+    pub async fn app_logs(
+        &self,
+        node: &NodeName,
+        tenant: &TenantName,
+        app: &AppName,
+        lines: u32,
+        after_cursor: &str,
+    ) -> ApiResult<pb::AppLogs> {
+        let res = self
+            .request(
+                node,
+                pb::request::Kind::AppLogs(pb::GetAppLogs {
+                    tenant: tenant.to_string(),
+                    app: app.to_string(),
+                    lines,
+                    after_cursor: after_cursor.to_string(),
+                }),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Logs(l)) => Ok(l),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a logs request for {tenant}/{app} with something else"
+            ))),
+        }
+    }
+
     fn resolve(&self, result: pb::RequestResult) {
         if let Some(tx) = lock(&self.pending).remove(&result.request_id) {
             // The requester may have timed out meanwhile; nothing to do then.
@@ -594,7 +730,11 @@ impl AgentService for AgentApi {
             heartbeat_interval_secs: ctx.config.heartbeat_interval_secs,
             controller_unix_ms: ctx.clock.now_ms() as u64,
         };
-        let (id, last, out) = ctx.sessions.open(&name, params, desired_of(&desired));
+        let (id, last, out) = ctx.sessions.open(
+            &name,
+            params,
+            desired_of(&desired, &ctx.catalog, &ctx.config),
+        );
         // Recorded now rather than at the next flush, so that a node shown
         // as ready also shows when it was seen.
         ctx.store
@@ -641,18 +781,25 @@ async fn read_inbound(
                 ctx.sessions.note_seen(&name, ctx.clock.now());
                 Ok(())
             }
-            Some(pb::agent_message::Body::Observed(o)) => {
+            Some(pb::agent_message::Body::Observed(mut o)) => {
                 ctx.sessions.stats.observed.fetch_add(1, Ordering::Relaxed);
                 ctx.sessions.note_seen(&name, ctx.clock.now());
                 if o.outcome != pb::ReconcileOutcome::Applied as i32 {
                     tracing::warn!(node = %name, generation = o.generation, outcome = o.outcome, message = %o.message, "node did not apply its configuration");
                 }
+                let apps = std::mem::take(&mut o.apps);
                 let recorded = ctx
                     .store
                     .record_observed(&name, o.generation, o.outcome, &o.message)
                     .await;
-                if recorded.is_ok() && o.storage_observed {
+                let recorded = if recorded.is_ok() && o.storage_observed {
                     record_storage(&ctx, &name, o).await
+                } else {
+                    recorded
+                };
+                // Most nodes run no app: their reports cost no write here.
+                if recorded.is_ok() && !apps.is_empty() {
+                    record_apps(&ctx, &name, apps).await
                 } else {
                     recorded
                 }
@@ -716,6 +863,35 @@ async fn record_storage(
                 format_size(v.size_bytes),
                 v.node,
                 v.pool
+            ),
+        )
+        .await;
+    }
+    push_nodes(ctx, std::slice::from_ref(name)).await;
+    Ok(())
+}
+
+/// Stores a node's app statuses; removed instances whose unit is gone
+/// leave its desired configuration and the audit log says so.
+async fn record_apps(
+    ctx: &Ctx,
+    name: &NodeName,
+    statuses: Vec<pb::AppStatus>,
+) -> Result<(), StoreError> {
+    let gone = ctx.store.record_apps(name, statuses).await?;
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for i in &gone {
+        tracing::info!(node = %name, tenant = %i.tenant, app = %i.app, "app instance removed from its node");
+        audit_system_entry(
+            ctx,
+            "app.removed",
+            format!("app:{}/{}", i.tenant, i.app),
+            &i.tenant,
+            format!(
+                "unit and route of {}/{} gone from node {} (port {} freed); data kept on volume {}",
+                i.tenant, i.app, i.node, i.port, i.volume_name
             ),
         )
         .await;
@@ -816,5 +992,143 @@ pub async fn run_background(ctx: Ctx, mut shutdown: watch::Receiver<bool>) {
         && let Err(err) = ctx.store.record_seen(seen).await
     {
         tracing::error!(error = %err, "cannot record heartbeats");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coloc_proto::domain::{SiteName, TenantName};
+    use coloc_proto::storage::{VolumeId, VolumeName};
+
+    use super::*;
+    use crate::store::NodeRecord;
+
+    const NOTES: &str = r#"
+name = "notes"
+description = "Shared notes"
+replaces = "Google Keep"
+packages = ["notes-server"]
+offers = ["participatif"]
+
+[service]
+exec = "/usr/bin/notes-server"
+args = ["--listen", "127.0.0.1:{port}"]
+
+[health]
+tcp = true
+
+[resources]
+memory = "64M"
+cpu_percent = 10
+"#;
+
+    fn catalog() -> Catalog {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.toml"), NOTES).unwrap();
+        Catalog::from_dir(dir.path()).unwrap()
+    }
+
+    fn node() -> NodeRecord {
+        NodeRecord {
+            name: NodeName::new("n1").unwrap(),
+            site: SiteName::new("paris-1").unwrap(),
+            enrolled_unix: 0,
+            last_seen_unix: None,
+            conn_state: ConnState::Connected,
+            conn_changed_unix: 0,
+            draining: false,
+            labels: Default::default(),
+            desired_generation: 7,
+            applied_generation: 0,
+            last_outcome: 0,
+            last_message: String::new(),
+            facts: None,
+            cert_fingerprint: String::new(),
+        }
+    }
+
+    fn instance(app: &str, state: InstanceState, volume: VolumeLifecycle) -> DesiredApp {
+        DesiredApp {
+            instance: InstanceRecord {
+                tenant: TenantName::new("asso-a").unwrap(),
+                app: AppName::new(app).unwrap(),
+                node: NodeName::new("n1").unwrap(),
+                volume_id: VolumeId::new("00000000000000aa").unwrap(),
+                volume_name: VolumeName::new("data").unwrap(),
+                volume_lifecycle: volume,
+                port: 20_001,
+                state,
+                restart_nonce: 3,
+                request_id: 1,
+                created_unix: 0,
+                gone: false,
+                observed: None,
+            },
+            owner: 200_000,
+        }
+    }
+
+    fn desired(apps: Vec<DesiredApp>) -> pb::DesiredConfig {
+        let d = NodeDesired {
+            node: node(),
+            pools: Vec::new(),
+            volumes: Vec::new(),
+            apps,
+        };
+        let config = ControllerConfig {
+            apps_domain: "encommun.org".into(),
+            acme_email: "admins@encommun.org".into(),
+            ..ControllerConfig::default()
+        };
+        desired_of(&d, &catalog(), &config)
+    }
+
+    #[test]
+    fn instances_are_rendered_with_their_state_and_the_proxy() {
+        use InstanceState::*;
+        use VolumeLifecycle::*;
+        for (state, volume, sent) in [
+            (Running, Active, pb::AppState::Running),
+            (Stopped, Active, pb::AppState::Stopped),
+            (Removed, Active, pb::AppState::Removed),
+            (Running, Retained, pb::AppState::Stopped),
+            (Running, Purging, pb::AppState::Stopped),
+            (Running, Destroyed, pb::AppState::Stopped),
+            (Removed, Retained, pb::AppState::Removed),
+        ] {
+            let d = desired(vec![instance("notes", state, volume)]);
+            assert_eq!(d.apps.len(), 1);
+            let s = &d.apps[0];
+            assert_eq!(s.state, sent as i32, "{state:?} on a {volume:?} volume");
+            assert_eq!(s.args, ["--listen", "127.0.0.1:20001"]);
+            assert_eq!(s.hostname, "notes.asso-a.encommun.org");
+            assert_eq!((s.uid, s.gid, s.restart_nonce), (200_000, 200_000, 3));
+            assert_eq!(s.data_dir, "/srv/tenants/asso-a/data/apps/notes");
+            assert_eq!(d.proxy.is_some(), state != Removed, "{state:?}");
+        }
+        let d = desired(vec![instance("notes", Running, Active)]);
+        let proxy = d.proxy.unwrap();
+        assert_eq!(
+            (proxy.domain.as_str(), proxy.acme_email.as_str()),
+            ("encommun.org", "admins@encommun.org")
+        );
+        assert!(desired(Vec::new()).proxy.is_none());
+    }
+
+    #[test]
+    fn an_app_gone_from_the_catalog_is_still_removed_but_never_started() {
+        let d = desired(vec![
+            instance("gone", InstanceState::Removed, VolumeLifecycle::Active),
+            instance("other", InstanceState::Running, VolumeLifecycle::Active),
+        ]);
+        assert_eq!(d.apps.len(), 1, "the running one cannot be rendered");
+        let s = &d.apps[0];
+        assert_eq!(
+            (s.app.as_str(), s.state),
+            ("gone", pb::AppState::Removed as i32)
+        );
+        assert_eq!(s.hostname, "gone.asso-a.encommun.org");
+        assert_eq!(s.port, 20_001);
+        assert!(s.exec.is_empty() && s.packages.is_empty());
     }
 }

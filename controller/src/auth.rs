@@ -222,6 +222,57 @@ pub fn require_volume_write(
     Ok(())
 }
 
+/// Asking for an app (docs/APPS.md): admins, and the tenant's operators
+/// and members, on either offer (members of a managed tenant ask too).
+pub fn require_app_request(caller: &Caller, tenant: &TenantName) -> ApiResult<()> {
+    if caller.is_admin() || caller.tenant() == Some(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!(
+            "user {} cannot ask for apps for tenant {tenant}",
+            caller.user.name
+        )))
+    }
+}
+
+/// Starting, stopping and restarting an instance: admins, and operators
+/// of a participatif tenant for their own tenant's instances on nodes they
+/// are granted (the rule of [`require_volume_write`]). Members, and
+/// operators of a responsable tenant, only read.
+pub fn require_app_control(
+    caller: &Caller,
+    tenant: &TenantRecord,
+    node: &NodeName,
+) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let user = &caller.user;
+    let deny = |why: String| Err(ApiError::PermissionDenied(why));
+    if user.role != Role::Operator {
+        return deny(format!(
+            "user {} is a {}; only admins and operators start or stop apps",
+            user.name, user.role
+        ));
+    }
+    if caller.tenant() != Some(&tenant.name) {
+        return deny(format!(
+            "user {} cannot control apps of tenant {}",
+            user.name, tenant.name
+        ));
+    }
+    if tenant.offer != Offer::Participatif {
+        return deny(format!(
+            "tenant {} is on the {} offer: the cooperative's admins run its apps",
+            tenant.name, tenant.offer
+        ));
+    }
+    if !user.node_grants.contains(node) {
+        return deny(format!("user {} holds no grant on node {node}", user.name));
+    }
+    Ok(())
+}
+
 /// Listing pools: admins, and operators (the pools of their granted
 /// nodes, filtered by the caller with [`can_see_node`]).
 pub fn require_pool_read(caller: &Caller) -> ApiResult<()> {
@@ -373,5 +424,39 @@ mod tests {
         assert!(require_grace_change(&op_a, &a, 7).is_err(), "shorter");
         assert!(require_grace_change(&op_a, &b, 60).is_err(), "other tenant");
         assert!(require_grace_change(&mem_a, &a, 60).is_err(), "member");
+    }
+
+    #[test]
+    fn app_policy_matrix() {
+        let a = tenant("asso-a", Offer::Participatif);
+        let b = tenant("asso-b", Offer::Participatif);
+        let r = tenant("asso-r", Offer::Responsable);
+        let n1 = NodeName::new("n1").unwrap();
+        let n2 = NodeName::new("n2").unwrap();
+        let admin = user(Role::Admin, None, &[]);
+        let op_a = user(Role::Operator, Some("asso-a"), &["n1"]);
+        let op_r = user(Role::Operator, Some("asso-r"), &["n1"]);
+        let mem_a = user(Role::Member, Some("asso-a"), &[]);
+        let mem_r = user(Role::Member, Some("asso-r"), &[]);
+
+        for c in [&admin, &op_a, &mem_a] {
+            assert!(require_app_request(c, &a.name).is_ok());
+        }
+        assert!(
+            require_app_request(&mem_r, &r.name).is_ok(),
+            "responsable asks too"
+        );
+        assert!(require_app_request(&op_a, &b.name).is_err(), "other tenant");
+        assert!(
+            require_app_request(&mem_r, &a.name).is_err(),
+            "other tenant"
+        );
+
+        assert!(require_app_control(&admin, &b, &n2).is_ok());
+        assert!(require_app_control(&op_a, &a, &n1).is_ok());
+        assert!(require_app_control(&op_a, &a, &n2).is_err(), "no grant");
+        assert!(require_app_control(&op_a, &b, &n1).is_err(), "other tenant");
+        assert!(require_app_control(&op_r, &r, &n1).is_err(), "responsable");
+        assert!(require_app_control(&mem_a, &a, &n1).is_err(), "member");
     }
 }

@@ -3,7 +3,7 @@
 //! refused so that a typo never silently falls back to a default.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,17 @@ pub struct ControllerConfig {
     /// Storage quota given to a new tenant (admins change it per tenant).
     #[serde(default = "default_tenant_quota")]
     pub default_tenant_quota_bytes: u64,
+    /// Apps are reached at `https://<app>.<tenant>.<apps_domain>/`.
+    #[serde(default = "default_apps_domain")]
+    pub apps_domain: String,
+    /// ACME account e-mail the nodes' reverse proxies get certificates
+    /// with; empty: the proxies' internal CA (tests, no ACME server).
+    #[serde(default)]
+    pub acme_email: String,
+    /// A directory of `<app>.toml` files replacing the catalog built into
+    /// colocd; relative to the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_dir: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -47,6 +58,61 @@ fn default_flush() -> u64 {
 fn default_tenant_quota() -> u64 {
     100 << 30
 }
+fn default_apps_domain() -> String {
+    "coloc.test".into()
+}
+
+/// Longest apps domain: `<app>.<tenant>.` (31 + 63 + 2 characters) in
+/// front of it must still fit a 253-character host name.
+const MAX_APPS_DOMAIN_LEN: usize = 150;
+
+/// A lowercase DNS name of at least one label: it ends up in host names
+/// and in the proxy's configuration, so nothing else gets through.
+fn check_domain(domain: &str) -> Result<(), String> {
+    if domain.is_empty() || domain.len() > MAX_APPS_DOMAIN_LEN {
+        return Err(format!(
+            "apps_domain must be 1 to {MAX_APPS_DOMAIN_LEN} characters"
+        ));
+    }
+    for label in domain.split('.') {
+        let ok = (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "apps_domain {domain:?} is not a lowercase DNS name (labels of a-z, 0-9 and \
+                 '-', separated by dots)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A plain address (`local@domain`, no quotes, spaces or comments): it is
+/// written into the proxy's configuration.
+fn check_email(email: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "acme_email {email:?} is not a plain e-mail address"
+        ))
+    };
+    let Some((local, domain)) = email.split_once('@') else {
+        return bad();
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
+    let domain = domain.to_ascii_lowercase();
+    if !local_ok || !domain.contains('.') || check_domain(&domain).is_err() {
+        return bad();
+    }
+    Ok(())
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -57,6 +123,9 @@ impl Default for ControllerConfig {
             heartbeat_interval_secs: default_heartbeat(),
             seen_flush_ms: default_flush(),
             default_tenant_quota_bytes: default_tenant_quota(),
+            apps_domain: default_apps_domain(),
+            acme_email: String::new(),
+            catalog_dir: None,
         }
     }
 }
@@ -119,7 +188,17 @@ impl ControllerConfig {
         if i64::try_from(self.default_tenant_quota_bytes).is_err() {
             return Err(invalid("default_tenant_quota_bytes is too large"));
         }
+        check_domain(&self.apps_domain).map_err(|r| invalid(&r))?;
+        if !self.acme_email.is_empty() {
+            check_email(&self.acme_email).map_err(|r| invalid(&r))?;
+        }
         Ok(())
+    }
+
+    /// The catalog directory, resolved against the data directory; None
+    /// for the built-in catalog.
+    pub fn catalog_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.catalog_dir.as_ref().map(|d| data_dir.join(d))
     }
 
     pub fn to_toml(&self) -> String {
@@ -137,6 +216,67 @@ mod tests {
         let cfg = ControllerConfig::parse(text, "examples/colocd.toml").unwrap();
         assert_eq!(cfg.listen.port(), 7443);
         assert_eq!(cfg.default_tenant_quota_bytes, 100 << 30);
+        assert_eq!(cfg.apps_domain, "apps.coloc.example");
+        assert_eq!(cfg.acme_email, "admins@coloc.example");
+        assert_eq!(cfg.catalog_dir, None);
+    }
+
+    #[test]
+    fn apps_settings_default_and_are_checked() {
+        let cfg = ControllerConfig::parse("", "x").unwrap();
+        assert_eq!(cfg.apps_domain, "coloc.test");
+        assert_eq!(cfg.acme_email, "");
+        assert_eq!(cfg.catalog_path(Path::new("/var/lib/colocd")), None);
+        let cfg = ControllerConfig::parse("catalog_dir = \"catalog\"", "x").unwrap();
+        assert_eq!(
+            cfg.catalog_path(Path::new("/var/lib/colocd")),
+            Some(PathBuf::from("/var/lib/colocd/catalog"))
+        );
+        let cfg = ControllerConfig::parse("catalog_dir = \"/etc/coloc/catalog\"", "x").unwrap();
+        assert_eq!(
+            cfg.catalog_path(Path::new("/var/lib/colocd")),
+            Some(PathBuf::from("/etc/coloc/catalog"))
+        );
+        for ok in ["coloc.test", "encommun.org", "a.b-c.d1", "localhost"] {
+            assert!(
+                ControllerConfig::parse(&format!("apps_domain = {ok:?}"), "x").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "Coloc.test",
+            "coloc..test",
+            ".coloc.test",
+            "coloc.test.",
+            "-a.test",
+            "a b.test",
+            "a;reboot",
+            "x\nExecStart=/bin/sh",
+            "*.coloc.test",
+            "{ reverse_proxy }",
+        ] {
+            assert!(
+                ControllerConfig::parse(&format!("apps_domain = {bad:?}"), "x").is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(ControllerConfig::parse("acme_email = \"admins@encommun.org\"", "x").is_ok());
+        for bad in [
+            "admins",
+            "@encommun.org",
+            "admins@",
+            "admins@localhost",
+            "a b@encommun.org",
+            "a@encommun.org\n}",
+            "\"a\"@encommun.org",
+            "a@b@encommun.org",
+        ] {
+            assert!(
+                ControllerConfig::parse(&format!("acme_email = {bad:?}"), "x").is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

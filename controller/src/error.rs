@@ -7,6 +7,7 @@ use coloc_proto::domain::InvalidInput;
 use tonic::{Code, Status};
 
 use crate::ca::CaError;
+use crate::catalog::CatalogError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,13 @@ pub enum ApiError {
     NodeOffline(String),
     #[error("node {node} did not answer within {secs} s")]
     NodeTimeout { node: String, secs: u64 },
+    /// Something the request needs cannot be reached right now (a node
+    /// whose session is down); trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The catalog refuses to render an instance with these values.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -53,6 +61,17 @@ impl ApiError {
             ApiError::Conflict(m) => Status::failed_precondition(m.clone()),
             ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
             ApiError::NodeTimeout { .. } => Status::deadline_exceeded(self.to_string()),
+            ApiError::Unavailable(m) => Status::unavailable(m.clone()),
+            ApiError::Catalog(e) => match e {
+                // The catalog was checked when colocd started; what is left
+                // is a value this instance brings that the app cannot take.
+                CatalogError::Render { .. } => Status::failed_precondition(e.to_string()),
+                CatalogError::ReadDir { .. }
+                | CatalogError::ReadFile { .. }
+                | CatalogError::Empty { .. }
+                | CatalogError::Parse { .. }
+                | CatalogError::Field { .. } => internal(self),
+            },
             ApiError::Store(e) => match e {
                 StoreError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
                 StoreError::NotFound { .. } => Status::not_found(e.to_string()),

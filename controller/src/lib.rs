@@ -16,6 +16,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod server;

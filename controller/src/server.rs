@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use coloc_proto::MAX_MESSAGE_BYTES;
 use coloc_proto::agent::v1::agent_service_server::AgentServiceServer;
+use coloc_proto::controller::v1::apps_server::AppsServer;
 use coloc_proto::controller::v1::audit_server::AuditServer;
 use coloc_proto::controller::v1::nodes_server::NodesServer;
 use coloc_proto::controller::v1::sites_server::SitesServer;
@@ -28,14 +29,19 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::agents::{AgentApi, SessionRegistry, run_background};
 use crate::api::Ctx;
+use crate::api::apps::AppsApi;
 use crate::api::fleet::{NodesApi, SitesApi};
 use crate::api::storage::StorageApi;
 use crate::api::tenancy::{AuditApi, TenantsApi, TokensApi, UsersApi};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::ca::{self, CertificateAuthority};
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, Store, UserRecord};
+use crate::store::{
+    ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, InstanceFilter, InstanceState, Store,
+    UserRecord,
+};
 use crate::time::Clock;
 
 pub const DB_FILE: &str = "colocd.db";
@@ -59,6 +65,17 @@ pub enum ServerError {
     Ca(#[from] ca::CaError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot load the app catalog from {source_name}")]
+    Catalog {
+        source_name: String,
+        #[source]
+        source: CatalogError,
+    },
+    #[error(
+        "the app catalog ({source_name}) lacks apps that instances use: {apps}; \
+         put them back or remove those instances first"
+    )]
+    CatalogLacksApps { source_name: String, apps: String },
     #[error("invalid admin name")]
     AdminName(#[from] coloc_proto::domain::InvalidInput),
     #[error("cannot listen on {addr}")]
@@ -236,6 +253,45 @@ impl Running {
     }
 }
 
+/// The configured catalog (or the built-in one). Every app an instance
+/// still uses must be in it: colocd would otherwise be unable to tell the
+/// instance's node what to run, so it refuses to start instead.
+async fn load_catalog(
+    config: &ControllerConfig,
+    data_dir: &Path,
+    store: &dyn Store,
+) -> Result<Catalog, ServerError> {
+    let dir = config.catalog_path(data_dir);
+    let source_name = match &dir {
+        Some(d) => d.display().to_string(),
+        None => "the catalog built into colocd".to_string(),
+    };
+    let catalog = match &dir {
+        Some(d) => Catalog::from_dir(d),
+        None => Catalog::builtin(),
+    }
+    .map_err(|source| ServerError::Catalog {
+        source_name: source_name.clone(),
+        source,
+    })?;
+    let mut missing: Vec<String> = store
+        .list_instances(InstanceFilter::default())
+        .await?
+        .into_iter()
+        .filter(|i| i.state != InstanceState::Removed && catalog.get(i.app.as_str()).is_none())
+        .map(|i| format!("{} ({}/{} on node {})", i.app, i.tenant, i.app, i.node))
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(ServerError::CatalogLacksApps {
+            source_name,
+            apps: missing.join(", "),
+        });
+    }
+    tracing::info!(catalog = %source_name, apps = catalog.apps().count(), "app catalog loaded");
+    Ok(catalog)
+}
+
 /// Opens the data directory and starts serving on `listen` (or the
 /// configured address when None; port 0 picks a free port).
 pub async fn start(
@@ -253,6 +309,7 @@ pub async fn start(
     let ca = CertificateAuthority::load(data_dir)?;
     let identity = ca::read_server_identity(data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
+    let catalog = load_catalog(&config, data_dir, store.as_ref()).await?;
 
     // Sessions did not survive the restart: whoever was connected is now
     // disconnected until it dials back.
@@ -279,6 +336,7 @@ pub async fn start(
         clock,
         config: Arc::new(config),
         sessions: Arc::new(SessionRegistry::new(now)),
+        catalog: Arc::new(catalog),
     };
 
     let tls = ServerTlsConfig::new()
@@ -305,6 +363,7 @@ pub async fn start(
     health_reporter
         .set_serving::<StorageServer<StorageApi>>()
         .await;
+    health_reporter.set_serving::<AppsServer<AppsApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -338,7 +397,8 @@ pub async fn start(
         .add_service(limited!(UsersServer, UsersApi(ctx.clone())))
         .add_service(limited!(TokensServer, TokensApi(ctx.clone())))
         .add_service(limited!(AuditServer, AuditApi(ctx.clone())))
-        .add_service(limited!(StorageServer, StorageApi(ctx.clone())));
+        .add_service(limited!(StorageServer, StorageApi(ctx.clone())))
+        .add_service(limited!(AppsServer, AppsApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -18,6 +18,7 @@ use coloc_controller::time::{Clock, OffsetClock};
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::agent::v1::agent_service_client::AgentServiceClient;
 use coloc_proto::controller::v1 as pb;
+use coloc_proto::controller::v1::apps_client::AppsClient;
 use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
@@ -76,6 +77,7 @@ pub struct Api {
     pub tokens: TokensClient<Svc>,
     pub audit: AuditClient<Svc>,
     pub storage: StorageClient<Svc>,
+    pub apps: AppsClient<Svc>,
 }
 
 impl Api {
@@ -88,7 +90,8 @@ impl Api {
             users: UsersClient::with_interceptor(channel.clone(), b.clone()),
             tokens: TokensClient::with_interceptor(channel.clone(), b.clone()),
             audit: AuditClient::with_interceptor(channel.clone(), b.clone()),
-            storage: StorageClient::with_interceptor(channel, b),
+            storage: StorageClient::with_interceptor(channel.clone(), b.clone()),
+            apps: AppsClient::with_interceptor(channel, b),
         }
     }
 }
@@ -179,6 +182,7 @@ pub fn fast_config() -> ControllerConfig {
         heartbeat_interval_secs: 1,
         seen_flush_ms: 100,
         default_tenant_quota_bytes: 100 << 30,
+        ..ControllerConfig::default()
     }
 }
 
@@ -557,12 +561,30 @@ impl RawAgent {
         .await
     }
 
+    /// Reports a reconciliation pass with these app statuses (storage not
+    /// looked at).
+    pub async fn report_apps(&self, generation: u64, apps: Vec<apb::AppStatus>) -> Result<()> {
+        self.send(apb::agent_message::Body::Observed(apb::ObservedState {
+            generation,
+            outcome: apb::ReconcileOutcome::Applied as i32,
+            apps,
+            ..Default::default()
+        }))
+        .await
+    }
+
     /// The next imperative request from the controller.
     pub async fn next_request(&mut self) -> Result<apb::Request> {
         tokio::time::timeout(Duration::from_secs(20), self.requests.recv())
             .await
             .map_err(|_| anyhow!("no request reached {} within 20 s", self.node))?
             .ok_or_else(|| anyhow!("the session of {} is closed", self.node))
+    }
+
+    /// A request already received and not yet taken, if any (to check
+    /// that nothing reached the node).
+    pub fn try_next_request(&mut self) -> Option<apb::Request> {
+        self.requests.try_recv().ok()
     }
 
     pub async fn answer(&self, result: apb::RequestResult) -> Result<()> {

@@ -10,6 +10,12 @@
 //! semantics where callers can observe them (ToolMissing is not "empty",
 //! starting an unknown unit is [`HostError::NoSuchUnit`], stopping one
 //! succeeds, unknown units read as `not-found`).
+//!
+//! [`FakeUnits`] cannot see unit files: what the app reconciler writes
+//! under its root directory is not "installed" by [`Units::daemon_reload`]
+//! (which only counts calls). Tests install the units they expect the
+//! reconciler to have written with [`FakeUnits::install`], and can check
+//! the files themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,8 +26,8 @@ use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
 use super::smart::validate_device;
 use super::volumes::{FakeDisks, FakeVolumes, Volumes};
 use super::{
-    BlockDevice, Health, Host, HostError, SmartReport, Storage, UnitName, UnitOp, UnitState, Units,
-    VolumeGroupInfo, ZpoolInfo,
+    BlockDevice, Health, Host, HostError, SmartReport, Storage, UnitDetails, UnitName, UnitOp,
+    UnitState, Units, VolumeGroupInfo, ZpoolInfo,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -104,6 +110,9 @@ impl FakeHost {
             units.install(&unit);
             units.set_active(&unit);
         }
+        // The reverse proxy's unit, as its package ships it (inactive until
+        // the first app is deployed).
+        units.install(&UnitName::new("caddy.service").expect("a valid unit name"));
         let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&storage)));
         let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
         let lvm = Arc::new(FakeVolumes::with_disks(
@@ -281,20 +290,53 @@ impl Storage for FakeStorage {
 
 // ------------------------------------------------------------------ units
 
+/// systemd's default `StartLimitBurst`: a crash-looping unit has been
+/// restarted this many times when it hits the limit.
+pub const FAKE_START_LIMIT_BURST: u32 = 5;
+
 #[derive(Debug, Clone)]
 struct FakeUnit {
     active_state: &'static str,
     sub_state: &'static str,
+    /// The service's `Result` property.
+    result: &'static str,
     start_fails: bool,
+    crash_loops: bool,
+    enabled: bool,
+    restarts: u32,
+    memory_bytes: Option<u64>,
     starts: u32,
     stops: u32,
+    restart_calls: u32,
+    reload_or_restart_calls: u32,
+}
+
+#[derive(Debug, Default)]
+struct UnitsState {
+    units: BTreeMap<UnitName, FakeUnit>,
+    /// Masking works on any name, installed or not, like the symlink to
+    /// /dev/null it is.
+    masked: BTreeSet<UnitName>,
+    daemon_reloads: u32,
+    /// Where daemon_reload finds unit files; None: it only counts.
+    unit_root: Option<std::path::PathBuf>,
 }
 
 /// In-memory [`Units`]: installed units and their state. Units not
 /// installed behave like units with no unit file.
+///
+/// Failures: [`FakeUnits::set_start_fails`] makes starts end like a
+/// service that exits at once (job result "failed", unit `failed`, result
+/// `exit-code`); [`FakeUnits::set_crash_loop`] like a service that keeps
+/// crashing until systemd gives up (job result "failed", unit `failed`,
+/// result `start-limit-hit`, [`FAKE_START_LIMIT_BURST`] restarts). Real
+/// systemd may report the start job of a `Type=simple` service done and
+/// the crash only later: callers must read [`Units::details`] either way.
+/// A masked unit (load state `masked`) refuses start and restart with
+/// [`HostError::Refused`].
 #[derive(Debug, Default)]
 pub struct FakeUnits {
-    units: Mutex<BTreeMap<UnitName, FakeUnit>>,
+    state: Mutex<UnitsState>,
 }
 
 impl FakeUnits {
@@ -303,83 +345,153 @@ impl FakeUnits {
         FakeUnits::default()
     }
 
+    /// Makes [`Units::daemon_reload`] load the unit files found in `dir`
+    /// (a simulated node's `<root>/etc/systemd/system`), as systemd does.
+    pub fn set_unit_root(&self, dir: std::path::PathBuf) {
+        lock(&self.state).unit_root = Some(dir);
+    }
+
     /// Installs the unit, inactive; an installed unit keeps its state.
     pub fn install(&self, unit: &UnitName) {
-        lock(&self.units)
+        lock(&self.state)
+            .units
             .entry(unit.clone())
             .or_insert_with(|| FakeUnit {
                 active_state: "inactive",
                 sub_state: "dead",
+                result: "success",
                 start_fails: false,
+                crash_loops: false,
+                enabled: false,
+                restarts: 0,
+                memory_bytes: None,
                 starts: 0,
                 stops: 0,
+                restart_calls: 0,
+                reload_or_restart_calls: 0,
             });
     }
 
     /// Removes the unit file; the unit then reads as `not-found`.
     pub fn uninstall(&self, unit: &UnitName) {
-        lock(&self.units).remove(unit);
+        lock(&self.state).units.remove(unit);
     }
 
     /// Marks an installed unit as running without counting a start, as if
     /// it had been started at boot. No effect on a unit not installed.
     pub fn set_active(&self, unit: &UnitName) {
-        if let Some(u) = lock(&self.units).get_mut(unit) {
+        self.with_unit(unit, |u| {
             u.active_state = "active";
             u.sub_state = "running";
-        }
+        });
     }
 
     /// When set, starting the unit leaves it `failed` and reports the job
     /// result "failed", as systemd does for a service that exits at once.
     pub fn set_start_fails(&self, unit: &UnitName, fails: bool) {
-        if let Some(u) = lock(&self.units).get_mut(unit) {
-            u.start_fails = fails;
-        }
+        self.with_unit(unit, |u| u.start_fails = fails);
+    }
+
+    /// When set, starting (or restarting) the unit ends with it `failed`
+    /// on its start limit: job result "failed", `Result`
+    /// `start-limit-hit`, `NRestarts` [`FAKE_START_LIMIT_BURST`].
+    pub fn set_crash_loop(&self, unit: &UnitName, crash_loops: bool) {
+        self.with_unit(unit, |u| u.crash_loops = crash_loops);
+    }
+
+    /// `NRestarts` from now on.
+    pub fn set_restarts(&self, unit: &UnitName, restarts: u32) {
+        self.with_unit(unit, |u| u.restarts = restarts);
+    }
+
+    /// `MemoryCurrent` while the unit is active (`None`: not accounted).
+    pub fn set_memory(&self, unit: &UnitName, bytes: Option<u64>) {
+        self.with_unit(unit, |u| u.memory_bytes = bytes);
     }
 
     /// Names of the installed units, sorted.
     pub fn installed(&self) -> BTreeSet<UnitName> {
-        lock(&self.units).keys().cloned().collect()
+        lock(&self.state).units.keys().cloned().collect()
     }
 
     /// How many times [`Units::start`] reached this installed unit.
     pub fn start_count(&self, unit: &UnitName) -> u32 {
-        lock(&self.units).get(unit).map_or(0, |u| u.starts)
+        self.read_unit(unit, |u| u.starts)
     }
 
     /// How many times [`Units::stop`] reached this installed unit.
     pub fn stop_count(&self, unit: &UnitName) -> u32 {
-        lock(&self.units).get(unit).map_or(0, |u| u.stops)
-    }
-}
-
-#[async_trait]
-impl Units for FakeUnits {
-    async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, HostError> {
-        Ok(match lock(&self.units).get(unit) {
-            Some(u) => UnitState {
-                active_state: u.active_state.into(),
-                sub_state: u.sub_state.into(),
-                load_state: "loaded".into(),
-            },
-            None => UnitState {
-                active_state: "inactive".into(),
-                sub_state: "dead".into(),
-                load_state: "not-found".into(),
-            },
-        })
+        self.read_unit(unit, |u| u.stops)
     }
 
-    async fn start(&self, unit: &UnitName) -> Result<(), HostError> {
-        let mut units = lock(&self.units);
-        let Some(u) = units.get_mut(unit) else {
+    /// How many times [`Units::restart`] reached this installed unit.
+    pub fn restart_count(&self, unit: &UnitName) -> u32 {
+        self.read_unit(unit, |u| u.restart_calls)
+    }
+
+    /// How many times [`Units::reload_or_restart`] reached this installed
+    /// unit.
+    pub fn reload_or_restart_count(&self, unit: &UnitName) -> u32 {
+        self.read_unit(unit, |u| u.reload_or_restart_calls)
+    }
+
+    /// Whether the installed unit is enabled.
+    pub fn is_enabled(&self, unit: &UnitName) -> bool {
+        self.read_unit(unit, |u| u.enabled)
+    }
+
+    pub fn is_masked(&self, unit: &UnitName) -> bool {
+        lock(&self.state).masked.contains(unit)
+    }
+
+    /// How many times [`Units::daemon_reload`] was called.
+    pub fn daemon_reload_count(&self) -> u32 {
+        lock(&self.state).daemon_reloads
+    }
+
+    fn with_unit(&self, unit: &UnitName, change: impl FnOnce(&mut FakeUnit)) {
+        if let Some(u) = lock(&self.state).units.get_mut(unit) {
+            change(u);
+        }
+    }
+
+    fn read_unit<T: Default>(&self, unit: &UnitName, read: impl FnOnce(&FakeUnit) -> T) -> T {
+        lock(&self.state)
+            .units
+            .get(unit)
+            .map(read)
+            .unwrap_or_default()
+    }
+
+    /// A start, restart or reload-or-restart job on `unit`.
+    fn start_job(
+        &self,
+        unit: &UnitName,
+        count: impl FnOnce(&mut FakeUnit),
+    ) -> Result<(), HostError> {
+        let mut state = lock(&self.state);
+        if state.masked.contains(unit) {
+            return Err(HostError::Refused {
+                object: format!("unit {unit}"),
+                reason: "the unit is masked".into(),
+            });
+        }
+        let Some(u) = state.units.get_mut(unit) else {
             return Err(HostError::NoSuchUnit { unit: unit.clone() });
         };
-        u.starts += 1;
-        if u.start_fails {
+        count(u);
+        let failure = if u.crash_loops {
+            u.restarts = FAKE_START_LIMIT_BURST;
+            Some("start-limit-hit")
+        } else if u.start_fails {
+            Some("exit-code")
+        } else {
+            None
+        };
+        if let Some(result) = failure {
             u.active_state = "failed";
             u.sub_state = "failed";
+            u.result = result;
             return Err(HostError::UnitJob {
                 unit: unit.clone(),
                 op: UnitOp::Start,
@@ -388,16 +500,144 @@ impl Units for FakeUnits {
         }
         u.active_state = "active";
         u.sub_state = "running";
+        u.result = "success";
         Ok(())
     }
 
+    fn load_state(state: &UnitsState, unit: &UnitName) -> &'static str {
+        if state.masked.contains(unit) {
+            "masked"
+        } else if state.units.contains_key(unit) {
+            "loaded"
+        } else {
+            "not-found"
+        }
+    }
+}
+
+#[async_trait]
+impl Units for FakeUnits {
+    async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, HostError> {
+        let state = lock(&self.state);
+        let load_state = FakeUnits::load_state(&state, unit).to_owned();
+        Ok(match state.units.get(unit) {
+            Some(u) => UnitState {
+                active_state: u.active_state.into(),
+                sub_state: u.sub_state.into(),
+                load_state,
+            },
+            None => UnitState {
+                active_state: "inactive".into(),
+                sub_state: "dead".into(),
+                load_state,
+            },
+        })
+    }
+
+    async fn start(&self, unit: &UnitName) -> Result<(), HostError> {
+        self.start_job(unit, |u| u.starts += 1)
+    }
+
     async fn stop(&self, unit: &UnitName) -> Result<(), HostError> {
-        if let Some(u) = lock(&self.units).get_mut(unit) {
+        self.with_unit(unit, |u| {
             u.stops += 1;
             u.active_state = "inactive";
             u.sub_state = "dead";
+        });
+        Ok(())
+    }
+
+    async fn restart(&self, unit: &UnitName) -> Result<(), HostError> {
+        self.start_job(unit, |u| u.restart_calls += 1)
+    }
+
+    async fn reload_or_restart(&self, unit: &UnitName) -> Result<(), HostError> {
+        self.start_job(unit, |u| u.reload_or_restart_calls += 1)
+    }
+
+    async fn daemon_reload(&self) -> Result<(), HostError> {
+        let dir = {
+            let mut state = lock(&self.state);
+            state.daemon_reloads += 1;
+            state.unit_root.clone()
+        };
+        // Like systemd, pick up the unit files written since the last
+        // reload, and forget the ones deleted (unless still running).
+        if let Some(dir) = dir {
+            let mut on_disk = BTreeSet::new();
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if let Some(name) = entry.file_name().to_str()
+                        && let Ok(unit) = UnitName::new(name)
+                    {
+                        on_disk.insert(unit);
+                    }
+                }
+            }
+            for unit in &on_disk {
+                self.install(unit);
+            }
+            lock(&self.state).units.retain(|name, u| {
+                !name.as_str().starts_with("coloc-app-")
+                    || on_disk.contains(name)
+                    || u.active_state == "active"
+            });
         }
         Ok(())
+    }
+
+    async fn enable(&self, unit: &UnitName) -> Result<(), HostError> {
+        let mut state = lock(&self.state);
+        match state.units.get_mut(unit) {
+            Some(u) => {
+                u.enabled = true;
+                Ok(())
+            }
+            None => Err(HostError::NoSuchUnit { unit: unit.clone() }),
+        }
+    }
+
+    async fn disable(&self, unit: &UnitName) -> Result<(), HostError> {
+        self.with_unit(unit, |u| u.enabled = false);
+        Ok(())
+    }
+
+    async fn mask(&self, unit: &UnitName) -> Result<(), HostError> {
+        lock(&self.state).masked.insert(unit.clone());
+        Ok(())
+    }
+
+    async fn reset_failed(&self, unit: &UnitName) -> Result<(), HostError> {
+        self.with_unit(unit, |u| {
+            if u.active_state == "failed" {
+                u.active_state = "inactive";
+                u.sub_state = "dead";
+                u.result = "success";
+            }
+        });
+        Ok(())
+    }
+
+    async fn details(&self, unit: &UnitName) -> Result<UnitDetails, HostError> {
+        let state = lock(&self.state);
+        let load_state = FakeUnits::load_state(&state, unit).to_owned();
+        Ok(match state.units.get(unit) {
+            Some(u) => UnitDetails {
+                active_state: u.active_state.into(),
+                sub_state: u.sub_state.into(),
+                load_state,
+                restarts: u.restarts,
+                // No cgroup, no memory: only a running unit has some.
+                memory_bytes: u.memory_bytes.filter(|_| u.active_state == "active"),
+                result: u.result.into(),
+            },
+            None => UnitDetails {
+                active_state: "inactive".into(),
+                sub_state: "dead".into(),
+                load_state,
+                ..UnitDetails::default()
+            },
+        })
     }
 }
 
@@ -668,7 +908,14 @@ mod tests {
             let state = units.unit_state(&unit(name)).await.unwrap();
             assert!(state.is_active() && state.is_loaded(), "{name}: {state:?}");
         }
-        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len());
+        // Plus the proxy's unit, installed but not running.
+        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len() + 1);
+        let caddy = units.unit_state(&unit("caddy.service")).await.unwrap();
+        assert!(state_is_inactive_and_loaded(&caddy), "{caddy:?}");
+    }
+
+    fn state_is_inactive_and_loaded(state: &UnitState) -> bool {
+        state.is_loaded() && !state.is_active()
     }
 
     #[tokio::test]
@@ -739,6 +986,131 @@ mod tests {
         fake.set_start_fails(&bad, false);
         fake.start(&bad).await.unwrap();
         assert!(fake.unit_state(&bad).await.unwrap().is_active());
+    }
+
+    #[tokio::test]
+    async fn restart_enable_mask_and_reload_are_recorded() {
+        let fake = FakeUnits::new();
+        let app = unit("coloc-app-acme-wiki.service");
+        let ghost = unit("ghost.service");
+        fake.install(&app);
+
+        fake.enable(&app).await.unwrap();
+        fake.enable(&app).await.unwrap();
+        assert!(fake.is_enabled(&app));
+        assert!(matches!(
+            fake.enable(&ghost).await,
+            Err(HostError::NoSuchUnit { .. })
+        ));
+        fake.disable(&app).await.unwrap();
+        fake.disable(&ghost).await.unwrap();
+        assert!(!fake.is_enabled(&app));
+
+        fake.restart(&app).await.unwrap();
+        fake.reload_or_restart(&app).await.unwrap();
+        assert_eq!(fake.restart_count(&app), 1);
+        assert_eq!(fake.reload_or_restart_count(&app), 1);
+        assert_eq!(fake.start_count(&app), 0);
+        assert!(fake.unit_state(&app).await.unwrap().is_active());
+        assert!(matches!(
+            fake.restart(&ghost).await,
+            Err(HostError::NoSuchUnit { .. })
+        ));
+
+        fake.daemon_reload().await.unwrap();
+        fake.daemon_reload().await.unwrap();
+        assert_eq!(fake.daemon_reload_count(), 2);
+
+        // Package units are masked whether or not their file is there.
+        let packaged = unit("redis-server.service");
+        fake.mask(&packaged).await.unwrap();
+        fake.mask(&packaged).await.unwrap();
+        assert!(fake.is_masked(&packaged));
+        assert_eq!(fake.details(&packaged).await.unwrap().load_state, "masked");
+        fake.install(&packaged);
+        assert!(matches!(
+            fake.start(&packaged).await,
+            Err(HostError::Refused { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn details_report_restarts_memory_and_result() {
+        let fake = FakeUnits::new();
+        let app = unit("coloc-app-acme-wiki.service");
+        let ghost = unit("ghost.service");
+        assert_eq!(
+            fake.details(&ghost).await.unwrap(),
+            UnitDetails {
+                active_state: "inactive".into(),
+                sub_state: "dead".into(),
+                load_state: "not-found".into(),
+                restarts: 0,
+                memory_bytes: None,
+                result: String::new(),
+            }
+        );
+        fake.install(&app);
+        fake.set_memory(&app, Some(64 << 20));
+        fake.set_restarts(&app, 2);
+        assert_eq!(
+            fake.details(&app).await.unwrap().memory_bytes,
+            None,
+            "no memory while inactive"
+        );
+        fake.start(&app).await.unwrap();
+        let details = fake.details(&app).await.unwrap();
+        assert_eq!(
+            details,
+            UnitDetails {
+                active_state: "active".into(),
+                sub_state: "running".into(),
+                load_state: "loaded".into(),
+                restarts: 2,
+                memory_bytes: Some(64 << 20),
+                result: "success".into(),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_looping_unit_hits_its_start_limit_until_fixed() {
+        let fake = FakeUnits::new();
+        let app = unit("coloc-app-acme-wiki.service");
+        fake.install(&app);
+        fake.set_crash_loop(&app, true);
+        for attempt in [fake.start(&app).await, fake.restart(&app).await] {
+            match attempt {
+                Err(HostError::UnitJob { op, result, .. }) => {
+                    assert_eq!(op, UnitOp::Start);
+                    assert_eq!(result, "failed");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let details = fake.details(&app).await.unwrap();
+        assert_eq!(details.active_state, "failed");
+        assert_eq!(details.result, "start-limit-hit");
+        assert_eq!(details.restarts, FAKE_START_LIMIT_BURST);
+        assert_eq!(details.memory_bytes, None);
+
+        fake.reset_failed(&app).await.unwrap();
+        let details = fake.details(&app).await.unwrap();
+        assert_eq!(
+            (details.active_state.as_str(), details.result.as_str()),
+            ("inactive", "success")
+        );
+        fake.reset_failed(&unit("ghost.service")).await.unwrap();
+
+        fake.set_crash_loop(&app, false);
+        fake.start(&app).await.unwrap();
+        assert!(fake.unit_state(&app).await.unwrap().is_active());
+
+        let bad = unit("bad.service");
+        fake.install(&bad);
+        fake.set_start_fails(&bad, true);
+        assert!(fake.start(&bad).await.is_err());
+        assert_eq!(fake.details(&bad).await.unwrap().result, "exit-code");
     }
 
     #[tokio::test]

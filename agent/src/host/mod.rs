@@ -42,9 +42,14 @@ use volumes::Volumes;
 
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
-pub use fake::{FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
-pub use journal::{FakeJournal, RealJournal};
-pub use packages::{FakePackages, RealPackages};
+pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
+pub use journal::{
+    FakeJournal, MAX_CURSOR_LEN, RealJournal, parse_journal_json, rfc3339_utc_seconds,
+    validate_cursor,
+};
+pub use packages::{
+    FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, validate_package_name,
+};
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
 pub use storage::{RealStorage, parse_lsblk, parse_vgs, parse_zpool_list};
 pub use types::{
@@ -176,46 +181,20 @@ pub trait Units: Send + Sync {
     /// inactive or unknown unit succeeds: the unit is not running either way.
     async fn stop(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `RestartUnit` and wait for the job, like [`Units::start`].
-    async fn restart(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "restart"))
-    }
+    async fn restart(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `ReloadOrRestartUnit` and wait for the job.
-    async fn reload_or_restart(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "reload-or-restart"))
-    }
+    async fn reload_or_restart(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `Reload` (daemon-reload): systemd re-reads unit files. Returns once
     /// systemd has done so.
-    async fn daemon_reload(&self) -> Result<(), HostError> {
-        Err(HostError::Unsupported {
-            object: "systemd".into(),
-            what: "daemon-reload (scaffold)".into(),
-        })
-    }
+    async fn daemon_reload(&self) -> Result<(), HostError>;
     /// `EnableUnitFiles` (runtime false, force true). Idempotent.
-    async fn enable(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "enable"))
-    }
+    async fn enable(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `DisableUnitFiles`. Idempotent, also for unknown units.
-    async fn disable(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "disable"))
-    }
+    async fn disable(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `MaskUnitFiles` (runtime false, force true). Idempotent.
-    async fn mask(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "mask"))
-    }
+    async fn mask(&self, unit: &UnitName) -> Result<(), HostError>;
     /// `ResetFailedUnit`; nothing to do for a unit that has not failed.
-    async fn reset_failed(&self, unit: &UnitName) -> Result<(), HostError> {
-        Err(scaffold(unit, "reset-failed"))
-    }
+    async fn reset_failed(&self, unit: &UnitName) -> Result<(), HostError>;
     /// States, restarts, memory and result of the last run.
-    async fn details(&self, unit: &UnitName) -> Result<UnitDetails, HostError> {
-        Err(scaffold(unit, "details"))
-    }
-}
-
-fn scaffold(unit: &UnitName, what: &str) -> HostError {
-    HostError::Unsupported {
-        object: unit.to_string(),
-        what: format!("{what} (scaffold)"),
-    }
+    async fn details(&self, unit: &UnitName) -> Result<UnitDetails, HostError>;
 }

@@ -211,7 +211,7 @@ fn check_quota(state: &State, tenant: &str, extra: u64) -> Result<(), Status> {
 }
 
 impl Fake {
-    fn record(&self, call: &'static str) {
+    pub(super) fn record(&self, call: &'static str) {
         self.state.lock().unwrap().calls.push(call);
     }
 
@@ -226,7 +226,7 @@ impl Fake {
     }
 
     /// The tenant a member may read; None for admins (everything).
-    fn reader<T>(&self, req: &Request<T>) -> Result<Option<&'static str>, Status> {
+    pub(super) fn reader<T>(&self, req: &Request<T>) -> Result<Option<&'static str>, Status> {
         match self.caller(req)? {
             (_, Role::Admin) => Ok(None),
             (_, Role::Member) => Ok(Some("asso-x")),

@@ -10,17 +10,17 @@ const GIB: u64 = 1024 * 1024 * 1024;
 
 impl Fixture {
     /// Tenants and Storage calls the fake received so far.
-    fn calls(&self) -> Vec<&'static str> {
+    pub(super) fn calls(&self) -> Vec<&'static str> {
         self.state.lock().unwrap().calls.clone()
     }
 
-    fn forget_calls(&self) {
+    pub(super) fn forget_calls(&self) {
         self.state.lock().unwrap().calls.clear();
     }
 }
 
 /// Asserts the exit code and returns stderr.
-fn fails(o: &Output, code: i32) -> String {
+pub(super) fn fails(o: &Output, code: i32) -> String {
     assert_eq!(
         o.status.code(),
         Some(code),
@@ -32,13 +32,13 @@ fn fails(o: &Output, code: i32) -> String {
     stderr(o)
 }
 
-fn text(o: &Output) -> String {
+pub(super) fn text(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
     stdout(o)
 }
 
 /// The table row whose first cell is `first`.
-fn row<'a>(table: &'a str, first: &str) -> &'a str {
+pub(super) fn row<'a>(table: &'a str, first: &str) -> &'a str {
     table
         .lines()
         .find(|l| l.split_whitespace().next() == Some(first))

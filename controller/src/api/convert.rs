@@ -6,8 +6,9 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::mount_path;
 
 use crate::store::{
-    ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, JoinTokenRecord, NodeRecord, PoolRecord,
-    SiteRecord, TenantRecord, UserRecord, VolumeLifecycle, VolumeRecord,
+    ApiTokenRecord, AppRequestRecord, AuditOutcome, AuditRecord, ConnState, InstanceRecord,
+    InstanceState, JoinTokenRecord, NodeRecord, PoolRecord, RequestState, SiteRecord, TenantRecord,
+    UserRecord, VolumeLifecycle, VolumeRecord,
 };
 use crate::time::date_of;
 
@@ -166,5 +167,68 @@ pub fn audit(r: AuditRecord) -> pb::AuditEntry {
             AuditOutcome::Failed => pb::AuditOutcome::Failed,
         } as i32,
         detail: r.detail,
+    }
+}
+
+pub fn request_state(s: RequestState) -> pb::RequestState {
+    match s {
+        RequestState::Pending => pb::RequestState::Pending,
+        RequestState::Approved => pb::RequestState::Approved,
+        RequestState::Rejected => pb::RequestState::Rejected,
+    }
+}
+
+pub fn app_request(r: AppRequestRecord) -> pb::AppRequest {
+    pb::AppRequest {
+        id: r.id,
+        tenant: r.tenant.into(),
+        app: r.app.into(),
+        node: r.node.into(),
+        volume: r.volume_name.into(),
+        requested_by: r.requested_by.into(),
+        created_unix: r.created_unix,
+        state: request_state(r.state) as i32,
+        decided_by: r.decided_by.map(String::from).unwrap_or_default(),
+        decided_unix: r.decided_unix.unwrap_or(0),
+        comments: r
+            .comments
+            .into_iter()
+            .map(|c| pb::RequestComment {
+                author: c.author.into(),
+                at_unix: c.at_unix,
+                text: c.text,
+            })
+            .collect(),
+    }
+}
+
+pub fn instance_state(s: InstanceState) -> pb::InstanceState {
+    match s {
+        InstanceState::Running => pb::InstanceState::Running,
+        InstanceState::Stopped => pb::InstanceState::Stopped,
+        InstanceState::Removed => pb::InstanceState::Removed,
+    }
+}
+
+/// `<app>.<tenant>.<domain>`: where the node's proxy routes the instance.
+pub fn app_hostname(tenant: &str, app: &str, domain: &str) -> String {
+    format!("{app}.{tenant}.{domain}")
+}
+
+pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
+    pb::AppInstance {
+        url: format!(
+            "https://{}/",
+            app_hostname(r.tenant.as_str(), r.app.as_str(), domain)
+        ),
+        tenant: r.tenant.into(),
+        app: r.app.into(),
+        node: r.node.into(),
+        volume: r.volume_name.into(),
+        port: u32::from(r.port),
+        state: instance_state(r.state) as i32,
+        request_id: r.request_id,
+        created_unix: r.created_unix,
+        observed: r.observed,
     }
 }

@@ -11,6 +11,7 @@
 //! so that a refused or failed mutation is logged exactly like a
 //! successful one. Reads log only refusals.
 
+pub mod apps;
 pub mod convert;
 pub mod fleet;
 pub mod storage;
@@ -24,6 +25,7 @@ use tonic::{Request, Status};
 use crate::agents::SessionRegistry;
 use crate::auth::{self, Caller};
 use crate::ca::CertificateAuthority;
+use crate::catalog::Catalog;
 use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{AuditOutcome, AuditRecord, Store};
@@ -37,6 +39,8 @@ pub struct Ctx {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ControllerConfig>,
     pub sessions: Arc<SessionRegistry>,
+    /// The app catalog, loaded once at start.
+    pub catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for dyn Store {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coloc_proto::agent::v1::{
-    NodeFacts, OrphanVolume, PoolKind, PoolLayout, PoolStatus, VolumePhase, VolumeStatus,
+    AppStatus, NodeFacts, OrphanVolume, PoolKind, PoolLayout, PoolStatus, VolumePhase, VolumeStatus,
 };
 use coloc_proto::domain::{NodeName, SiteName, TenantName, UserName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
@@ -36,11 +36,13 @@ use rusqlite::{
 };
 
 use super::{
-    ApiTokenRecord, AuditFilter, AuditOutcome, AuditRecord, ConnState, DesiredVolume,
-    FIRST_POSIX_ID, JoinTokenRecord, LabelChange, MAX_SNAPSHOTS_PER_VOLUME, NewNode, NodeDesired,
-    NodeRecord, ObservedStorage, PoolRecord, SiteRecord, Store, StoreError, StoreResult,
-    TenantRecord, TenantStorageChange, UnixSecs, UserCertRecord, UserRecord, VolumeFilter,
-    VolumeLifecycle, VolumeRecord,
+    ApiTokenRecord, AppName, AppRequestRecord, AuditFilter, AuditOutcome, AuditRecord,
+    CommentRecord, ConnState, DesiredApp, DesiredVolume, FIRST_APP_PORT, FIRST_POSIX_ID,
+    InstanceChange, InstanceFilter, InstanceRecord, InstanceState, JoinTokenRecord, LabelChange,
+    MAX_SNAPSHOTS_PER_VOLUME, NewAppRequest, NewNode, NodeDesired, NodeRecord, ObservedStorage,
+    PoolRecord, RequestState, SiteRecord, Store, StoreError, StoreResult, TenantRecord,
+    TenantStorageChange, UnixSecs, UserCertRecord, UserRecord, VolumeFilter, VolumeLifecycle,
+    VolumeRecord,
 };
 
 /// Schema migrations, applied in order; migration `i` brings the file to
@@ -48,6 +50,7 @@ use super::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_storage.sql"),
+    include_str!("migrations/0003_apps.sql"),
 ];
 
 /// The schema version this code writes and understands.
@@ -645,6 +648,20 @@ fn set_snapshots(conn: &Connection, v: &VolumeRecord) -> StoreResult<()> {
     bump_generation(conn, v.node.as_str())
 }
 
+/// Column list matching [`instance_from_row`]; column 13 is the tenant's
+/// POSIX id.
+macro_rules! instance_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT i.tenant, i.app, i.node, i.volume_id, v.name, v.lifecycle, i.port, ",
+            "i.state, i.restart_nonce, i.request_id, i.created_unix, i.gone, i.observed, ",
+            "t.posix_id FROM app_instances AS i JOIN volumes AS v ON v.id = i.volume_id ",
+            "JOIN tenants AS t ON t.name = i.tenant ",
+            $rest
+        )
+    };
+}
+
 fn node_desired(conn: &Connection, name: &str) -> StoreResult<NodeDesired> {
     let node = load_node(conn, name)?;
     let pools = pools_of(conn, Some(name))?;
@@ -662,11 +679,242 @@ fn node_desired(conn: &Connection, name: &str) -> StoreResult<NodeDesired> {
         .db()?
         .collect::<rusqlite::Result<Vec<_>>>()
         .db()?;
+    let apps = conn
+        .prepare_cached(instance_select!(
+            "WHERE i.node = ?1 AND i.gone = 0 ORDER BY i.tenant, i.app, i.id"
+        ))
+        .db()?
+        .query_map([name], |row| {
+            Ok(DesiredApp {
+                instance: instance_from_row(row)?,
+                owner: small(row, 13)?,
+            })
+        })
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
     Ok(NodeDesired {
         node,
         pools,
         volumes,
+        apps,
     })
+}
+
+// ---- app rows
+
+/// Column list matching [`request_from_row`] (comments are read apart).
+const REQUEST_SELECT: &str = "SELECT r.id, r.tenant, r.app, r.node, r.volume_id, v.name, \
+     r.requested_by, r.created_unix, r.state, r.decided_by, r.decided_unix \
+     FROM app_requests AS r JOIN volumes AS v ON v.id = r.volume_id";
+
+fn request_from_row(row: &Row<'_>) -> rusqlite::Result<AppRequestRecord> {
+    Ok(AppRequestRecord {
+        id: unsigned(row, 0)?,
+        tenant: parsed(row, 1, TenantName::new)?,
+        app: parsed(row, 2, AppName::new)?,
+        node: parsed(row, 3, NodeName::new)?,
+        volume_id: parsed(row, 4, VolumeId::new)?,
+        volume_name: parsed(row, 5, VolumeName::new)?,
+        requested_by: parsed(row, 6, UserName::new)?,
+        created_unix: row.get(7)?,
+        state: parsed(row, 8, |s| {
+            RequestState::parse(&s).ok_or_else(|| corrupt("app_requests.state", s))
+        })?,
+        decided_by: parsed_opt(row, 9, UserName::new)?,
+        decided_unix: row.get(10)?,
+        comments: Vec::new(),
+    })
+}
+
+fn with_comments(conn: &Connection, mut r: AppRequestRecord) -> StoreResult<AppRequestRecord> {
+    r.comments = conn
+        .prepare_cached(
+            "SELECT author, at_unix, text FROM app_request_comments \
+             WHERE request_id = ?1 ORDER BY seq",
+        )
+        .db()?
+        .query_map([to_i64("request id", r.id)?], |row| {
+            Ok(CommentRecord {
+                author: parsed(row, 0, UserName::new)?,
+                at_unix: row.get(1)?,
+                text: row.get(2)?,
+            })
+        })
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(r)
+}
+
+fn load_request(conn: &Connection, id: u64) -> StoreResult<AppRequestRecord> {
+    let key = to_i64("request id", id)?;
+    let r = conn
+        .prepare_cached(&format!("{REQUEST_SELECT} WHERE r.id = ?1"))
+        .db()?
+        .query_row([key], request_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("request", id.to_string()))?;
+    with_comments(conn, r)
+}
+
+fn add_comment(conn: &Connection, id: u64, c: &CommentRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO app_request_comments (request_id, seq, author, at_unix, text) \
+         VALUES (?1, (SELECT coalesce(max(seq) + 1, 0) FROM app_request_comments \
+         WHERE request_id = ?1), ?2, ?3, ?4)",
+    )
+    .db()?
+    .execute(params![
+        to_i64("request id", id)?,
+        c.author.as_str(),
+        c.at_unix,
+        c.text
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    let port: i64 = row.get(6)?;
+    Ok(InstanceRecord {
+        tenant: parsed(row, 0, TenantName::new)?,
+        app: parsed(row, 1, AppName::new)?,
+        node: parsed(row, 2, NodeName::new)?,
+        volume_id: parsed(row, 3, VolumeId::new)?,
+        volume_name: parsed(row, 4, VolumeName::new)?,
+        volume_lifecycle: parsed(row, 5, |s| {
+            VolumeLifecycle::parse(&s).ok_or_else(|| corrupt("volumes.lifecycle", s))
+        })?,
+        port: u16::try_from(port).map_err(|e| conversion(6, Type::Integer, e))?,
+        state: parsed(row, 7, |s| {
+            InstanceState::parse(&s).ok_or_else(|| corrupt("app_instances.state", s))
+        })?,
+        restart_nonce: unsigned(row, 8)?,
+        request_id: unsigned(row, 9)?,
+        created_unix: row.get(10)?,
+        gone: row.get(11)?,
+        observed: blob::<AppStatus>(row, 12)?,
+    })
+}
+
+fn load_instance(conn: &Connection, rowid: i64) -> StoreResult<InstanceRecord> {
+    conn.prepare_cached(instance_select!("WHERE i.id = ?1"))
+        .db()?
+        .query_row([rowid], instance_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("instance", rowid.to_string()))
+}
+
+/// The row id of the tenant's live (not removed) instance of the app.
+fn live_instance(conn: &Connection, tenant: &str, app: &str) -> StoreResult<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT id FROM app_instances WHERE tenant = ?1 AND app = ?2 AND state <> 'removed'",
+    )
+    .db()?
+    .query_row([tenant, app], |row| row.get(0))
+    .optional()
+    .db()
+}
+
+/// Refuses a second live instance of an app for a tenant: its host name
+/// `<app>.<tenant>.<domain>` names one instance cooperative-wide.
+fn check_no_live_instance(conn: &Connection, tenant: &str, app: &str) -> StoreResult<()> {
+    if let Some(rowid) = live_instance(conn, tenant, app)? {
+        let i = load_instance(conn, rowid)?;
+        return Err(conflict(
+            "app",
+            format!("{tenant}/{app}"),
+            format!(
+                "is already deployed on node {} ({}); remove it first",
+                i.node,
+                i.state.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The lowest port from [`FIRST_APP_PORT`] no instance on the node holds.
+fn free_port(conn: &Connection, node: &str) -> StoreResult<u16> {
+    let used: Vec<i64> = conn
+        .prepare_cached("SELECT port FROM app_instances WHERE node = ?1 AND gone = 0 ORDER BY port")
+        .db()?
+        .query_map([node], |row| row.get(0))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    let mut candidate = i64::from(FIRST_APP_PORT);
+    for port in used {
+        if port > candidate {
+            break;
+        }
+        if port == candidate {
+            candidate += 1;
+        }
+    }
+    u16::try_from(candidate).map_err(|_| {
+        conflict(
+            "node",
+            node,
+            format!("has no free app port left above {FIRST_APP_PORT}"),
+        )
+    })
+}
+
+/// Loads a request for a decision, which needs it pending.
+fn pending_request(conn: &Connection, id: u64) -> StoreResult<AppRequestRecord> {
+    let r = load_request(conn, id)?;
+    if r.state != RequestState::Pending {
+        return Err(conflict(
+            "request",
+            id.to_string(),
+            format!(
+                "was already {} by {}",
+                r.state.as_str(),
+                r.decided_by
+                    .as_ref()
+                    .map(UserName::as_str)
+                    .unwrap_or("someone")
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+fn decide(
+    conn: &Connection,
+    id: u64,
+    state: RequestState,
+    by: &UserName,
+    comment: &str,
+    now: UnixSecs,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE app_requests SET state = ?2, decided_by = ?3, decided_unix = ?4 WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![
+        to_i64("request id", id)?,
+        state.as_str(),
+        by.as_str(),
+        now
+    ])
+    .db()?;
+    if !comment.is_empty() {
+        add_comment(
+            conn,
+            id,
+            &CommentRecord {
+                author: by.clone(),
+                at_unix: now,
+                text: comment.to_owned(),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// A user without its grants; see [`with_grants`].
@@ -1762,6 +2010,388 @@ impl Store for SqliteStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             tx.commit().db()?;
             Ok(out)
+        })
+        .await
+    }
+
+    // ---- apps
+
+    async fn create_app_request(
+        &self,
+        request: NewAppRequest,
+        now: UnixSecs,
+    ) -> StoreResult<AppRequestRecord> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let tenant = request.tenant.as_str();
+            let app = request.app.as_str();
+            let node = request.node.as_str();
+            load_tenant(&tx, tenant)?;
+            if !node_exists(&tx, node)? {
+                return Err(not_found("node", node));
+            }
+            let v = load_volume(&tx, request.volume_id.as_str())?;
+            if v.tenant != request.tenant || v.node != request.node {
+                return Err(conflict(
+                    "volume",
+                    volume_label(&v),
+                    format!("is not a volume of tenant {tenant} on node {node}"),
+                ));
+            }
+            if v.lifecycle != VolumeLifecycle::Active {
+                return Err(conflict(
+                    "volume",
+                    volume_label(&v),
+                    format!("is {}; an app needs an active volume", v.lifecycle.as_str()),
+                ));
+            }
+            check_no_live_instance(&tx, tenant, app)?;
+            let pending: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM app_requests WHERE tenant = ?1 AND app = ?2 \
+                     AND state = 'pending'",
+                )
+                .db()?
+                .query_row([tenant, app], |row| row.get(0))
+                .optional()
+                .db()?;
+            if let Some(other) = pending {
+                return Err(conflict(
+                    "app",
+                    format!("{tenant}/{app}"),
+                    format!("request {other} for it is already pending; comment on that one"),
+                ));
+            }
+            let id: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO app_requests (tenant, app, node, volume_id, requested_by, \
+                     created_unix, state, decided_by, decided_unix) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', NULL, NULL) RETURNING id",
+                )
+                .db()?
+                .query_row(
+                    params![
+                        tenant,
+                        app,
+                        node,
+                        request.volume_id.as_str(),
+                        request.requested_by.as_str(),
+                        now
+                    ],
+                    |row| row.get(0),
+                )
+                .db()?;
+            let id = u64::try_from(id)
+                .map_err(|_| backend(corrupt("app_requests.id", id.to_string())))?;
+            if !request.comment.is_empty() {
+                add_comment(
+                    &tx,
+                    id,
+                    &CommentRecord {
+                        author: request.requested_by.clone(),
+                        at_unix: now,
+                        text: request.comment.clone(),
+                    },
+                )?;
+            }
+            let record = load_request(&tx, id)?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn get_app_request(&self, id: u64) -> StoreResult<AppRequestRecord> {
+        self.run(move |conn| load_request(conn, id)).await
+    }
+
+    async fn list_app_requests(
+        &self,
+        tenant: Option<&TenantName>,
+        state: Option<RequestState>,
+    ) -> StoreResult<Vec<AppRequestRecord>> {
+        let tenant = tenant.cloned();
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            let requests = tx
+                .prepare_cached(&format!(
+                    "{REQUEST_SELECT} WHERE (?1 IS NULL OR r.tenant = ?1) \
+                     AND (?2 IS NULL OR r.state = ?2) ORDER BY r.id"
+                ))
+                .db()?
+                .query_map(
+                    params![
+                        tenant.as_ref().map(TenantName::as_str),
+                        state.map(RequestState::as_str)
+                    ],
+                    request_from_row,
+                )
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            let out = requests
+                .into_iter()
+                .map(|r| with_comments(&tx, r))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn comment_app_request(
+        &self,
+        id: u64,
+        comment: CommentRecord,
+    ) -> StoreResult<AppRequestRecord> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            load_request(&tx, id)?;
+            add_comment(&tx, id, &comment)?;
+            let record = load_request(&tx, id)?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn approve_app_request(
+        &self,
+        id: u64,
+        by: &UserName,
+        comment: &str,
+        now: UnixSecs,
+    ) -> StoreResult<(AppRequestRecord, InstanceRecord)> {
+        let by = by.clone();
+        let comment = comment.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let r = pending_request(&tx, id)?;
+            let (tenant, app, node) = (r.tenant.as_str(), r.app.as_str(), r.node.as_str());
+            check_no_live_instance(&tx, tenant, app)?;
+            let v = load_volume(&tx, r.volume_id.as_str())?;
+            if v.lifecycle != VolumeLifecycle::Active {
+                return Err(conflict(
+                    "request",
+                    id.to_string(),
+                    format!(
+                        "its volume {} is {}; an app needs an active volume",
+                        volume_label(&v),
+                        v.lifecycle.as_str()
+                    ),
+                ));
+            }
+            // A removed instance of the same app still on the node has the
+            // same unit name: the new instance takes the unit over.
+            tx.prepare_cached(
+                "UPDATE app_instances SET gone = 1 \
+                 WHERE tenant = ?1 AND app = ?2 AND node = ?3 AND gone = 0",
+            )
+            .db()?
+            .execute([tenant, app, node])
+            .db()?;
+            let port = free_port(&tx, node)?;
+            let rowid: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO app_instances (tenant, app, node, volume_id, port, state, \
+                     restart_nonce, request_id, created_unix, gone, observed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'running', 0, ?6, ?7, 0, NULL) RETURNING id",
+                )
+                .db()?
+                .query_row(
+                    params![
+                        tenant,
+                        app,
+                        node,
+                        r.volume_id.as_str(),
+                        port,
+                        to_i64("request id", id)?,
+                        now
+                    ],
+                    |row| row.get(0),
+                )
+                .db()?;
+            decide(&tx, id, RequestState::Approved, &by, &comment, now)?;
+            bump_generation(&tx, node)?;
+            let request = load_request(&tx, id)?;
+            let instance = load_instance(&tx, rowid)?;
+            tx.commit().db()?;
+            Ok((request, instance))
+        })
+        .await
+    }
+
+    async fn reject_app_request(
+        &self,
+        id: u64,
+        by: &UserName,
+        comment: &str,
+        now: UnixSecs,
+    ) -> StoreResult<AppRequestRecord> {
+        let by = by.clone();
+        let comment = comment.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            pending_request(&tx, id)?;
+            decide(&tx, id, RequestState::Rejected, &by, &comment, now)?;
+            let request = load_request(&tx, id)?;
+            tx.commit().db()?;
+            Ok(request)
+        })
+        .await
+    }
+
+    async fn get_instance(
+        &self,
+        tenant: &TenantName,
+        app: &AppName,
+    ) -> StoreResult<InstanceRecord> {
+        let tenant = tenant.clone();
+        let app = app.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(instance_select!(
+                "WHERE i.tenant = ?1 AND i.app = ?2 \
+                 ORDER BY i.state = 'removed', i.id DESC LIMIT 1"
+            ))
+            .db()?
+            .query_row([tenant.as_str(), app.as_str()], instance_from_row)
+            .optional()
+            .db()?
+            .ok_or_else(|| not_found("instance", format!("{tenant}/{app}")))
+        })
+        .await
+    }
+
+    async fn list_instances(&self, filter: InstanceFilter) -> StoreResult<Vec<InstanceRecord>> {
+        self.run(move |conn| {
+            conn.prepare_cached(instance_select!(
+                "WHERE (?1 IS NULL OR i.tenant = ?1) AND (?2 IS NULL OR i.node = ?2) \
+                 AND i.gone = 0 ORDER BY i.tenant, i.app, i.id"
+            ))
+            .db()?
+            .query_map(
+                params![
+                    filter.tenant.as_ref().map(TenantName::as_str),
+                    filter.node.as_ref().map(NodeName::as_str)
+                ],
+                instance_from_row,
+            )
+            .db()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn change_instance(
+        &self,
+        tenant: &TenantName,
+        app: &AppName,
+        change: InstanceChange,
+    ) -> StoreResult<InstanceRecord> {
+        let tenant = tenant.clone();
+        let app = app.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let label = format!("{tenant}/{app}");
+            let Some(rowid) = live_instance(&tx, tenant.as_str(), app.as_str())? else {
+                let removed = tx
+                    .prepare_cached("SELECT 1 FROM app_instances WHERE tenant = ?1 AND app = ?2")
+                    .db()?
+                    .exists([tenant.as_str(), app.as_str()])
+                    .db()?;
+                return Err(if removed {
+                    conflict(
+                        "instance",
+                        label,
+                        format!(
+                            "is removed; it cannot {} (request the app again)",
+                            change.as_str()
+                        ),
+                    )
+                } else {
+                    not_found("instance", label)
+                });
+            };
+            let before = load_instance(&tx, rowid)?;
+            let sql = match change {
+                InstanceChange::Start if before.state == InstanceState::Running => None,
+                InstanceChange::Stop if before.state == InstanceState::Stopped => None,
+                InstanceChange::Start => {
+                    Some("UPDATE app_instances SET state = 'running' WHERE id = ?1")
+                }
+                InstanceChange::Stop => {
+                    Some("UPDATE app_instances SET state = 'stopped' WHERE id = ?1")
+                }
+                InstanceChange::Restart => Some(
+                    "UPDATE app_instances SET state = 'running', \
+                     restart_nonce = restart_nonce + 1 WHERE id = ?1",
+                ),
+                InstanceChange::Remove => {
+                    Some("UPDATE app_instances SET state = 'removed' WHERE id = ?1")
+                }
+            };
+            let Some(sql) = sql else {
+                return Ok(before);
+            };
+            tx.prepare_cached(sql).db()?.execute([rowid]).db()?;
+            bump_generation(&tx, before.node.as_str())?;
+            let record = load_instance(&tx, rowid)?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn record_apps(
+        &self,
+        node: &NodeName,
+        statuses: Vec<AppStatus>,
+    ) -> StoreResult<Vec<InstanceRecord>> {
+        let node = node.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let name = node.as_str();
+            if !node_exists(&tx, name)? {
+                return Err(not_found("node", name));
+            }
+            let mut gone = Vec::new();
+            for status in &statuses {
+                // Only this node's instances: a node never writes another's.
+                let found: Option<(i64, String)> = tx
+                    .prepare_cached(
+                        "SELECT id, state FROM app_instances \
+                         WHERE node = ?1 AND tenant = ?2 AND app = ?3 AND gone = 0",
+                    )
+                    .db()?
+                    .query_row([name, status.tenant.as_str(), status.app.as_str()], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()
+                    .db()?;
+                let Some((rowid, state)) = found else {
+                    continue;
+                };
+                let becomes_gone = state == "removed" && status.active_state == "removed";
+                tx.prepare_cached(
+                    "UPDATE app_instances SET observed = ?2, gone = ?3 WHERE id = ?1",
+                )
+                .db()?
+                .execute(params![rowid, status.encode_to_vec(), becomes_gone])
+                .db()?;
+                if becomes_gone {
+                    gone.push(rowid);
+                }
+            }
+            if !gone.is_empty() {
+                bump_generation(&tx, name)?;
+            }
+            let records = gone
+                .iter()
+                .map(|rowid| load_instance(&tx, *rowid))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(records)
         })
         .await
     }
@@ -3679,7 +4309,9 @@ mod tests {
         let conn = first.conn.lock().unwrap();
         let err = conn
             .execute(
-                "UPDATE tenants SET posix_id = 200000 WHERE name = 'asso-1'",
+                // Whichever tenant got which id first, these two differ.
+                "UPDATE tenants SET posix_id = (SELECT posix_id FROM tenants \
+                 WHERE name = 'asso-0') WHERE name = 'asso-1'",
                 [],
             )
             .unwrap_err();
@@ -3712,6 +4344,638 @@ mod tests {
             && t.storage_used_bytes == 0));
         let d = store.create_tenant(tenant("asso-d")).await.unwrap();
         assert_eq!(d.posix_id, 200_003);
+    }
+
+    // ---- apps
+
+    fn app(name: &str) -> AppName {
+        AppName::new(name).unwrap()
+    }
+
+    fn new_request(tenant: &str, name: &str, node: &str, volume: &VolumeRecord) -> NewAppRequest {
+        NewAppRequest {
+            tenant: tenant_name(tenant),
+            app: app(name),
+            node: node_name(node),
+            volume_id: volume.id.clone(),
+            requested_by: user_name("alice"),
+            comment: format!("we would like {name}"),
+        }
+    }
+
+    /// [`storage_fleet`] plus an active volume `data` of asso-a on n1.
+    async fn app_fleet(store: &SqliteStore) -> VolumeRecord {
+        storage_fleet(store).await;
+        store
+            .create_volume(volume("asso-a", "data", "n1", GIB), NOW)
+            .await
+            .unwrap()
+    }
+
+    fn is_conflict(err: &StoreError) -> bool {
+        matches!(err, StoreError::Conflict { .. })
+    }
+
+    #[tokio::test]
+    async fn a_request_is_discussed_decided_once_and_approval_creates_the_instance() {
+        let store = fleet(&["n1", "n2"]).await;
+        let data = app_fleet(&store).await;
+        let before = generation(&store, "n1").await;
+
+        // The volume must be the tenant's, on that node, active.
+        let err = store
+            .create_app_request(new_request("asso-a", "radicale", "n2", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+        store.create_tenant(tenant("asso-b")).await.unwrap();
+        let err = store
+            .create_app_request(new_request("asso-b", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+        let err = store
+            .create_app_request(new_request("asso-a", "radicale", "ghost", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotFound { kind: "node", .. }),
+            "{err:?}"
+        );
+
+        let r = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap();
+        assert_eq!(r.state, RequestState::Pending);
+        assert_eq!(r.volume_name.as_str(), "data");
+        assert_eq!(r.comments.len(), 1);
+        assert_eq!(r.comments[0].text, "we would like radicale");
+        assert_eq!(r.comments[0].author, user_name("alice"));
+        // One open request per tenant and app.
+        let err = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!("request {}", r.id)),
+            "{err}"
+        );
+        assert_eq!(
+            generation(&store, "n1").await,
+            before,
+            "a request is not desired state"
+        );
+
+        let r = store
+            .comment_app_request(
+                r.id,
+                CommentRecord {
+                    author: user_name("root"),
+                    at_unix: NOW + 1,
+                    text: "which calendar clients?".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.comments.len(), 2);
+        let err = store
+            .comment_app_request(
+                9999,
+                CommentRecord {
+                    author: user_name("root"),
+                    at_unix: NOW,
+                    text: "x".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotFound {
+                    kind: "request",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        let (r, i) = store
+            .approve_app_request(r.id, &user_name("root"), "go", NOW + 2)
+            .await
+            .unwrap();
+        assert_eq!(r.state, RequestState::Approved);
+        assert_eq!(r.decided_by, Some(user_name("root")));
+        assert_eq!(r.decided_unix, Some(NOW + 2));
+        assert_eq!(r.comments.last().unwrap().text, "go");
+        assert_eq!(i.state, InstanceState::Running);
+        assert_eq!(i.port, FIRST_APP_PORT);
+        assert_eq!(i.request_id, r.id);
+        assert_eq!((i.restart_nonce, i.gone), (0, false));
+        assert_eq!(i.volume_id, data.id);
+        assert_eq!(generation(&store, "n1").await, before + 1);
+        assert_eq!(generation(&store, "n2").await, 2, "other nodes untouched");
+
+        // Decided once.
+        for err in [
+            store
+                .approve_app_request(r.id, &user_name("root"), "", NOW)
+                .await
+                .unwrap_err(),
+            store
+                .reject_app_request(r.id, &user_name("root"), "no", NOW)
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(is_conflict(&err), "{err:?}");
+            assert!(err.to_string().contains("approved by root"), "{err}");
+        }
+        // Comments still go on the record.
+        let r = store
+            .comment_app_request(
+                r.id,
+                CommentRecord {
+                    author: user_name("alice"),
+                    at_unix: NOW + 3,
+                    text: "thanks".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let texts: Vec<&str> = r.comments.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "we would like radicale",
+                "which calendar clients?",
+                "go",
+                "thanks"
+            ]
+        );
+
+        // A live instance refuses another request for the app.
+        let err = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+        assert!(
+            err.to_string().contains("already deployed on node n1"),
+            "{err}"
+        );
+
+        // Rejection needs nothing but a pending request.
+        let s = store
+            .create_app_request(new_request("asso-a", "site", "n1", &data), NOW)
+            .await
+            .unwrap();
+        let s = store
+            .reject_app_request(s.id, &user_name("root"), "not now", NOW + 4)
+            .await
+            .unwrap();
+        assert_eq!(s.state, RequestState::Rejected);
+        assert_eq!(generation(&store, "n1").await, before + 1);
+
+        let all = store.list_app_requests(None, None).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id, s.id]);
+        let rejected = store
+            .list_app_requests(Some(&tenant_name("asso-a")), Some(RequestState::Rejected))
+            .await
+            .unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].app, app("site"));
+        assert!(
+            store
+                .list_app_requests(Some(&tenant_name("asso-b")), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.get_app_request(r.id).await.unwrap(), r);
+    }
+
+    #[tokio::test]
+    async fn one_live_instance_per_tenant_and_app_cooperative_wide() {
+        let store = fleet(&["n1", "n2"]).await;
+        let data = app_fleet(&store).await;
+        let other = store
+            .create_volume(volume("asso-a", "other", "n2", GIB), NOW)
+            .await
+            .unwrap();
+        let r = store
+            .create_app_request(new_request("asso-a", "radicale", "n2", &other), NOW)
+            .await
+            .unwrap();
+        // An instance appears on n1 meanwhile (a second colocd, a bug):
+        // approval refuses, and so would the database.
+        {
+            let conn = store.conn.lock().unwrap();
+            conn.execute(
+                "INSERT INTO app_requests (tenant, app, node, volume_id, requested_by, \
+                 created_unix, state, decided_by, decided_unix) VALUES ('asso-a', 'radicale', \
+                 'n1', ?1, 'bob', 0, 'approved', 'root', 0)",
+                [data.id.as_str()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO app_instances (tenant, app, node, volume_id, port, state, \
+                 request_id, created_unix) VALUES ('asso-a', 'radicale', 'n1', ?1, 20000, \
+                 'stopped', last_insert_rowid(), 0)",
+                [data.id.as_str()],
+            )
+            .unwrap();
+            let err = conn
+                .execute(
+                    "INSERT INTO app_instances (tenant, app, node, volume_id, port, state, \
+                     request_id, created_unix) VALUES ('asso-a', 'radicale', 'n2', ?1, 20000, \
+                     'running', ?2, 0)",
+                    params![other.id.as_str(), r.id as i64],
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("UNIQUE"), "{err}");
+        }
+        let gen_n2 = generation(&store, "n2").await;
+        let err = store
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("already deployed on node n1 (stopped)"),
+            "{err}"
+        );
+        assert_eq!(generation(&store, "n2").await, gen_n2, "nothing changed");
+        assert_eq!(
+            store.get_app_request(r.id).await.unwrap().state,
+            RequestState::Pending
+        );
+
+        // Once removed there, the app may live elsewhere; the removed one
+        // stays on n1 until its node reports it gone.
+        store
+            .change_instance(
+                &tenant_name("asso-a"),
+                &app("radicale"),
+                InstanceChange::Remove,
+            )
+            .await
+            .unwrap();
+        let (_, i) = store
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        assert_eq!((i.node.as_str(), i.port), ("n2", FIRST_APP_PORT));
+        let got = store
+            .get_instance(&tenant_name("asso-a"), &app("radicale"))
+            .await
+            .unwrap();
+        assert_eq!(got.node.as_str(), "n2", "the live one first");
+        let listed = store
+            .list_instances(InstanceFilter::default())
+            .await
+            .unwrap();
+        let states: Vec<(&str, InstanceState)> =
+            listed.iter().map(|i| (i.node.as_str(), i.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("n1", InstanceState::Removed),
+                ("n2", InstanceState::Running)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn instance_changes_bump_the_generation_only_when_they_change_something() {
+        let store = fleet(&["n1", "n2"]).await;
+        let data = app_fleet(&store).await;
+        let r = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap();
+        store
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        let (t, a) = (tenant_name("asso-a"), app("radicale"));
+        let mut expected = generation(&store, "n1").await;
+        let steps = [
+            (InstanceChange::Start, InstanceState::Running, 0, false),
+            (InstanceChange::Stop, InstanceState::Stopped, 0, true),
+            (InstanceChange::Stop, InstanceState::Stopped, 0, false),
+            (InstanceChange::Start, InstanceState::Running, 0, true),
+            (InstanceChange::Restart, InstanceState::Running, 1, true),
+            (InstanceChange::Stop, InstanceState::Stopped, 1, true),
+            // A restart of a stopped instance starts it.
+            (InstanceChange::Restart, InstanceState::Running, 2, true),
+        ];
+        for (change, state, nonce, bumps) in steps {
+            let i = store.change_instance(&t, &a, change).await.unwrap();
+            assert_eq!((i.state, i.restart_nonce), (state, nonce), "{change:?}");
+            if bumps {
+                expected += 1;
+            }
+            assert_eq!(generation(&store, "n1").await, expected, "{change:?}");
+        }
+
+        // Reports are recorded on this node's instances only, and are not
+        // desired state.
+        let running = AppStatus {
+            tenant: "asso-a".into(),
+            app: "radicale".into(),
+            unit: "coloc-app-asso-a-radicale.service".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            healthy: true,
+            ..AppStatus::default()
+        };
+        let gone = store
+            .record_apps(&node_name("n2"), vec![running.clone()])
+            .await
+            .unwrap();
+        assert!(gone.is_empty());
+        assert_eq!(store.get_instance(&t, &a).await.unwrap().observed, None);
+        let gone = store
+            .record_apps(
+                &node_name("n1"),
+                vec![
+                    running.clone(),
+                    AppStatus {
+                        tenant: "asso-a".into(),
+                        app: "nothere".into(),
+                        ..AppStatus::default()
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(gone.is_empty());
+        assert_eq!(
+            store.get_instance(&t, &a).await.unwrap().observed,
+            Some(running.clone())
+        );
+        // "removed" means nothing for an instance that should run.
+        let removed = AppStatus {
+            active_state: "removed".into(),
+            sub_state: String::new(),
+            ..running.clone()
+        };
+        assert!(
+            store
+                .record_apps(&node_name("n1"), vec![removed.clone()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(generation(&store, "n1").await, expected);
+
+        let i = store
+            .change_instance(&t, &a, InstanceChange::Remove)
+            .await
+            .unwrap();
+        assert_eq!(i.state, InstanceState::Removed);
+        expected += 1;
+        assert_eq!(generation(&store, "n1").await, expected);
+        for change in [
+            InstanceChange::Start,
+            InstanceChange::Stop,
+            InstanceChange::Restart,
+            InstanceChange::Remove,
+        ] {
+            let err = store.change_instance(&t, &a, change).await.unwrap_err();
+            assert!(is_conflict(&err), "{change:?}: {err:?}");
+        }
+        let err = store
+            .change_instance(&t, &app("site"), InstanceChange::Start)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotFound {
+                    kind: "instance",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            generation(&store, "n1").await,
+            expected,
+            "refusals change nothing"
+        );
+
+        // Still in the node's configuration until the node says it is gone.
+        let d = store.desired_configs(&[node_name("n1")]).await.unwrap();
+        assert_eq!(d[0].apps.len(), 1);
+        assert_eq!(d[0].apps[0].instance.state, InstanceState::Removed);
+        let gone = store
+            .record_apps(&node_name("n1"), vec![removed.clone()])
+            .await
+            .unwrap();
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].gone);
+        assert_eq!(gone[0].observed, Some(removed));
+        expected += 1;
+        assert_eq!(generation(&store, "n1").await, expected);
+        let d = store.desired_configs(&[node_name("n1")]).await.unwrap();
+        assert!(d[0].apps.is_empty());
+        assert!(
+            store
+                .list_instances(InstanceFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Kept for the record.
+        let i = store.get_instance(&t, &a).await.unwrap();
+        assert!(i.gone && i.state == InstanceState::Removed);
+    }
+
+    #[tokio::test]
+    async fn desired_configs_carry_instances_with_their_owner_and_volume() {
+        let store = fleet(&["n1", "n2"]).await;
+        let data = app_fleet(&store).await;
+        for name in ["site", "radicale"] {
+            let r = store
+                .create_app_request(new_request("asso-a", name, "n1", &data), NOW)
+                .await
+                .unwrap();
+            store
+                .approve_app_request(r.id, &user_name("root"), "", NOW)
+                .await
+                .unwrap();
+        }
+        store.delete_volume(&data.id, NOW).await.unwrap();
+        let d = store
+            .desired_configs(&[node_name("n1"), node_name("n2")])
+            .await
+            .unwrap();
+        let apps: Vec<(&str, u16)> = d[0]
+            .apps
+            .iter()
+            .map(|a| (a.instance.app.as_str(), a.instance.port))
+            .collect();
+        assert_eq!(apps, [("radicale", 20_001), ("site", 20_000)], "by app");
+        for a in &d[0].apps {
+            assert_eq!(a.owner, FIRST_POSIX_ID);
+            assert_eq!(a.instance.volume_name.as_str(), "data");
+            assert_eq!(a.instance.volume_lifecycle, VolumeLifecycle::Retained);
+        }
+        assert!(d[1].apps.is_empty());
+        // A request needs an active volume; so does an approval.
+        let err = store
+            .create_app_request(new_request("asso-a", "prosody", "n1", &data), NOW)
+            .await
+            .unwrap_err();
+        assert!(is_conflict(&err), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn ports_stay_unique_per_node_under_concurrent_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colocd.db");
+        let first = SqliteStore::open(&path).unwrap();
+        let second = SqliteStore::open(&path).unwrap();
+        first.create_site(site("paris-1")).await.unwrap();
+        for n in ["n1", "n2"] {
+            let id = format!("jt-{n}");
+            first
+                .create_join_token(join_token(&id, "paris-1", NOW + 3600))
+                .await
+                .unwrap();
+            first
+                .enroll_node(&format!("hash-of-{id}"), new_node(n), NOW)
+                .await
+                .unwrap();
+            first
+                .create_pool(pool(n, "tank", PoolKind::Zfs))
+                .await
+                .unwrap();
+        }
+        let mut ids = Vec::new();
+        for i in 0..16 {
+            let t = format!("asso-{i}");
+            first.create_tenant(tenant(&t)).await.unwrap();
+            let node = if i < 12 { "n1" } else { "n2" };
+            let v = first
+                .create_volume(volume(&t, "data", node, GIB), NOW)
+                .await
+                .unwrap();
+            let r = first
+                .create_app_request(new_request(&t, "radicale", node, &v), NOW)
+                .await
+                .unwrap();
+            ids.push(r.id);
+        }
+        let mut tasks = Vec::new();
+        for (k, id) in ids.iter().copied().enumerate() {
+            let store = if k % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .approve_app_request(id, &user_name("root"), "", NOW)
+                    .await
+            }));
+        }
+        let mut per_node: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+        for t in tasks {
+            let (_, i) = t.await.unwrap().unwrap();
+            assert!(
+                per_node
+                    .entry(i.node.to_string())
+                    .or_default()
+                    .insert(i.port),
+                "port {} given twice on {}",
+                i.port,
+                i.node
+            );
+        }
+        let expect = |n: u16| (FIRST_APP_PORT..FIRST_APP_PORT + n).collect::<BTreeSet<u16>>();
+        assert_eq!(per_node["n1"], expect(12), "lowest ports first, no gap");
+        assert_eq!(per_node["n2"], expect(4), "per node");
+        // Each approval bumped its node once.
+        assert_eq!(generation(&first, "n1").await, 2 + 12 + 12);
+
+        // A removed instance keeps its port until its node reports it
+        // gone; then the port is handed out again.
+        let (t3, radicale) = (tenant_name("asso-3"), app("radicale"));
+        let i = first
+            .change_instance(&t3, &radicale, InstanceChange::Remove)
+            .await
+            .unwrap();
+        let freed = i.port;
+        let v = first
+            .find_volume(&t3, &VolumeName::new("data").unwrap())
+            .await
+            .unwrap();
+        let r = first
+            .create_app_request(new_request("asso-3", "site", "n1", &v), NOW)
+            .await
+            .unwrap();
+        let (_, site_i) = first
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        assert_eq!(site_i.port, FIRST_APP_PORT + 12);
+        first
+            .record_apps(
+                &node_name("n1"),
+                vec![AppStatus {
+                    tenant: "asso-3".into(),
+                    app: "radicale".into(),
+                    active_state: "removed".into(),
+                    ..AppStatus::default()
+                }],
+            )
+            .await
+            .unwrap();
+        let r = first
+            .create_app_request(new_request("asso-3", "radicale", "n1", &v), NOW)
+            .await
+            .unwrap();
+        let (_, again) = first
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        assert_eq!(again.port, freed, "freed port reused");
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_takes_over_a_removed_one_on_the_same_node() {
+        let store = fleet(&["n1", "n2"]).await;
+        let data = app_fleet(&store).await;
+        let (t, a) = (tenant_name("asso-a"), app("radicale"));
+        let r = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap();
+        store
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        store
+            .change_instance(&t, &a, InstanceChange::Remove)
+            .await
+            .unwrap();
+        let r = store
+            .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+            .await
+            .unwrap();
+        let (_, i) = store
+            .approve_app_request(r.id, &user_name("root"), "", NOW)
+            .await
+            .unwrap();
+        assert_eq!(i.port, FIRST_APP_PORT, "the removed one's port");
+        let d = store.desired_configs(&[node_name("n1")]).await.unwrap();
+        assert_eq!(d[0].apps.len(), 1, "one unit per tenant and app");
+        assert_eq!(d[0].apps[0].instance.request_id, r.id);
     }
 
     // ---- files, schema versions
