@@ -1,0 +1,495 @@
+//! Apps end to end on the real node image in QEMU (TCG): two associations
+//! ask for radicale and the static site, discuss, get approval, and reach
+//! their instances over HTTPS through the node's Caddy by host name. The
+//! packages come from Debian's archive through the guest's network.
+//!
+//! Checked on the node itself: each instance is a sandboxed unit running as
+//! its tenant's uid that cannot see or touch the other tenant's volume; a
+//! member cannot approve and another tenant's operator cannot touch the
+//! instances; a crafted value is refused before anything reaches the node;
+//! after a reboot the instances run again with their data.
+//!
+//! Slow: `#[ignore]`, run by `make test` (`make test-vm`) with --ignored.
+
+use std::time::Duration;
+
+use coloc_controller::config::ControllerConfig;
+use coloc_proto::agent::v1 as apb;
+use coloc_proto::controller::v1 as pb;
+use coloc_tests::*;
+use coloc_vm::{Boot, DiskKind, DiskSpec, Forward, Vm, VmSpec};
+
+mod support;
+use support::{env_path, seed, ssh_key};
+
+const BOOT: Duration = Duration::from_secs(600);
+/// Approval to a healthy instance: apt downloads under TCG are the slow part.
+const DEPLOY: Duration = Duration::from_secs(900);
+const MIB: u64 = 1024 * 1024;
+const DOMAIN: &str = "coloc.test";
+
+async fn instance(api: &mut Api, name: &str) -> Result<pb::AppInstance> {
+    Ok(api
+        .apps
+        .get_instance(pb::InstanceRef {
+            instance: name.into(),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn wait_instance(
+    api: &Api,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&apb::AppStatus) -> bool,
+) -> Result<pb::AppInstance> {
+    let last = std::sync::Mutex::new(None::<pb::AppInstance>);
+    let got = wait_for(&format!("{name}: {what}"), timeout, || {
+        let mut api = api.clone();
+        let last = &last;
+        let check = &check;
+        async move {
+            let i = instance(&mut api, name).await.ok()?;
+            *last.lock().unwrap() = Some(i.clone());
+            let o = i.observed.clone()?;
+            check(&o).then_some(i)
+        }
+    })
+    .await;
+    got.with_context(|| format!("last seen: {:#?}", last.lock().unwrap()))
+}
+
+fn healthy(o: &apb::AppStatus) -> bool {
+    o.active_state == "active" && o.healthy && o.error.is_empty()
+}
+
+/// GET https://<host>/<path> through the forwarded 443, trusting `ca`.
+fn https_get(host: &str, port: u16, path: &str, ca: &std::path::Path) -> Result<(u16, String)> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "curl https://{host}{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').context("curl output")?;
+    Ok((code.trim().parse()?, body.to_string()))
+}
+
+async fn request(api: &mut Api, tenant: &str, app: &str, comment: &str) -> Result<u64> {
+    Ok(api
+        .apps
+        .request_app(pb::RequestAppRequest {
+            tenant: tenant.into(),
+            app: app.into(),
+            node: "n1".into(),
+            volume: String::new(),
+            comment: comment.into(),
+        })
+        .await?
+        .into_inner()
+        .id)
+}
+
+#[tokio::test]
+#[ignore = "boots a VM and installs packages from Debian; run by `make test` with --ignored"]
+async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
+    init_test_logging();
+    let image = env_path("COLOC_TEST_IMAGE");
+    let ctl = TestController::start_with(ControllerConfig {
+        heartbeat_interval_secs: 5,
+        unreachable_after_secs: 120,
+        apps_domain: DOMAIN.into(),
+        ..fast_config()
+    })
+    .await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let work = tempfile::tempdir()?;
+    let (key, public) = ssh_key(work.path())?;
+    let seed = seed(work.path(), &ctl, "n1", &token, &public)?;
+
+    let mut vm = Vm::start(
+        VmSpec {
+            name: "n1".into(),
+            image,
+            boot: Boot::Uefi,
+            cpus: 2,
+            memory_mib: 2048,
+            disks: vec![DiskSpec {
+                id: "COLOCZ01".into(),
+                size_mib: 2048,
+                kind: DiskKind::Nvme {
+                    serial: "COLOCZ01".into(),
+                },
+            }],
+            seed: Some(seed),
+            forwards: vec![Forward::guest(443)],
+            ssh_key: Some(key),
+            disk_size_mib: Some(6144),
+        },
+        work.path(),
+    )
+    .await?;
+
+    let https = vm.forwarded(443).context("443 forwarded")?;
+    let result = async {
+        wait_for("n1 ready in colocd", BOOT, || {
+            let mut admin = admin.clone();
+            async move {
+                let n = admin
+                    .nodes
+                    .get_node(pb::GetNodeRequest { name: "n1".into() })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (n.status == pb::NodeStatus::Ready as i32).then_some(())
+            }
+        })
+        .await?;
+        admin
+            .storage
+            .create_pool(pb::CreatePoolRequest {
+                node: "n1".into(),
+                name: "tank".into(),
+                kind: apb::PoolKind::Zfs as i32,
+                layout: apb::PoolLayout::Single as i32,
+                disks: vec!["serial:COLOCZ01".into()],
+                force: false,
+            })
+            .await?;
+
+        // ---- two associations, each with an operator granted the node,
+        // a member, and a volume on the node.
+        let mut ops = Vec::new();
+        let mut uids = Vec::new();
+        for (tenant, op, member) in [("asso-a", "olga", "mia"), ("asso-b", "bob", "max")] {
+            let t = create_tenant(&mut admin, tenant, pb::Offer::Participatif).await?;
+            uids.push(t.posix_id);
+            let op_token = create_user(&mut admin, op, tenant, pb::Role::Operator).await?;
+            admin
+                .users
+                .grant_node(pb::GrantNodeRequest {
+                    user: op.into(),
+                    node: "n1".into(),
+                })
+                .await?;
+            create_user(&mut admin, member, tenant, pb::Role::Member).await?;
+            let mut api = ctl.api(&op_token).await?;
+            api.storage
+                .create_volume(pb::CreateVolumeRequest {
+                    tenant: tenant.into(),
+                    name: "data".into(),
+                    node: "n1".into(),
+                    pool: "tank".into(),
+                    size_bytes: 256 * MIB,
+                    reservation_bytes: 0,
+                    encrypted: false,
+                })
+                .await?;
+            ops.push(api);
+        }
+        let mia_token = admin
+            .tokens
+            .create_token(pb::CreateTokenRequest {
+                user: "mia".into(),
+                description: "e2e".into(),
+                ttl_secs: 0,
+            })
+            .await?
+            .into_inner()
+            .secret;
+        let mut mia = ctl.api(&mia_token).await?;
+        let (mut olga, mut bob) = (ops.remove(0), ops.remove(0));
+
+        // ---- a crafted value never reaches the node
+        let generation = admin
+            .nodes
+            .get_node(pb::GetNodeRequest { name: "n1".into() })
+            .await?
+            .into_inner()
+            .desired_generation;
+        for (app, comment) in [
+            ("radicale\nExecStart=/bin/sh", "x"),
+            ("radicale", "a\nExecStartPre=/bin/sh -c 'id'"),
+            ("../../etc", "x"),
+        ] {
+            let err = olga
+                .apps
+                .request_app(pb::RequestAppRequest {
+                    tenant: "asso-a".into(),
+                    app: app.into(),
+                    node: "n1".into(),
+                    volume: String::new(),
+                    comment: comment.into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{app:?}: {err}");
+        }
+
+        // ---- request, discuss, approve
+        let mut requests = Vec::new();
+        requests.push(request(&mut olga, "asso-a", "radicale", "agendas du bureau").await?);
+        requests.push(request(&mut mia, "asso-a", "site", "notre site vitrine").await?);
+        requests.push(request(&mut bob, "asso-b", "radicale", "calendriers").await?);
+        requests.push(request(&mut bob, "asso-b", "site", "le site de l'asso").await?);
+        admin
+            .apps
+            .comment_request(pb::CommentRequestRequest {
+                id: requests[1],
+                text: "Combien de visiteurs attendez-vous ?".into(),
+            })
+            .await?;
+        mia.apps
+            .comment_request(pb::CommentRequestRequest {
+                id: requests[1],
+                text: "Une centaine par mois.".into(),
+            })
+            .await?;
+        let err = mia
+            .apps
+            .approve_request(pb::DecideRequestRequest {
+                id: requests[1],
+                comment: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+        let thread = admin
+            .apps
+            .get_request(pb::GetRequestRequest { id: requests[1] })
+            .await?
+            .into_inner();
+        assert_eq!(thread.comments.len(), 3, "{thread:#?}");
+        assert_eq!(thread.state, pb::RequestState::Pending as i32);
+        let after = admin
+            .nodes
+            .get_node(pb::GetNodeRequest { name: "n1".into() })
+            .await?
+            .into_inner()
+            .desired_generation;
+        assert_eq!(after, generation, "nothing reached the node before approval");
+
+        for id in &requests {
+            admin
+                .apps
+                .approve_request(pb::DecideRequestRequest {
+                    id: *id,
+                    comment: "d'accord".into(),
+                })
+                .await?;
+        }
+        for name in ["asso-a/radicale", "asso-a/site", "asso-b/radicale", "asso-b/site"] {
+            let i = wait_instance(&admin, name, "healthy", DEPLOY, healthy).await?;
+            let o = i.observed.unwrap();
+            eprintln!(
+                "{name}: {} {} memory {:?} restarts {}",
+                o.active_state, o.sub_state, o.memory_bytes, o.restarts
+            );
+        }
+
+        // ---- each instance runs as its tenant, sandboxed
+        for (tenant, uid) in [("asso-a", uids[0]), ("asso-b", uids[1])] {
+            let unit = format!("coloc-app-{tenant}-radicale.service");
+            let user = vm
+                .succeed(&["systemctl", "show", "-p", "User", "--value", &unit])
+                .await?;
+            assert_eq!(user.trim(), uid.to_string(), "{unit}");
+        }
+        // Inside asso-a's radicale (its mount namespace, its uid): its own
+        // data is writable, asso-b's volume is not even visible.
+        let pid = vm
+            .succeed(&[
+                "systemctl",
+                "show",
+                "-p",
+                "MainPID",
+                "--value",
+                "coloc-app-asso-a-radicale.service",
+            ])
+            .await?;
+        let inside = |script: String| {
+            let pid = pid.trim().to_string();
+            let uid = uids[0].to_string();
+            let vm = &vm;
+            async move {
+                vm.execute(&[
+                    "nsenter",
+                    "-t",
+                    &pid,
+                    "-m",
+                    "setpriv",
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "sh",
+                    "-c",
+                    &script,
+                ])
+                .await
+            }
+        };
+        let (code, _) = inside(
+            "echo ok > /srv/tenants/asso-a/data/apps/radicale/probe && cat /srv/tenants/asso-a/data/apps/radicale/probe".into(),
+        )
+        .await?;
+        assert_eq!(code, 0, "asso-a's app writes its own data");
+        let (code, out) = inside("ls /srv/tenants/asso-b/data 2>&1".into()).await?;
+        assert_ne!(code, 0, "asso-b's volume is visible to asso-a's app: {out}");
+        let (code, _) = inside("echo x > /srv/tenants/asso-b/data/intrusion 2>&1".into()).await?;
+        assert_ne!(code, 0, "asso-a's app wrote into asso-b's volume");
+        let (code, _) = vm
+            .execute(&["test", "-e", "/srv/tenants/asso-b/data/intrusion"])
+            .await?;
+        assert_ne!(code, 0);
+        let (code, _) = inside("echo x > /etc/coloc-intrusion 2>&1".into()).await?;
+        assert_ne!(code, 0, "the system is read-only to apps");
+
+        // ---- HTTPS through the node's proxy, by host name
+        let ca = work.path().join("caddy-root.crt");
+        let root = vm
+            .succeed(&[
+                "cat",
+                "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt",
+            ])
+            .await?;
+        std::fs::write(&ca, root)?;
+        vm.succeed(&[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /srv/tenants/asso-b/data/apps/site/www && \
+                 echo '<h1>Bienvenue chez asso-b</h1>' > /srv/tenants/asso-b/data/apps/site/www/index.html && \
+                 chown -R {uid}:{uid} /srv/tenants/asso-b/data/apps/site/www",
+                uid = uids[1]
+            ),
+        ])
+        .await?;
+        let host = format!("site.asso-b.{DOMAIN}");
+        let (code, body) = wait_for("the site over HTTPS", DEPLOY, || {
+            let ca = ca.clone();
+            let host = host.clone();
+            async move {
+                https_get(&host, https, "/", &ca)
+                    .ok()
+                    .filter(|(code, _)| *code == 200)
+            }
+        })
+        .await?;
+        assert_eq!(code, 200);
+        assert!(body.contains("Bienvenue chez asso-b"), "{body}");
+        let (code, body) = https_get(&format!("radicale.asso-a.{DOMAIN}"), https, "/.web/", &ca)?;
+        assert!(code < 500, "radicale answered {code}: {body}");
+        assert!(body.to_lowercase().contains("radicale"), "{body}");
+        // asso-a's site is not asso-b's.
+        let (_, body) = https_get(&format!("site.asso-a.{DOMAIN}"), https, "/", &ca)?;
+        assert!(!body.contains("asso-b"), "{body}");
+
+        // ---- who may touch what
+        let err = bob
+            .apps
+            .stop_instance(pb::InstanceRef {
+                instance: "asso-a/radicale".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+        let err = mia
+            .apps
+            .stop_instance(pb::InstanceRef {
+                instance: "asso-a/radicale".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+        let seen = instance(&mut mia, "asso-a/radicale").await?;
+        assert!(seen.observed.is_some(), "members see the status");
+        // The operator restarts their own instance.
+        olga.apps
+            .restart_instance(pb::InstanceRef {
+                instance: "asso-a/radicale".into(),
+            })
+            .await?;
+        let logs = olga
+            .apps
+            .get_instance_logs(pb::GetInstanceLogsRequest {
+                instance: "asso-a/radicale".into(),
+                lines: 50,
+                after_cursor: String::new(),
+            })
+            .await?
+            .into_inner();
+        assert!(!logs.lines.is_empty() && !logs.cursor.is_empty(), "{logs:?}");
+
+        // ---- reboot: the instances come back with their data
+        vm.shutdown(Duration::from_secs(120)).await?;
+        vm.restart().await?;
+        for name in ["asso-a/radicale", "asso-a/site", "asso-b/radicale", "asso-b/site"] {
+            vm.wait_until_succeeds(
+                &[
+                    "systemctl",
+                    "is-active",
+                    "-q",
+                    &format!("coloc-app-{}.service", name.replace('/', "-")),
+                ],
+                BOOT,
+            )
+            .await?;
+        }
+        let (code, body) = wait_for("the site after the reboot", BOOT, || {
+            let ca = ca.clone();
+            let host = host.clone();
+            async move {
+                https_get(&host, https, "/", &ca)
+                    .ok()
+                    .filter(|(code, _)| *code == 200)
+            }
+        })
+        .await?;
+        assert_eq!(code, 200);
+        assert!(body.contains("Bienvenue chez asso-b"), "{body}");
+        let probe = vm
+            .succeed(&["cat", "/srv/tenants/asso-a/data/apps/radicale/probe"])
+            .await?;
+        assert_eq!(probe.trim(), "ok");
+
+        // ---- removal keeps the data
+        admin
+            .apps
+            .remove_instance(pb::InstanceRef {
+                instance: "asso-b/site".into(),
+            })
+            .await?;
+        wait_instance(&admin, "asso-b/site", "removed", DEPLOY, |o| {
+            o.active_state == "removed"
+        })
+        .await?;
+        let (code, _) = vm
+            .execute(&["test", "-e", "/etc/systemd/system/coloc-app-asso-b-site.service"])
+            .await?;
+        assert_ne!(code, 0, "the unit file is gone");
+        vm.succeed(&["test", "-s", "/srv/tenants/asso-b/data/apps/site/www/index.html"])
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = &result {
+        eprintln!(
+            "{e:#}\n--- diagnostics ---\n{}",
+            vm.dump_diagnostics().await
+        );
+    }
+    result
+}
