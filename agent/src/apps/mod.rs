@@ -462,8 +462,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(AppError::Blocking)?
 }
 
-/// Installs `app`'s packages and masks (and stops) the units they ship.
+/// Installs `app`'s packages and masks (and stops) the units they ship,
+/// and makes sure the tenant's account exists (systemd resolves `User=`).
 async fn prepare_packages(host: &Host, app: &ValidApp) -> Result<(), AppError> {
+    host.accounts
+        .ensure(app.uid, app.gid)
+        .await
+        .map_err(host_err("create the account of", &app.unit))?;
     if !app.packages.is_empty() {
         host.packages
             .ensure_installed(&app.packages)
@@ -594,7 +599,10 @@ async fn observe(host: &Host, instance: &mut Instance) {
         }
     };
     fill_details(&mut instance.status, &details);
-    if details.active_state == "failed" {
+    // Between two crashes systemd shows "activating (auto-restart)": that
+    // is a crash loop in progress, not an app coming up.
+    let crashing = details.sub_state == "auto-restart";
+    if details.active_state == "failed" || crashing {
         match host.journal.unit_lines(&unit, FAILED_LOG_LINES, None).await {
             Ok(page) => instance.status.last_log_lines = page.lines,
             Err(e) => {
@@ -620,7 +628,7 @@ async fn observe(host: &Host, instance: &mut Instance) {
                 unit: unit.clone(),
                 result: details.result.clone(),
             });
-        } else if !is_up(&details.active_state) {
+        } else if crashing || !is_up(&details.active_state) {
             instance.fail(AppError::NotRunning {
                 unit: unit.clone(),
                 state: format!("{} ({})", details.active_state, details.sub_state),

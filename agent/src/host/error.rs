@@ -15,6 +15,12 @@ pub enum UnitOp {
     Query,
     Start,
     Stop,
+    Restart,
+    ReloadOrRestart,
+    Enable,
+    Disable,
+    Mask,
+    ResetFailed,
 }
 
 impl fmt::Display for UnitOp {
@@ -23,6 +29,12 @@ impl fmt::Display for UnitOp {
             UnitOp::Query => "query",
             UnitOp::Start => "start",
             UnitOp::Stop => "stop",
+            UnitOp::Restart => "restart",
+            UnitOp::ReloadOrRestart => "reload or restart",
+            UnitOp::Enable => "enable",
+            UnitOp::Disable => "disable",
+            UnitOp::Mask => "mask",
+            UnitOp::ResetFailed => "reset the failed state of",
         })
     }
 }

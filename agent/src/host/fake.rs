@@ -79,6 +79,7 @@ pub struct FakeHost {
     pub lvm: Arc<FakeVolumes>,
     pub packages: Arc<super::FakePackages>,
     pub journal: Arc<super::FakeJournal>,
+    pub accounts: Arc<super::FakeAccounts>,
 }
 
 impl FakeHost {
@@ -128,6 +129,7 @@ impl FakeHost {
             lvm,
             packages: Arc::default(),
             journal: Arc::default(),
+            accounts: Arc::default(),
         }
     }
 
@@ -140,6 +142,7 @@ impl FakeHost {
             volumes: Volumes::new(self.disks.clone(), vec![self.zfs.clone(), self.lvm.clone()]),
             packages: self.packages.clone(),
             journal: self.journal.clone(),
+            accounts: self.accounts.clone(),
         }
     }
 

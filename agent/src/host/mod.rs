@@ -20,6 +20,7 @@
 //! runs, inputs that could be misread by a tool (device paths and unit names
 //! are validated here), because this is the last place that can.
 
+mod accounts;
 mod error;
 mod facts;
 mod fake;
@@ -40,6 +41,7 @@ use coloc_proto::agent::v1::NodeFacts;
 use crate::runner::Runner;
 use volumes::Volumes;
 
+pub use accounts::{FakeAccounts, RealAccounts, account_name};
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
 pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
@@ -67,6 +69,7 @@ pub struct Host {
     pub volumes: Volumes,
     pub packages: Arc<dyn Packages>,
     pub journal: Arc<dyn Journal>,
+    pub accounts: Arc<dyn Accounts>,
 }
 
 impl Host {
@@ -79,7 +82,8 @@ impl Host {
             health: Arc::new(RealHealth::new(runner.clone())),
             volumes: Volumes::real(runner.clone(), key_dir),
             packages: Arc::new(RealPackages::new(runner.clone())),
-            journal: Arc::new(RealJournal::new(runner)),
+            journal: Arc::new(RealJournal::new(runner.clone())),
+            accounts: Arc::new(RealAccounts::new(runner)),
         }
     }
 
@@ -142,6 +146,14 @@ pub trait Packages: Send + Sync {
     /// nothing runs when all are installed. Names are validated
     /// (Debian's package name rule) before anything runs.
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError>;
+}
+
+/// Tenants' system accounts (see `accounts.rs`).
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Makes sure group `gid` and user `uid` exist (named `ct<id>`, no
+    /// home, no shell). Idempotent. Ids below 1000 are refused.
+    async fn ensure(&self, uid: u32, gid: u32) -> Result<(), HostError>;
 }
 
 /// One page of a unit's journal.

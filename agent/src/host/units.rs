@@ -304,10 +304,8 @@ impl Job {
     }
 }
 
-/// The unit operations [`UnitOp`] has no word of its own for yet, named
-/// precisely in the debug log; errors carry the nearest [`UnitOp`] (the
-/// one whose outcome they share: a restart ends started, a mask prevents
-/// starting) so that the message still says what was at stake.
+/// The unit operations beyond start and stop, each with its own
+/// [`UnitOp`] so that an error says exactly what systemd refused.
 #[derive(Debug, Clone, Copy)]
 enum Call {
     Restart,
@@ -322,10 +320,12 @@ enum Call {
 impl Call {
     fn op(self) -> UnitOp {
         match self {
-            Call::Restart | Call::ReloadOrRestart | Call::Enable | Call::ResetFailed => {
-                UnitOp::Start
-            }
-            Call::Disable | Call::Mask => UnitOp::Stop,
+            Call::Restart => UnitOp::Restart,
+            Call::ReloadOrRestart => UnitOp::ReloadOrRestart,
+            Call::Enable => UnitOp::Enable,
+            Call::ResetFailed => UnitOp::ResetFailed,
+            Call::Disable => UnitOp::Disable,
+            Call::Mask => UnitOp::Mask,
             Call::Details => UnitOp::Query,
         }
     }

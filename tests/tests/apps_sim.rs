@@ -1,0 +1,167 @@
+//! Apps through the whole stack in one process: a real colocd and a
+//! simulated agent running the real agent logic (session, ledger, storage
+//! and app reconcilers) over the in-memory fakes, writing its unit files,
+//! app configuration and Caddyfile under its own state directory. The
+//! fakes stand in for apt and systemd here; tests/e2e_apps.rs proves the
+//! same story on the real node in a VM.
+
+use std::time::Duration;
+
+use coloc_agent::host::FakeHost;
+use coloc_agent::host::UnitName;
+use coloc_agent::{SimAgentSpec, spawn_sim_agent_with};
+use coloc_proto::agent::v1 as apb;
+use coloc_proto::controller::v1 as pb;
+use coloc_tests::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test]
+async fn an_approved_request_becomes_a_sandboxed_unit_behind_the_proxy() -> Result<()> {
+    init_test_logging();
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let dir = tempfile::tempdir()?;
+    let host = FakeHost::new("n1");
+    let spec = SimAgentSpec {
+        node_name: "n1".into(),
+        controller: ctl.url(),
+        ca_pem: std::fs::read_to_string(ctl.data_dir().join("ca.pem"))?,
+        join_token: token,
+        state_dir: dir.path().join("n1"),
+        backoff_initial_ms: 50,
+        backoff_max_ms: 500,
+    };
+    let mut config = spec.config().map_err(|e| anyhow!("{e}"))?;
+    config.resync_interval = Duration::from_secs(1);
+    let root = dir.path().join("n1").join("root");
+    let _agent = spawn_sim_agent_with(config, &host);
+
+    let tenant = create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
+    admin
+        .storage
+        .create_pool(pb::CreatePoolRequest {
+            node: "n1".into(),
+            name: "tank".into(),
+            kind: apb::PoolKind::Zfs as i32,
+            layout: apb::PoolLayout::Single as i32,
+            disks: vec!["serial:SIM-n1-1".into()],
+            force: false,
+        })
+        .await?;
+    admin
+        .storage
+        .create_volume(pb::CreateVolumeRequest {
+            tenant: "asso-a".into(),
+            name: "data".into(),
+            node: "n1".into(),
+            pool: "tank".into(),
+            size_bytes: 128 * MIB,
+            reservation_bytes: 0,
+            encrypted: false,
+        })
+        .await?;
+    // The fake ZFS "mounts" by recording it; the app pass wants the mount
+    // point to exist under the node's root, as it does on a real node.
+    std::fs::create_dir_all(root.join("srv/tenants/asso-a/data"))?;
+
+    let member = create_user(&mut admin, "mia", "asso-a", pb::Role::Member).await?;
+    let mut mia = ctl.api(&member).await?;
+    let request = mia
+        .apps
+        .request_app(pb::RequestAppRequest {
+            tenant: "asso-a".into(),
+            app: "site".into(),
+            node: "n1".into(),
+            volume: String::new(),
+            comment: "notre site".into(),
+        })
+        .await?
+        .into_inner();
+    admin
+        .apps
+        .approve_request(pb::DecideRequestRequest {
+            id: request.id,
+            comment: "ok".into(),
+        })
+        .await?;
+
+    let unit = UnitName::new("coloc-app-asso-a-site.service").unwrap();
+    let instance = wait_for("the instance runs", DEADLINE, || {
+        let mut admin = admin.clone();
+        async move {
+            let i = admin
+                .apps
+                .get_instance(pb::InstanceRef {
+                    instance: "asso-a/site".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            i.observed
+                .as_ref()
+                .is_some_and(|o| o.active_state == "active")
+                .then_some(i)
+        }
+    })
+    .await?;
+    assert!(host.packages.is_installed("nginx-light"));
+    assert!(host.packages.is_installed("caddy"));
+    assert!(host.units.is_enabled(&unit));
+    let text = std::fs::read_to_string(root.join("etc/systemd/system").join(unit.as_str()))?;
+    assert!(
+        text.contains(&format!("User={}", tenant.posix_id)),
+        "{text}"
+    );
+    assert!(text.contains("ProtectSystem=strict"), "{text}");
+    assert!(
+        text.contains("ReadWritePaths=/srv/tenants/asso-a/data/apps/site"),
+        "{text}"
+    );
+    let caddy = std::fs::read_to_string(root.join("etc/caddy/Caddyfile"))?;
+    assert!(
+        caddy.contains(&format!(
+            "site.asso-a.coloc.test {{\n\treverse_proxy 127.0.0.1:{}",
+            instance.port
+        )),
+        "{caddy}"
+    );
+
+    // Stop, then remove: the unit goes, the data stays.
+    admin
+        .apps
+        .stop_instance(pb::InstanceRef {
+            instance: "asso-a/site".into(),
+        })
+        .await?;
+    wait_for("stopped", DEADLINE, || {
+        let units = host.units.clone();
+        let unit = unit.clone();
+        async move { (!units.is_enabled(&unit)).then_some(()) }
+    })
+    .await?;
+    std::fs::write(
+        root.join("srv/tenants/asso-a/data/apps/site/keep.txt"),
+        "data",
+    )?;
+    admin
+        .apps
+        .remove_instance(pb::InstanceRef {
+            instance: "asso-a/site".into(),
+        })
+        .await?;
+    let unit_file = root.join("etc/systemd/system").join(unit.as_str());
+    wait_for("unit file removed", DEADLINE, || {
+        let gone = !unit_file.exists();
+        async move { gone.then_some(()) }
+    })
+    .await?;
+    assert!(
+        root.join("srv/tenants/asso-a/data/apps/site/keep.txt")
+            .exists()
+    );
+    Ok(())
+}
