@@ -723,10 +723,12 @@ impl Steps<'_> {
 
     /// The object as the host has it now.
     async fn reread(&mut self) -> Option<VolumeObject> {
-        match self.backend.volumes(&self.d.params.pool).await {
-            Ok(objects) => objects
-                .into_iter()
-                .find(|o| o.volume_id == self.d.params.id.as_str()),
+        match self
+            .backend
+            .volume(&self.d.params.pool, &self.d.params.id)
+            .await
+        {
+            Ok(found) => found,
             Err(e) => {
                 self.fail("cannot read the volume back", &e);
                 None

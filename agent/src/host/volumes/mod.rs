@@ -178,6 +178,22 @@ pub trait VolumeBackend: Send + Sync {
     /// Every object in `pool` that carries a coloc volume id.
     async fn volumes(&self, pool: &PoolName) -> Result<Vec<VolumeObject>, HostError>;
 
+    /// The object of volume `id` in `pool`, if it exists. The reconciler
+    /// reads a volume back after changing it; a backend that can look at
+    /// one object alone overrides this, so that the cost of a change does
+    /// not grow with the number of volumes in the pool.
+    async fn volume(
+        &self,
+        pool: &PoolName,
+        id: &VolumeId,
+    ) -> Result<Option<VolumeObject>, HostError> {
+        Ok(self
+            .volumes(pool)
+            .await?
+            .into_iter()
+            .find(|o| o.volume_id == id.as_str()))
+    }
+
     /// Creates the object with its id, size and (when encrypted) its key
     /// in one step. Fails if it exists.
     async fn create_volume(&self, v: &VolumeParams) -> Result<(), HostError>;

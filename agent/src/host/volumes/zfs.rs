@@ -718,6 +718,50 @@ impl VolumeBackend for ZfsBackend {
         Ok(volumes)
     }
 
+    async fn volume(
+        &self,
+        pool: &PoolName,
+        id: &VolumeId,
+    ) -> Result<Option<VolumeObject>, HostError> {
+        let dataset = dataset_name(pool, id);
+        let args = [
+            "list",
+            "-Hp",
+            "-d",
+            "0",
+            "-t",
+            "filesystem",
+            "-o",
+            VOLUME_COLUMNS,
+            dataset.as_str(),
+        ];
+        let listed = self.runner.run("zfs", &args);
+        let out = match listed.await {
+            Ok(out) => out,
+            Err(e) if failed_with(&e, NO_DATASET) => return Ok(None),
+            Err(e) => return Err(HostError::storage("list volume", &dataset, e)),
+        };
+        let Some(mut volume) = parse_zfs_list(&out.stdout)?
+            .into_iter()
+            .find(|o| o.volume_id == id.as_str())
+        else {
+            return Ok(None);
+        };
+        let out = self
+            .zfs(
+                "list snapshots of",
+                &dataset,
+                &snapshot_list_args(&dataset, &["-d", "1"]),
+            )
+            .await?;
+        volume.snapshots = parse_zfs_snapshots(&out.stdout)?
+            .into_iter()
+            .filter(|(ds, _)| *ds == dataset)
+            .map(|(_, s)| s)
+            .collect();
+        Ok(Some(volume))
+    }
+
     async fn create_volume(&self, v: &VolumeParams) -> Result<(), HostError> {
         let dataset = dataset_name(&v.pool, &v.id);
         self.ensure_coloc_root(&v.pool).await?;
