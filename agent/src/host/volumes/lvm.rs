@@ -258,6 +258,63 @@ fn percent_of(bytes: u64, percent: f64) -> u64 {
 }
 
 impl LvmThinBackend {
+    /// Fills in what `lvs` cannot tell about one volume: encryption, the
+    /// filesystem, where it is mounted and its usage.
+    async fn probe_object(&self, rows: &[LvRow], obj: &mut VolumeObject) -> Result<(), HostError> {
+        let Ok(names) = Names::of(obj) else {
+            // A malformed id: an orphan, reported as lvs shows it.
+            return Ok(());
+        };
+        if !rows.iter().any(|r| r.name == names.lv && r.active()) {
+            return Ok(());
+        }
+        let lv_sig = self.signature(&names.lv_path()).await?;
+        let (device, header_bytes) = match &lv_sig {
+            Signature::Found(t) if t == "crypto_LUKS" => {
+                obj.encrypted = true;
+                match self.luks_mapping(&names).await? {
+                    Some(m) => (Some(names.mapper_path()), m.offset_bytes),
+                    None => {
+                        obj.unlocked = false;
+                        (None, 0)
+                    }
+                }
+            }
+            _ => (Some(names.lv_path()), 0),
+        };
+        let Some(device) = device else {
+            return Ok(());
+        };
+        let sig = if device == names.lv_path() {
+            lv_sig
+        } else {
+            self.signature(&device).await?
+        };
+        if sig != Signature::Found("ext4".into()) {
+            return Ok(());
+        }
+        obj.has_filesystem = true;
+        let fs = self.ext4_stats(&device).await?;
+        // Counted with the LUKS header so that a complete volume has
+        // filesystem_bytes == size_bytes, encrypted or not.
+        obj.filesystem_bytes = fs.bytes() + header_bytes;
+        let mounts = self.mounts(&device).await?;
+        match mounts.first() {
+            Some(m) => {
+                obj.mounted_at = Some(m.target.clone());
+                obj.used_bytes = m.used_bytes;
+                obj.available_bytes = m.available_bytes;
+            }
+            None => {
+                obj.used_bytes =
+                    (fs.block_count - fs.free_blocks.min(fs.block_count)) * fs.block_size;
+                obj.available_bytes = fs.free_blocks * fs.block_size;
+            }
+        }
+
+        Ok(())
+    }
+
     pub fn new(runner: Runner, key_dir: PathBuf) -> LvmThinBackend {
         LvmThinBackend { runner, key_dir }
     }
@@ -994,58 +1051,27 @@ impl VolumeBackend for LvmThinBackend {
         let rows = self.lv_rows(pool.as_str()).await?;
         let mut volumes = volumes_from_rows(&rows);
         for obj in &mut volumes {
-            let Ok(names) = Names::of(obj) else {
-                // A malformed id: an orphan, reported as lvs shows it.
-                continue;
-            };
-            if !rows.iter().any(|r| r.name == names.lv && r.active()) {
-                continue;
-            }
-            let lv_sig = self.signature(&names.lv_path()).await?;
-            let (device, header_bytes) = match &lv_sig {
-                Signature::Found(t) if t == "crypto_LUKS" => {
-                    obj.encrypted = true;
-                    match self.luks_mapping(&names).await? {
-                        Some(m) => (Some(names.mapper_path()), m.offset_bytes),
-                        None => {
-                            obj.unlocked = false;
-                            (None, 0)
-                        }
-                    }
-                }
-                _ => (Some(names.lv_path()), 0),
-            };
-            let Some(device) = device else {
-                continue;
-            };
-            let sig = if device == names.lv_path() {
-                lv_sig
-            } else {
-                self.signature(&device).await?
-            };
-            if sig != Signature::Found("ext4".into()) {
-                continue;
-            }
-            obj.has_filesystem = true;
-            let fs = self.ext4_stats(&device).await?;
-            // Counted with the LUKS header so that a complete volume has
-            // filesystem_bytes == size_bytes, encrypted or not.
-            obj.filesystem_bytes = fs.bytes() + header_bytes;
-            let mounts = self.mounts(&device).await?;
-            match mounts.first() {
-                Some(m) => {
-                    obj.mounted_at = Some(m.target.clone());
-                    obj.used_bytes = m.used_bytes;
-                    obj.available_bytes = m.available_bytes;
-                }
-                None => {
-                    obj.used_bytes =
-                        (fs.block_count - fs.free_blocks.min(fs.block_count)) * fs.block_size;
-                    obj.available_bytes = fs.free_blocks * fs.block_size;
-                }
-            }
+            self.probe_object(&rows, obj).await?;
         }
         Ok(volumes)
+    }
+
+    async fn volume(
+        &self,
+        pool: &PoolName,
+        id: &VolumeId,
+    ) -> Result<Option<VolumeObject>, HostError> {
+        // One `lvs` for the group, but the devices of this volume alone
+        // are probed (blkid, cryptsetup, dumpe2fs, findmnt).
+        let rows = self.lv_rows(pool.as_str()).await?;
+        let Some(mut obj) = volumes_from_rows(&rows)
+            .into_iter()
+            .find(|o| o.volume_id == id.as_str())
+        else {
+            return Ok(None);
+        };
+        self.probe_object(&rows, &mut obj).await?;
+        Ok(Some(obj))
     }
 
     async fn create_volume(&self, v: &VolumeParams) -> Result<(), HostError> {
