@@ -29,7 +29,9 @@ use crate::durable;
 use crate::host::Host;
 use crate::status::{Persist, StatusHub, unix_ms_now};
 use crate::tls::{self, ClientIdentity, TlsError};
-use crate::{Shutdown, error_chain};
+use coloc_proto::error_chain;
+
+use crate::Shutdown;
 
 pub const KEY_FILE: &str = "node.key";
 pub const CERT_FILE: &str = "node.crt";

@@ -72,22 +72,6 @@ impl Shutdown {
     }
 }
 
-/// An error and its causes on one line: `a: b: c`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some libraries repeat their source in their own message.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// The host's facts for `Hello` and enrollment. A host that cannot be
 /// probed must not keep the node off the controller: its absence of facts
 /// is logged and the controller gets the minimum.
@@ -95,7 +79,7 @@ pub async fn gather_facts(host: &host::Host, node: &NodeName) -> NodeFacts {
     let mut facts = match host.health.facts().await {
         Ok(facts) => facts,
         Err(e) => {
-            tracing::warn!(node = %node, error = %error_chain(&e), "cannot gather host facts; sending the minimum");
+            tracing::warn!(node = %node, error = %coloc_proto::error_chain(&e), "cannot gather host facts; sending the minimum");
             NodeFacts {
                 hostname: node.to_string(),
                 ..NodeFacts::default()

@@ -26,11 +26,11 @@ use coloc_proto::agent::v1::{
 use coloc_proto::domain::{InvalidInput, NodeName, SiteName, check_label};
 
 use crate::apps::{self, AppsReport};
-use crate::error_chain;
 use crate::host::Host;
 use crate::ledger::LedgerStore;
 use crate::status::{Outcome, Persist, StatusHub};
 use crate::storage::{self, StorageError, StorageReport};
+use coloc_proto::error_chain;
 
 /// Why a desired configuration cannot be applied.
 #[derive(Debug, thiserror::Error)]

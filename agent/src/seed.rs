@@ -649,7 +649,7 @@ fn check_not_enrolled_as_another(state_dir: &Path, seed: &NodeName) -> Result<()
             // it must not keep the node from getting its configuration.
             tracing::warn!(
                 state_dir = %state_dir.display(),
-                error = %crate::error_chain(&e),
+                error = %coloc_proto::error_chain(&e),
                 "cannot read the stored node identity; applying the seed anyway"
             );
             Ok(())
@@ -788,7 +788,7 @@ mod tests {
             let mut file = sample_file();
             mutate(&mut file);
             let err = Seed::validate(file).expect_err(field);
-            let message = crate::error_chain(&err);
+            let message = coloc_proto::error_chain(&err);
             assert!(message.contains(field), "{field}: {message}");
         }
     }

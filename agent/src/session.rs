@@ -36,7 +36,9 @@ use crate::reconcile::Reconciler;
 use crate::status::{Outcome, Persist, unix_ms_now};
 use crate::supervisor::SessionLink;
 use crate::tls::{self, TlsError};
-use crate::{AGENT_VERSION, Shutdown, error_chain};
+use coloc_proto::error_chain;
+
+use crate::{AGENT_VERSION, Shutdown};
 
 /// Heartbeat interval until the controller says otherwise.
 pub const DEFAULT_HEARTBEAT_SECS: u32 = 10;

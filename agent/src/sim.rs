@@ -69,7 +69,7 @@ pub fn spawn_sim_agent(spec: SimAgentSpec) -> AgentHandle {
         Err(e) => panic!(
             "simulated agent {:?}: {}",
             spec.node_name,
-            crate::error_chain(&e)
+            coloc_proto::error_chain(&e)
         ),
     };
     let host = FakeHost::new(config.node_name.as_str());

@@ -28,12 +28,12 @@ use coloc_proto::storage::{
     DiskRef, PoolName, SnapshotName, VolumeId, VolumeName, format_size, mount_path, volume_size,
 };
 
-use crate::error_chain;
 use crate::host::HostError;
 use crate::host::volumes::{
     DiskProbe, PoolObservation, VolumeBackend, VolumeObject, VolumeParams, Volumes,
 };
 use crate::ledger::LedgerError;
+use coloc_proto::error_chain;
 
 /// What the error of a pool declared on disks that hold data says.
 pub const DISKS_HOLD_DATA: &str =

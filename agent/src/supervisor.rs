@@ -27,7 +27,9 @@ use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
 use crate::session::{DEFAULT_HEARTBEAT_SECS, DesiredJob, SessionRunner, handle_desired};
 use crate::status::{AgentStatus, Persist, STATUS_FILE, StatusHub};
-use crate::{Shutdown, durable, enroll, error_chain};
+use coloc_proto::error_chain;
+
+use crate::{Shutdown, durable, enroll};
 
 /// Desired configurations waiting for the worker. The controller pushes
 /// one at a time; a deep queue would only hide a stuck worker.

@@ -319,7 +319,7 @@ async fn a_malformed_seed_writes_nothing() {
         .await
         .expect_err("empty volume");
     assert!(matches!(err, SeedError::Read { .. }), "{err:?}");
-    let message = coloc_agent::error_chain(&err);
+    let message = coloc_proto::error_chain(&err);
     assert!(message.contains("mcopy"), "{message}");
     assert!(node.tree().is_empty(), "{:?}", node.tree());
 }

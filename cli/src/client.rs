@@ -14,7 +14,7 @@ use coloc_proto::controller::v1::storage_client::StorageClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
-use coloc_proto::{CONTROLLER_TLS_NAME, MAX_MESSAGE_BYTES};
+use coloc_proto::{CONTROLLER_TLS_NAME, MAX_MESSAGE_BYTES, error_chain};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -22,7 +22,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 use crate::config::{Credential, Settings};
-use crate::error::{CredentialKind, Exit, Failure, StatusContext, error_chain, from_status};
+use crate::error::{CredentialKind, Exit, Failure, StatusContext, from_status};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every call here is a small unary request; a minute means colocd is stuck.

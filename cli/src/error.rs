@@ -5,6 +5,7 @@
 use std::fmt;
 
 use coloc_proto::domain::InvalidInput;
+use coloc_proto::error_chain;
 use tonic::{Code, Status};
 
 /// Exit codes, stable for scripts. Keep [`EXIT_CODES_HELP`] in step.
@@ -105,21 +106,6 @@ pub enum CredentialKind {
 pub struct StatusContext {
     pub server: String,
     pub credential: CredentialKind,
-}
-
-/// `error: cause: deeper cause`, skipping links that repeat the previous
-/// one (tonic and hyper often wrap an error in one with the same text).
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// A status made on this side by the transport (it then carries the

@@ -63,17 +63,6 @@ fn init_logging() {
         .init();
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        src = e.source();
-    }
-    s
-}
-
 async fn run(cli: Cli) -> Result<(), server::ServerError> {
     match cli.command {
         Command::Init {
@@ -151,7 +140,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("colocd: {}", chain(&err));
+            eprintln!("colocd: {}", coloc_proto::error_chain(&err));
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,10 @@
 //! constructors in [`domain`]. This crate owns no I/O.
 
 pub mod domain;
+mod report;
 pub mod storage;
+
+pub use report::error_chain;
 
 pub mod agent {
     pub mod v1 {

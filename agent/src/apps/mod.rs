@@ -35,8 +35,8 @@ use coloc_proto::agent::v1::{
 };
 use coloc_proto::domain::{InvalidInput, TenantName};
 
-use crate::error_chain;
 use crate::host::{Host, HostError, UnitDetails, UnitName};
+use coloc_proto::error_chain;
 pub use fsops::FsError;
 use fsops::{Dir, Owner};
 pub use probe::{PROBE_TIMEOUT, ProbeOutcome};
