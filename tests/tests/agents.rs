@@ -5,23 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use coloc_agent::{AgentHandle, AgentStatus, SimAgentSpec, spawn_sim_agent};
+use coloc_agent::{AgentHandle, AgentStatus, spawn_sim_agent};
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn spec(ctl: &TestController, name: &str, token: &str, dir: &Path) -> SimAgentSpec {
-    SimAgentSpec {
-        node_name: name.into(),
-        controller: ctl.url(),
-        ca_pem: ctl.ca_pem.clone(),
-        join_token: token.into(),
-        state_dir: dir.join(name),
-        backoff_initial_ms: 50,
-        backoff_max_ms: 500,
-    }
-}
 
 async fn wait_status(
     agent: &AgentHandle,
@@ -37,36 +25,12 @@ async fn wait_status(
     .await
 }
 
-async fn node(api: &mut Api, name: &str) -> Result<pb::Node> {
-    Ok(api
-        .nodes
-        .get_node(pb::GetNodeRequest { name: name.into() })
-        .await?
-        .into_inner())
-}
-
-async fn wait_node(
-    api: &Api,
-    name: &str,
-    what: &str,
-    cond: impl Fn(&pb::Node) -> bool,
-) -> Result<pb::Node> {
-    wait_for(what, DEADLINE, || {
-        let mut api = api.clone();
-        let name = name.to_string();
-        let n = async move { node(&mut api, &name).await.ok() };
-        let cond = &cond;
-        async move { n.await.filter(|n| cond(n)) }
-    })
-    .await
-}
-
 async fn fleet(ctl: &TestController, dir: &Path, names: &[&str]) -> Result<Vec<AgentHandle>> {
     let mut admin = ctl.admin().await?;
     let mut agents = Vec::new();
     for n in names {
         let token = join_token(&mut admin, "paris-1", 600).await?;
-        agents.push(spawn_sim_agent(spec(ctl, n, &token, dir)));
+        agents.push(spawn_sim_agent(sim_spec(ctl, n, &token, dir)));
     }
     Ok(agents)
 }
@@ -84,7 +48,7 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
 
     for (a, n) in agents.iter().zip(&names) {
         wait_status(a, "agent connected", |s| s.connected && s.enrolled).await?;
-        let node = wait_node(&admin, n, "node ready", |n| {
+        let node = wait_node(&admin, n, "node ready", DEADLINE, |n| {
             n.status == pb::NodeStatus::Ready as i32 && n.applied_generation == 1
         })
         .await?;
@@ -139,7 +103,10 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
         })
         .await?;
         assert_eq!(s.ledger_generation, 2);
-        wait_node(&admin, n, "ack recorded", |n| n.applied_generation == 2).await?;
+        wait_node(&admin, n, "ack recorded", DEADLINE, |n| {
+            n.applied_generation == 2
+        })
+        .await?;
     }
 
     // Draining one node reaches only that node.
@@ -154,7 +121,7 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
         s.draining && s.ledger_generation == 3
     })
     .await?;
-    let n3 = wait_node(&admin, "sim-3", "draining acked", |n| {
+    let n3 = wait_node(&admin, "sim-3", "draining acked", DEADLINE, |n| {
         n.applied_generation == 3
     })
     .await?;
@@ -181,7 +148,7 @@ async fn simulated_agents_enroll_report_facts_and_apply_changes() -> Result<()> 
 
     // Heartbeats keep last_seen moving.
     let before = node(&mut admin, "sim-7").await?.last_seen_unix;
-    wait_node(&admin, "sim-7", "last seen advances", |n| {
+    wait_node(&admin, "sim-7", "last seen advances", DEADLINE, |n| {
         n.last_seen_unix > before
     })
     .await?;
@@ -200,7 +167,7 @@ async fn an_agent_restarted_with_the_controller_down_applies_its_ledger() -> Res
     let mut admin = ctl.admin().await?;
     create_site(&mut admin, "paris-1").await?;
     let token = join_token(&mut admin, "paris-1", 600).await?;
-    let agent = spawn_sim_agent(spec(&ctl, "n1", &token, dir.path()));
+    let agent = spawn_sim_agent(sim_spec(&ctl, "n1", &token, dir.path()));
     wait_status(&agent, "connected", |s| s.connected).await?;
     admin
         .nodes
@@ -226,7 +193,7 @@ async fn an_agent_restarted_with_the_controller_down_applies_its_ledger() -> Res
     agent.shutdown().await;
 
     // The controller is gone; the agent starts from its ledger alone.
-    let agent = spawn_sim_agent(spec(&ctl, "n1", "cjt_not-needed-any-more", dir.path()));
+    let agent = spawn_sim_agent(sim_spec(&ctl, "n1", "cjt_not-needed-any-more", dir.path()));
     let s = wait_status(&agent, "ledger reconciled without controller", |s| {
         s.ready && s.reconcile_passes >= 1 && s.applied_generation == 3
     })
@@ -241,7 +208,7 @@ async fn an_agent_restarted_with_the_controller_down_applies_its_ledger() -> Res
     ctl.restart().await?;
     wait_status(&agent, "reconnected", |s| s.connected).await?;
     let admin = ctl.admin().await?;
-    wait_node(&admin, "n1", "ready again", |n| {
+    wait_node(&admin, "n1", "ready again", DEADLINE, |n| {
         n.connected && n.applied_generation == 3
     })
     .await?;
@@ -302,21 +269,21 @@ async fn a_node_whose_session_drops_becomes_unreachable() -> Result<()> {
     let mut admin = ctl.admin().await?;
     create_site(&mut admin, "paris-1").await?;
     let token = join_token(&mut admin, "paris-1", 600).await?;
-    let agent = spawn_sim_agent(spec(&ctl, "n1", &token, dir.path()));
-    wait_node(&admin, "n1", "ready", |n| {
+    let agent = spawn_sim_agent(sim_spec(&ctl, "n1", &token, dir.path()));
+    wait_node(&admin, "n1", "ready", DEADLINE, |n| {
         n.status == pb::NodeStatus::Ready as i32 && n.connected
     })
     .await?;
     agent.shutdown().await;
     // fast_config: unreachable 2 s after the session drops.
-    let n = wait_node(&admin, "n1", "unreachable", |n| {
+    let n = wait_node(&admin, "n1", "unreachable", DEADLINE, |n| {
         n.status == pb::NodeStatus::Unreachable as i32
     })
     .await?;
     assert!(!n.connected);
     // The agent comes back: ready again.
-    let agent = spawn_sim_agent(spec(&ctl, "n1", &token, dir.path()));
-    wait_node(&admin, "n1", "ready again", |n| {
+    let agent = spawn_sim_agent(sim_spec(&ctl, "n1", &token, dir.path()));
+    wait_node(&admin, "n1", "ready again", DEADLINE, |n| {
         n.status == pb::NodeStatus::Ready as i32
     })
     .await?;
@@ -332,7 +299,7 @@ async fn a_stale_generation_from_a_restored_controller_is_rejected() -> Result<(
     let mut admin = ctl.admin().await?;
     create_site(&mut admin, "paris-1").await?;
     let token = join_token(&mut admin, "paris-1", 600).await?;
-    let agent = spawn_sim_agent(spec(&ctl, "n1", &token, dir.path()));
+    let agent = spawn_sim_agent(sim_spec(&ctl, "n1", &token, dir.path()));
     wait_status(&agent, "generation 1", |s| s.applied_generation == 1).await?;
 
     // A backup of the controller's database, taken now.
@@ -373,7 +340,7 @@ async fn a_stale_generation_from_a_restored_controller_is_rejected() -> Result<(
     }
     ctl.restart().await?;
     let admin = ctl.admin().await?;
-    let n = wait_node(&admin, "n1", "stale rejection reported", |n| {
+    let n = wait_node(&admin, "n1", "stale rejection reported", DEADLINE, |n| {
         n.last_outcome == coloc_proto::agent::v1::ReconcileOutcome::StaleRejected as i32
     })
     .await?;

@@ -16,6 +16,7 @@ use coloc_tests::*;
 use tonic::Code;
 
 const GIB: u64 = 1 << 30;
+const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Offered to both offers; its arguments carry the port, the data path and
 /// the host name.
@@ -135,17 +136,8 @@ async fn world() -> Result<World> {
         .wait_desired("first configuration", |d| d.generation == 1)
         .await?;
     for node in ["n1", "n2"] {
-        admin
-            .storage
-            .create_pool(pb::CreatePoolRequest {
-                node: node.into(),
-                name: "tank".into(),
-                kind: apb::PoolKind::Zfs as i32,
-                layout: apb::PoolLayout::Single as i32,
-                disks: vec![format!("serial:{node}-1")],
-                force: false,
-            })
-            .await?;
+        let disk = format!("serial:{node}-1");
+        create_pool(&mut admin, node, "tank", apb::PoolKind::Zfs, &disk).await?;
     }
     let posix_a = create_tenant(&mut admin, "asso-a", pb::Offer::Participatif)
         .await?
@@ -265,57 +257,11 @@ fn status(tenant: &str, app: &str, active: &str, sub: &str) -> apb::AppStatus {
     }
 }
 
-async fn audit_of(api: &mut Api, tenant: &str) -> Result<Vec<pb::AuditEntry>> {
-    Ok(api
-        .audit
-        .list_audit(pb::ListAuditRequest {
-            before: 0,
-            limit: 1000,
-            tenant: tenant.into(),
-            actor: String::new(),
-        })
-        .await?
-        .into_inner()
-        .entries)
-}
-
-fn has_entry(
-    entries: &[pb::AuditEntry],
-    actor: &str,
-    action: &str,
-    outcome: pb::AuditOutcome,
-) -> bool {
-    entries
-        .iter()
-        .any(|e| e.actor == actor && e.action == action && e.outcome == outcome as i32)
-}
-
 fn code<T: std::fmt::Debug>(r: std::result::Result<T, tonic::Status>) -> Code {
     match r {
         Ok(v) => panic!("expected a refusal, got {v:?}"),
         Err(s) => s.code(),
     }
-}
-
-async fn wait_instance(
-    api: &Api,
-    instance: &str,
-    what: &str,
-    cond: impl Fn(&pb::AppInstance) -> bool,
-) -> Result<pb::AppInstance> {
-    wait_for(what, Duration::from_secs(20), || {
-        let mut api = api.clone();
-        let got = async move {
-            api.apps
-                .get_instance(iref(instance))
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        };
-        let cond = &cond;
-        async move { got.await.filter(|i| cond(i)) }
-    })
-    .await
 }
 
 #[tokio::test]
@@ -515,7 +461,7 @@ async fn an_app_goes_from_request_to_a_running_unit_and_back_out() -> Result<()>
             vec![status("asso-a", "notes", "active", "running")],
         )
         .await?;
-    let i = wait_instance(&w.mem_a, "asso-a/notes", "observed status", |i| {
+    let i = wait_instance(&w.mem_a, "asso-a/notes", "observed status", DEADLINE, |i| {
         i.observed.is_some()
     })
     .await?;
@@ -732,7 +678,7 @@ async fn an_app_goes_from_request_to_a_running_unit_and_back_out() -> Result<()>
     );
 
     // Everything is in the audit log, under the tenant.
-    let entries = audit_of(&mut w.admin, "asso-a").await?;
+    let entries = tenant_audit(&mut w.admin, "asso-a").await?;
     use pb::AuditOutcome::{Allowed, Denied, Failed};
     for (actor, action, outcome) in [
         ("user:mem-a", "app.request", Allowed),
@@ -751,7 +697,7 @@ async fn an_app_goes_from_request_to_a_running_unit_and_back_out() -> Result<()>
         ("system", "app.removed", Allowed),
     ] {
         assert!(
-            has_entry(&entries, actor, action, outcome),
+            has_audit_entry(&entries, actor, action, outcome),
             "missing {actor} {action} {outcome:?} in {entries:#?}"
         );
     }
@@ -968,7 +914,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
 
     // The refusals are in the audit log under the tenant they concern.
     use pb::AuditOutcome::Denied;
-    let a = audit_of(&mut w.admin, "asso-a").await?;
+    let a = tenant_audit(&mut w.admin, "asso-a").await?;
     for (actor, action) in [
         ("user:op-b", "app.request"),
         ("user:op-b", "app.stop"),
@@ -981,15 +927,18 @@ async fn who_may_do_what_with_apps() -> Result<()> {
         ("user:op-a", "app.stop"),
     ] {
         assert!(
-            has_entry(&a, actor, action, Denied),
+            has_audit_entry(&a, actor, action, Denied),
             "missing {actor} {action} denied in {a:#?}"
         );
     }
-    let r = audit_of(&mut w.admin, "asso-r").await?;
-    assert!(has_entry(&r, "user:mem-r", "app.stop", Denied), "{r:#?}");
-    let b = audit_of(&mut w.admin, "asso-b").await?;
+    let r = tenant_audit(&mut w.admin, "asso-r").await?;
     assert!(
-        has_entry(&b, "user:op-b", "app.request.reject", Denied),
+        has_audit_entry(&r, "user:mem-r", "app.stop", Denied),
+        "{r:#?}"
+    );
+    let b = tenant_audit(&mut w.admin, "asso-b").await?;
+    assert!(
+        has_audit_entry(&b, "user:op-b", "app.request.reject", Denied),
         "{b:#?}"
     );
     Ok(())

@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use coloc_agent::host::FakeHost;
-use coloc_agent::host::UnitName;
-use coloc_agent::{SimAgentSpec, spawn_sim_agent_with};
+use coloc_agent::host::{FakeHost, UnitName};
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
@@ -26,44 +24,28 @@ async fn an_approved_request_becomes_a_sandboxed_unit_behind_the_proxy() -> Resu
     let token = join_token(&mut admin, "paris-1", 3600).await?;
     let dir = tempfile::tempdir()?;
     let host = FakeHost::new("n1");
-    let spec = SimAgentSpec {
-        node_name: "n1".into(),
-        controller: ctl.url(),
-        ca_pem: std::fs::read_to_string(ctl.data_dir().join("ca.pem"))?,
-        join_token: token,
-        state_dir: dir.path().join("n1"),
-        backoff_initial_ms: 50,
-        backoff_max_ms: 500,
-    };
-    let mut config = spec.config().map_err(|e| anyhow!("{e}"))?;
-    config.resync_interval = Duration::from_secs(1);
     let root = dir.path().join("n1").join("root");
-    let _agent = spawn_sim_agent_with(config, &host);
+    let _agent = spawn_sim_node(&ctl, "n1", &token, dir.path(), &host)?;
+    wait_node_ready(&admin, "n1", DEADLINE).await?;
 
     let tenant = create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
-    admin
-        .storage
-        .create_pool(pb::CreatePoolRequest {
-            node: "n1".into(),
-            name: "tank".into(),
-            kind: apb::PoolKind::Zfs as i32,
-            layout: apb::PoolLayout::Single as i32,
-            disks: vec!["serial:SIM-n1-1".into()],
-            force: false,
-        })
-        .await?;
-    admin
-        .storage
-        .create_volume(pb::CreateVolumeRequest {
-            tenant: "asso-a".into(),
-            name: "data".into(),
-            node: "n1".into(),
-            pool: "tank".into(),
-            size_bytes: 128 * MIB,
-            reservation_bytes: 0,
-            encrypted: false,
-        })
-        .await?;
+    create_pool(
+        &mut admin,
+        "n1",
+        "tank",
+        apb::PoolKind::Zfs,
+        "serial:SIM-n1-1",
+    )
+    .await?;
+    let volume = NewVolume {
+        tenant: "asso-a",
+        name: "data",
+        node: "n1",
+        pool: "tank",
+        size_bytes: 128 * MIB,
+        encrypted: false,
+    };
+    create_volume(&mut admin, volume).await?;
     // The fake ZFS "mounts" by recording it; the app pass wants the mount
     // point to exist under the node's root, as it does on a real node.
     std::fs::create_dir_all(root.join("srv/tenants/asso-a/data"))?;
@@ -90,22 +72,10 @@ async fn an_approved_request_becomes_a_sandboxed_unit_behind_the_proxy() -> Resu
         .await?;
 
     let unit = UnitName::new("coloc-app-asso-a-site.service").unwrap();
-    let instance = wait_for("the instance runs", DEADLINE, || {
-        let mut admin = admin.clone();
-        async move {
-            let i = admin
-                .apps
-                .get_instance(pb::InstanceRef {
-                    instance: "asso-a/site".into(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            i.observed
-                .as_ref()
-                .is_some_and(|o| o.active_state == "active")
-                .then_some(i)
-        }
+    let instance = wait_instance(&admin, "asso-a/site", "the instance runs", DEADLINE, |i| {
+        i.observed
+            .as_ref()
+            .is_some_and(|o| o.active_state == "active")
     })
     .await?;
     assert!(host.packages.is_installed("nginx-light"));

@@ -13,14 +13,13 @@
 
 use std::time::Duration;
 
+use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, https_get, nvme};
 use coloc_tests::*;
-use coloc_vm::{Boot, DiskKind, DiskSpec, Forward, Vm, VmSpec};
-
-mod support;
-use support::{env_path, seed, ssh_key};
+use coloc_vm::{Forward, Vm};
 
 const BOOT: Duration = Duration::from_secs(600);
 /// Approval to a healthy instance: apt downloads under TCG are the slow part.
@@ -28,62 +27,81 @@ const DEPLOY: Duration = Duration::from_secs(900);
 const MIB: u64 = 1024 * 1024;
 const DOMAIN: &str = "coloc.test";
 
-async fn instance(api: &mut Api, name: &str) -> Result<pb::AppInstance> {
-    Ok(api
-        .apps
-        .get_instance(pb::InstanceRef {
-            instance: name.into(),
-        })
-        .await?
-        .into_inner())
-}
-
-async fn wait_instance(
+/// Waits until the node's report on `name` satisfies `check`.
+async fn wait_status(
     api: &Api,
     name: &str,
     what: &str,
     timeout: Duration,
     check: impl Fn(&apb::AppStatus) -> bool,
 ) -> Result<pb::AppInstance> {
-    let last = std::sync::Mutex::new(None::<pb::AppInstance>);
-    let got = wait_for(&format!("{name}: {what}"), timeout, || {
-        let mut api = api.clone();
-        let last = &last;
-        let check = &check;
-        async move {
-            let i = instance(&mut api, name).await.ok()?;
-            *last.lock().unwrap() = Some(i.clone());
-            let o = i.observed.clone()?;
-            check(&o).then_some(i)
-        }
+    wait_instance(api, name, what, timeout, |i| {
+        i.observed.as_ref().is_some_and(&check)
     })
-    .await;
-    got.with_context(|| format!("last seen: {:#?}", last.lock().unwrap()))
+    .await
 }
 
 fn healthy(o: &apb::AppStatus) -> bool {
     o.active_state == "active" && o.healthy && o.error.is_empty()
 }
 
-/// GET https://<host>/<path> through the forwarded 443, trusting `ca`.
-fn https_get(host: &str, port: u16, path: &str, ca: &std::path::Path) -> Result<(u16, String)> {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg("--cacert")
-        .arg(ca)
-        .arg(format!("https://{host}:{port}{path}"))
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "curl https://{host}{path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').context("curl output")?;
-    Ok((code.trim().parse()?, body.to_string()))
+/// Words that would change a command line if systemd read them unquoted:
+/// quotes, specifiers, variables, backslashes, an empty word.
+const CRAFTED: [&str; 9] = [
+    "a\"; rm -rf /",
+    "%h",
+    "$HOME",
+    "${HOME}",
+    "--foo",
+    "back\\slash\\n",
+    "it's",
+    "",
+    "ünïcode → ok",
+];
+/// An environment value with what systemd would expand elsewhere.
+const CRAFTED_ENV: &str = "say \"hi\" to $USER at 100%";
+
+/// Starts a oneshot unit in the guest whose `ExecStart=` and
+/// `Environment=` the agent's quoting wrote: a shell that records each
+/// argument it received and the value of COLOC_CHECK. Returns them as the
+/// program saw them.
+async fn through_systemd(vm: &Vm, words: &[&str], value: &str) -> Result<(Vec<String>, String)> {
+    const SCRIPT: &str = "for w in \"$@\"; do printf '[%s]\\n' \"$w\"; done > /run/coloc-quoting.argv; \
+                          printf '%s' \"$COLOC_CHECK\" > /run/coloc-quoting.env";
+    let mut command = vec!["/bin/sh", "-c", SCRIPT, "sh"];
+    command.extend_from_slice(words);
+    let exec = command
+        .iter()
+        .map(|w| quote_exec_word(w))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .join(" ");
+    let unit = format!(
+        "[Service]\nType=oneshot\nEnvironment={}\nExecStart={exec}\n",
+        quote_environment("COLOC_CHECK", value)?
+    );
+    vm.succeed(&[
+        "sh",
+        "-c",
+        "printf '%s' \"$1\" > /run/systemd/system/coloc-quoting.service",
+        "sh",
+        &unit,
+    ])
+    .await?;
+    vm.succeed(&["systemctl", "daemon-reload"]).await?;
+    vm.succeed(&["systemctl", "start", "coloc-quoting.service"])
+        .await?;
+    let argv = vm.succeed(&["cat", "/run/coloc-quoting.argv"]).await?;
+    let argv = argv
+        .lines()
+        .map(|l| {
+            l.strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .map(str::to_owned)
+                .with_context(|| format!("not an argument line: {l:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let env = vm.succeed(&["cat", "/run/coloc-quoting.env"]).await?;
+    Ok((argv, env))
 }
 
 async fn request(api: &mut Api, tenant: &str, app: &str, comment: &str) -> Result<u64> {
@@ -105,70 +123,25 @@ async fn request(api: &mut Api, tenant: &str, app: &str, comment: &str) -> Resul
 #[ignore = "boots a VM and installs packages from Debian; run by `make test` with --ignored"]
 async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
     init_test_logging();
-    let image = env_path("COLOC_TEST_IMAGE");
-    let ctl = TestController::start_with(ControllerConfig {
+    let mut lab = Lab::start(ControllerConfig {
         heartbeat_interval_secs: 5,
         unreachable_after_secs: 120,
         apps_domain: DOMAIN.into(),
         ..fast_config()
     })
     .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-    let token = join_token(&mut admin, "paris-1", 3600).await?;
-    let work = tempfile::tempdir()?;
-    let (key, public) = ssh_key(work.path())?;
-    let seed = seed(work.path(), &ctl, "n1", &token, &public)?;
-
-    let mut vm = Vm::start(
-        VmSpec {
-            name: "n1".into(),
-            image,
-            boot: Boot::Uefi,
-            cpus: 2,
-            memory_mib: 2048,
-            disks: vec![DiskSpec {
-                id: "COLOCZ01".into(),
-                size_mib: 2048,
-                kind: DiskKind::Nvme {
-                    serial: "COLOCZ01".into(),
-                },
-            }],
-            seed: Some(seed),
-            forwards: vec![Forward::guest(443)],
-            ssh_key: Some(key),
-            disk_size_mib: Some(6144),
-        },
-        work.path(),
-    )
-    .await?;
+    let mut n1 = NodeSpec::new("n1");
+    n1.disks = vec![nvme("COLOCZ01", 2048)];
+    n1.forwards = vec![Forward::guest(443)];
+    n1.disk_size_mib = 6144;
+    let mut vm = lab.boot(&n1).await?;
+    let (ctl, mut admin) = (&lab.ctl, lab.admin.clone());
+    let work = lab.work_dir().to_owned();
 
     let https = vm.forwarded(443).context("443 forwarded")?;
     let result = async {
-        wait_for("n1 ready in colocd", BOOT, || {
-            let mut admin = admin.clone();
-            async move {
-                let n = admin
-                    .nodes
-                    .get_node(pb::GetNodeRequest { name: "n1".into() })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (n.status == pb::NodeStatus::Ready as i32).then_some(())
-            }
-        })
-        .await?;
-        admin
-            .storage
-            .create_pool(pb::CreatePoolRequest {
-                node: "n1".into(),
-                name: "tank".into(),
-                kind: apb::PoolKind::Zfs as i32,
-                layout: apb::PoolLayout::Single as i32,
-                disks: vec!["serial:COLOCZ01".into()],
-                force: false,
-            })
-            .await?;
+        lab.wait_ready("n1", BOOT).await?;
+        create_pool(&mut admin, "n1", "tank", apb::PoolKind::Zfs, "serial:COLOCZ01").await?;
 
         // ---- two associations, each with an operator granted the node,
         // a member, and a volume on the node.
@@ -187,17 +160,15 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
                 .await?;
             create_user(&mut admin, member, tenant, pb::Role::Member).await?;
             let mut api = ctl.api(&op_token).await?;
-            api.storage
-                .create_volume(pb::CreateVolumeRequest {
-                    tenant: tenant.into(),
-                    name: "data".into(),
-                    node: "n1".into(),
-                    pool: "tank".into(),
-                    size_bytes: 256 * MIB,
-                    reservation_bytes: 0,
-                    encrypted: false,
-                })
-                .await?;
+            let volume = NewVolume {
+                tenant,
+                name: "data",
+                node: "n1",
+                pool: "tank",
+                size_bytes: 256 * MIB,
+                encrypted: false,
+            };
+            create_volume(&mut api, volume).await?;
             ops.push(api);
         }
         let mia_token = admin
@@ -292,7 +263,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
                 .await?;
         }
         for name in ["asso-a/radicale", "asso-a/site", "asso-b/radicale", "asso-b/site"] {
-            let i = wait_instance(&admin, name, "healthy", DEPLOY, healthy).await?;
+            let i = wait_status(&admin, name, "healthy", DEPLOY, healthy).await?;
             let o = i.observed.unwrap();
             eprintln!(
                 "{name}: {} {} memory {:?} restarts {}",
@@ -308,6 +279,27 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
                 .await?;
             assert_eq!(user.trim(), uid.to_string(), "{unit}");
         }
+        // ---- systemd's own parser reads the command lines the agent
+        // writes as meant: the catalog's, and crafted words.
+        let exec = vm
+            .succeed(&[
+                "systemctl",
+                "show",
+                "-p",
+                "ExecStart",
+                "--value",
+                "coloc-app-asso-a-radicale.service",
+            ])
+            .await?;
+        assert!(
+            exec.contains(
+                "argv[]=/usr/bin/radicale --config /etc/coloc/apps/asso-a-radicale/config ;"
+            ),
+            "{exec}"
+        );
+        let (argv, env) = through_systemd(&vm, &CRAFTED, CRAFTED_ENV).await?;
+        assert_eq!(argv, CRAFTED, "the words a program gets");
+        assert_eq!(env, CRAFTED_ENV, "the value a program gets");
         // Inside asso-a's radicale (its mount namespace, its uid): its own
         // data is writable, asso-b's volume is not even visible.
         let pid = vm
@@ -358,7 +350,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         assert_ne!(code, 0, "the system is read-only to apps");
 
         // ---- HTTPS through the node's proxy, by host name
-        let ca = work.path().join("caddy-root.crt");
+        let ca = work.join("caddy-root.crt");
         let root = vm
             .succeed(&[
                 "cat",
@@ -472,7 +464,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
                 instance: "asso-b/site".into(),
             })
             .await?;
-        wait_instance(&admin, "asso-b/site", "removed", DEPLOY, |o| {
+        wait_status(&admin, "asso-b/site", "removed", DEPLOY, |o| {
             o.active_state == "removed"
         })
         .await?;
@@ -485,11 +477,5 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &result {
-        eprintln!(
-            "{e:#}\n--- diagnostics ---\n{}",
-            vm.dump_diagnostics().await
-        );
-    }
-    result
+    diagnosed(&vm, result).await
 }

@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
 use coloc_tests::*;
-use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
-
-mod support;
-use support::{env_path, seed, ssh_key};
+use coloc_vm::DiskSpec;
 
 /// Generous: first boot under TCG grows the disk, makes SSH keys, enrolls.
 const BOOT: Duration = Duration::from_secs(600);
@@ -24,64 +22,26 @@ const BOOT: Duration = Duration::from_secs(600);
 #[ignore = "boots a VM; run by `make test` with --ignored"]
 async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()> {
     init_test_logging();
-    let image = env_path("COLOC_TEST_IMAGE");
-    let ctl = TestController::start_with(ControllerConfig {
+    let mut lab = Lab::start(ControllerConfig {
         heartbeat_interval_secs: 5,
         unreachable_after_secs: 30,
         ..fast_config()
     })
     .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-    let token = join_token(&mut admin, "paris-1", 3600).await?;
-    let work = tempfile::tempdir()?;
-    let (key, public) = ssh_key(work.path())?;
-    let seed = seed(work.path(), &ctl, "n1", &token, &public)?;
-
-    let vm = Vm::start(
-        VmSpec {
-            name: "n1".into(),
-            image,
-            boot: Boot::Uefi,
-            cpus: 2,
-            memory_mib: 2048,
-            disks: vec![
-                DiskSpec {
-                    id: "data0".into(),
-                    size_mib: 1024,
-                    kind: DiskKind::Nvme {
-                        serial: "COLOC0001".into(),
-                    },
-                },
-                DiskSpec {
-                    id: "data1".into(),
-                    size_mib: 512,
-                    kind: DiskKind::Virtio,
-                },
-            ],
-            seed: Some(seed),
-            forwards: vec![],
-            ssh_key: Some(key),
-            // A real server's disk is larger than the image.
-            disk_size_mib: Some(4096),
+    let mut n1 = NodeSpec::new("n1");
+    n1.disks = vec![
+        DiskSpec {
+            id: "data0".into(),
+            ..nvme("COLOC0001", 1024)
         },
-        work.path(),
-    )
-    .await?;
+        virtio("data1", 512),
+    ];
+    let vm = lab.boot(&n1).await?;
 
     let result = async {
         // The sysadmin's view: the node shows up ready in the controller.
-        let node = wait_for("n1 ready in colocd", BOOT, || {
-            let mut admin = admin.clone();
-            async move {
-                let n = admin
-                    .nodes
-                    .get_node(pb::GetNodeRequest { name: "n1".into() })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (n.status == pb::NodeStatus::Ready as i32 && n.applied_generation >= 1).then_some(n)
-            }
+        let node = wait_node(&lab.admin, "n1", "n1 ready in colocd", BOOT, |n| {
+            n.status == pb::NodeStatus::Ready as i32 && n.applied_generation >= 1
         })
         .await?;
         let facts = node.facts.context("facts reported")?;
@@ -145,11 +105,5 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &result {
-        eprintln!(
-            "{e:#}\n--- diagnostics ---\n{}",
-            vm.dump_diagnostics().await
-        );
-    }
-    result
+    diagnosed(&vm, result).await
 }

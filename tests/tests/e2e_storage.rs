@@ -24,11 +24,9 @@ use std::time::Duration;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
 use coloc_tests::*;
-use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
-
-mod support;
-use support::{env_path, seed, ssh_key};
+use coloc_vm::Vm;
 
 const BOOT: Duration = Duration::from_secs(600);
 /// One storage change reaching the disks: a push, a pass (several tools
@@ -36,80 +34,47 @@ const BOOT: Duration = Duration::from_secs(600);
 const CONVERGE: Duration = Duration::from_secs(240);
 const MIB: u64 = 1024 * 1024;
 
-fn disk(id: &str, size_mib: u64, nvme: bool) -> DiskSpec {
-    DiskSpec {
-        id: id.into(),
-        size_mib,
-        kind: if nvme {
-            DiskKind::Nvme { serial: id.into() }
-        } else {
-            DiskKind::Virtio
-        },
-    }
-}
-
-async fn volume(api: &mut Api, name: &str) -> Result<pb::Volume> {
-    Ok(api
-        .storage
-        .get_volume(pb::VolumeRef {
-            volume: name.into(),
-        })
-        .await?
-        .into_inner())
-}
-
 /// Waits until the agent reports `name` in `phase` with `check` true.
-async fn wait_volume(
+async fn wait_observed(
     api: &Api,
     name: &str,
     phase: apb::VolumePhase,
     what: &str,
     check: impl Fn(&pb::Volume, &apb::VolumeStatus) -> bool,
 ) -> Result<pb::Volume> {
-    let last = std::sync::Mutex::new(None::<pb::Volume>);
-    let got = wait_for(&format!("{name}: {what}"), CONVERGE, || {
-        let mut api = api.clone();
-        let last = &last;
-        let check = &check;
-        async move {
-            let v = volume(&mut api, name).await.ok()?;
-            *last.lock().unwrap() = Some(v.clone());
-            let o = v.observed.clone()?;
-            (o.phase == phase as i32 && check(&v, &o)).then_some(v)
-        }
+    wait_volume(api, name, what, CONVERGE, |v| {
+        v.observed
+            .as_ref()
+            .is_some_and(|o| o.phase == phase as i32 && check(v, o))
     })
-    .await;
-    got.with_context(|| format!("last seen: {:?}", last.lock().unwrap()))
+    .await
 }
 
 async fn ready(api: &Api, name: &str) -> Result<pb::Volume> {
-    wait_volume(api, name, apb::VolumePhase::Ready, "ready", |_, o| {
+    wait_observed(api, name, apb::VolumePhase::Ready, "ready", |_, o| {
         o.mounted && !o.read_only
     })
     .await
 }
 
-async fn create_volume(
+/// Creates a volume of `tenant` on n1.
+async fn create(
     api: &mut Api,
     tenant: &str,
     name: &str,
     pool: &str,
-    size: u64,
+    size_bytes: u64,
     encrypted: bool,
 ) -> Result<pb::Volume> {
-    Ok(api
-        .storage
-        .create_volume(pb::CreateVolumeRequest {
-            tenant: tenant.into(),
-            name: name.into(),
-            node: "n1".into(),
-            pool: pool.into(),
-            size_bytes: size,
-            reservation_bytes: 0,
-            encrypted,
-        })
-        .await?
-        .into_inner())
+    let volume = NewVolume {
+        tenant,
+        name,
+        node: "n1",
+        pool,
+        size_bytes,
+        encrypted,
+    };
+    create_volume(api, volume).await
 }
 
 /// Runs `sh -c script` in the guest as the tenant's uid/gid.
@@ -130,55 +95,23 @@ async fn as_tenant(vm: &Vm, uid: u32, script: &str) -> Result<(i32, String)> {
 #[ignore = "boots a VM; run by `make test` with --ignored"]
 async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> Result<()> {
     init_test_logging();
-    let image = env_path("COLOC_TEST_IMAGE");
-    let ctl = TestController::start_with(ControllerConfig {
+    let mut lab = Lab::start(ControllerConfig {
         heartbeat_interval_secs: 5,
         unreachable_after_secs: 60,
         ..fast_config()
     })
     .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-    let token = join_token(&mut admin, "paris-1", 3600).await?;
-    let work = tempfile::tempdir()?;
-    let (key, public) = ssh_key(work.path())?;
-    let seed = seed(work.path(), &ctl, "n1", &token, &public)?;
-
-    let mut vm = Vm::start(
-        VmSpec {
-            name: "n1".into(),
-            image,
-            boot: Boot::Uefi,
-            cpus: 2,
-            memory_mib: 2048,
-            disks: vec![
-                disk("COLOCZ01", 1024, true),
-                disk("COLOCL01", 1024, false),
-                disk("COLOCFULL", 256, false),
-            ],
-            seed: Some(seed),
-            forwards: vec![],
-            ssh_key: Some(key),
-            disk_size_mib: Some(4096),
-        },
-        work.path(),
-    )
-    .await?;
+    let mut n1 = NodeSpec::new("n1");
+    n1.disks = vec![
+        nvme("COLOCZ01", 1024),
+        virtio("COLOCL01", 1024),
+        virtio("COLOCFULL", 256),
+    ];
+    let mut vm = lab.boot(&n1).await?;
+    let (ctl, mut admin) = (&lab.ctl, lab.admin.clone());
 
     let result = async {
-        wait_for("n1 ready in colocd", BOOT, || {
-            let mut admin = admin.clone();
-            async move {
-                let n = admin
-                    .nodes
-                    .get_node(pb::GetNodeRequest { name: "n1".into() })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (n.status == pb::NodeStatus::Ready as i32).then_some(())
-            }
-        })
-        .await?;
+        lab.wait_ready("n1", BOOT).await?;
 
         // A disk that already holds someone's data.
         vm.succeed(&[
@@ -196,28 +129,12 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
             ("vgdata", apb::PoolKind::LvmThin, "COLOCL01"),
             ("taken", apb::PoolKind::Zfs, "COLOCFULL"),
         ] {
-            admin
-                .storage
-                .create_pool(pb::CreatePoolRequest {
-                    node: "n1".into(),
-                    name: name.into(),
-                    kind: kind as i32,
-                    layout: apb::PoolLayout::Single as i32,
-                    disks: vec![format!("serial:{serial}")],
-                    force: false,
-                })
-                .await?;
+            create_pool(&mut admin, "n1", name, kind, &format!("serial:{serial}")).await?;
         }
         let pools = wait_for("pools reported", CONVERGE, || {
             let mut admin = admin.clone();
             async move {
-                let pools = admin
-                    .storage
-                    .list_pools(pb::ListPoolsRequest { node: "n1".into() })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .pools;
+                let pools = pools(&mut admin, "n1").await.ok()?;
                 let seen = |n: &str| {
                     pools
                         .iter()
@@ -257,21 +174,15 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
             })
             .await?;
         let mut olga = ctl.api(&op_token).await?;
-        let tenant = admin
-            .tenants
-            .get_tenant(pb::GetTenantRequest {
-                name: "asso-a".into(),
-            })
-            .await?
-            .into_inner();
+        let tenant = tenant(&mut admin, "asso-a").await?;
         let uid = tenant.posix_id;
         assert!(uid >= 200_000, "{tenant:?}");
 
         // ---- volumes of both backends, plain and encrypted
-        create_volume(&mut olga, "asso-a", "data", "tank", 128 * MIB, false).await?;
-        create_volume(&mut olga, "asso-a", "secret", "tank", 128 * MIB, true).await?;
-        create_volume(&mut olga, "asso-a", "files", "vgdata", 128 * MIB, false).await?;
-        create_volume(&mut olga, "asso-a", "vault", "vgdata", 128 * MIB, true).await?;
+        create(&mut olga, "asso-a", "data", "tank", 128 * MIB, false).await?;
+        create(&mut olga, "asso-a", "secret", "tank", 128 * MIB, true).await?;
+        create(&mut olga, "asso-a", "files", "vgdata", 128 * MIB, false).await?;
+        create(&mut olga, "asso-a", "vault", "vgdata", 128 * MIB, true).await?;
         for name in ["data", "secret", "files", "vault"] {
             let v = ready(&olga, &format!("asso-a/{name}")).await?;
             let path = format!("/srv/tenants/asso-a/{name}");
@@ -336,7 +247,7 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
                 .await?;
         }
         for name in ["data", "files", "vault"] {
-            wait_volume(
+            wait_observed(
                 &olga,
                 &format!("asso-a/{name}"),
                 apb::VolumePhase::Ready,
@@ -371,7 +282,7 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
                     snapshot: "before".into(),
                 })
                 .await?;
-            wait_volume(&olga, &v, apb::VolumePhase::Ready, "snapshot taken", |_, o| {
+            wait_observed(&olga, &v, apb::VolumePhase::Ready, "snapshot taken", |_, o| {
                 o.snapshots.iter().any(|s| s.name == "before")
             })
             .await?;
@@ -430,7 +341,7 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
             .into_inner();
         assert_eq!(deleted.lifecycle, pb::VolumeLifecycle::Retained as i32);
         assert!(deleted.purge_after_unix >= ctl.now() + 29 * 86_400, "{deleted:?}");
-        wait_volume(
+        wait_observed(
             &olga,
             "asso-a/files",
             apb::VolumePhase::Retained,
@@ -454,14 +365,9 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
         let pool = wait_for("orphan reported", CONVERGE, || {
             let mut admin = admin.clone();
             async move {
-                let pools = admin
-                    .storage
-                    .list_pools(pb::ListPoolsRequest { node: "n1".into() })
+                coloc_tests::pools(&mut admin, "n1")
                     .await
                     .ok()?
-                    .into_inner()
-                    .pools;
-                pools
                     .into_iter()
                     .find(|p| p.name == "tank" && !p.orphans.is_empty())
             }
@@ -471,9 +377,9 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
 
         // ---- SIGKILL in the middle of creating volumes
         for name in ["k1", "k2", "k3"] {
-            create_volume(&mut olga, "asso-a", name, "tank", 64 * MIB, name == "k2").await?;
+            create(&mut olga, "asso-a", name, "tank", 64 * MIB, name == "k2").await?;
         }
-        create_volume(&mut olga, "asso-a", "k4", "vgdata", 64 * MIB, true).await?;
+        create(&mut olga, "asso-a", "k4", "vgdata", 64 * MIB, true).await?;
         // tank/coloc, data, secret and the orphan are 4 lines: kill the
         // agent as soon as the first new dataset shows up.
         vm.wait_until_succeeds(
@@ -581,7 +487,7 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
                 force: false,
             })
             .await?;
-        let files = wait_volume(
+        let files = wait_observed(
             &olga,
             "asso-a/files",
             apb::VolumePhase::Error,
@@ -590,7 +496,7 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
         )
         .await?;
         eprintln!("files after its disk vanished: {:?}", files.observed);
-        wait_volume(
+        wait_observed(
             &olga,
             "asso-a/k1",
             apb::VolumePhase::Ready,
@@ -606,11 +512,5 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    if let Err(e) = &result {
-        eprintln!(
-            "{e:#}\n--- diagnostics ---\n{}",
-            vm.dump_diagnostics().await
-        );
-    }
-    result
+    diagnosed(&vm, result).await
 }

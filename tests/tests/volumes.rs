@@ -33,31 +33,16 @@ async fn world() -> Result<World> {
     agent
         .wait_desired("first configuration", |d| d.generation == 1)
         .await?;
-    create_pool(&mut admin, "n1", "tank", apb::PoolKind::Zfs).await?;
-    create_pool(&mut admin, "n1", "vg", apb::PoolKind::LvmThin).await?;
-    create_pool(&mut admin, "n2", "tank", apb::PoolKind::Zfs).await?;
+    pool_on(&mut admin, "n1", "tank", apb::PoolKind::Zfs).await?;
+    pool_on(&mut admin, "n1", "vg", apb::PoolKind::LvmThin).await?;
+    pool_on(&mut admin, "n2", "tank", apb::PoolKind::Zfs).await?;
     create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
     Ok(World { ctl, admin, agent })
 }
 
-async fn create_pool(
-    api: &mut Api,
-    node: &str,
-    name: &str,
-    kind: apb::PoolKind,
-) -> Result<pb::Pool> {
-    Ok(api
-        .storage
-        .create_pool(pb::CreatePoolRequest {
-            node: node.into(),
-            name: name.into(),
-            kind: kind as i32,
-            layout: apb::PoolLayout::Single as i32,
-            disks: vec![format!("serial:{name}-{node}-1")],
-            force: false,
-        })
-        .await?
-        .into_inner())
+/// A single-disk pool on a disk named after it.
+async fn pool_on(api: &mut Api, node: &str, name: &str, kind: apb::PoolKind) -> Result<pb::Pool> {
+    create_pool(api, node, name, kind, &format!("serial:{name}-{node}-1")).await
 }
 
 fn create_req(
@@ -126,31 +111,6 @@ fn ready(id: &str, size: u64, snapshots: &[&str]) -> apb::VolumeStatus {
             .collect(),
         encrypted: false,
     }
-}
-
-async fn audit_of(api: &mut Api, tenant: &str) -> Result<Vec<pb::AuditEntry>> {
-    Ok(api
-        .audit
-        .list_audit(pb::ListAuditRequest {
-            before: 0,
-            limit: 1000,
-            tenant: tenant.into(),
-            actor: String::new(),
-        })
-        .await?
-        .into_inner()
-        .entries)
-}
-
-fn has_entry(
-    entries: &[pb::AuditEntry],
-    actor: &str,
-    action: &str,
-    outcome: pb::AuditOutcome,
-) -> bool {
-    entries
-        .iter()
-        .any(|e| e.actor == actor && e.action == action && e.outcome == outcome as i32)
 }
 
 /// Runs a rollback while the raw agent answers it with `status`.
@@ -427,7 +387,7 @@ async fn a_volume_lives_through_desired_state_deletion_restore_and_purge() -> Re
         .await?;
     let destroyed = get_volume(&mut admin, &v.id).await?;
     assert_eq!(destroyed.lifecycle, pb::VolumeLifecycle::Destroyed as i32);
-    let entries = audit_of(&mut admin, "asso-a").await?;
+    let entries = tenant_audit(&mut admin, "asso-a").await?;
     for action in ["volume.purge", "volume.destroy"] {
         let e = entries
             .iter()
@@ -446,7 +406,7 @@ async fn a_volume_lives_through_desired_state_deletion_restore_and_purge() -> Re
         "tenant.set-storage",
     ] {
         assert!(
-            has_entry(&entries, "user:admin", action, pb::AuditOutcome::Allowed),
+            has_audit_entry(&entries, "user:admin", action, pb::AuditOutcome::Allowed),
             "{action} in {entries:#?}"
         );
     }
@@ -766,14 +726,14 @@ async fn quotas_sizes_and_bad_input_are_refused_and_change_nothing() -> Result<(
         })
         .await?;
     // The failures were audited with their tenant.
-    let entries = audit_of(&mut admin, "asso-a").await?;
-    assert!(has_entry(
+    let entries = tenant_audit(&mut admin, "asso-a").await?;
+    assert!(has_audit_entry(
         &entries,
         "user:admin",
         "volume.create",
         pb::AuditOutcome::Failed
     ));
-    assert!(has_entry(
+    assert!(has_audit_entry(
         &entries,
         "user:admin",
         "volume.resize",
@@ -970,7 +930,7 @@ async fn who_may_do_what_with_volumes() -> Result<()> {
 
         // Every mutation attempt is in the audit log, with asso-a as its
         // tenant.
-        let entries = audit_of(&mut admin, "asso-a").await?;
+        let entries = tenant_audit(&mut admin, "asso-a").await?;
         let outcome = if may_write {
             pb::AuditOutcome::Allowed
         } else {
@@ -983,7 +943,7 @@ async fn who_may_do_what_with_volumes() -> Result<()> {
             "volume.rollback",
         ] {
             assert!(
-                has_entry(&entries, &actor, action, outcome),
+                has_audit_entry(&entries, &actor, action, outcome),
                 "{who:?} {action} {outcome:?} in {entries:#?}"
             );
         }

@@ -4,11 +4,10 @@
 //! The fakes stand in for ZFS and LVM here; tests/e2e_storage.rs proves the
 //! same story on the real tools in a VM.
 
-use std::path::Path;
 use std::time::Duration;
 
+use coloc_agent::AgentHandle;
 use coloc_agent::host::{FakeHost, FakeOp};
-use coloc_agent::{AgentHandle, SimAgentSpec, spawn_sim_agent_with};
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
@@ -16,45 +15,13 @@ use coloc_tests::*;
 const DEADLINE: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024 * 1024;
 
-fn agent(ctl: &TestController, token: &str, dir: &Path, host: &FakeHost) -> Result<AgentHandle> {
-    let spec = SimAgentSpec {
-        node_name: "n1".into(),
-        controller: ctl.url(),
-        ca_pem: std::fs::read_to_string(ctl.data_dir().join("ca.pem"))?,
-        join_token: token.into(),
-        state_dir: dir.join("n1"),
-        backoff_initial_ms: 50,
-        backoff_max_ms: 500,
-    };
-    let mut config = spec.config().map_err(|e| anyhow!("{e}"))?;
-    // Fresh usage figures and retries of failed volumes without waiting
-    // for the production 30 s.
-    config.resync_interval = Duration::from_secs(1);
-    Ok(spawn_sim_agent_with(config, host))
-}
-
-async fn volume(api: &mut Api, name: &str) -> Result<pb::Volume> {
-    Ok(api
-        .storage
-        .get_volume(pb::VolumeRef {
-            volume: name.into(),
-        })
-        .await?
-        .into_inner())
-}
-
-async fn wait_volume(
+async fn wait_vol(
     api: &Api,
     name: &str,
     what: &str,
     cond: impl Fn(&pb::Volume) -> bool,
 ) -> Result<pb::Volume> {
-    wait_for(&format!("{name}: {what}"), DEADLINE, || {
-        let mut api = api.clone();
-        let cond = &cond;
-        async move { volume(&mut api, name).await.ok().filter(|v| cond(v)) }
-    })
-    .await
+    wait_volume(api, name, what, DEADLINE, cond).await
 }
 
 fn phase(v: &pb::Volume) -> Option<apb::VolumePhase> {
@@ -76,53 +43,27 @@ async fn setup() -> Result<(
     let token = join_token(&mut admin, "paris-1", 3600).await?;
     let dir = tempfile::tempdir()?;
     let host = FakeHost::new("n1");
-    let agent = agent(&ctl, &token, dir.path(), &host)?;
-    wait_for("n1 ready", DEADLINE, || {
-        let mut admin = admin.clone();
-        async move {
-            let n = admin
-                .nodes
-                .get_node(pb::GetNodeRequest { name: "n1".into() })
-                .await
-                .ok()?
-                .into_inner();
-            (n.status == pb::NodeStatus::Ready as i32).then_some(())
-        }
-    })
-    .await?;
+    let agent = spawn_sim_node(&ctl, "n1", &token, dir.path(), &host)?;
+    wait_node_ready(&admin, "n1", DEADLINE).await?;
     create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
     Ok((ctl, admin, host, agent, dir))
 }
 
 async fn pool(admin: &mut Api, name: &str, kind: apb::PoolKind, disk: &str) -> Result<()> {
-    admin
-        .storage
-        .create_pool(pb::CreatePoolRequest {
-            node: "n1".into(),
-            name: name.into(),
-            kind: kind as i32,
-            layout: apb::PoolLayout::Single as i32,
-            disks: vec![disk.into()],
-            force: false,
-        })
-        .await?;
+    create_pool(admin, "n1", name, kind, disk).await?;
     Ok(())
 }
 
 async fn create(admin: &mut Api, name: &str, pool: &str, size: u64) -> Result<pb::Volume> {
-    Ok(admin
-        .storage
-        .create_volume(pb::CreateVolumeRequest {
-            tenant: "asso-a".into(),
-            name: name.into(),
-            node: "n1".into(),
-            pool: pool.into(),
-            size_bytes: size,
-            reservation_bytes: 0,
-            encrypted: false,
-        })
-        .await?
-        .into_inner())
+    let volume = NewVolume {
+        tenant: "asso-a",
+        name,
+        node: "n1",
+        pool,
+        size_bytes: size,
+        encrypted: false,
+    };
+    create_volume(admin, volume).await
 }
 
 #[tokio::test]
@@ -135,7 +76,7 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
 
     let v = create(&mut admin, "data", "tank", 100 * MIB).await?;
     assert_eq!(v.size_bytes, 100 * MIB, "already a multiple of 4 MiB");
-    let v = wait_volume(&admin, "asso-a/data", "ready", |v| {
+    let v = wait_vol(&admin, "asso-a/data", "ready", |v| {
         phase(v) == Some(apb::VolumePhase::Ready)
     })
     .await?;
@@ -183,7 +124,7 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
             snapshot: "before".into(),
         })
         .await?;
-    wait_volume(&admin, "asso-a/data", "grown, snapshot taken", |v| {
+    wait_vol(&admin, "asso-a/data", "grown, snapshot taken", |v| {
         v.observed.as_ref().is_some_and(|o| {
             o.size_bytes == 200 * MIB && o.snapshots.iter().any(|s| s.name == "before")
         })
@@ -214,7 +155,7 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
         deleted.deleted_unix + 30 * 86_400,
         "the default grace period"
     );
-    wait_volume(&admin, "asso-a/data", "retained", |v| {
+    wait_vol(&admin, "asso-a/data", "retained", |v| {
         phase(v) == Some(apb::VolumePhase::Retained)
     })
     .await?;
@@ -226,7 +167,7 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
             volume: "asso-a/data".into(),
         })
         .await?;
-    wait_volume(&admin, "asso-a/data", "ready again", |v| {
+    wait_vol(&admin, "asso-a/data", "ready again", |v| {
         phase(v) == Some(apb::VolumePhase::Ready)
     })
     .await?;
@@ -239,7 +180,7 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
         .await?;
     ctl.clock.advance_secs(29 * 86_400);
     // Still inside the grace period: nothing is destroyed.
-    wait_volume(&admin, "asso-a/data", "retained", |v| {
+    wait_vol(&admin, "asso-a/data", "retained", |v| {
         phase(v) == Some(apb::VolumePhase::Retained)
     })
     .await?;
@@ -292,12 +233,12 @@ async fn one_failing_volume_does_not_hold_back_the_others() -> Result<()> {
     create(&mut admin, "files", "vgdata", 64 * MIB).await?;
 
     for name in ["good", "files"] {
-        wait_volume(&admin, &format!("asso-a/{name}"), "ready", |v| {
+        wait_vol(&admin, &format!("asso-a/{name}"), "ready", |v| {
             phase(v) == Some(apb::VolumePhase::Ready)
         })
         .await?;
     }
-    let v = wait_volume(&admin, "asso-a/bad", "in error", |v| {
+    let v = wait_vol(&admin, "asso-a/bad", "in error", |v| {
         phase(v) == Some(apb::VolumePhase::Error)
     })
     .await?;
@@ -313,7 +254,7 @@ async fn one_failing_volume_does_not_hold_back_the_others() -> Result<()> {
 
     // The cause goes away: the next resync converges without a new push.
     host.zfs.clear_failures();
-    wait_volume(&admin, "asso-a/bad", "ready after the fault cleared", |v| {
+    wait_vol(&admin, "asso-a/bad", "ready after the fault cleared", |v| {
         phase(v) == Some(apb::VolumePhase::Ready)
     })
     .await?;

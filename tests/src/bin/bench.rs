@@ -14,7 +14,7 @@ use clap::Parser;
 use coloc_agent::{AgentHandle, SimAgentSpec, spawn_sim_agent};
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::{Context, Remote, Result, all_nodes, bail, join_token};
+use coloc_tests::{Context, Remote, Result, all_nodes, bail, create_site, join_token, programs};
 use futures::StreamExt;
 
 #[derive(Debug, Parser)]
@@ -92,7 +92,7 @@ struct Colocd {
 impl Colocd {
     async fn start(bin: &Path, dir: &Path, heartbeat: u32) -> Result<(Self, u16)> {
         let port = free_port()?;
-        let status = tokio::process::Command::new(bin)
+        let status = programs::colocd(bin)
             .args(["init", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -109,7 +109,7 @@ impl Colocd {
         cfg.unreachable_after_secs = 120;
         std::fs::write(&cfg_path, cfg.to_toml())?;
         let log = std::fs::File::create(dir.join("colocd.log"))?;
-        let child = tokio::process::Command::new(bin)
+        let child = programs::colocd(bin)
             .args(["serve", "--data-dir"])
             .arg(dir)
             .env("RUST_LOG", "warn")
@@ -153,14 +153,7 @@ async fn main() -> Result<()> {
         }
     };
     eprintln!("colocd pid {pid} up; creating {} join tokens", args.agents);
-    api.sites
-        .create_site(pb::CreateSiteRequest {
-            name: "bench-1".into(),
-            country: "FR".into(),
-            city: "Paris".into(),
-            description: String::new(),
-        })
-        .await?;
+    create_site(&mut api, "bench-1").await?;
     let t = Instant::now();
     let tokens: Vec<String> = futures::stream::iter(0..args.agents)
         .map(|_| {

@@ -11,8 +11,8 @@ use clap::Parser;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme};
 use coloc_tests::*;
-use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
 
 const MIB: u64 = 1024 * 1024;
 const DEADLINE: Duration = Duration::from_secs(1800);
@@ -37,74 +37,22 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let work = tempfile::tempdir()?;
-    let ctl = TestController::start_with(ControllerConfig {
-        heartbeat_interval_secs: 5,
-        unreachable_after_secs: 120,
-        ..fast_config()
-    })
-    .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-    let key = work.path().join("id_ed25519");
-    let ok = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coloc-bench", "-f"])
-        .arg(&key)
-        .status()?
-        .success();
-    if !ok {
-        bail!("ssh-keygen failed");
-    }
-    let token_file = work.path().join("token");
-    std::fs::write(&token_file, join_token(&mut admin, "paris-1", 3600).await?)?;
-    let seed = work.path().join("seed.img");
-    let ok = std::process::Command::new(&args.coloc_image)
-        .arg("seed")
-        .args(["--hostname", "n1", "--site", "paris-1"])
-        .args([
-            "--controller",
-            &format!("https://10.0.2.2:{}", ctl.addr().port()),
-        ])
-        .arg("--ca-file")
-        .arg(ctl.data_dir().join("ca.pem"))
-        .arg("--join-token-file")
-        .arg(&token_file)
-        .arg("--ssh-key-file")
-        .arg(key.with_extension("pub"))
-        .arg("-o")
-        .arg(&seed)
-        .status()?
-        .success();
-    if !ok {
-        bail!("coloc-image seed failed");
-    }
-    let vm = Vm::start(
-        VmSpec {
-            name: "n1".into(),
-            image: args.image.clone(),
-            boot: Boot::Uefi,
-            cpus: 2,
-            memory_mib: 2048,
-            disks: vec![DiskSpec {
-                id: "COLOCZ01".into(),
-                size_mib: 2048,
-                kind: DiskKind::Nvme {
-                    serial: "COLOCZ01".into(),
-                },
-            }],
-            seed: Some(seed),
-            forwards: vec![],
-            ssh_key: Some(key),
-            disk_size_mib: Some(6144),
+    let mut lab = Lab::start_with(
+        ControllerConfig {
+            heartbeat_interval_secs: 5,
+            unreachable_after_secs: 120,
+            ..fast_config()
         },
-        work.path(),
+        args.image.clone(),
+        args.coloc_image.clone(),
+        "coloc-bench",
     )
     .await?;
-    let result = run(&args, &mut admin).await;
-    if let Err(e) = &result {
-        eprintln!("{e:#}\n{}", vm.dump_diagnostics().await);
-    }
-    let rows = result?;
+    let mut node = NodeSpec::new("n1");
+    node.disks = vec![nvme("COLOCZ01", 2048)];
+    node.disk_size_mib = 6144;
+    let vm = lab.boot(&node).await?;
+    let rows = diagnosed(&vm, run(&args, &mut lab.admin).await).await?;
     println!("accelerator: {:?}", coloc_vm::qemu_accel());
     println!();
     println!("| app | tenant | packages | approval → healthy (s) | MemoryCurrent (MiB) |");
@@ -125,44 +73,19 @@ async fn main() -> Result<()> {
 type Row = (String, String, &'static str, Duration, Option<u64>);
 
 async fn run(args: &Args, admin: &mut Api) -> Result<Vec<Row>> {
-    wait_for("n1 ready", DEADLINE, || {
-        let mut admin = admin.clone();
-        async move {
-            let n = admin
-                .nodes
-                .get_node(pb::GetNodeRequest { name: "n1".into() })
-                .await
-                .ok()?
-                .into_inner();
-            (n.status == pb::NodeStatus::Ready as i32).then_some(())
-        }
-    })
-    .await?;
-    admin
-        .storage
-        .create_pool(pb::CreatePoolRequest {
-            node: "n1".into(),
-            name: "tank".into(),
-            kind: apb::PoolKind::Zfs as i32,
-            layout: apb::PoolLayout::Single as i32,
-            disks: vec!["serial:COLOCZ01".into()],
-            force: false,
-        })
-        .await?;
+    wait_node_ready(admin, "n1", DEADLINE).await?;
+    create_pool(admin, "n1", "tank", apb::PoolKind::Zfs, "serial:COLOCZ01").await?;
     for tenant in ["bench-a", "bench-b"] {
         create_tenant(admin, tenant, pb::Offer::Participatif).await?;
-        admin
-            .storage
-            .create_volume(pb::CreateVolumeRequest {
-                tenant: tenant.into(),
-                name: "data".into(),
-                node: "n1".into(),
-                pool: "tank".into(),
-                size_bytes: 256 * MIB,
-                reservation_bytes: 0,
-                encrypted: false,
-            })
-            .await?;
+        let volume = NewVolume {
+            tenant,
+            name: "data",
+            node: "n1",
+            pool: "tank",
+            size_bytes: 256 * MIB,
+            encrypted: false,
+        };
+        create_volume(admin, volume).await?;
     }
     let mut rows = Vec::new();
     for (tenant, packages) in [("bench-a", "not installed"), ("bench-b", "installed")] {
@@ -189,21 +112,13 @@ async fn run(args: &Args, admin: &mut Api) -> Result<Vec<Row>> {
                 })
                 .await?;
             let name = format!("{tenant}/{app}");
-            let status = wait_for(&format!("{name} healthy"), DEADLINE, || {
-                let mut admin = admin.clone();
-                let name = name.clone();
-                async move {
-                    let i = admin
-                        .apps
-                        .get_instance(pb::InstanceRef { instance: name })
-                        .await
-                        .ok()?
-                        .into_inner();
-                    i.observed
-                        .filter(|o| o.active_state == "active" && o.healthy)
-                }
+            let healthy = wait_instance(admin, &name, "healthy", DEADLINE, |i| {
+                i.observed
+                    .as_ref()
+                    .is_some_and(|o| o.active_state == "active" && o.healthy)
             })
             .await?;
+            let status = healthy.observed.unwrap_or_default();
             let took = start.elapsed();
             eprintln!("{name}: healthy after {:.1}s", took.as_secs_f64());
             let memory = Some(status.memory_bytes).filter(|m| *m > 0);

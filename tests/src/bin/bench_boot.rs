@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use coloc_controller::config::ControllerConfig;
-use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec};
 use coloc_tests::*;
 use coloc_vm::{Boot, Vm, VmSpec};
 
@@ -88,76 +88,27 @@ async fn main() -> Result<()> {
         vm.power_cut().await?;
     }
 
-    let ctl = TestController::start_with(ControllerConfig {
-        heartbeat_interval_secs: 5,
-        ..fast_config()
-    })
+    let mut lab = Lab::start_with(
+        ControllerConfig {
+            heartbeat_interval_secs: 5,
+            ..fast_config()
+        },
+        args.image.clone(),
+        args.coloc_image.clone(),
+        "coloc-bench",
+    )
     .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-    let key = work.path().join("id_ed25519");
-    let ok = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coloc-bench", "-f"])
-        .arg(&key)
-        .status()?
-        .success();
-    if !ok {
-        bail!("ssh-keygen failed");
-    }
     for run in 0..args.runs {
         let name = format!("bench-{run}");
-        let dir = work.path().join(&name);
-        std::fs::create_dir_all(&dir)?;
-        let token_file = dir.join("token");
-        std::fs::write(&token_file, join_token(&mut admin, "paris-1", 3600).await?)?;
-        let seed = dir.join("seed.img");
-        let ok = std::process::Command::new(&args.coloc_image)
-            .arg("seed")
-            .args(["--hostname", &name, "--site", "paris-1"])
-            .args([
-                "--controller",
-                &format!("https://10.0.2.2:{}", ctl.addr().port()),
-            ])
-            .arg("--ca-file")
-            .arg(ctl.data_dir().join("ca.pem"))
-            .arg("--join-token-file")
-            .arg(&token_file)
-            .arg("--ssh-key-file")
-            .arg(key.with_extension("pub"))
-            .arg("-o")
-            .arg(&seed)
-            .status()?
-            .success();
-        if !ok {
-            bail!("coloc-image seed failed");
-        }
+        let node = NodeSpec::new(&name);
+        let seed = lab.nodes.seed(&mut lab.admin, &name).await?;
+        let dir = lab.nodes.node_dir(&name)?.join("vm");
+        // The clock starts with QEMU, after the seed is written.
         let start = Instant::now();
-        let mut vm = Vm::start(
-            VmSpec {
-                seed: Some(seed),
-                ssh_key: Some(key.clone()),
-                disk_size_mib: Some(4096),
-                ..spec(&name, args.image.clone())
-            },
-            &dir.join("vm"),
-        )
-        .await?;
+        let mut vm = Vm::start(lab.nodes.vm_spec(&node, seed), &dir).await?;
         let mu = multi_user(&vm, start);
         let ready = async {
-            wait_for("node ready", DEADLINE, || {
-                let mut admin = admin.clone();
-                let name = name.clone();
-                async move {
-                    let n = admin
-                        .nodes
-                        .get_node(pb::GetNodeRequest { name })
-                        .await
-                        .ok()?
-                        .into_inner();
-                    (n.status == pb::NodeStatus::Ready as i32).then_some(())
-                }
-            })
-            .await?;
+            wait_node_ready(&lab.admin, &name, DEADLINE).await?;
             Ok::<_, anyhow::Error>(start.elapsed())
         };
         let (mu, ready) = tokio::try_join!(mu, ready)?;

@@ -20,8 +20,9 @@ use clap::Parser;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
 use coloc_tests::*;
-use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
+use coloc_vm::Vm;
 
 const MIB: u64 = 1024 * 1024;
 const DEADLINE: Duration = Duration::from_secs(3600);
@@ -53,83 +54,22 @@ struct Row {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let work = tempfile::tempdir()?;
-    let ctl = TestController::start_with(ControllerConfig {
-        heartbeat_interval_secs: 5,
-        unreachable_after_secs: 120,
-        ..fast_config()
-    })
-    .await?;
-    let mut admin = ctl.admin().await?;
-    create_site(&mut admin, "paris-1").await?;
-
-    let key = work.path().join("id_ed25519");
-    let ok = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "coloc-bench", "-f"])
-        .arg(&key)
-        .status()?
-        .success();
-    if !ok {
-        bail!("ssh-keygen failed");
-    }
-    let token_file = work.path().join("token");
-    std::fs::write(&token_file, join_token(&mut admin, "paris-1", 3600).await?)?;
-    let seed = work.path().join("seed.img");
-    let ok = std::process::Command::new(&args.coloc_image)
-        .arg("seed")
-        .args(["--hostname", "n1", "--site", "paris-1"])
-        .args([
-            "--controller",
-            &format!("https://10.0.2.2:{}", ctl.addr().port()),
-        ])
-        .arg("--ca-file")
-        .arg(ctl.data_dir().join("ca.pem"))
-        .arg("--join-token-file")
-        .arg(&token_file)
-        .arg("--ssh-key-file")
-        .arg(key.with_extension("pub"))
-        .arg("-o")
-        .arg(&seed)
-        .status()?
-        .success();
-    if !ok {
-        bail!("coloc-image seed failed");
-    }
-    let vm = Vm::start(
-        VmSpec {
-            name: "n1".into(),
-            image: args.image.clone(),
-            boot: Boot::Uefi,
-            cpus: 2,
-            memory_mib: 2048,
-            disks: vec![
-                DiskSpec {
-                    id: "COLOCZ01".into(),
-                    size_mib: 4096,
-                    kind: DiskKind::Nvme {
-                        serial: "COLOCZ01".into(),
-                    },
-                },
-                DiskSpec {
-                    id: "COLOCL01".into(),
-                    size_mib: 8192,
-                    kind: DiskKind::Virtio,
-                },
-            ],
-            seed: Some(seed),
-            forwards: vec![],
-            ssh_key: Some(key),
-            disk_size_mib: Some(4096),
+    let mut lab = Lab::start_with(
+        ControllerConfig {
+            heartbeat_interval_secs: 5,
+            unreachable_after_secs: 120,
+            ..fast_config()
         },
-        work.path(),
+        args.image.clone(),
+        args.coloc_image.clone(),
+        "coloc-bench",
     )
     .await?;
+    let mut node = NodeSpec::new("n1");
+    node.disks = vec![nvme("COLOCZ01", 4096), virtio("COLOCL01", 8192)];
+    let vm = lab.boot(&node).await?;
 
-    let result = run(&args, &ctl, &mut admin, &vm).await;
-    if let Err(e) = &result {
-        eprintln!("{e:#}\n{}", vm.dump_diagnostics().await);
-    }
-    let rows = result?;
+    let rows = diagnosed(&vm, run(&args, &mut lab.admin, &vm).await).await?;
     println!("accelerator: {:?}", coloc_vm::qemu_accel());
     println!();
     println!(
@@ -156,20 +96,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run(args: &Args, ctl: &TestController, admin: &mut Api, vm: &Vm) -> Result<Vec<Row>> {
-    wait_for("n1 ready", DEADLINE, || {
-        let mut admin = admin.clone();
-        async move {
-            let n = admin
-                .nodes
-                .get_node(pb::GetNodeRequest { name: "n1".into() })
-                .await
-                .ok()?
-                .into_inner();
-            (n.status == pb::NodeStatus::Ready as i32).then_some(())
-        }
-    })
-    .await?;
+async fn run(args: &Args, admin: &mut Api, vm: &Vm) -> Result<Vec<Row>> {
+    wait_node_ready(admin, "n1", DEADLINE).await?;
     create_tenant(admin, "bench", pb::Offer::Responsable).await?;
     admin
         .storage
@@ -179,40 +107,17 @@ async fn run(args: &Args, ctl: &TestController, admin: &mut Api, vm: &Vm) -> Res
             volume_grace_days: None,
         })
         .await?;
-    let uid = admin
-        .tenants
-        .get_tenant(pb::GetTenantRequest {
-            name: "bench".into(),
-        })
-        .await?
-        .into_inner()
-        .posix_id;
+    let uid = tenant(admin, "bench").await?.posix_id;
     for (name, kind, serial) in [
         ("tank", apb::PoolKind::Zfs, "COLOCZ01"),
         ("vgdata", apb::PoolKind::LvmThin, "COLOCL01"),
     ] {
-        admin
-            .storage
-            .create_pool(pb::CreatePoolRequest {
-                node: "n1".into(),
-                name: name.into(),
-                kind: kind as i32,
-                layout: apb::PoolLayout::Single as i32,
-                disks: vec![format!("serial:{serial}")],
-                force: false,
-            })
-            .await?;
+        create_pool(admin, "n1", name, kind, &format!("serial:{serial}")).await?;
     }
     wait_for("pools present", DEADLINE, || {
         let mut admin = admin.clone();
         async move {
-            let pools = admin
-                .storage
-                .list_pools(pb::ListPoolsRequest { node: "n1".into() })
-                .await
-                .ok()?
-                .into_inner()
-                .pools;
+            let pools = pools(&mut admin, "n1").await.ok()?;
             (pools.len() == 2
                 && pools
                     .iter()
@@ -230,18 +135,16 @@ async fn run(args: &Args, ctl: &TestController, admin: &mut Api, vm: &Vm) -> Res
         );
         let start = Instant::now();
         for i in 0..args.volumes {
-            admin
-                .storage
-                .create_volume(pb::CreateVolumeRequest {
-                    tenant: "bench".into(),
-                    name: format!("{prefix}{i}"),
-                    node: "n1".into(),
-                    pool: pool.into(),
-                    size_bytes: 64 * MIB,
-                    reservation_bytes: 0,
-                    encrypted: false,
-                })
-                .await?;
+            let name = format!("{prefix}{i}");
+            let volume = NewVolume {
+                tenant: "bench",
+                name: &name,
+                node: "n1",
+                pool,
+                size_bytes: 64 * MIB,
+                encrypted: false,
+            };
+            create_volume(admin, volume).await?;
         }
         let api_calls = start.elapsed();
         let want = args.volumes;
@@ -311,6 +214,5 @@ async fn run(args: &Args, ctl: &TestController, admin: &mut Api, vm: &Vm) -> Res
             direct,
         });
     }
-    let _ = ctl;
     Ok(rows)
 }

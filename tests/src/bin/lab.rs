@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coloc_proto::controller::v1 as pb;
-use coloc_tests::{Remote, Result, bail, join_token};
-use coloc_vm::{Boot, DiskKind, DiskSpec, Vm, VmSpec};
+use coloc_tests::lab::{NodeLab, NodeSpec, SshKey, nvme, virtio};
+use coloc_tests::{Remote, Result, ensure_site, init_tool_logging, until_stopped};
+use coloc_vm::DiskSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,110 +44,45 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tool_logging();
     let args = Args::parse();
     std::fs::create_dir_all(&args.workdir)?;
     let remote = Remote::from_admin_config(&args.admin_config)?;
     let mut api = remote.api().await?;
-    match api
-        .sites
-        .create_site(pb::CreateSiteRequest {
-            name: args.site.clone(),
-            country: "FR".into(),
-            city: "Paris".into(),
-            description: "QEMU lab".into(),
-        })
-        .await
-    {
-        Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
-        Err(s) => return Err(s.into()),
-    }
-    let key = args.workdir.join("lab_ed25519");
-    if !key.exists() {
-        let ok = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "coloc-lab", "-f"])
-            .arg(&key)
-            .status()?
-            .success();
-        if !ok {
-            bail!("ssh-keygen failed");
-        }
-    }
+    ensure_site(&mut api, &args.site, "QEMU lab").await?;
+    let key = SshKey::reuse_or_generate(&args.workdir.join("lab_ed25519"), "coloc-lab")?;
     let ca_file = args.workdir.join("ca.pem");
     std::fs::write(&ca_file, &remote.ca_pem)?;
+    let lab = NodeLab {
+        image: args.image.clone(),
+        coloc_image: args.coloc_image.clone(),
+        key,
+        controller_port: args.port,
+        ca_file,
+        site: args.site.clone(),
+        workdir: args.workdir.clone(),
+    };
     let mut vms = Vec::new();
     for (i, name) in args.nodes.iter().enumerate() {
-        let dir = args.workdir.join(name);
-        std::fs::create_dir_all(&dir)?;
-        let token_file = dir.join("join-token");
-        std::fs::write(&token_file, join_token(&mut api, &args.site, 3600).await?)?;
-        let seed = dir.join("seed.img");
-        let ok = std::process::Command::new(&args.coloc_image)
-            .arg("seed")
-            .args(["--hostname", name, "--site", &args.site])
-            .args(["--controller", &format!("https://10.0.2.2:{}", args.port)])
-            .arg("--ca-file")
-            .arg(&ca_file)
-            .arg("--join-token-file")
-            .arg(&token_file)
-            .arg("--ssh-key-file")
-            .arg(key.with_extension("pub"))
-            .arg("-o")
-            .arg(&seed)
-            .status()?
-            .success();
-        if !ok {
-            bail!("coloc-image seed failed for {name}");
-        }
-        let vm = Vm::start(
-            VmSpec {
-                name: name.clone(),
-                image: args.image.clone(),
-                boot: Boot::Uefi,
-                cpus: 2,
-                memory_mib: 1536,
-                disks: vec![
-                    DiskSpec {
-                        id: "nvme0".into(),
-                        size_mib: 2048,
-                        kind: DiskKind::Nvme {
-                            serial: format!("COLOC{:04}", i + 1),
-                        },
-                    },
-                    DiskSpec {
-                        id: "data0".into(),
-                        size_mib: 1024,
-                        kind: DiskKind::Virtio,
-                    },
-                ],
-                seed: Some(seed),
-                forwards: vec![],
-                ssh_key: Some(key.clone()),
-                disk_size_mib: Some(4096),
+        let mut node = NodeSpec::new(name);
+        node.memory_mib = 1536;
+        node.disks = vec![
+            DiskSpec {
+                id: "nvme0".into(),
+                ..nvme(&format!("COLOC{:04}", i + 1), 2048)
             },
-            &dir,
-        )
-        .await?;
+            virtio("data0", 1024),
+        ];
+        let vm = lab.boot(&mut api, &node).await?;
         eprintln!(
             "{name}: booting (console {}, ssh -p {} root@127.0.0.1 -i {})",
             vm.console_path().display(),
             vm.ssh_port().unwrap_or(0),
-            key.display()
+            lab.key.private.display()
         );
         vms.push(vm);
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    until_stopped().await?;
     for vm in &mut vms {
         if let Err(e) = vm.shutdown(Duration::from_secs(60)).await {
             eprintln!("shutdown: {e:#}");

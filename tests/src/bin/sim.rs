@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use coloc_agent::{SimAgentSpec, spawn_sim_agent};
-use coloc_proto::controller::v1 as pb;
-use coloc_tests::{Remote, Result, join_token};
+use coloc_tests::{Remote, Result, ensure_site, init_tool_logging, join_token, until_stopped};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,30 +37,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tool_logging();
     let args = Args::parse();
     let remote = Remote::from_admin_config(&args.admin_config)?;
     let mut api = remote.api().await?;
-    match api
-        .sites
-        .create_site(pb::CreateSiteRequest {
-            name: args.site.clone(),
-            country: "FR".into(),
-            city: "Paris".into(),
-            description: "simulated nodes".into(),
-        })
-        .await
-    {
-        Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
-        Err(s) => return Err(s.into()),
-    }
+    ensure_site(&mut api, &args.site, "simulated nodes").await?;
     let mut agents = Vec::new();
     for i in 1..=args.count {
         let name = format!("{}-{i}", args.prefix);
@@ -83,11 +63,7 @@ async fn main() -> Result<()> {
         }));
     }
     tracing::info!(count = agents.len(), "simulated nodes started");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    until_stopped().await?;
     tracing::info!("stopping simulated nodes");
     let stop = futures::future::join_all(agents.into_iter().map(|a| a.shutdown()));
     if tokio::time::timeout(Duration::from_secs(10), stop)

@@ -1,0 +1,297 @@
+//! The QEMU lab: what it takes to boot real node images that join a
+//! colocd, shared by the end-to-end tests, `coloc-lab` (`make demo`) and
+//! the VM benchmarks. It owns the image and seed tool the environment of
+//! `make test` names, the test-only SSH key, one seed per node (host name,
+//! site, the controller's address as the guest sees it, the CA, a fresh
+//! join token, the SSH key), and the shape of a node's VM (CPUs, memory,
+//! extra NVMe and virtio disks with serials, forwarded ports).
+//!
+//! Booting itself is coloc-vm's job, and what a test checks once a node is
+//! up is the test's. Nothing here may point at production nodes: the key
+//! it seeds is the tests' own channel into the guest.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coloc_controller::config::ControllerConfig;
+use coloc_vm::{Boot, DiskKind, DiskSpec, Forward, Vm, VmSpec};
+
+use crate::api::Api;
+use crate::controller::TestController;
+use crate::fixtures::{create_site, join_token, wait_node_ready};
+use crate::{Result, programs};
+
+/// The node image `make test` builds.
+pub const IMAGE_ENV: &str = "COLOC_TEST_IMAGE";
+/// The coloc-image binary `make test` builds, for seeds.
+pub const COLOC_IMAGE_ENV: &str = "COLOC_IMAGE_BIN";
+/// The site every lab node joins unless told otherwise.
+pub const SITE: &str = "paris-1";
+/// How long a seed's join token lasts: a first boot under TCG is slow.
+const JOIN_TOKEN_TTL_SECS: u64 = 3600;
+
+/// A path from the environment `make test` sets; panics with how to run
+/// the tests when it is missing, since nothing can go on without it.
+pub fn env_path(var: &str) -> PathBuf {
+    let v = std::env::var_os(var).unwrap_or_else(|| {
+        panic!("{var} is not set: run these tests with `make test` (it builds the image)")
+    });
+    PathBuf::from(v)
+}
+
+/// The node image under test ([`IMAGE_ENV`]).
+pub fn test_image() -> PathBuf {
+    env_path(IMAGE_ENV)
+}
+
+/// coloc-image, to write seeds ([`COLOC_IMAGE_ENV`]).
+pub fn coloc_image_bin() -> PathBuf {
+    env_path(COLOC_IMAGE_ENV)
+}
+
+/// colocd's URL as a guest sees it: QEMU's user-mode network puts the
+/// host's loopback behind the gateway 10.0.2.2.
+pub fn controller_url_from_guest(port: u16) -> String {
+    format!("https://10.0.2.2:{port}")
+}
+
+/// An ed25519 key pair for the test-only SSH channel.
+#[derive(Debug, Clone)]
+pub struct SshKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl SshKey {
+    /// Generates `path` and `path.pub`.
+    pub fn generate(path: &Path, comment: &str) -> Result<SshKey> {
+        programs::ssh_keygen(path, comment)?;
+        Ok(Self::at(path))
+    }
+
+    /// The pair at `path`, generated the first time (a lab kept across
+    /// runs keeps its key).
+    pub fn reuse_or_generate(path: &Path, comment: &str) -> Result<SshKey> {
+        if path.exists() {
+            Ok(Self::at(path))
+        } else {
+            Self::generate(path, comment)
+        }
+    }
+
+    fn at(path: &Path) -> SshKey {
+        SshKey {
+            private: path.to_owned(),
+            public: path.with_extension("pub"),
+        }
+    }
+}
+
+/// An NVMe disk whose serial is also its id (pools name it
+/// `serial:<serial>`).
+pub fn nvme(serial: &str, size_mib: u64) -> DiskSpec {
+    DiskSpec {
+        id: serial.into(),
+        size_mib,
+        kind: DiskKind::Nvme {
+            serial: serial.into(),
+        },
+    }
+}
+
+/// A virtio disk; the guest shows it as /dev/disk/by-id/virtio-<id>.
+pub fn virtio(id: &str, size_mib: u64) -> DiskSpec {
+    DiskSpec {
+        id: id.into(),
+        size_mib,
+        kind: DiskKind::Virtio,
+    }
+}
+
+/// The hardware of one node VM.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub disks: Vec<DiskSpec>,
+    pub forwards: Vec<Forward>,
+    /// The boot disk as the guest sees it: a real server's disk is larger
+    /// than the image, and first boot grows the root into it.
+    pub disk_size_mib: u64,
+}
+
+impl NodeSpec {
+    /// 2 CPUs, 2 GiB of memory, a 4 GiB boot disk, no extra disk.
+    pub fn new(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            cpus: 2,
+            memory_mib: 2048,
+            disks: Vec::new(),
+            forwards: Vec::new(),
+            disk_size_mib: 4096,
+        }
+    }
+}
+
+/// What nodes need to join one colocd: the image and seed tool, the SSH
+/// key, the controller's port on the host's loopback and its CA, the site,
+/// and a work directory with one subdirectory per node (seed, join token
+/// file, the VM's overlay and console).
+#[derive(Debug, Clone)]
+pub struct NodeLab {
+    pub image: PathBuf,
+    pub coloc_image: PathBuf,
+    pub key: SshKey,
+    pub controller_port: u16,
+    pub ca_file: PathBuf,
+    pub site: String,
+    pub workdir: PathBuf,
+}
+
+impl NodeLab {
+    /// The directory of node `name`, created if needed.
+    pub fn node_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.workdir.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Writes node `name`'s seed volume with a fresh join token from
+    /// `api`, and returns its path.
+    pub async fn seed(&self, api: &mut Api, name: &str) -> Result<PathBuf> {
+        let dir = self.node_dir(name)?;
+        let token_file = dir.join("join-token");
+        std::fs::write(
+            &token_file,
+            join_token(api, &self.site, JOIN_TOKEN_TTL_SECS).await?,
+        )?;
+        let seed = dir.join("seed.img");
+        let controller = controller_url_from_guest(self.controller_port);
+        let args: [&OsStr; 14] = [
+            "--hostname".as_ref(),
+            name.as_ref(),
+            "--site".as_ref(),
+            self.site.as_ref(),
+            "--controller".as_ref(),
+            controller.as_ref(),
+            "--ca-file".as_ref(),
+            self.ca_file.as_os_str(),
+            "--join-token-file".as_ref(),
+            token_file.as_os_str(),
+            "--ssh-key-file".as_ref(),
+            self.key.public.as_os_str(),
+            "-o".as_ref(),
+            seed.as_os_str(),
+        ];
+        programs::coloc_image_seed(&self.coloc_image, &args)?;
+        Ok(seed)
+    }
+
+    /// The VM of `node` booting the image under UEFI with `seed`.
+    pub fn vm_spec(&self, node: &NodeSpec, seed: PathBuf) -> VmSpec {
+        VmSpec {
+            name: node.name.clone(),
+            image: self.image.clone(),
+            boot: Boot::Uefi,
+            cpus: node.cpus,
+            memory_mib: node.memory_mib,
+            disks: node.disks.clone(),
+            seed: Some(seed),
+            forwards: node.forwards.clone(),
+            ssh_key: Some(self.key.private.clone()),
+            disk_size_mib: Some(node.disk_size_mib),
+        }
+    }
+
+    /// Seeds and boots `node`; it enrolls on its own once up.
+    pub async fn boot(&self, api: &mut Api, node: &NodeSpec) -> Result<Vm> {
+        let seed = self.seed(api, &node.name).await?;
+        let dir = self.node_dir(&node.name)?;
+        Vm::start(self.vm_spec(node, seed), &dir).await
+    }
+}
+
+/// A lab on a colocd running in this process: the controller, its admin's
+/// client, site [`SITE`], and a temporary work directory the nodes live in.
+pub struct Lab {
+    pub ctl: TestController,
+    pub admin: Api,
+    pub nodes: NodeLab,
+    _work: tempfile::TempDir,
+}
+
+impl Lab {
+    /// For the end-to-end tests: the image and seed tool from the
+    /// environment `make test` sets (a clear panic without it).
+    pub async fn start(config: ControllerConfig) -> Result<Lab> {
+        let image = test_image();
+        let coloc_image = coloc_image_bin();
+        Self::start_with(config, image, coloc_image, "coloc-e2e").await
+    }
+
+    /// With the image and seed tool given (the benchmarks take them as
+    /// arguments); `key_comment` names the SSH key in the guests.
+    pub async fn start_with(
+        config: ControllerConfig,
+        image: PathBuf,
+        coloc_image: PathBuf,
+        key_comment: &str,
+    ) -> Result<Lab> {
+        let ctl = TestController::start_with(config).await?;
+        let mut admin = ctl.admin().await?;
+        create_site(&mut admin, SITE).await?;
+        let work = tempfile::tempdir()?;
+        let key = SshKey::generate(&work.path().join("id_ed25519"), key_comment)?;
+        let nodes = NodeLab {
+            image,
+            coloc_image,
+            key,
+            controller_port: ctl.addr().port(),
+            ca_file: ctl.ca_file(),
+            site: SITE.into(),
+            workdir: work.path().to_owned(),
+        };
+        Ok(Lab {
+            ctl,
+            admin,
+            nodes,
+            _work: work,
+        })
+    }
+
+    /// Seeds and boots `node`.
+    pub async fn boot(&mut self, node: &NodeSpec) -> Result<Vm> {
+        self.nodes.boot(&mut self.admin, node).await
+    }
+
+    /// Waits until `name` shows up Ready in colocd.
+    pub async fn wait_ready(&self, name: &str, deadline: Duration) -> Result<()> {
+        wait_node_ready(&self.admin, name, deadline).await?;
+        Ok(())
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.nodes.workdir
+    }
+}
+
+/// Prints the VM's console, QEMU log and journal when `result` is a
+/// failure, then hands `result` back: a failed step explains itself.
+pub async fn diagnosed<T>(vm: &Vm, result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        eprintln!(
+            "{e:#}\n--- diagnostics ---\n{}",
+            vm.dump_diagnostics().await
+        );
+    }
+    result
+}
+
+/// GET `https://<host>:<port><path>` through a forwarded port on the
+/// host's loopback, trusting only `ca`; returns the status and body.
+pub fn https_get(host: &str, port: u16, path: &str, ca: &Path) -> Result<(u16, String)> {
+    programs::curl_https(host, port, &format!("https://{host}:{port}{path}"), ca)
+}
