@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use crate::controller::TestController;
+use crate::fixtures::join_token;
 use crate::{Context, Result, anyhow, bail, wait_for};
 
 /// A key and CSR as an agent would make them.
@@ -52,6 +53,35 @@ pub async fn enroll_raw(
         .await?
         .into_inner();
     Ok((key, resp.certificate_pem))
+}
+
+/// Enrolls one raw agent per name at `site` (which must exist) and waits
+/// for each one's first desired configuration.
+pub async fn raw_fleet(ctl: &TestController, site: &str, names: &[&str]) -> Result<Vec<RawAgent>> {
+    let mut admin = ctl.admin().await?;
+    let mut agents = Vec::with_capacity(names.len());
+    for name in names {
+        let token = join_token(&mut admin, site, 600).await?;
+        let agent = RawAgent::enroll(ctl, &token, name).await?;
+        agent
+            .wait_desired("first configuration", |d| d.generation >= 1)
+            .await?;
+        agents.push(agent);
+    }
+    Ok(agents)
+}
+
+/// The status an agent reports for an app instance in these systemd
+/// states, under the unit name the agent gives it; the rest left empty.
+pub fn app_status(tenant: &str, app: &str, active: &str, sub: &str) -> apb::AppStatus {
+    apb::AppStatus {
+        tenant: tenant.into(),
+        app: app.into(),
+        unit: format!("coloc-app-{tenant}-{app}.service"),
+        active_state: active.into(),
+        sub_state: sub.into(),
+        ..Default::default()
+    }
 }
 
 /// An agent session driven by hand: the test sees every desired

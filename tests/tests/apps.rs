@@ -243,17 +243,9 @@ fn app_spec<'a>(d: &'a apb::DesiredConfig, tenant: &str, app: &str) -> Option<&'
 
 fn status(tenant: &str, app: &str, active: &str, sub: &str) -> apb::AppStatus {
     apb::AppStatus {
-        tenant: tenant.into(),
-        app: app.into(),
-        unit: format!("coloc-app-{tenant}-{app}.service"),
-        active_state: active.into(),
-        sub_state: sub.into(),
-        restarts: 0,
         memory_bytes: 12 << 20,
         healthy: active == "active",
-        health_detail: String::new(),
-        error: String::new(),
-        last_log_lines: Vec::new(),
+        ..app_status(tenant, app, active, sub)
     }
 }
 

@@ -254,11 +254,7 @@ async fn nodes_are_shown_and_labelled() -> Result<()> {
     let ctl = TestController::start().await?;
     let mut api = ctl.admin().await?;
     create_site(&mut api, "paris-1").await?;
-    let mut agents = Vec::new();
-    for name in ["n1", "n2"] {
-        let token = join_token(&mut api, "paris-1", 600).await?;
-        agents.push(RawAgent::enroll(&ctl, &token, name).await?);
-    }
+    let agents = raw_fleet(&ctl, "paris-1", &["n1", "n2"]).await?;
     agents[0]
         .report_facts(apb::NodeFacts {
             hostname: "n1".into(),
