@@ -18,9 +18,9 @@ use coloc_controller::config::ControllerConfig;
 use coloc_vm::{Boot, DiskKind, DiskSpec, Forward, Vm, VmSpec};
 
 use crate::api::Api;
-use crate::controller::TestController;
+use crate::controller::{TestController, fast_config};
 use crate::fixtures::{create_site, join_token, wait_node_ready};
-use crate::{Result, programs};
+use crate::{Result, programs, wait_for};
 
 /// The node image `make test` builds.
 pub const IMAGE_ENV: &str = "COLOC_TEST_IMAGE";
@@ -48,6 +48,17 @@ pub fn test_image() -> PathBuf {
 /// coloc-image, to write seeds ([`COLOC_IMAGE_ENV`]).
 pub fn coloc_image_bin() -> PathBuf {
     env_path(COLOC_IMAGE_ENV)
+}
+
+/// A controller for real nodes booting under TCG: heartbeats every 5 s
+/// rather than every second, and two minutes before a silent node counts
+/// as unreachable, since a loaded guest can stall that long.
+pub fn vm_config() -> ControllerConfig {
+    ControllerConfig {
+        heartbeat_interval_secs: 5,
+        unreachable_after_secs: 120,
+        ..fast_config()
+    }
 }
 
 /// colocd's URL as a guest sees it: QEMU's user-mode network puts the
@@ -294,4 +305,24 @@ pub async fn diagnosed<T>(vm: &Vm, result: Result<T>) -> Result<T> {
 /// host's loopback, trusting only `ca`; returns the status and body.
 pub fn https_get(host: &str, port: u16, path: &str, ca: &Path) -> Result<(u16, String)> {
     programs::curl_https(host, port, &format!("https://{host}:{port}{path}"), ca)
+}
+
+/// Waits until `https://<host>:<port><path>` answers 200 (a proxy
+/// getting its certificate, an app starting) and returns the body.
+pub async fn wait_https_ok(
+    host: &str,
+    port: u16,
+    path: &str,
+    ca: &Path,
+    what: &str,
+    deadline: Duration,
+) -> Result<String> {
+    wait_for(what, deadline, || {
+        let got = https_get(host, port, path, ca)
+            .ok()
+            .filter(|(code, _)| *code == 200)
+            .map(|(_, body)| body);
+        async move { got }
+    })
+    .await
 }

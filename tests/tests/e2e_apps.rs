@@ -17,7 +17,7 @@ use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::lab::{Lab, NodeSpec, diagnosed, https_get, nvme};
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, https_get, nvme, vm_config, wait_https_ok};
 use coloc_tests::*;
 use coloc_vm::{Forward, Vm};
 
@@ -124,10 +124,8 @@ async fn request(api: &mut Api, tenant: &str, app: &str, comment: &str) -> Resul
 async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
     init_test_logging();
     let mut lab = Lab::start(ControllerConfig {
-        heartbeat_interval_secs: 5,
-        unreachable_after_secs: 120,
         apps_domain: DOMAIN.into(),
-        ..fast_config()
+        ..vm_config()
     })
     .await?;
     let mut n1 = NodeSpec::new("n1");
@@ -370,17 +368,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         ])
         .await?;
         let host = format!("site.asso-b.{DOMAIN}");
-        let (code, body) = wait_for("the site over HTTPS", DEPLOY, || {
-            let ca = ca.clone();
-            let host = host.clone();
-            async move {
-                https_get(&host, https, "/", &ca)
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-            }
-        })
-        .await?;
-        assert_eq!(code, 200);
+        let body = wait_https_ok(&host, https, "/", &ca, "the site over HTTPS", DEPLOY).await?;
         assert!(body.contains("Bienvenue chez asso-b"), "{body}");
         let (code, body) = https_get(&format!("radicale.asso-a.{DOMAIN}"), https, "/.web/", &ca)?;
         assert!(code < 500, "radicale answered {code}: {body}");
@@ -440,17 +428,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
             )
             .await?;
         }
-        let (code, body) = wait_for("the site after the reboot", BOOT, || {
-            let ca = ca.clone();
-            let host = host.clone();
-            async move {
-                https_get(&host, https, "/", &ca)
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-            }
-        })
-        .await?;
-        assert_eq!(code, 200);
+        let body = wait_https_ok(&host, https, "/", &ca, "the site after the reboot", BOOT).await?;
         assert!(body.contains("Bienvenue chez asso-b"), "{body}");
         let probe = vm
             .succeed(&["cat", "/srv/tenants/asso-a/data/apps/radicale/probe"])

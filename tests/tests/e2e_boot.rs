@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio, vm_config};
 use coloc_tests::*;
 use coloc_vm::DiskSpec;
 
@@ -23,9 +23,8 @@ const BOOT: Duration = Duration::from_secs(600);
 async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()> {
     init_test_logging();
     let mut lab = Lab::start(ControllerConfig {
-        heartbeat_interval_secs: 5,
         unreachable_after_secs: 30,
-        ..fast_config()
+        ..vm_config()
     })
     .await?;
     let mut n1 = NodeSpec::new("n1");

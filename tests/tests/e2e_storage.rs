@@ -24,7 +24,7 @@ use std::time::Duration;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio, vm_config};
 use coloc_tests::*;
 use coloc_vm::Vm;
 
@@ -96,9 +96,8 @@ async fn as_tenant(vm: &Vm, uid: u32, script: &str) -> Result<(i32, String)> {
 async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> Result<()> {
     init_test_logging();
     let mut lab = Lab::start(ControllerConfig {
-        heartbeat_interval_secs: 5,
         unreachable_after_secs: 60,
-        ..fast_config()
+        ..vm_config()
     })
     .await?;
     let mut n1 = NodeSpec::new("n1");
@@ -439,13 +438,8 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
             })
             .await?;
         ctl.clock.advance_secs(2 * 86_400);
-        wait_for("vault destroyed", CONVERGE, || {
-            let mut admin = admin.clone();
-            let id = vault.id.clone();
-            async move {
-                let v = volume(&mut admin, &id).await.ok()?;
-                (v.lifecycle == pb::VolumeLifecycle::Destroyed as i32).then_some(())
-            }
+        wait_volume(&admin, &vault.id, "destroyed", CONVERGE, |v| {
+            v.lifecycle == pb::VolumeLifecycle::Destroyed as i32
         })
         .await?;
         let (code, _) = vm

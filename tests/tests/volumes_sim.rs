@@ -186,13 +186,8 @@ async fn a_volume_lives_and_dies_through_controller_and_agent() -> Result<()> {
     .await?;
     assert!(host.zfs.object(&v.id).is_some());
     ctl.clock.advance_secs(2 * 86_400);
-    wait_for("destroyed", DEADLINE, || {
-        let mut admin = admin.clone();
-        let id = v.id.clone();
-        async move {
-            let v = volume(&mut admin, &id).await.ok()?;
-            (v.lifecycle == pb::VolumeLifecycle::Destroyed as i32).then_some(())
-        }
+    wait_vol(&admin, &v.id, "destroyed", |v| {
+        v.lifecycle == pb::VolumeLifecycle::Destroyed as i32
     })
     .await?;
     assert!(host.zfs.object(&v.id).is_none(), "gone from the disk");

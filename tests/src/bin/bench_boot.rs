@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use coloc_controller::config::ControllerConfig;
-use coloc_tests::lab::{Lab, NodeSpec};
+use coloc_tests::lab::{Lab, NodeSpec, vm_config};
 use coloc_tests::*;
 use coloc_vm::{Boot, Vm, VmSpec};
 
@@ -89,10 +88,8 @@ async fn main() -> Result<()> {
     }
 
     let mut lab = Lab::start_with(
-        ControllerConfig {
-            heartbeat_interval_secs: 5,
-            ..fast_config()
-        },
+        // Nothing here waits for a node to be declared unreachable.
+        vm_config(),
         args.image.clone(),
         args.coloc_image.clone(),
         "coloc-bench",

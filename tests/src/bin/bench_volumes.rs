@@ -17,10 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio};
+use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio, vm_config};
 use coloc_tests::*;
 use coloc_vm::Vm;
 
@@ -55,11 +54,7 @@ struct Row {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let mut lab = Lab::start_with(
-        ControllerConfig {
-            heartbeat_interval_secs: 5,
-            unreachable_after_secs: 120,
-            ..fast_config()
-        },
+        vm_config(),
         args.image.clone(),
         args.coloc_image.clone(),
         "coloc-bench",
