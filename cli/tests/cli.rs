@@ -1,10 +1,13 @@
 //! The `coloc` binary as a script sees it: exit codes, stdout and stderr,
 //! without a colocd. Each run gets an empty environment and a fresh HOME so
-//! the developer's own config never leaks in.
+//! the developer's own config never leaks in. What the CLI does against a
+//! colocd is tested against the real one, in tests/tests/cli*.rs; only a
+//! server no colocd would be (one that never answers) is played here.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[allow(clippy::disallowed_methods)] // the one spawn here: the binary under test
 fn coloc(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coloc"));
     cmd.env_clear().env("HOME", home).args(args);
@@ -258,6 +261,41 @@ fn an_unreachable_server_exits_8() {
         err.starts_with(&format!("coloc: cannot reach colocd at {server}: ")),
         "{err}"
     );
+}
+
+#[test]
+fn a_server_that_never_answers_exits_8() {
+    // Accepts the connection and then says nothing: no TLS handshake, no
+    // answer. The CLI gives up on its own rather than hang.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let home = tempfile::tempdir().unwrap();
+    let ca = self_signed_ca(home.path());
+    let server = format!("https://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let o = coloc(
+        home.path(),
+        &[
+            "site",
+            "list",
+            "--server",
+            &server,
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[("COLOC_TOKEN", "cat_x")],
+    );
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.starts_with("coloc: "), "{err}");
+    assert!(err.contains(&server), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    drop(held.join().unwrap());
 }
 
 #[test]
