@@ -12,11 +12,10 @@ use std::process::Command;
 use coloc_agent::config::{AgentConfig, CaSource, JoinTokenSource};
 use coloc_agent::enroll::{NodeIdentity, store_identity};
 use coloc_agent::runner::Runner;
-use coloc_agent::seed::{
-    self, ApplyOptions, ApplyOutcome, SEED_FIELDS, SeedError, SeedFile, apply,
-};
+use coloc_agent::seed::{ApplyError, ApplyOptions, ApplyOutcome, apply};
 use coloc_agent::tls::ClientIdentity;
 use coloc_proto::domain::NodeName;
+use coloc_proto::seed::{self, SEED_FIELDS, SeedError, SeedFile};
 use sha2::{Digest, Sha256};
 
 const ED25519: &str =
@@ -303,10 +302,9 @@ async fn a_malformed_seed_writes_nothing() {
         assert!(
             matches!(
                 err,
-                SeedError::Parse(_)
-                    | SeedError::Name { .. }
-                    | SeedError::Ca(_)
-                    | SeedError::Config(_)
+                ApplyError::Seed(
+                    SeedError::Parse(_) | SeedError::Name { .. } | SeedError::Invalid { .. }
+                ) | ApplyError::Config(_)
             ),
             "{what}: {err:?}"
         );
@@ -318,7 +316,7 @@ async fn a_malformed_seed_writes_nothing() {
     let err = apply(&Runner::new(), &node.options(&empty))
         .await
         .expect_err("empty volume");
-    assert!(matches!(err, SeedError::Read { .. }), "{err:?}");
+    assert!(matches!(err, ApplyError::Read { .. }), "{err:?}");
     let message = coloc_proto::error_chain(&err);
     assert!(message.contains("mcopy"), "{message}");
     assert!(node.tree().is_empty(), "{:?}", node.tree());
@@ -350,7 +348,7 @@ async fn an_enrolled_node_refuses_another_nodes_seed() {
         .await
         .expect_err("another node's seed");
     assert!(
-        matches!(&err, SeedError::OtherNode { enrolled, seed, .. }
+        matches!(&err, ApplyError::OtherNode { enrolled, seed, .. }
             if enrolled.as_str() == "n1" && seed.as_str() == "n2"),
         "{err:?}"
     );
