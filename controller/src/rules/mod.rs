@@ -8,7 +8,9 @@
 //! calls the rule and writes the result, so the transaction keeps the
 //! decision atomic and every backend (SQLite today, PostgreSQL later)
 //! applies the same rule. Rules do no I/O and know nothing about SQL;
-//! they are tested here without a database.
+//! they are tested here without a database. They read the store's
+//! records and constants; the store's traits know nothing of them, only
+//! its backends call them.
 //!
 //! What is a rule and what is storage: uniqueness (one volume name per
 //! tenant, one live instance per tenant and app) is a constraint the

@@ -1,6 +1,6 @@
 //! Which local port a new app instance gets on its node.
 //!
-//! An instance listens on 127.0.0.1:<port> and the node's proxy routes its
+//! An instance listens on `127.0.0.1:<port>` and the node's proxy routes its
 //! host name there. Ports are per node, handed out lowest first from
 //! [`FIRST_APP_PORT`], and a port stays taken until its instance is gone
 //! (a removed instance keeps it until its node reports the unit removed).
@@ -9,9 +9,7 @@
 
 use std::collections::BTreeSet;
 
-/// The first port handed to an instance on a node (127.0.0.1:<port>);
-/// the ones below are left to the system and the proxy.
-pub const FIRST_APP_PORT: u16 = 20_000;
+use crate::store::FIRST_APP_PORT;
 
 /// Every port from [`FIRST_APP_PORT`] to 65535 is in use on the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -10,13 +10,8 @@
 use coloc_proto::agent::v1::VolumePhase;
 use coloc_proto::storage::SnapshotName;
 
-use crate::store::{UnixSecs, VolumeLifecycle};
+use crate::store::{MAX_SNAPSHOTS_PER_VOLUME, UnixSecs, VolumeLifecycle};
 use crate::time::date_of;
-
-/// Days a deleted volume is kept when nobody said otherwise.
-pub const DEFAULT_VOLUME_GRACE_DAYS: u32 = 30;
-/// Snapshots one volume may have.
-pub const MAX_SNAPSHOTS_PER_VOLUME: usize = 64;
 
 const SECS_PER_DAY: i64 = 86_400;
 

@@ -13,9 +13,11 @@ use coloc_proto::agent::v1::AppStatus;
 use coloc_proto::domain::{InvalidInput, NodeName, TenantName, UserName};
 use coloc_proto::storage::{VolumeId, VolumeName};
 
-pub use crate::rules::ports::FIRST_APP_PORT;
-
 use super::{StoreResult, UnixSecs, VolumeLifecycle};
+
+/// The first port handed to an instance on a node (`127.0.0.1:<port>`);
+/// the ones below are left to the system and the proxy.
+pub const FIRST_APP_PORT: u16 = 20_000;
 
 /// A catalog app's name (`[a-z][a-z0-9]{0,30}`, docs/APPS.md). Checked
 /// like every other name, so that it can go into a unit name, a path and a

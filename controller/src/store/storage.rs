@@ -11,9 +11,12 @@ use coloc_proto::agent::v1::{OrphanVolume, PoolKind, PoolLayout, PoolStatus, Vol
 use coloc_proto::domain::{NodeName, TenantName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 
-pub use crate::rules::volumes::{DEFAULT_VOLUME_GRACE_DAYS, MAX_SNAPSHOTS_PER_VOLUME};
-
 use super::{StoreResult, UnixSecs};
+
+/// Days a deleted volume is kept when nobody said otherwise.
+pub const DEFAULT_VOLUME_GRACE_DAYS: u32 = 30;
+/// Snapshots one volume may have.
+pub const MAX_SNAPSHOTS_PER_VOLUME: usize = 64;
 
 /// A storage pool declared on a node.
 #[derive(Debug, Clone, PartialEq)]
