@@ -40,6 +40,43 @@ async fn tenants_are_created_listed_and_unique() {
 }
 
 #[tokio::test]
+async fn posix_ids_stay_unique_under_concurrent_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colocd.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let second = SqliteStore::open(&path).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store.create_tenant(tenant(&format!("asso-{i}"))).await
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().unwrap().posix_id);
+    }
+    assert_eq!(ids.len(), 20);
+    assert_eq!(ids.first(), Some(&FIRST_POSIX_ID));
+    assert_eq!(ids.last(), Some(&(FIRST_POSIX_ID + 19)));
+    // The database refuses a duplicate whatever the code does.
+    let conn = first.conn.lock().unwrap();
+    let err = conn
+        .execute(
+            // Whichever tenant got which id first, these two differ.
+            "UPDATE tenants SET posix_id = (SELECT posix_id FROM tenants \
+             WHERE name = 'asso-0') WHERE name = 'asso-1'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[tokio::test]
 async fn users_belong_to_existing_tenants() {
     let store = SqliteStore::open_in_memory().unwrap();
     store.create_tenant(tenant("asso-x")).await.unwrap();
@@ -303,41 +340,4 @@ async fn user_certificates_are_found_by_fingerprint() {
         matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn posix_ids_stay_unique_under_concurrent_creation() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("colocd.db");
-    let first = SqliteStore::open(&path).unwrap();
-    let second = SqliteStore::open(&path).unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let store = if i % 2 == 0 {
-            first.clone()
-        } else {
-            second.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            store.create_tenant(tenant(&format!("asso-{i}"))).await
-        }));
-    }
-    let mut ids = BTreeSet::new();
-    for t in tasks {
-        ids.insert(t.await.unwrap().unwrap().posix_id);
-    }
-    assert_eq!(ids.len(), 20);
-    assert_eq!(ids.first(), Some(&FIRST_POSIX_ID));
-    assert_eq!(ids.last(), Some(&(FIRST_POSIX_ID + 19)));
-    // The database refuses a duplicate whatever the code does.
-    let conn = first.conn.lock().unwrap();
-    let err = conn
-        .execute(
-            // Whichever tenant got which id first, these two differ.
-            "UPDATE tenants SET posix_id = (SELECT posix_id FROM tenants \
-             WHERE name = 'asso-0') WHERE name = 'asso-1'",
-            [],
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
 }
