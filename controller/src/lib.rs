@@ -6,11 +6,12 @@
 //! touches a server directly: every change on a host is made by that
 //! host's agent, from the desired configuration it receives.
 //!
-//! Layout: [`store`] (persistence behind a trait), [`ca`] (the
-//! cooperative's certificate authority), [`auth`] (who is calling and what
-//! they may do), [`api`] (the public gRPC services), [`agents`] (the
-//! agent-facing service and the session registry), [`server`] (wiring),
-//! [`config`].
+//! Layout: [`store`] (persistence behind one trait per area), [`rules`]
+//! (the quota, port, request and lifecycle rules the store applies),
+//! [`ca`] (the cooperative's certificate authority), [`auth`] (who is
+//! calling and what they may do), [`api`] (the public gRPC services),
+//! [`agents`] (the agent-facing service and the session registry),
+//! [`server`] (wiring), [`config`].
 
 pub mod agents;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod ca;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod time;

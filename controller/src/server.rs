@@ -37,6 +37,7 @@ use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
+use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, InstanceFilter, InstanceState, Store,
