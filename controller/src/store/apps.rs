@@ -6,11 +6,9 @@
 //! in [`crate::rules::ports`], [`crate::rules::requests`] and
 //! [`crate::rules::instances`].
 
-use std::fmt;
-
 use async_trait::async_trait;
 use coloc_proto::agent::v1::AppStatus;
-use coloc_proto::domain::{InvalidInput, NodeName, TenantName, UserName};
+use coloc_proto::domain::{NodeName, TenantName, UserName};
 use coloc_proto::storage::{VolumeId, VolumeName};
 
 use super::{StoreResult, UnixSecs, VolumeLifecycle};
@@ -19,35 +17,7 @@ use super::{StoreResult, UnixSecs, VolumeLifecycle};
 /// the ones below are left to the system and the proxy.
 pub const FIRST_APP_PORT: u16 = 20_000;
 
-/// A catalog app's name (`[a-z][a-z0-9]{0,30}`, docs/APPS.md). Checked
-/// like every other name, so that it can go into a unit name, a path and a
-/// host name as it is.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AppName(String);
-
-impl AppName {
-    pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
-        let value = value.into();
-        crate::catalog::check_app_name(&value)?;
-        Ok(AppName(value))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AppName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<AppName> for String {
-    fn from(a: AppName) -> String {
-        a.0
-    }
-}
+pub use coloc_proto::apps::AppName;
 
 /// Where an install request stands. A request is decided once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
