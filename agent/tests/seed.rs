@@ -36,6 +36,9 @@ fn seed_text(hostname: &str, token: &str, ca: &str) -> String {
 }
 
 fn run(program: &str, args: &[&str]) {
+    // Test setup: mkfs.vfat and mcopy build a seed volume, as an operator
+    // would; the code under test reads it through its own runner.
+    #[allow(clippy::disallowed_methods)]
     let out = Command::new(program)
         .args(args)
         .env("LC_ALL", "C")
@@ -437,6 +440,8 @@ fn the_seed_schema_is_the_documented_one() {
 fn the_binary_applies_seeds_and_fails_loudly_on_bad_ones() {
     let node = Node::new();
     let binary = env!("CARGO_BIN_EXE_coloc-agent");
+    // Runs the built coloc-agent binary, the way systemd would.
+    #[allow(clippy::disallowed_methods)]
     let run_apply = |device: &Path| {
         Command::new(binary)
             .args(["seed", "apply", "--device"])

@@ -432,6 +432,8 @@ impl Fixture {
 
     /// Runs coloc with an empty environment plus `env`.
     async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        // The binary under test, started as a user would (clippy.toml).
+        #[allow(clippy::disallowed_methods)]
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_coloc"));
         cmd.env_clear().env("HOME", self.home.path()).args(args);
         for (k, v) in env {

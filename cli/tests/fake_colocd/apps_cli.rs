@@ -788,6 +788,8 @@ impl Running {
 impl Fixture {
     /// Starts coloc as the admin without waiting for it.
     fn spawn_as_admin(&self, args: &[&str]) -> Running {
+        // The binary under test, started as a user would (clippy.toml).
+        #[allow(clippy::disallowed_methods)]
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coloc"))
             .env_clear()
             .env("HOME", self.home.path())
@@ -853,6 +855,8 @@ async fn logs_follow_until_ctrl_c() {
 
     // Ctrl-C ends it with exit 0 and nothing on stderr.
     let pid = run.child.id().expect("still running").to_string();
+    // Ctrl-C as a terminal sends it, from outside the process (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     let kill = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
@@ -894,13 +898,13 @@ async fn logs_follow_in_json_lines() {
         serde_json::json!({ "lines": ["later"], "cursor": "c4" })
     );
     let pid = run.child.id().expect("still running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    // Ctrl-C as a terminal sends it, from outside the process (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
     let status = tokio::time::timeout(Duration::from_secs(20), run.child.wait())
         .await
         .expect("stopped after Ctrl-C")

@@ -26,7 +26,7 @@ use zbus::Connection;
 use zbus::OwnedObjectPath;
 use zbus::proxy::CacheProperties;
 
-use super::{HostError, UnitDetails, UnitName, UnitOp, UnitState, Units};
+use crate::{HostError, UnitDetails, UnitName, UnitOp, UnitState, Units};
 
 /// How long start/stop/restart wait for systemd's job, and a daemon-reload
 /// for systemd to finish: systemd's own default start timeout, plus a

@@ -9,8 +9,8 @@
 //! id that marks it as coloc's (a ZFS user property set by `zfs create -o`,
 //! an LV tag set by `lvcreate --addtag`), so after a crash it either exists
 //! with its id or not at all. Deciding *which* operation to run — the
-//! ensure loop, orphans, grace periods — is the storage reconciler's job
-//! (`crate::storage`), not this module's.
+//! ensure loop, orphans, grace periods — is the agent's storage
+//! reconciler's job, not this module's.
 //!
 //! Naming on disk, fixed here so that every part agrees:
 //! - ZFS: dataset `<pool>/coloc/<id>`, user property `coloc:volume-id=<id>`
@@ -39,13 +39,15 @@ use coloc_proto::agent::v1::{PoolKind, PoolLayout};
 use coloc_proto::domain::TenantName;
 use coloc_proto::storage::{PoolName, SnapshotName, VolumeId, VolumeName};
 
-use super::HostError;
+use crate::HostError;
 use crate::runner::Runner;
 
-pub use disks::{RealDiskProber, parse_lsblk_probe, parse_wipefs};
-pub use fake::{FakeDisks, FakeVolumes};
-pub use lvm::{LvmThinBackend, parse_lvs};
-pub use zfs::{ZfsBackend, parse_zfs_list, parse_zfs_snapshots};
+pub use disks::{RealDiskProber, parse_wipefs, probe_of};
+pub use fake::{FakeDisks, FakeOp, FakeVolumes};
+pub use lvm::{LvmThinBackend, VolumeGroupInfo, parse_lvs, parse_vgs};
+pub use zfs::{
+    PoolHealth, ZfsBackend, ZpoolInfo, parse_zfs_list, parse_zfs_snapshots, parse_zpool_list,
+};
 
 /// Where encryption keys live unless configured otherwise.
 pub const DEFAULT_KEY_DIR: &str = "/var/lib/coloc/keys";

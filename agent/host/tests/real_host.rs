@@ -4,28 +4,33 @@
 //! the answer that matches what is installed, so it holds on both kinds of
 //! machine.
 
-use coloc_agent::host::{Host, HostError};
-use coloc_agent::runner::Runner;
+use coloc_host::runner::Runner;
+use coloc_host::{Host, HostError, list_disks};
+use coloc_proto::agent::v1::PoolKind;
 
 async fn installed(tool: &str) -> bool {
     Runner::new().resolve(tool).await.is_ok()
 }
 
+fn real_host() -> Host {
+    Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"))
+}
+
 #[tokio::test]
 async fn disks_come_from_lsblk_without_pseudo_devices() {
-    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
-    let disks = host
-        .storage
-        .disks()
+    let host = real_host();
+    // The listing both the facts and the disk prober read.
+    let disks = list_disks(&Runner::new())
         .await
         .expect("lsblk works on any Debian");
     for disk in &disks {
         assert!(
-            !["loop", "ram", "zram"]
+            !["loop", "ram", "zram", "sr"]
                 .iter()
                 .any(|p| disk.name.starts_with(p)),
             "{disk:?}"
         );
+        assert_eq!(disk.kind, "disk", "{disk:?}");
     }
     // Facts list the same disks.
     let facts = host.health.facts().await.expect("facts");
@@ -36,8 +41,9 @@ async fn disks_come_from_lsblk_without_pseudo_devices() {
 
 #[tokio::test]
 async fn a_missing_zpool_is_tool_missing_not_an_empty_list() {
-    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
-    let result = host.storage.zpools().await;
+    let host = real_host();
+    let zfs = host.volumes.backend(PoolKind::Zfs).expect("a ZFS backend");
+    let result = zfs.pools().await;
     if installed("zpool").await {
         // Installed: either pools, or a command error (module not loaded).
         assert!(!matches!(result, Err(HostError::ToolMissing { .. })));
@@ -51,8 +57,12 @@ async fn a_missing_zpool_is_tool_missing_not_an_empty_list() {
 
 #[tokio::test]
 async fn a_missing_vgs_is_tool_missing() {
-    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
-    let result = host.storage.volume_groups().await;
+    let host = real_host();
+    let lvm = host
+        .volumes
+        .backend(PoolKind::LvmThin)
+        .expect("an LVM backend");
+    let result = lvm.pools().await;
     if !installed("vgs").await {
         assert!(result.unwrap_err().is_tool_missing());
     } else {
@@ -62,7 +72,7 @@ async fn a_missing_vgs_is_tool_missing() {
 
 #[tokio::test]
 async fn smart_checks_the_device_first_and_the_tool_second() {
-    let host = Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"));
+    let host = real_host();
     assert!(matches!(
         host.health.smart("sda").await,
         Err(HostError::InvalidDevice { .. })

@@ -1,6 +1,8 @@
 //! Real [`Health`]: node facts from the kernel (through `sysinfo`, run on
 //! the blocking pool because it reads `/proc` synchronously), disks from
-//! `lsblk`, the OS name from `os-release`, and SMART through `smartctl`.
+//! `lsblk` (the same listing the disk prober reads), the OS name from
+//! `os-release`, and SMART through `smartctl`. The agent's own version is
+//! not the host's to know: the agent stamps it on the facts it sends.
 
 use async_trait::async_trait;
 use coloc_proto::agent::v1::{Disk, Nic, NodeFacts};
@@ -8,9 +10,9 @@ use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 
 use crate::runner::Runner;
 
-use super::smart::{parse_smartctl, smartctl_statuses, validate_device};
-use super::storage::list_disks;
-use super::{Health, HostError, SmartReport};
+use crate::lsblk::list_disks;
+use crate::smart::{parse_smartctl, smartctl_statuses, validate_device};
+use crate::{BlockDevice, Health, HostError, SmartReport};
 
 /// os-release(5): the first file that exists wins.
 const OS_RELEASE_PATHS: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
@@ -45,7 +47,11 @@ impl Health for RealHealth {
         let system = tokio::task::spawn_blocking(read_system_facts)
             .await
             .map_err(|source| HostError::Blocking { source })??;
-        let disks = list_disks(&self.runner).await?;
+        let disks = list_disks(&self.runner)
+            .await?
+            .iter()
+            .map(|d| d.block_device())
+            .collect::<Result<Vec<BlockDevice>, HostError>>()?;
         Ok(NodeFacts {
             hostname: system.hostname,
             cpu_model: system.cpu_model,
@@ -55,7 +61,7 @@ impl Health for RealHealth {
             nics: system.nics,
             kernel_version: system.kernel_version,
             os_name: system.os_name,
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent_version: String::new(),
             boot_time_unix: system.boot_time_unix,
         })
     }
@@ -228,7 +234,10 @@ mod tests {
         assert!(facts.memory_bytes > 64 * 1024 * 1024);
         assert!(!facts.kernel_version.is_empty());
         assert!(!facts.os_name.is_empty());
-        assert_eq!(facts.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            facts.agent_version, "",
+            "stamped by the agent, not the host"
+        );
         // After 2020-01-01 and not in the future.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

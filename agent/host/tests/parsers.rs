@@ -1,21 +1,31 @@
-//! The host layer's parsers against tool outputs kept in `tests/fixtures/`.
+//! The host layer's parsers against tool outputs kept in `tests/fixtures/`
+//! (the storage backends' own recordings, in `tests/fixtures/storage/`, are
+//! read by the tests next to their parsers).
 //!
 //! `lsblk.this-machine.json` is a real recording of
 //! `lsblk -J -b -d -o NAME,MODEL,SERIAL,SIZE,TRAN,ROTA,TYPE` (util-linux
-//! 2.38.1) on a build machine. The `*.sample.*` files are written by hand
+//! 2.38.1) on a build machine: the one lsblk parser reads that older
+//! column set as well as the full tree the agent asks for today. The `*.sample.*` files are written by hand
 //! to follow the tools' documented formats exactly (zpool list -Hp, LVM's
 //! JSON report, smartctl --json 7.3, lsblk before and after util-linux
 //! 2.37); they are to be replaced by recordings from the QEMU guest in the
 //! image issue, where ZFS, LVM and smartctl really run.
 
-use coloc_agent::host::{
-    BlockDevice, HostError, PoolHealth, VolumeGroupInfo, ZpoolInfo, parse_lsblk, parse_smartctl,
-    parse_vgs, parse_zpool_list,
-};
+use coloc_host::volumes::{PoolHealth, VolumeGroupInfo, ZpoolInfo, parse_vgs, parse_zpool_list};
+use coloc_host::{BlockDevice, HostError, parse_smartctl};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The disks as the facts describe them: `lsblk` parsed, then each disk's
+/// facts view.
+fn parse_lsblk(json: &str) -> Result<Vec<BlockDevice>, HostError> {
+    coloc_host::parse_lsblk(json)?
+        .iter()
+        .map(|d| d.block_device())
+        .collect()
 }
 
 // ------------------------------------------------------------------ lsblk

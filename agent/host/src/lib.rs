@@ -1,33 +1,42 @@
-//! The agent's host-access layer: every byte that goes to or comes from the
-//! host passes through here.
+//! coloc-host: the agent's access to its host. Every byte that goes to or
+//! comes from the machine passes through here.
 //!
-//! It owns the traits the rest of the agent sees the machine through —
-//! [`Storage`] (block devices, ZFS pools, LVM volume groups), [`Units`]
-//! (systemd units over D-Bus), [`Health`] (node facts, SMART) and, in
-//! [`volumes`], the pools and tenants' volumes the storage reconciler
-//! manages — their
-//! real implementations, which run host tools through the one
-//! [`Runner`](crate::runner::Runner) or talk to systemd over the system bus,
-//! the pure parsers that turn tool output into typed values (tested against
-//! recorded outputs in `agent/tests/fixtures/`), and in-memory fakes good
-//! enough to run a whole simulated agent.
+//! It owns the traits the agent sees the machine through — [`Units`]
+//! (systemd units over D-Bus), [`Health`] (node facts, SMART),
+//! [`Packages`] (apt), [`Journal`], [`Accounts`] and, in [`volumes`], the
+//! disks, pools and tenants' volumes the storage reconciler manages —
+//! their real implementations, the pure parsers that turn tool output into
+//! typed values (one parser per tool output, tested against recorded
+//! outputs in `tests/fixtures/`), and in-memory fakes good enough to run a
+//! whole simulated agent ([`FakeHost`]).
+//!
+//! Its only ways to the system are the one command [`Runner`]
+//! (every host tool: `lsblk`, `zpool`, `lvs`, `apt-get`, `smartctl`, ...),
+//! the system bus for systemd (zbus, in `units.rs`), `sysinfo` for the
+//! kernel's CPU, memory, network and boot figures, and the plain file
+//! operations it must do itself: durable key files ([`durable`]), mount
+//! points and the owner of a volume's root, `/dev/disk/by-id`,
+//! `/etc/os-release`, apt's `policy-rc.d`. It depends on nothing of the
+//! agent.
 //!
 //! It must not decide policy. It reports what the host says — a degraded
 //! pool, a failing drive, a unit that does not exist — as typed values and
 //! typed errors, and executes exactly the operation it is asked for; whether
 //! a failing drive should drain the node or a missing `zpool` binary is an
-//! error is for the reconciler to decide. It also refuses, before anything
-//! runs, inputs that could be misread by a tool (device paths and unit names
-//! are validated here), because this is the last place that can.
+//! error is for the agent's reconcilers to decide. It also refuses, before
+//! anything runs, inputs that could be misread by a tool (device paths and
+//! unit names are validated here), because this is the last place that can.
 
 mod accounts;
+pub mod durable;
 mod error;
 mod facts;
 mod fake;
 mod journal;
+mod lsblk;
 mod packages;
+pub mod runner;
 mod smart;
-mod storage;
 mod types;
 mod units;
 pub mod volumes;
@@ -38,31 +47,29 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coloc_proto::agent::v1::NodeFacts;
 
-use crate::runner::Runner;
+use runner::Runner;
 use volumes::Volumes;
 
 pub use accounts::{FakeAccounts, RealAccounts, account_name};
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
-pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeOp, FakeStorage, FakeUnits};
+pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeUnits};
 pub use journal::{
     FakeJournal, MAX_CURSOR_LEN, RealJournal, parse_journal_json, rfc3339_utc_seconds,
     validate_cursor,
 };
+pub use lsblk::{LsblkDevice, list_disks, parse_lsblk};
 pub use packages::{
     FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, validate_package_name,
 };
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
-pub use storage::{RealStorage, parse_lsblk, parse_vgs, parse_zpool_list};
-pub use types::{
-    BlockDevice, PoolHealth, SmartReport, UnitName, UnitState, VolumeGroupInfo, ZpoolInfo,
-};
+pub use types::{BlockDevice, SmartReport, UnitName, UnitState};
 pub use units::{DEFAULT_JOB_TIMEOUT, RealUnits};
+pub use volumes::FakeOp;
 
 /// The host as the agent sees it. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
-    pub storage: Arc<dyn Storage>,
     pub units: Arc<dyn Units>,
     pub health: Arc<dyn Health>,
     /// Pools and tenants' volumes (ZFS, LVM thin) and the disk prober.
@@ -77,7 +84,6 @@ impl Host {
     /// system bus on first use, volume encryption keys kept in `key_dir`.
     pub fn real(runner: Runner, key_dir: PathBuf) -> Host {
         Host {
-            storage: Arc::new(RealStorage::new(runner.clone())),
             units: Arc::new(RealUnits::new()),
             health: Arc::new(RealHealth::new(runner.clone())),
             volumes: Volumes::real(runner.clone(), key_dir),
@@ -107,18 +113,6 @@ pub trait Health: Send + Sync {
     async fn facts(&self) -> Result<NodeFacts, HostError>;
     /// SMART health of one drive; `device` is an absolute `/dev` path.
     async fn smart(&self, device: &str) -> Result<SmartReport, HostError>;
-}
-
-/// Block devices and the storage stacks built on them.
-#[async_trait]
-pub trait Storage: Send + Sync {
-    /// Whole disks (not partitions, loop, RAM or zram devices).
-    async fn disks(&self) -> Result<Vec<BlockDevice>, HostError>;
-    /// Imported ZFS pools. [`HostError::ToolMissing`] if ZFS is not
-    /// installed: that is not the same as "no pools".
-    async fn zpools(&self) -> Result<Vec<ZpoolInfo>, HostError>;
-    /// LVM volume groups. [`HostError::ToolMissing`] if LVM is not installed.
-    async fn volume_groups(&self) -> Result<Vec<VolumeGroupInfo>, HostError>;
 }
 
 /// What the app reconciler reads of a unit (systemd's own property names).

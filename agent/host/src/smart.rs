@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{HostError, SmartReport};
+use crate::{HostError, SmartReport};
 
 /// Exit status bits after which smartctl produced no usable report.
 const FATAL_BITS: i32 = 0b11;

@@ -20,8 +20,8 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{HostError, Journal, JournalPage, UnitName};
 use crate::runner::{CommandError, Runner};
+use crate::{HostError, Journal, JournalPage, UnitName};
 
 /// Longest cursor accepted. systemd's are about 140 characters.
 pub const MAX_CURSOR_LEN: usize = 512;

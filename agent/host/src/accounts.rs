@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Accounts, HostError};
 use crate::runner::Runner;
+use crate::{Accounts, HostError};
 
 /// The account name of posix id `id`.
 pub fn account_name(id: u32) -> String {

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{HostError, Packages};
 use crate::runner::{CommandError, Runner, display_command, stderr_tail};
+use crate::{HostError, Packages};
 
 /// How long one `apt-get install` may take: downloads of a large
 /// application (and its database server) over a slow mirror.
@@ -187,7 +187,7 @@ enum InstallOutcome {
 
 impl RealPackages {
     /// `dpkg-query` and `apt-get` from the runner's search path, the
-    /// system's [`POLICY_RC_D`].
+    /// system's `POLICY_RC_D`.
     pub fn new(runner: Runner) -> RealPackages {
         RealPackages {
             runner,

@@ -2,8 +2,9 @@
 //! blank, the one question that stands between "create a pool here" and
 //! overwriting someone's data.
 //!
-//! `lsblk -J -b` with the device tree gives partitions, filesystems,
-//! holders (LVM, dm-crypt, md) and mount points; for a disk lsblk reports
+//! `lsblk -J -b` with the device tree (read by the one lsblk parser,
+//! [`crate::parse_lsblk`]) gives partitions, filesystems, holders (LVM,
+//! dm-crypt, md) and mount points; for a disk lsblk reports
 //! as empty, `wipefs --no-act --json` reads the signatures on the device
 //! itself, because lsblk only knows what udev probed, which may be stale
 //! or missing. The prober errs on the side of "holds something": a disk
@@ -17,21 +18,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{DiskProbe, DiskProber};
-use crate::host::HostError;
+use crate::HostError;
+use crate::lsblk::{LsblkDevice, list_disks};
 use crate::runner::Runner;
 
-const LSBLK_ARGS: &[&str] = &[
-    "-J",
-    "-b",
-    "-o",
-    "NAME,PATH,TYPE,SIZE,SERIAL,FSTYPE,PTTYPE,MOUNTPOINT",
-];
-
 const BY_ID_DIR: &str = "/dev/disk/by-id";
-
-/// Kernel name prefixes of disks that are not storage: loop files, RAM
-/// disks, compressed swap in RAM, optical drives.
-const SKIPPED_PREFIXES: &[&str] = &["loop", "ram", "zram", "sr"];
 
 /// `fstype` values that are not file systems but membership of some
 /// other stack; said "… signature" rather than "… filesystem".
@@ -59,65 +50,36 @@ impl RealDiskProber {
     }
 }
 
-/// Parses `lsblk -J -b -o NAME,PATH,TYPE,SIZE,SERIAL,FSTYPE,PTTYPE,
-/// MOUNTPOINT` (with children): one [`DiskProbe`] per whole disk, loop,
-/// RAM, zram and optical devices left out, `holds` saying what lsblk
-/// sees on the disk and below it. `by_id` is left empty (it comes from
-/// `/dev/disk/by-id`).
-pub fn parse_lsblk_probe(json: &str) -> Result<Vec<DiskProbe>, HostError> {
-    const WHAT: &str = "lsblk output";
-    let root: Value =
-        serde_json::from_str(json).map_err(|e| HostError::parse(WHAT, e.to_string()))?;
-    let devices = root
-        .get("blockdevices")
-        .and_then(Value::as_array)
-        .ok_or_else(|| HostError::parse(WHAT, "no \"blockdevices\" array"))?;
-    let mut disks = Vec::new();
-    for dev in devices {
-        let name =
-            text(dev, "name").ok_or_else(|| HostError::parse(WHAT, "a device has no name"))?;
-        let kind = text(dev, "type")
-            .ok_or_else(|| HostError::parse(WHAT, format!("{name}: no \"type\"")))?;
-        if kind != "disk" || SKIPPED_PREFIXES.iter().any(|p| name.starts_with(p)) {
-            continue;
-        }
-        let size_bytes = dev
-            .get("size")
-            .and_then(as_u64)
-            .ok_or_else(|| HostError::parse(WHAT, format!("{name}: no usable \"size\"")))?;
-        let device = text(dev, "path").unwrap_or_else(|| format!("/dev/{name}"));
-        disks.push(DiskProbe {
-            device,
-            size_bytes,
-            serial: text(dev, "serial"),
-            by_id: Vec::new(),
-            holds: describe_holdings(dev),
-        });
+/// One whole disk from [`parse_lsblk`](crate::parse_lsblk) as a probe
+/// sees it, `holds` saying what lsblk sees on the disk and below it.
+/// `by_id` is left empty (it comes from `/dev/disk/by-id`) and a disk
+/// lsblk sees as empty is still to be checked with `wipefs`.
+pub fn probe_of(disk: &LsblkDevice) -> DiskProbe {
+    DiskProbe {
+        device: disk.path.clone(),
+        // parse_lsblk refuses a disk without a size.
+        size_bytes: disk.size_bytes.unwrap_or_default(),
+        serial: disk.serial.clone(),
+        by_id: Vec::new(),
+        holds: describe_holdings(disk),
     }
-    Ok(disks)
 }
 
 /// What lsblk shows on `disk`: its own signature, partition table,
 /// partitions (with what they hold), other devices stacked on it, and any
 /// mount point in the whole tree below it. `None` when there is nothing.
-fn describe_holdings(disk: &Value) -> Option<String> {
+fn describe_holdings(disk: &LsblkDevice) -> Option<String> {
     let mut found = Vec::new();
-    if let Some(fstype) = text(disk, "fstype") {
-        found.push(describe_signature(&fstype));
+    if let Some(fstype) = &disk.fstype {
+        found.push(describe_signature(fstype));
     }
-    if let Some(pttype) = text(disk, "pttype") {
+    if let Some(pttype) = &disk.pttype {
         found.push(format!("{pttype} partition table"));
     }
-    let children = disk
-        .get("children")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let (parts, stacked): (Vec<&Value>, Vec<&Value>) = children
-        .iter()
-        .partition(|c| text(c, "type").as_deref() == Some("part"));
+    let (parts, stacked): (Vec<&LsblkDevice>, Vec<&LsblkDevice>) =
+        disk.children.iter().partition(|c| c.kind == "part");
     if !parts.is_empty() {
-        let mut types: Vec<String> = parts.iter().filter_map(|p| text(p, "fstype")).collect();
+        let mut types: Vec<&str> = parts.iter().filter_map(|p| p.fstype.as_deref()).collect();
         types.dedup();
         let count = match parts.len() {
             1 => "1 partition".to_owned(),
@@ -129,7 +91,7 @@ fn describe_holdings(disk: &Value) -> Option<String> {
             found.push(format!("{count} ({})", types.join(", ")));
         }
     }
-    let mut holders: Vec<String> = stacked.iter().filter_map(|c| text(c, "name")).collect();
+    let mut holders: Vec<&str> = stacked.iter().map(|c| c.name.as_str()).collect();
     holders.dedup();
     if !holders.is_empty() {
         found.push(format!("used by {}", holders.join(", ")));
@@ -154,18 +116,13 @@ fn describe_signature(kind: &str) -> String {
 
 /// Mount points of `dev` and everything below it, each once, in tree
 /// order (lsblk repeats a device under each of its parents).
-fn collect_mountpoints(dev: &Value, out: &mut Vec<String>) {
-    if let Some(m) = text(dev, "mountpoint")
+fn collect_mountpoints<'a>(dev: &'a LsblkDevice, out: &mut Vec<&'a str>) {
+    if let Some(m) = dev.mountpoint.as_deref()
         && !out.contains(&m)
     {
         out.push(m);
     }
-    for child in dev
-        .get("children")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for child in &dev.children {
         collect_mountpoints(child, out);
     }
 }
@@ -239,12 +196,11 @@ fn read_by_id(dir: &Path) -> Result<BTreeMap<String, Vec<String>>, std::io::Erro
 #[async_trait]
 impl DiskProber for RealDiskProber {
     async fn probe(&self) -> Result<Vec<DiskProbe>, HostError> {
-        let out = self
-            .runner
-            .run("lsblk", LSBLK_ARGS)
-            .await
-            .map_err(|e| HostError::from_command(e, |source| HostError::Disks { source }))?;
-        let mut disks = parse_lsblk_probe(&out.stdout)?;
+        let mut disks: Vec<DiskProbe> = list_disks(&self.runner)
+            .await?
+            .iter()
+            .map(probe_of)
+            .collect();
         let by_id = read_by_id(Path::new(BY_ID_DIR)).map_err(|source| HostError::Io {
             what: "cannot read disk names",
             path: BY_ID_DIR.to_owned(),
@@ -288,25 +244,24 @@ fn text(v: &Value, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A number, or a string of decimal digits (lsblk before util-linux 2.37).
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse_lsblk;
 
-    const BLANK_DISKS: &str =
-        include_str!("../../../tests/fixtures/storage/lsblk-probe-devvm.json");
-    const USED_DISKS: &str =
-        include_str!("../../../tests/fixtures/storage/lsblk-probe-devvm-zpool.json");
+    /// What a probe makes of `lsblk` output, before wipefs and by-id.
+    fn probes(json: &str) -> Result<Vec<DiskProbe>, HostError> {
+        Ok(parse_lsblk(json)?.iter().map(probe_of).collect())
+    }
+
+    const BLANK_DISKS: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/storage/lsblk-probe-devvm.json"
+    ));
+    const USED_DISKS: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/storage/lsblk-probe-devvm-zpool.json"
+    ));
 
     fn holds<'a>(disks: &'a [DiskProbe], serial: &str) -> Option<&'a str> {
         disks
@@ -319,7 +274,7 @@ mod tests {
 
     #[test]
     fn fresh_vm_disks() {
-        let disks = parse_lsblk_probe(BLANK_DISKS).unwrap();
+        let disks = probes(BLANK_DISKS).unwrap();
         let devices: Vec<&str> = disks.iter().map(|d| d.device.as_str()).collect();
         assert_eq!(
             devices,
@@ -361,7 +316,7 @@ mod tests {
 
     #[test]
     fn disks_in_use_by_zfs_and_lvm() {
-        let disks = parse_lsblk_probe(USED_DISKS).unwrap();
+        let disks = probes(USED_DISKS).unwrap();
         assert_eq!(
             holds(&disks, "DEVZ1"),
             Some("gpt partition table, 2 partitions (zfs_member)")
@@ -382,7 +337,7 @@ mod tests {
             {"name": "sr0", "type": "rom", "size": 1},
             {"name": "sdb", "type": "disk", "size": "1024", "serial": "  ", "fstype": "swap"}
         ]}"#;
-        let disks = parse_lsblk_probe(json).unwrap();
+        let disks = probes(json).unwrap();
         assert_eq!(disks.len(), 1);
         assert_eq!(
             disks[0].device, "/dev/sdb",
@@ -391,55 +346,60 @@ mod tests {
         assert_eq!(disks[0].size_bytes, 1024);
         assert_eq!(disks[0].serial, None);
         assert_eq!(disks[0].holds.as_deref(), Some("swap space"));
-        assert!(parse_lsblk_probe("{}").is_err());
-        assert!(
-            parse_lsblk_probe(r#"{"blockdevices": [{"name": "sda", "type": "disk"}]}"#).is_err()
-        );
+        assert!(probes("{}").is_err());
+        assert!(probes(r#"{"blockdevices": [{"name": "sda", "type": "disk"}]}"#).is_err());
     }
 
     #[test]
     fn wipefs_signatures_recorded() {
         let read = |json: &str| parse_wipefs(json).unwrap();
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-blank.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-blank.json"
+            ))),
             Vec::<String>::new()
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-ext4.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-ext4.json"
+            ))),
             ["ext4"]
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-gpt.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-gpt.json"
+            ))),
             ["gpt", "PMBR"]
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-zpool-whole-disk.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-zpool-whole-disk.json"
+            ))),
             ["gpt", "PMBR"]
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-zfs-member.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-zfs-member.json"
+            ))),
             ["zfs_member"]
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-lvm-member.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-lvm-member.json"
+            ))),
             ["LVM2_member"]
         );
         assert_eq!(
-            read(include_str!(
-                "../../../tests/fixtures/storage/wipefs-vfat-seed.json"
-            )),
+            read(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/storage/wipefs-vfat-seed.json"
+            ))),
             ["vfat"]
         );
         assert_eq!(read(""), Vec::<String>::new());

@@ -26,7 +26,7 @@ use super::{
     DiskProbe, DiskProber, PoolObservation, SnapshotObject, VolumeBackend, VolumeObject,
     VolumeParams,
 };
-use crate::host::{FakeOp, HostError};
+use crate::HostError;
 use crate::runner::CommandError;
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -36,6 +36,31 @@ const UNLINKED_DEVICE_BYTES: u64 = 100 * GIB;
 
 /// 2026-01-01T00:00:00Z: the fake clock's start, for snapshot times.
 const FAKE_EPOCH: u64 = 1_767_225_600;
+
+/// The operations of a [`VolumeBackend`], for [`FakeVolumes`]' failure
+/// injection and call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FakeOp {
+    ListPools,
+    ImportPool,
+    CreatePool,
+    ListVolumes,
+    CreateVolume,
+    Prepare,
+    /// The whole resize call.
+    Resize,
+    /// Only the filesystem half of an LVM grow: failing it leaves the LV
+    /// grown and ext4 not, like an agent killed between `lvextend` and
+    /// `resize2fs`.
+    GrowFilesystem,
+    SetReadOnly,
+    Mount,
+    Unmount,
+    CreateSnapshot,
+    DestroySnapshot,
+    Rollback,
+    Destroy,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide its own
@@ -110,6 +135,9 @@ struct State {
     failures: Vec<Failure>,
     calls: BTreeMap<FakeOp, u32>,
     clock: u64,
+    /// The stack's tools are not installed: every operation is
+    /// [`HostError::ToolMissing`], as on a host without ZFS or LVM.
+    not_installed: bool,
 }
 
 impl State {
@@ -202,6 +230,14 @@ impl FakeVolumes {
         if let Some(pool) = lock(&self.state).pools.get_mut(name) {
             pool.health = health.to_owned();
         }
+    }
+
+    /// Without its tools (`false`), every operation of this stack fails
+    /// with [`HostError::ToolMissing`] naming the tool the real backend
+    /// would have run first (`zpool` or `vgs` for pools, `zfs` or `lvs`
+    /// for volumes): "not installed" is not "no pools".
+    pub fn set_installed(&self, installed: bool) {
+        lock(&self.state).not_installed = !installed;
     }
 
     /// The pool as `pools()` would list it, missing or not.
@@ -363,6 +399,21 @@ impl FakeVolumes {
     /// operation on any of `targets`.
     fn enter(&self, state: &mut State, op: FakeOp, targets: &[&str]) -> Result<(), HostError> {
         *state.calls.entry(op).or_default() += 1;
+        if state.not_installed {
+            let pool_op = matches!(
+                op,
+                FakeOp::ListPools | FakeOp::ImportPool | FakeOp::CreatePool
+            );
+            let tool = match (self.kind, pool_op) {
+                (PoolKind::Zfs, true) => "zpool",
+                (PoolKind::Zfs, false) => "zfs",
+                (_, true) => "vgs",
+                (_, false) => "lvs",
+            };
+            return Err(HostError::ToolMissing {
+                tool: tool.to_owned(),
+            });
+        }
         let hit = state
             .failures
             .iter()
@@ -952,5 +1003,41 @@ impl DiskProber for FakeDisks {
             });
         }
         Ok(self.disks())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pools_tell_missing_tools_from_empty_lists() {
+        for (kind, tool) in [(PoolKind::Zfs, "zpool"), (PoolKind::LvmThin, "vgs")] {
+            let fake = FakeVolumes::new(kind);
+            assert_eq!(fake.pools().await.unwrap(), vec![]);
+
+            fake.add_pool("tank", 100);
+            fake.add_pool("tank", 200);
+            fake.set_pool_health("tank", "DEGRADED");
+            let pools = fake.pools().await.unwrap();
+            assert_eq!(pools.len(), 1, "same name replaces");
+            assert_eq!(
+                (pools[0].size_bytes, pools[0].health.as_str()),
+                (200, "DEGRADED")
+            );
+            fake.set_pool_missing("tank", true);
+            assert_eq!(fake.pools().await.unwrap(), vec![], "gone from the host");
+
+            fake.set_installed(false);
+            match fake.pools().await {
+                Err(HostError::ToolMissing { tool: t }) => assert_eq!(t, tool),
+                other => panic!("{kind:?}: {other:?}"),
+            }
+            let pool = PoolName::new("tank").unwrap();
+            assert!(fake.volumes(&pool).await.unwrap_err().is_tool_missing());
+            fake.set_installed(true);
+            fake.set_pool_missing("tank", false);
+            assert_eq!(fake.pools().await.unwrap().len(), 1);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::runner::CommandError;
 
-use super::UnitName;
+use crate::UnitName;
 
 /// A systemd operation, for errors that must say which one failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,10 @@ use std::str::FromStr;
 
 use coloc_proto::agent::v1::Disk;
 
-use super::HostError;
+use crate::HostError;
 
-/// A whole disk as `lsblk` reports it.
+/// A whole disk as the facts describe it (from `lsblk`, see
+/// [`LsblkDevice::block_device`](crate::LsblkDevice::block_device)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockDevice {
     /// Kernel name, e.g. `vda`, `sda`, `nvme0n1`.
@@ -39,71 +40,6 @@ impl From<&BlockDevice> for Disk {
             rotational: d.rotational,
         }
     }
-}
-
-/// A pool's health as `zpool` names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PoolHealth {
-    Online,
-    Degraded,
-    Faulted,
-    Offline,
-    Removed,
-    Unavail,
-    Suspended,
-    /// A word this version of the agent does not know, kept verbatim.
-    Other(String),
-}
-
-impl PoolHealth {
-    /// From `zpool list -o health` output.
-    pub fn from_zpool(word: &str) -> PoolHealth {
-        match word {
-            "ONLINE" => PoolHealth::Online,
-            "DEGRADED" => PoolHealth::Degraded,
-            "FAULTED" => PoolHealth::Faulted,
-            "OFFLINE" => PoolHealth::Offline,
-            "REMOVED" => PoolHealth::Removed,
-            "UNAVAIL" => PoolHealth::Unavail,
-            "SUSPENDED" => PoolHealth::Suspended,
-            other => PoolHealth::Other(other.to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for PoolHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PoolHealth::Online => "ONLINE",
-            PoolHealth::Degraded => "DEGRADED",
-            PoolHealth::Faulted => "FAULTED",
-            PoolHealth::Offline => "OFFLINE",
-            PoolHealth::Removed => "REMOVED",
-            PoolHealth::Unavail => "UNAVAIL",
-            PoolHealth::Suspended => "SUSPENDED",
-            PoolHealth::Other(word) => word,
-        })
-    }
-}
-
-/// One imported ZFS pool, sizes in bytes. `zpool` prints `-` for the sizes
-/// of a pool whose configuration is unavailable; those read as 0 and the
-/// health says why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZpoolInfo {
-    pub name: String,
-    pub size_bytes: u64,
-    pub alloc_bytes: u64,
-    pub free_bytes: u64,
-    pub health: PoolHealth,
-}
-
-/// One LVM volume group, sizes in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeGroupInfo {
-    pub name: String,
-    pub size_bytes: u64,
-    pub free_bytes: u64,
 }
 
 /// What `smartctl` says about one drive.
@@ -355,24 +291,5 @@ mod tests {
         assert_eq!(disk.transport, "sata");
         assert!(disk.rotational);
         assert_eq!(dev.dev_path(), "/dev/sda");
-    }
-
-    #[test]
-    fn pool_health_round_trips_and_keeps_unknown_words() {
-        for word in [
-            "ONLINE",
-            "DEGRADED",
-            "FAULTED",
-            "OFFLINE",
-            "REMOVED",
-            "UNAVAIL",
-            "SUSPENDED",
-        ] {
-            assert_eq!(PoolHealth::from_zpool(word).to_string(), word);
-        }
-        assert_eq!(
-            PoolHealth::from_zpool("FUTURE"),
-            PoolHealth::Other("FUTURE".into())
-        );
     }
 }

@@ -1,15 +1,15 @@
-//! In-memory fakes of [`Storage`], [`Units`] and [`Health`], and the
-//! assembly of a whole fake host with the storage fakes of
-//! [`volumes`](super::volumes) ([`FakeDisks`], [`FakeVolumes`]), good
-//! enough to run a whole simulated agent and to let tests set the host's
-//! state.
+//! In-memory fakes of [`Units`] and [`Health`], and the assembly of a
+//! whole fake host with the storage fakes of [`volumes`](crate::volumes)
+//! ([`FakeDisks`], [`FakeVolumes`]) and the others ([`FakePackages`],
+//! [`FakeJournal`], [`FakeAccounts`]), good enough to run a whole simulated
+//! agent and to let tests set the host's state.
 //!
 //! Everything is deterministic: the same node name gives the same facts,
 //! disk serials, MAC and address on every run and every machine, so that a
 //! simulated fleet is reproducible. The fakes mirror the real host's
-//! semantics where callers can observe them (ToolMissing is not "empty",
-//! starting an unknown unit is [`HostError::NoSuchUnit`], stopping one
-//! succeeds, unknown units read as `not-found`).
+//! semantics where callers can observe them (starting an unknown unit is
+//! [`HostError::NoSuchUnit`], stopping one succeeds, unknown units read as
+//! `not-found`, the facts list the disks the prober sees).
 //!
 //! [`FakeUnits`] cannot see unit files: what the app reconciler writes
 //! under its root directory is not "installed" by [`Units::daemon_reload`]
@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
 
-use super::smart::validate_device;
-use super::volumes::{FakeDisks, FakeVolumes, Volumes};
-use super::{
-    BlockDevice, Health, Host, HostError, SmartReport, Storage, UnitDetails, UnitName, UnitOp,
-    UnitState, Units, VolumeGroupInfo, ZpoolInfo,
+use crate::smart::validate_device;
+use crate::volumes::{DiskProbe, FakeDisks, FakeVolumes, Volumes};
+use crate::{
+    BlockDevice, FakeAccounts, FakeJournal, FakePackages, Health, Host, HostError, SmartReport,
+    UnitDetails, UnitName, UnitOp, UnitState, Units,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -38,48 +38,21 @@ const FAKE_BOOT_EPOCH: u64 = 1_767_225_600;
 /// Units every simulated node runs.
 const FAKE_BASE_UNITS: &[&str] = &["ssh.service", "systemd-journald.service"];
 
-/// The operations of a [`VolumeBackend`](super::volumes::VolumeBackend),
-/// for [`FakeVolumes`]' failure injection and call counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FakeOp {
-    ListPools,
-    ImportPool,
-    CreatePool,
-    ListVolumes,
-    CreateVolume,
-    Prepare,
-    /// The whole resize call.
-    Resize,
-    /// Only the filesystem half of an LVM grow: failing it leaves the LV
-    /// grown and ext4 not, like an agent killed between `lvextend` and
-    /// `resize2fs`.
-    GrowFilesystem,
-    SetReadOnly,
-    Mount,
-    Unmount,
-    CreateSnapshot,
-    DestroySnapshot,
-    Rollback,
-    Destroy,
-}
-
 /// The fakes of one simulated node, as concrete types so that tests can
 /// reach their setters; [`FakeHost::host`] hands out the trait view.
 #[derive(Clone)]
 pub struct FakeHost {
-    pub storage: Arc<FakeStorage>,
     pub units: Arc<FakeUnits>,
     pub health: Arc<FakeHealth>,
-    /// The disks the storage reconciler probes; the same disks as
-    /// `storage` lists.
+    /// The disks the storage reconciler probes and the facts list.
     pub disks: Arc<FakeDisks>,
     /// The ZFS stack, building its pools on `disks`.
     pub zfs: Arc<FakeVolumes>,
     /// The LVM thin stack, building its volume groups on `disks`.
     pub lvm: Arc<FakeVolumes>,
-    pub packages: Arc<super::FakePackages>,
-    pub journal: Arc<super::FakeJournal>,
-    pub accounts: Arc<super::FakeAccounts>,
+    pub packages: Arc<FakePackages>,
+    pub journal: Arc<FakeJournal>,
+    pub accounts: Arc<FakeAccounts>,
 }
 
 impl FakeHost {
@@ -89,21 +62,6 @@ impl FakeHost {
     /// groups yet, ssh and journald running.
     pub fn new(node_name: &str) -> FakeHost {
         let disks = Arc::new(FakeDisks::for_node(node_name));
-        let storage = Arc::new(FakeStorage::new(node_name));
-        storage.set_disks(
-            disks
-                .disks()
-                .iter()
-                .map(|d| BlockDevice {
-                    name: d.device.trim_start_matches("/dev/").to_owned(),
-                    model: Some("coloc simulated disk".into()),
-                    serial: d.serial.clone(),
-                    size_bytes: d.size_bytes,
-                    transport: Some("virtio".into()),
-                    rotational: false,
-                })
-                .collect(),
-        );
         let units = Arc::new(FakeUnits::new());
         for unit in FAKE_BASE_UNITS {
             // Literals, checked by `base_units_run_on_a_fresh_fake_node`.
@@ -114,14 +72,13 @@ impl FakeHost {
         // The reverse proxy's unit, as its package ships it (inactive until
         // the first app is deployed).
         units.install(&UnitName::new("caddy.service").expect("a valid unit name"));
-        let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&storage)));
+        let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&disks)));
         let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
         let lvm = Arc::new(FakeVolumes::with_disks(
             PoolKind::LvmThin,
             Arc::clone(&disks),
         ));
         FakeHost {
-            storage,
             units,
             health,
             disks,
@@ -136,7 +93,6 @@ impl FakeHost {
     /// The same fakes behind the traits.
     pub fn host(&self) -> Host {
         Host {
-            storage: self.storage.clone(),
             units: self.units.clone(),
             health: self.health.clone(),
             volumes: Volumes::new(self.disks.clone(), vec![self.zfs.clone(), self.lvm.clone()]),
@@ -174,121 +130,6 @@ fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-// ---------------------------------------------------------------- storage
-
-#[derive(Debug)]
-struct StorageState {
-    disks: Vec<BlockDevice>,
-    zpools: Vec<ZpoolInfo>,
-    volume_groups: Vec<VolumeGroupInfo>,
-    zfs_installed: bool,
-    lvm_installed: bool,
-}
-
-/// In-memory [`Storage`].
-#[derive(Debug)]
-pub struct FakeStorage {
-    state: Mutex<StorageState>,
-}
-
-impl FakeStorage {
-    /// One 100 GiB virtio SSD `vda` with serial `SIM-<node_name>-0`; ZFS
-    /// and LVM installed, with no pools and no volume groups.
-    pub fn new(node_name: &str) -> FakeStorage {
-        FakeStorage {
-            state: Mutex::new(StorageState {
-                disks: vec![BlockDevice {
-                    name: "vda".into(),
-                    model: Some("coloc simulated disk".into()),
-                    serial: Some(format!("SIM-{node_name}-0")),
-                    size_bytes: 100 * GIB,
-                    transport: Some("virtio".into()),
-                    rotational: false,
-                }],
-                zpools: Vec::new(),
-                volume_groups: Vec::new(),
-                zfs_installed: true,
-                lvm_installed: true,
-            }),
-        }
-    }
-
-    pub fn set_disks(&self, disks: Vec<BlockDevice>) {
-        lock(&self.state).disks = disks;
-    }
-
-    /// Adds the pool, replacing any pool of the same name.
-    pub fn put_zpool(&self, pool: ZpoolInfo) {
-        let mut state = lock(&self.state);
-        state.zpools.retain(|p| p.name != pool.name);
-        state.zpools.push(pool);
-        state.zpools.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-
-    /// Removes the pool; true if it existed.
-    pub fn remove_zpool(&self, name: &str) -> bool {
-        let mut state = lock(&self.state);
-        let before = state.zpools.len();
-        state.zpools.retain(|p| p.name != name);
-        state.zpools.len() != before
-    }
-
-    /// Adds the volume group, replacing any of the same name.
-    pub fn put_volume_group(&self, vg: VolumeGroupInfo) {
-        let mut state = lock(&self.state);
-        state.volume_groups.retain(|v| v.name != vg.name);
-        state.volume_groups.push(vg);
-        state.volume_groups.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-
-    /// Removes the volume group; true if it existed.
-    pub fn remove_volume_group(&self, name: &str) -> bool {
-        let mut state = lock(&self.state);
-        let before = state.volume_groups.len();
-        state.volume_groups.retain(|v| v.name != name);
-        state.volume_groups.len() != before
-    }
-
-    /// Without ZFS, [`Storage::zpools`] is `ToolMissing { tool: "zpool" }`.
-    pub fn set_zfs_installed(&self, installed: bool) {
-        lock(&self.state).zfs_installed = installed;
-    }
-
-    /// Without LVM, [`Storage::volume_groups`] is `ToolMissing { tool: "vgs" }`.
-    pub fn set_lvm_installed(&self, installed: bool) {
-        lock(&self.state).lvm_installed = installed;
-    }
-
-    fn disks_now(&self) -> Vec<BlockDevice> {
-        lock(&self.state).disks.clone()
-    }
-}
-
-#[async_trait]
-impl Storage for FakeStorage {
-    async fn disks(&self) -> Result<Vec<BlockDevice>, HostError> {
-        Ok(self.disks_now())
-    }
-
-    async fn zpools(&self) -> Result<Vec<ZpoolInfo>, HostError> {
-        let state = lock(&self.state);
-        if !state.zfs_installed {
-            return Err(HostError::ToolMissing {
-                tool: "zpool".into(),
-            });
-        }
-        Ok(state.zpools.clone())
-    }
-
-    async fn volume_groups(&self) -> Result<Vec<VolumeGroupInfo>, HostError> {
-        let state = lock(&self.state);
-        if !state.lvm_installed {
-            return Err(HostError::ToolMissing { tool: "vgs".into() });
-        }
-        Ok(state.volume_groups.clone())
-    }
 }
 
 // ------------------------------------------------------------------ units
@@ -659,20 +500,21 @@ struct HealthState {
     smart: BTreeMap<String, SmartReport>,
 }
 
-/// In-memory [`Health`]. Its facts list the disks of the [`FakeStorage`]
-/// it was built with, as the real facts list what `lsblk` sees.
+/// In-memory [`Health`]. Its facts list the disks of the [`FakeDisks`]
+/// it was built with, as the real facts list what `lsblk` sees; setting
+/// those disks changes both what the prober finds and what facts say.
 #[derive(Debug)]
 pub struct FakeHealth {
     state: Mutex<HealthState>,
-    storage: Arc<FakeStorage>,
+    disks: Arc<FakeDisks>,
 }
 
 impl FakeHealth {
     /// Facts derived from `node_name`: hostname = node name, 4 CPUs, 8 GiB,
     /// one NIC `eth0` with a locally administered MAC and a 10.x.y.z
     /// address both derived from the name, Debian 12. Every disk of
-    /// `storage` answers SMART with a healthy report.
-    pub fn new(node_name: &str, storage: Arc<FakeStorage>) -> FakeHealth {
+    /// `disks` answers SMART with a healthy report.
+    pub fn new(node_name: &str, disks: Arc<FakeDisks>) -> FakeHealth {
         let h = stable_hash(node_name).to_be_bytes();
         let mac = format!(
             "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -696,7 +538,7 @@ impl FakeHealth {
                 boot_time_unix: FAKE_BOOT_EPOCH,
                 smart: BTreeMap::new(),
             }),
-            storage,
+            disks,
         }
     }
 
@@ -729,6 +571,22 @@ impl FakeHealth {
             .insert(report.device.clone(), report);
     }
 
+    /// The fake's disks as the facts describe them: simulated virtio SSDs.
+    fn block_devices(&self) -> Vec<BlockDevice> {
+        self.disks
+            .disks()
+            .iter()
+            .map(|d: &DiskProbe| BlockDevice {
+                name: d.device.trim_start_matches("/dev/").to_owned(),
+                model: Some("coloc simulated disk".into()),
+                serial: d.serial.clone(),
+                size_bytes: d.size_bytes,
+                transport: Some("virtio".into()),
+                rotational: false,
+            })
+            .collect()
+    }
+
     fn healthy_report(disk: &BlockDevice) -> SmartReport {
         SmartReport {
             device: disk.dev_path(),
@@ -745,7 +603,7 @@ impl FakeHealth {
 #[async_trait]
 impl Health for FakeHealth {
     async fn facts(&self) -> Result<NodeFacts, HostError> {
-        let disks = self.storage.disks_now();
+        let disks = self.block_devices();
         let state = lock(&self.state);
         Ok(NodeFacts {
             hostname: state.hostname.clone(),
@@ -756,7 +614,8 @@ impl Health for FakeHealth {
             nics: state.nics.clone(),
             kernel_version: state.kernel_version.clone(),
             os_name: state.os_name.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            // The agent stamps its own version: the host cannot know it.
+            agent_version: String::new(),
             boot_time_unix: state.boot_time_unix,
         })
     }
@@ -766,12 +625,7 @@ impl Health for FakeHealth {
         if let Some(report) = lock(&self.state).smart.get(device) {
             return Ok(report.clone());
         }
-        match self
-            .storage
-            .disks_now()
-            .iter()
-            .find(|d| d.dev_path() == device)
-        {
+        match self.block_devices().iter().find(|d| d.dev_path() == device) {
             Some(disk) => Ok(FakeHealth::healthy_report(disk)),
             // What smartctl answers for a device node that does not exist.
             None => Err(HostError::SmartFailed {
@@ -786,7 +640,6 @@ impl Health for FakeHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::PoolHealth;
 
     fn unit(name: &str) -> UnitName {
         UnitName::new(name).unwrap()
@@ -806,7 +659,7 @@ mod tests {
         assert_eq!(a.disks[0].name, "vda");
         assert_eq!(a.disks[3].serial, "SIM-node-a-3");
         assert_eq!(a.disks[3].name, "vdd");
-        assert_eq!(a.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(a.agent_version, "", "stamped by the agent, not the host");
         assert_ne!(a.nics[0].mac, b.nics[0].mac);
         assert_ne!(a.disks[0].serial, b.disks[0].serial);
         // The values a name hashes to are part of the simulation's
@@ -827,7 +680,7 @@ mod tests {
         let fake = FakeHost::new("n1");
         fake.health.set_memory_bytes(64 * GIB);
         fake.health.set_cpu_count(32);
-        fake.storage.set_disks(vec![]);
+        fake.disks.set_disks(vec![]);
         let facts = fake.host().health.facts().await.unwrap();
         assert_eq!(facts.memory_bytes, 64 * GIB);
         assert_eq!(facts.cpu_count, 32);
@@ -859,48 +712,6 @@ mod tests {
             health.smart("vda").await,
             Err(HostError::InvalidDevice { .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn storage_tells_missing_tools_from_empty_lists() {
-        let fake = FakeHost::new("n1");
-        let storage = fake.host().storage;
-        assert_eq!(storage.zpools().await.unwrap(), vec![]);
-        assert_eq!(storage.volume_groups().await.unwrap(), vec![]);
-
-        let pool = ZpoolInfo {
-            name: "tank".into(),
-            size_bytes: 100,
-            alloc_bytes: 40,
-            free_bytes: 60,
-            health: PoolHealth::Online,
-        };
-        fake.storage.put_zpool(pool.clone());
-        fake.storage.put_zpool(ZpoolInfo {
-            health: PoolHealth::Degraded,
-            ..pool.clone()
-        });
-        let pools = storage.zpools().await.unwrap();
-        assert_eq!(pools.len(), 1, "same name replaces");
-        assert_eq!(pools[0].health, PoolHealth::Degraded);
-        assert!(fake.storage.remove_zpool("tank"));
-        assert!(!fake.storage.remove_zpool("tank"));
-
-        fake.storage.put_volume_group(VolumeGroupInfo {
-            name: "vg0".into(),
-            size_bytes: 10,
-            free_bytes: 10,
-        });
-        assert_eq!(storage.volume_groups().await.unwrap().len(), 1);
-        assert!(fake.storage.remove_volume_group("vg0"));
-
-        fake.storage.set_zfs_installed(false);
-        fake.storage.set_lvm_installed(false);
-        match storage.zpools().await {
-            Err(HostError::ToolMissing { tool }) => assert_eq!(tool, "zpool"),
-            other => panic!("{other:?}"),
-        }
-        assert!(storage.volume_groups().await.unwrap_err().is_tool_missing());
     }
 
     #[tokio::test]
