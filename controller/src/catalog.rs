@@ -74,6 +74,13 @@ pub enum CatalogError {
     },
 }
 
+/// The public host name of a tenant's app: `<app>.<tenant>.<domain>`. The
+/// one place that rule is written: the rendered spec, the URL the API shows
+/// and the removal of an app the catalog has lost all use it.
+pub fn app_hostname(tenant: &str, app: &str, domain: &str) -> String {
+    format!("{app}.{tenant}.{domain}")
+}
+
 /// App names: `[a-z][a-z0-9]{0,30}`. No `-`, so that the unit name
 /// `coloc-app-<tenant>-<app>.service` reads back unambiguously (tenant
 /// names may contain `-`).
@@ -263,7 +270,7 @@ impl CatalogApp {
         let tenant = ctx.tenant.as_str();
         let data_dir = format!("{}/apps/{}", ctx.volume_mount, self.name);
         let config_dir = format!("/etc/coloc/apps/{tenant}-{}", self.name);
-        let hostname = format!("{}.{tenant}.{}", self.name, ctx.domain);
+        let hostname = app_hostname(tenant, &self.name, &ctx.domain);
         let port = ctx.port.to_string();
         let values = Values {
             port: &port,

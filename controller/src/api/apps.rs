@@ -17,10 +17,11 @@ use coloc_proto::domain::{InvalidInput, NodeName, TenantName, check_text};
 use coloc_proto::storage::{VolumeName, mount_path};
 use tonic::{Request, Response, Status};
 
-use super::{AuditScope, Ctx, convert};
+use super::convert;
 use crate::agents::push_nodes;
 use crate::auth::{self, Caller};
 use crate::catalog::RenderContext;
+use crate::context::{AuditScope, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
     AppName, FIRST_APP_PORT, InstanceChange, InstanceFilter, InstanceRecord, NewAppRequest,

@@ -5,6 +5,7 @@
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::mount_path;
 
+use crate::catalog::app_hostname;
 use crate::store::{
     ApiTokenRecord, AppRequestRecord, AuditOutcome, AuditRecord, ConnState, InstanceRecord,
     InstanceState, JoinTokenRecord, NodeRecord, PoolRecord, RequestState, SiteRecord, TenantRecord,
@@ -211,10 +212,6 @@ pub fn instance_state(s: InstanceState) -> pb::InstanceState {
 }
 
 /// `<app>.<tenant>.<domain>`: where the node's proxy routes the instance.
-pub fn app_hostname(tenant: &str, app: &str, domain: &str) -> String {
-    format!("{app}.{tenant}.{domain}")
-}
-
 pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
     pb::AppInstance {
         url: format!(

@@ -18,9 +18,10 @@ use coloc_proto::storage::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{AuditScope, Ctx, convert};
+use super::convert;
 use crate::agents::push_nodes;
 use crate::auth::{self, Caller};
+use crate::context::{AuditScope, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{PoolRecord, TenantStorageChange, VolumeFilter, VolumeLifecycle, VolumeRecord};
 use crate::time::date_of;
