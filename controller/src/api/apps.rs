@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::agents::push_nodes;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, TenantChange};
 use crate::catalog::RenderContext;
 use crate::context::{AuditScope, Ctx};
 use crate::error::{ApiError, ApiResult};
@@ -274,7 +274,12 @@ impl AppsApi {
                 InstanceChange::Remove => auth::require_admin(&caller, "removing an app")?,
                 InstanceChange::Start | InstanceChange::Stop | InstanceChange::Restart => {
                     let tenant = ctx.store.get_tenant(&i.tenant).await?;
-                    auth::require_app_control(&caller, &tenant, &i.node)?;
+                    auth::require_tenant_change_on_node(
+                        &caller,
+                        &tenant,
+                        &i.node,
+                        TenantChange::Apps,
+                    )?;
                 }
             }
             let before = i.state;
