@@ -12,9 +12,9 @@ use std::sync::Arc;
 use coloc_proto::domain::TenantName;
 use tonic::{Request, Status};
 
-use crate::agents::SessionRegistry;
+use crate::agents::registry::SessionRegistry;
 use crate::auth::{self, Caller};
-use crate::background::TaskBoard;
+use crate::background::status::TaskBoard;
 use crate::ca::CertificateAuthority;
 use crate::catalog::Catalog;
 use crate::config::ControllerConfig;

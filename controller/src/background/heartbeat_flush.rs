@@ -3,7 +3,7 @@
 //! batch, so that a large fleet costs one transaction per period instead of
 //! one per heartbeat.
 
-use super::{BackgroundTask, TaskError};
+use super::driver::{BackgroundTask, TaskError};
 use crate::context::Ctx;
 
 pub(super) struct HeartbeatFlush {

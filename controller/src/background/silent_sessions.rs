@@ -6,7 +6,8 @@
 
 use coloc_proto::domain::NodeName;
 
-use super::{BackgroundTask, TaskError, counted};
+use super::driver::{BackgroundTask, TaskError};
+use super::summary::counted;
 use crate::context::Ctx;
 use crate::store::{ConnState, StoreError};
 

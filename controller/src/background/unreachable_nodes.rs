@@ -3,7 +3,8 @@
 //! time its connection state last changed), so that `coloc node list`
 //! tells a node briefly reconnecting from one that is down.
 
-use super::{BackgroundTask, TaskError, counted};
+use super::driver::{BackgroundTask, TaskError};
+use super::summary::counted;
 use crate::context::Ctx;
 
 pub(super) struct UnreachableNodes {

@@ -7,8 +7,9 @@
 use coloc_proto::domain::NodeName;
 use coloc_proto::storage::format_size;
 
-use super::{BackgroundTask, TaskError, counted};
-use crate::agents::push_nodes;
+use super::driver::{BackgroundTask, TaskError};
+use super::summary::counted;
+use crate::agents::push::push_nodes;
 use crate::agents::system_audit::audit_system;
 use crate::context::Ctx;
 
