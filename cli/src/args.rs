@@ -155,6 +155,8 @@ pub enum Command {
     Whoami,
     /// Show colocd's session counters since it started (admins only).
     Stats,
+    /// Show colocd's background tasks: period, last run, duration, outcome, last error (admins only).
+    Tasks,
     /// Show the audit log, newest first.
     Audit(AuditArgs),
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use coloc_proto::agent::v1 as agent_pb;
 use coloc_proto::apps::{
-    AppDecl, AppName, PackageName, check_data_subdir, check_env_key, check_exec, check_file_name,
-    check_printable, check_probe_path,
+    AppDecl, AppName, PackageName, app_config_dir, app_hostname, check_data_subdir, check_env_key,
+    check_exec, check_file_name, check_printable, check_probe_path,
 };
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{InvalidInput, Offer, TenantName, check_domain_name, check_text};
@@ -135,7 +135,7 @@ impl Catalog {
         for (path, text) in sources {
             let app = CatalogApp::parse(&path, &text)?;
             // The name is the file stem, so two files never define one app.
-            apps.insert(app.name.clone(), app);
+            apps.insert(app.name.to_string(), app);
         }
         Ok(Catalog { apps })
     }
@@ -153,7 +153,7 @@ impl Catalog {
 /// One validated catalog entry.
 #[derive(Debug, Clone)]
 pub struct CatalogApp {
-    pub name: String,
+    pub name: AppName,
     pub description: String,
     pub replaces: String,
     /// Debian packages to install.
@@ -205,7 +205,7 @@ impl CatalogApp {
 
     pub fn to_proto(&self) -> pb::CatalogApp {
         pb::CatalogApp {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             description: self.description.clone(),
             replaces: self.replaces.clone(),
             packages: self.packages.clone(),
@@ -226,7 +226,7 @@ impl CatalogApp {
     /// path outside the tenant's directory into the node's unit.
     pub fn render(&self, ctx: &RenderContext) -> Result<agent_pb::AppSpec, CatalogError> {
         let err = |field: &'static str, reason: String| CatalogError::Render {
-            app: self.name.clone(),
+            app: self.name.to_string(),
             tenant: ctx.tenant.to_string(),
             field,
             reason,
@@ -235,8 +235,8 @@ impl CatalogApp {
 
         let tenant = ctx.tenant.as_str();
         let data_dir = format!("{}/apps/{}", ctx.volume_mount, self.name);
-        let config_dir = format!("/etc/coloc/apps/{tenant}-{}", self.name);
-        let hostname = format!("{}.{tenant}.{}", self.name, ctx.domain);
+        let config_dir = app_config_dir(&ctx.tenant, &self.name);
+        let hostname = app_hostname(&self.name, &ctx.tenant, &ctx.domain);
         let port = ctx.port.to_string();
         let values = Values {
             port: &port,
@@ -277,7 +277,7 @@ impl CatalogApp {
 
         let spec = agent_pb::AppSpec {
             tenant: tenant.to_owned(),
-            app: self.name.clone(),
+            app: self.name.to_string(),
             state: ctx.state as i32,
             packages: self.packages.clone(),
             package_units: self.package_units.clone(),
@@ -422,7 +422,8 @@ fn field_err(field: impl Into<String>, reason: impl Into<String>) -> FieldError 
 
 impl RawApp {
     fn validate(self, stem: &str) -> Result<CatalogApp, FieldError> {
-        AppName::new(self.name.as_str()).map_err(|e| field_err("name", e.to_string()))?;
+        let name =
+            AppName::new(self.name.as_str()).map_err(|e| field_err("name", e.to_string()))?;
         if self.name != stem {
             return Err(field_err(
                 "name",
@@ -568,7 +569,7 @@ impl RawApp {
         }
 
         Ok(CatalogApp {
-            name: self.name,
+            name,
             description: self.description,
             replaces: self.replaces,
             packages: self.packages,
@@ -841,7 +842,7 @@ cpu_percent = 10
             }
             assert!(app.allows(Offer::Responsable) || app.allows(Offer::Participatif));
             let proto = app.to_proto();
-            assert_eq!(proto.name, app.name);
+            assert_eq!(proto.name, app.name.as_str());
             assert_eq!(proto.offers.len(), app.offers.len());
         }
         let site = catalog.get("site").unwrap().render(&ctx).unwrap();
