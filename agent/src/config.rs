@@ -14,9 +14,9 @@ use coloc_proto::domain::{InvalidInput, NodeName};
 use serde::Deserialize;
 
 /// Where the agent keeps its key, certificate, ledger and status.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/coloc";
+pub const DEFAULT_STATE_DIR: &str = coloc_proto::seed::STATE_DIR;
 /// Where `coloc-agent run` looks for its configuration by default.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/coloc/agent.toml";
+pub const DEFAULT_CONFIG_PATH: &str = coloc_proto::seed::AGENT_CONFIG_PATH;
 
 const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
 const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
@@ -29,9 +29,6 @@ pub const DEFAULT_RESYNC_INTERVAL_SECS: u64 = 30;
 /// busy-looping on `zfs list`; less often than hourly leaves mounts and
 /// usage figures stale for too long.
 pub const RESYNC_INTERVAL_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
-/// Longest join token accepted; tokens are short random strings, anything
-/// longer is a wrong file.
-const MAX_JOIN_TOKEN_LEN: usize = 512;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +47,10 @@ pub enum ConfigError {
     },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A value broke one of the rules the agent shares with the seed and
+    /// the CLI (coloc_proto): the message names the field.
+    #[error(transparent)]
+    Rule(#[from] InvalidInput),
     #[error("invalid node_name")]
     NodeName(#[source] InvalidInput),
     #[error(
@@ -140,22 +141,7 @@ impl JoinTokenSource {
 }
 
 fn check_join_token(token: &str) -> Result<(), ConfigError> {
-    if token.is_empty() {
-        return Err(ConfigError::invalid("join_token", "empty"));
-    }
-    if token.len() > MAX_JOIN_TOKEN_LEN {
-        return Err(ConfigError::invalid(
-            "join_token",
-            format!("longer than {MAX_JOIN_TOKEN_LEN} bytes"),
-        ));
-    }
-    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ConfigError::invalid(
-            "join_token",
-            "contains white space or control characters",
-        ));
-    }
-    Ok(())
+    coloc_proto::seed::check_join_token(token).map_err(ConfigError::from)
 }
 
 /// The `[session]` table: how the agent dials the controller.
@@ -344,24 +330,7 @@ fn session_config(raw: RawSession) -> Result<SessionConfig, ConfigError> {
 }
 
 fn check_controller(url: &str) -> Result<(), ConfigError> {
-    // The agent never talks to the controller in clear text: the join
-    // token and every desired configuration travel on this link.
-    if !url.starts_with("https://") {
-        return Err(ConfigError::invalid(
-            "controller",
-            format!("{url:?} must be an https:// URL"),
-        ));
-    }
-    let uri: tonic::codegen::http::Uri = url
-        .parse()
-        .map_err(|e| ConfigError::invalid("controller", format!("{url:?}: {e}")))?;
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(ConfigError::invalid(
-            "controller",
-            format!("{url:?} has no host"),
-        ));
-    }
-    Ok(())
+    coloc_proto::seed::check_controller_url(url).map_err(ConfigError::from)
 }
 
 /// The node name used when the configuration sets none: the host's short

@@ -26,12 +26,12 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::{Backoff, Retry};
 use crate::config::{AgentConfig, ConfigError};
 use crate::durable;
+use crate::facts;
 use crate::host::Host;
+use crate::shutdown::Shutdown;
 use crate::status::{Persist, StatusHub, unix_ms_now};
 use crate::tls::{self, ClientIdentity, TlsError};
 use coloc_proto::error_chain;
-
-use crate::Shutdown;
 
 pub const KEY_FILE: &str = "node.key";
 pub const CERT_FILE: &str = "node.crt";
@@ -355,13 +355,13 @@ pub async fn ensure_enrolled(
                     enrolled_as = %identity.node_name,
                     "the state directory holds the identity of another node; enrolling again under the configured name (this needs a join token)"
                 );
-                enroll_once(config, crate::gather_facts(host, &node).await).await
+                enroll_once(config, facts::gather_facts(host, &node).await).await
             }
             Ok(Ok(None)) => {
                 if first_attempt {
                     tracing::info!(node = %node, controller = %config.controller, "enrolling");
                 }
-                enroll_once(config, crate::gather_facts(host, &node).await).await
+                enroll_once(config, facts::gather_facts(host, &node).await).await
             }
             Ok(Err(e)) => Err(e),
             Err(e) => Err(EnrollError::Read {

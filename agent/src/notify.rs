@@ -16,7 +16,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 
-use crate::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::status::{AgentStatus, Outcome};
 
 /// Sends `states`; failures are logged, never fatal (systemd may be

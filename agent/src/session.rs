@@ -27,18 +27,18 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::apps;
 use crate::backoff::{Backoff, Retry};
 use crate::config::{AgentConfig, CaSource, ConfigError};
 use crate::enroll::NodeIdentity;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
+use crate::shutdown::Shutdown;
 use crate::status::{Outcome, Persist, unix_ms_now};
 use crate::supervisor::SessionLink;
 use crate::tls::{self, TlsError};
+use crate::version::AGENT_VERSION;
+use crate::{apps, facts};
 use coloc_proto::error_chain;
-
-use crate::{AGENT_VERSION, Shutdown};
 
 /// Heartbeat interval until the controller says otherwise.
 pub const DEFAULT_HEARTBEAT_SECS: u32 = 10;
@@ -342,7 +342,7 @@ impl SessionRunner {
             _ = shutdown.wait() => return SessionEnd::Shutdown,
         };
 
-        let facts = crate::gather_facts(self.reconciler.host(), node).await;
+        let facts = facts::gather_facts(self.reconciler.host(), node).await;
         let (out_tx, out_rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let hello = AgentMessage {
             body: Some(agent_message::Body::Hello(Hello {
@@ -502,18 +502,13 @@ impl SessionRunner {
                     })),
                 },
                 Some(request::Kind::RefreshFacts(_)) => {
-                    match reconciler.host().health.facts().await {
-                        Ok(mut facts) => {
-                            if facts.agent_version.is_empty() {
-                                facts.agent_version = AGENT_VERSION.to_owned();
-                            }
-                            RequestResult {
-                                request_id: request.id,
-                                ok: true,
-                                error: String::new(),
-                                payload: Some(request_result::Payload::Facts(facts)),
-                            }
-                        }
+                    match facts::host_facts(reconciler.host()).await {
+                        Ok(facts) => RequestResult {
+                            request_id: request.id,
+                            ok: true,
+                            error: String::new(),
+                            payload: Some(request_result::Payload::Facts(facts)),
+                        },
                         Err(e) => RequestResult {
                             request_id: request.id,
                             ok: false,

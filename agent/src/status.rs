@@ -153,7 +153,7 @@ impl StatusHub {
 
     /// Writes `status.json` after each persisting change until `stop`
     /// fires, then once more so the file shows the final state.
-    pub async fn write_file_until(&self, path: PathBuf, mut stop: crate::Shutdown) {
+    pub async fn write_file_until(&self, path: PathBuf, mut stop: crate::shutdown::Shutdown) {
         loop {
             tokio::select! {
                 _ = self.dirty.notified() => self.write_file(&path).await,

@@ -29,7 +29,8 @@ use crate::session::{DEFAULT_HEARTBEAT_SECS, DesiredJob, SessionRunner, handle_d
 use crate::status::{AgentStatus, Persist, STATUS_FILE, StatusHub};
 use coloc_proto::error_chain;
 
-use crate::{Shutdown, durable, enroll};
+use crate::shutdown::Shutdown;
+use crate::{durable, enroll};
 
 /// Desired configurations waiting for the worker. The controller pushes
 /// one at a time; a deep queue would only hide a stuck worker.

@@ -74,31 +74,12 @@ pub fn endpoint(
 /// handshake error at every connection; this says what is wrong instead.
 /// Returns the number of certificates.
 pub fn check_ca_pem(pem: &[u8]) -> Result<usize, TlsError> {
-    let mut count = 0;
-    for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
-        let block = block.map_err(|e| TlsError::Ca {
-            reason: format!("PEM block {} unreadable: {e}", count + 1),
-        })?;
-        if block.label != "CERTIFICATE" {
-            return Err(TlsError::Ca {
-                reason: format!(
-                    "PEM block {} is a {:?}, not a CERTIFICATE",
-                    count + 1,
-                    block.label
-                ),
-            });
-        }
-        block.parse_x509().map_err(|e| TlsError::Ca {
-            reason: format!("certificate {} does not parse: {e}", count + 1),
-        })?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(TlsError::Ca {
-            reason: "no PEM certificate found".into(),
-        });
-    }
-    Ok(count)
+    coloc_proto::seed::check_ca_pem(pem).map_err(|e| TlsError::Ca {
+        reason: match e {
+            coloc_proto::domain::InvalidInput::Field { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// The generated client over `channel`, with coloc's message size limits.

@@ -12,11 +12,10 @@ use std::process::Command;
 use coloc_agent::config::{AgentConfig, CaSource, JoinTokenSource};
 use coloc_agent::enroll::{NodeIdentity, store_identity};
 use coloc_agent::runner::Runner;
-use coloc_agent::seed::{
-    self, ApplyOptions, ApplyOutcome, SEED_FIELDS, SeedError, SeedFile, apply,
-};
+use coloc_agent::seed::{ApplyError, ApplyOptions, ApplyOutcome, apply};
 use coloc_agent::tls::ClientIdentity;
 use coloc_proto::domain::NodeName;
+use coloc_proto::seed::{self, SEED_FIELDS, SeedError, SeedFile};
 use sha2::{Digest, Sha256};
 
 const ED25519: &str =
@@ -37,6 +36,9 @@ fn seed_text(hostname: &str, token: &str, ca: &str) -> String {
 }
 
 fn run(program: &str, args: &[&str]) {
+    // Test setup: mkfs.vfat and mcopy build a seed volume, as an operator
+    // would; the code under test reads it through its own runner.
+    #[allow(clippy::disallowed_methods)]
     let out = Command::new(program)
         .args(args)
         .env("LC_ALL", "C")
@@ -303,10 +305,9 @@ async fn a_malformed_seed_writes_nothing() {
         assert!(
             matches!(
                 err,
-                SeedError::Parse(_)
-                    | SeedError::Name { .. }
-                    | SeedError::Ca(_)
-                    | SeedError::Config(_)
+                ApplyError::Seed(
+                    SeedError::Parse(_) | SeedError::Name { .. } | SeedError::Invalid { .. }
+                ) | ApplyError::Config(_)
             ),
             "{what}: {err:?}"
         );
@@ -318,7 +319,7 @@ async fn a_malformed_seed_writes_nothing() {
     let err = apply(&Runner::new(), &node.options(&empty))
         .await
         .expect_err("empty volume");
-    assert!(matches!(err, SeedError::Read { .. }), "{err:?}");
+    assert!(matches!(err, ApplyError::Read { .. }), "{err:?}");
     let message = coloc_proto::error_chain(&err);
     assert!(message.contains("mcopy"), "{message}");
     assert!(node.tree().is_empty(), "{:?}", node.tree());
@@ -350,7 +351,7 @@ async fn an_enrolled_node_refuses_another_nodes_seed() {
         .await
         .expect_err("another node's seed");
     assert!(
-        matches!(&err, SeedError::OtherNode { enrolled, seed, .. }
+        matches!(&err, ApplyError::OtherNode { enrolled, seed, .. }
             if enrolled.as_str() == "n1" && seed.as_str() == "n2"),
         "{err:?}"
     );
@@ -439,6 +440,8 @@ fn the_seed_schema_is_the_documented_one() {
 fn the_binary_applies_seeds_and_fails_loudly_on_bad_ones() {
     let node = Node::new();
     let binary = env!("CARGO_BIN_EXE_coloc-agent");
+    // Runs the built coloc-agent binary, the way systemd would.
+    #[allow(clippy::disallowed_methods)]
     let run_apply = |device: &Path| {
         Command::new(binary)
             .args(["seed", "apply", "--device"])

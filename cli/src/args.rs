@@ -13,8 +13,10 @@ use coloc_proto::domain::{self, Country, NodeName, SiteName, TenantName, UserNam
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeName};
 
 use crate::error::EXIT_CODES_HELP;
+use coloc_proto::apps::AppName;
+
 use crate::input::{
-    AppName, InstanceRef, Ttl, VolumeRef, parse_actor, parse_app_name, parse_city, parse_comment,
+    InstanceRef, Ttl, VolumeRef, parse_actor, parse_app_name, parse_city, parse_comment,
     parse_country, parse_date, parse_display_name, parse_instance_ref, parse_site_description,
     parse_size, parse_token_description, parse_token_id, parse_ttl, parse_volume_ref,
     parse_volume_size,
@@ -153,6 +155,8 @@ pub enum Command {
     Whoami,
     /// Show colocd's session counters since it started (admins only).
     Stats,
+    /// Show colocd's background tasks: period, last run, duration, outcome, last error (admins only).
+    Tasks,
     /// Show the audit log, newest first.
     Audit(AuditArgs),
 }

@@ -11,6 +11,7 @@ use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
 use coloc_proto::controller::v1::storage_client::StorageClient;
+use coloc_proto::controller::v1::tasks_client::TasksClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
@@ -221,6 +222,12 @@ impl Api {
 
     pub fn audit(&self) -> AuditClient<Service> {
         AuditClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn tasks(&self) -> TasksClient<Service> {
+        TasksClient::new(self.intercepted())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -53,6 +53,13 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), Failure> {
             .await?;
             out.emit(output::stats_json(&stats), || output::stats_details(&stats))
         }
+        Command::Tasks => {
+            let api = connect(&global).await?;
+            let list = call(&api, api.tasks().list_tasks(pb::ListTasksRequest {})).await?;
+            out.emit(output::tasks::tasks_json(&list), || {
+                output::tasks::tasks_table(&list)
+            })
+        }
         Command::Audit(args) => audit(&global, out, args).await,
     }
 }

@@ -9,25 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use coloc_proto::domain::{self, Country, NodeName, TenantName};
+use coloc_proto::apps::AppName;
+use coloc_proto::domain::{self, Country, NodeName, TenantName, Text};
 use coloc_proto::storage::{self, VolumeId, VolumeName};
 use time::Date;
 use time::macros::format_description;
 
 use crate::error::Failure;
 
-// Longest free texts sent. colocd checks again; these mirror its limits so
-// that a long value is refused before the round trip.
-/// Display names of tenants and users.
-pub const DISPLAY_NAME_MAX: usize = 100;
-/// A site's city.
-pub const CITY_MAX: usize = 100;
-/// A site's description.
-pub const SITE_DESCRIPTION_MAX: usize = 500;
-/// An API token's description.
-pub const TOKEN_DESCRIPTION_MAX: usize = 200;
-/// The audit actor filter.
-pub const ACTOR_MAX: usize = 100;
+// Free texts are checked by the limits colocd applies (coloc_proto's
+// `Text`), so that a long value is refused before the round trip.
 
 /// A lifetime typed as `<number><unit>` with unit s, m, h or d.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,28 +79,32 @@ pub fn parse_country(text: &str) -> Result<Country, String> {
 }
 
 pub fn parse_display_name(text: &str) -> Result<String, String> {
-    domain::check_text("display name", text, DISPLAY_NAME_MAX).map_err(|e| e.to_string())?;
+    Text::DisplayName.check(text).map_err(|e| e.to_string())?;
     Ok(text.to_string())
 }
 
 pub fn parse_site_description(text: &str) -> Result<String, String> {
-    domain::check_text("description", text, SITE_DESCRIPTION_MAX).map_err(|e| e.to_string())?;
+    Text::SiteDescription
+        .check(text)
+        .map_err(|e| e.to_string())?;
     Ok(text.to_string())
 }
 
 pub fn parse_token_description(text: &str) -> Result<String, String> {
-    domain::check_text("description", text, TOKEN_DESCRIPTION_MAX).map_err(|e| e.to_string())?;
+    Text::TokenDescription
+        .check(text)
+        .map_err(|e| e.to_string())?;
     Ok(text.to_string())
 }
 
 pub fn parse_city(text: &str) -> Result<String, String> {
-    domain::check_text("city", text, CITY_MAX).map_err(|e| e.to_string())?;
+    Text::City.check(text).map_err(|e| e.to_string())?;
     Ok(text.to_string())
 }
 
 /// Audit actors look like `user:alice`, `node:n1` or `anonymous`.
 pub fn parse_actor(text: &str) -> Result<String, String> {
-    domain::check_text("actor", text, ACTOR_MAX).map_err(|e| e.to_string())?;
+    Text::Actor.check(text).map_err(|e| e.to_string())?;
     Ok(text.to_string())
 }
 
@@ -279,62 +274,6 @@ pub fn parse_label_change(
 
 // ---------------------------------------------------------------- apps
 
-/// Longest comment on an app request; colocd refuses longer ones.
-pub const COMMENT_MAX: usize = 2000;
-/// Longest app name: `[a-z][a-z0-9]{0,30}`.
-pub const APP_NAME_MAX: usize = 31;
-
-/// A catalog app's name: `[a-z][a-z0-9]{0,30}`. No '-', unlike other
-/// names, so that the unit `coloc-app-<tenant>-<app>.service` splits back
-/// into its tenant and app without doubt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppName(String);
-
-impl AppName {
-    pub fn new(text: &str) -> Result<AppName, domain::InvalidInput> {
-        let reason = if text.is_empty() {
-            Some("empty")
-        } else if text.len() > APP_NAME_MAX {
-            Some("longer than 31 characters")
-        } else if !text.as_bytes()[0].is_ascii_lowercase() {
-            Some("must start with a lowercase letter")
-        } else if !text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
-            Some("contains a character outside a-z and 0-9")
-        } else {
-            None
-        };
-        match reason {
-            None => Ok(AppName(text.to_string())),
-            Some(reason) => Err(domain::InvalidInput::field(
-                "app name",
-                format!(
-                    "{:?} {reason} (allowed: 1 to 31 characters a-z and 0-9, starting with a letter, e.g. radicale)",
-                    text.chars().take(80).collect::<String>()
-                ),
-            )),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AppName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<AppName> for String {
-    fn from(a: AppName) -> String {
-        a.0
-    }
-}
-
 pub fn parse_app_name(text: &str) -> Result<AppName, String> {
     AppName::new(text).map_err(|e| e.to_string())
 }
@@ -366,10 +305,10 @@ pub fn parse_instance_ref(text: &str) -> Result<InstanceRef, String> {
     })
 }
 
-/// A comment in a request's thread: up to [`COMMENT_MAX`] characters on
+/// A comment in a request's thread: up to `Text::Comment`'s limit on
 /// one line, and not blank (an empty comment says nothing to anyone).
 pub fn parse_comment(text: &str) -> Result<String, String> {
-    domain::check_text("comment", text, COMMENT_MAX).map_err(|e| e.to_string())?;
+    Text::Comment.check(text).map_err(|e| e.to_string())?;
     if text.trim().is_empty() {
         return Err("invalid comment: empty".to_string());
     }
@@ -446,10 +385,11 @@ mod tests {
     fn texts_refuse_control_characters() {
         assert!(parse_display_name("Les Amis du Vélo").is_ok());
         assert!(parse_display_name("a\nb").is_err());
-        assert!(parse_site_description(&"x".repeat(SITE_DESCRIPTION_MAX)).is_ok());
-        assert!(parse_site_description(&"x".repeat(SITE_DESCRIPTION_MAX + 1)).is_err());
-        assert!(parse_token_description(&"x".repeat(TOKEN_DESCRIPTION_MAX + 1)).is_err());
-        assert!(parse_city(&"x".repeat(CITY_MAX + 1)).is_err());
+        // The limits colocd applies, not numbers of the CLI's own.
+        assert!(parse_site_description(&"x".repeat(500)).is_ok());
+        assert!(parse_site_description(&"x".repeat(501)).is_err());
+        assert!(parse_token_description(&"x".repeat(201)).is_err());
+        assert!(parse_city(&"x".repeat(101)).is_err());
         assert!(parse_token_id("tok 1").is_err());
         assert!(parse_token_id("").is_err());
         assert!(parse_token_id("tok_01").is_ok());
@@ -604,9 +544,9 @@ mod tests {
     #[test]
     fn comments() {
         assert!(parse_comment("Pour nos calendriers, merci !").is_ok());
-        assert!(parse_comment(&"x".repeat(COMMENT_MAX)).is_ok());
+        assert!(parse_comment(&"x".repeat(Text::Comment.max_chars())).is_ok());
         assert!(
-            parse_comment(&"x".repeat(COMMENT_MAX + 1))
+            parse_comment(&"x".repeat(Text::Comment.max_chars() + 1))
                 .unwrap_err()
                 .contains("2000")
         );

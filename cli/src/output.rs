@@ -7,6 +7,8 @@
 //! audit details and labels may echo input from anyone, and an escape
 //! sequence must not be able to rewrite the operator's screen.
 
+pub mod tasks;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;

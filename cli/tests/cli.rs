@@ -7,8 +7,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-#[allow(clippy::disallowed_methods)] // the one spawn here: the binary under test
 fn coloc(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    // The one spawn here: the binary under test, started as a script
+    // would (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coloc"));
     cmd.env_clear().env("HOME", home).args(args);
     for (k, v) in env {

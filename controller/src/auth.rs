@@ -185,13 +185,71 @@ pub fn require_node_read(caller: &Caller, node: &NodeName) -> ApiResult<()> {
     }
 }
 
-/// Changing a tenant's volumes on a node (docs/STORAGE.md): admins, and
-/// operators of a participatif tenant for their own tenant on nodes they
-/// are granted. Operators of a responsable tenant and members only read.
-pub fn require_volume_write(
+/// What a tenant's operators may change on the nodes they are granted,
+/// under one rule ([`require_tenant_change_on_node`]); it names the thing in
+/// the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantChange {
+    /// Creating, resizing, deleting, restoring, snapshotting and rolling
+    /// back a volume (docs/STORAGE.md).
+    Volumes,
+    /// Starting, stopping and restarting an app instance (docs/APPS.md).
+    Apps,
+}
+
+impl TenantChange {
+    /// "only admins and operators {…}".
+    fn verb(self) -> &'static str {
+        match self {
+            TenantChange::Volumes => "change volumes",
+            TenantChange::Apps => "start or stop apps",
+        }
+    }
+
+    /// "user u cannot {…} of tenant t".
+    fn of_tenant(self) -> &'static str {
+        match self {
+            TenantChange::Volumes => "change volumes",
+            TenantChange::Apps => "control apps",
+        }
+    }
+
+    /// "the cooperative's admins {…}".
+    fn admins_do(self) -> &'static str {
+        match self {
+            TenantChange::Volumes => "manage its volumes",
+            TenantChange::Apps => "run its apps",
+        }
+    }
+}
+
+/// The tenant half of [`require_tenant_change_on_node`], for a handler
+/// that must refuse another tenant's caller before it even looks the
+/// tenant up (so that they learn nothing, not even whether it exists).
+pub fn require_own_tenant_for_change(
+    caller: &Caller,
+    tenant: &TenantName,
+    what: TenantChange,
+) -> ApiResult<()> {
+    if caller.is_admin() || caller.tenant() == Some(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!(
+            "user {} cannot {} of tenant {tenant}",
+            caller.user.name,
+            what.of_tenant()
+        )))
+    }
+}
+
+/// Changing a tenant's volumes or apps on a node: admins, and operators
+/// of a participatif tenant for their own tenant on nodes they are
+/// granted. Operators of a responsable tenant and members only read.
+pub fn require_tenant_change_on_node(
     caller: &Caller,
     tenant: &TenantRecord,
     node: &NodeName,
+    what: TenantChange,
 ) -> ApiResult<()> {
     if caller.is_admin() {
         return Ok(());
@@ -200,20 +258,19 @@ pub fn require_volume_write(
     let deny = |why: String| Err(ApiError::PermissionDenied(why));
     if user.role != Role::Operator {
         return deny(format!(
-            "user {} is a {}; only admins and operators change volumes",
-            user.name, user.role
+            "user {} is a {}; only admins and operators {}",
+            user.name,
+            user.role,
+            what.verb()
         ));
     }
-    if caller.tenant() != Some(&tenant.name) {
-        return deny(format!(
-            "user {} cannot change volumes of tenant {}",
-            user.name, tenant.name
-        ));
-    }
+    require_own_tenant_for_change(caller, &tenant.name, what)?;
     if tenant.offer != Offer::Participatif {
         return deny(format!(
-            "tenant {} is on the {} offer: the cooperative's admins manage its volumes",
-            tenant.name, tenant.offer
+            "tenant {} is on the {} offer: the cooperative's admins {}",
+            tenant.name,
+            tenant.offer,
+            what.admins_do()
         ));
     }
     if !user.node_grants.contains(node) {
@@ -233,44 +290,6 @@ pub fn require_app_request(caller: &Caller, tenant: &TenantName) -> ApiResult<()
             caller.user.name
         )))
     }
-}
-
-/// Starting, stopping and restarting an instance: admins, and operators
-/// of a participatif tenant for their own tenant's instances on nodes they
-/// are granted (the rule of [`require_volume_write`]). Members, and
-/// operators of a responsable tenant, only read.
-pub fn require_app_control(
-    caller: &Caller,
-    tenant: &TenantRecord,
-    node: &NodeName,
-) -> ApiResult<()> {
-    if caller.is_admin() {
-        return Ok(());
-    }
-    let user = &caller.user;
-    let deny = |why: String| Err(ApiError::PermissionDenied(why));
-    if user.role != Role::Operator {
-        return deny(format!(
-            "user {} is a {}; only admins and operators start or stop apps",
-            user.name, user.role
-        ));
-    }
-    if caller.tenant() != Some(&tenant.name) {
-        return deny(format!(
-            "user {} cannot control apps of tenant {}",
-            user.name, tenant.name
-        ));
-    }
-    if tenant.offer != Offer::Participatif {
-        return deny(format!(
-            "tenant {} is on the {} offer: the cooperative's admins run its apps",
-            tenant.name, tenant.offer
-        ));
-    }
-    if !user.node_grants.contains(node) {
-        return deny(format!("user {} holds no grant on node {node}", user.name));
-    }
-    Ok(())
 }
 
 /// Listing pools: admins, and operators (the pools of their granted
@@ -393,26 +412,12 @@ mod tests {
     }
 
     #[test]
-    fn volume_policy_matrix() {
+    fn pool_and_grace_policy_matrix() {
         let a = tenant("asso-a", Offer::Participatif);
         let b = tenant("asso-b", Offer::Participatif);
-        let r = tenant("asso-r", Offer::Responsable);
-        let n1 = NodeName::new("n1").unwrap();
-        let n2 = NodeName::new("n2").unwrap();
         let admin = user(Role::Admin, None, &[]);
         let op_a = user(Role::Operator, Some("asso-a"), &["n1"]);
-        let op_r = user(Role::Operator, Some("asso-r"), &["n1"]);
         let mem_a = user(Role::Member, Some("asso-a"), &["n1"]);
-
-        assert!(require_volume_write(&admin, &b, &n2).is_ok());
-        assert!(require_volume_write(&op_a, &a, &n1).is_ok());
-        assert!(require_volume_write(&op_a, &a, &n2).is_err(), "no grant");
-        assert!(
-            require_volume_write(&op_a, &b, &n1).is_err(),
-            "other tenant"
-        );
-        assert!(require_volume_write(&op_r, &r, &n1).is_err(), "responsable");
-        assert!(require_volume_write(&mem_a, &a, &n1).is_err(), "member");
 
         assert!(require_pool_read(&admin).is_ok());
         assert!(require_pool_read(&op_a).is_ok());
@@ -427,15 +432,12 @@ mod tests {
     }
 
     #[test]
-    fn app_policy_matrix() {
+    fn app_request_policy_matrix() {
         let a = tenant("asso-a", Offer::Participatif);
         let b = tenant("asso-b", Offer::Participatif);
         let r = tenant("asso-r", Offer::Responsable);
-        let n1 = NodeName::new("n1").unwrap();
-        let n2 = NodeName::new("n2").unwrap();
         let admin = user(Role::Admin, None, &[]);
         let op_a = user(Role::Operator, Some("asso-a"), &["n1"]);
-        let op_r = user(Role::Operator, Some("asso-r"), &["n1"]);
         let mem_a = user(Role::Member, Some("asso-a"), &[]);
         let mem_r = user(Role::Member, Some("asso-r"), &[]);
 
@@ -451,12 +453,61 @@ mod tests {
             require_app_request(&mem_r, &a.name).is_err(),
             "other tenant"
         );
+    }
 
-        assert!(require_app_control(&admin, &b, &n2).is_ok());
-        assert!(require_app_control(&op_a, &a, &n1).is_ok());
-        assert!(require_app_control(&op_a, &a, &n2).is_err(), "no grant");
-        assert!(require_app_control(&op_a, &b, &n1).is_err(), "other tenant");
-        assert!(require_app_control(&op_r, &r, &n1).is_err(), "responsable");
-        assert!(require_app_control(&mem_a, &a, &n1).is_err(), "member");
+    /// Each refusal of the one rule, for both things it guards, with the
+    /// sentence the caller reads.
+    #[test]
+    fn tenant_change_on_node_refusals() {
+        let a = tenant("asso-a", Offer::Participatif);
+        let b = tenant("asso-b", Offer::Participatif);
+        let r = tenant("asso-r", Offer::Responsable);
+        let n1 = NodeName::new("n1").unwrap();
+        let n2 = NodeName::new("n2").unwrap();
+        let admin = user(Role::Admin, None, &[]);
+        let op_a = user(Role::Operator, Some("asso-a"), &["n1"]);
+        let op_r = user(Role::Operator, Some("asso-r"), &["n1"]);
+        let mem_a = user(Role::Member, Some("asso-a"), &["n1"]);
+        let refusal =
+            |c: &Caller, t: &TenantRecord, n: &NodeName, what| match require_tenant_change_on_node(
+                c, t, n, what,
+            ) {
+                Err(ApiError::PermissionDenied(why)) => why,
+                other => panic!("expected a refusal, got {other:?}"),
+            };
+        use TenantChange::{Apps, Volumes};
+        for what in [Volumes, Apps] {
+            assert!(require_tenant_change_on_node(&admin, &b, &n2, what).is_ok());
+            assert!(require_tenant_change_on_node(&admin, &r, &n1, what).is_ok());
+            assert!(require_tenant_change_on_node(&op_a, &a, &n1, what).is_ok());
+            assert_eq!(
+                refusal(&op_a, &a, &n2, what),
+                "user u holds no grant on node n2"
+            );
+        }
+        assert_eq!(
+            refusal(&mem_a, &a, &n1, Volumes),
+            "user u is a member; only admins and operators change volumes"
+        );
+        assert_eq!(
+            refusal(&mem_a, &a, &n1, Apps),
+            "user u is a member; only admins and operators start or stop apps"
+        );
+        assert_eq!(
+            refusal(&op_a, &b, &n1, Volumes),
+            "user u cannot change volumes of tenant asso-b"
+        );
+        assert_eq!(
+            refusal(&op_a, &b, &n1, Apps),
+            "user u cannot control apps of tenant asso-b"
+        );
+        assert_eq!(
+            refusal(&op_r, &r, &n1, Volumes),
+            "tenant asso-r is on the responsable offer: the cooperative's admins manage its volumes"
+        );
+        assert_eq!(
+            refusal(&op_r, &r, &n1, Apps),
+            "tenant asso-r is on the responsable offer: the cooperative's admins run its apps"
+        );
     }
 }

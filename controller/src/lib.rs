@@ -6,19 +6,29 @@
 //! touches a server directly: every change on a host is made by that
 //! host's agent, from the desired configuration it receives.
 //!
-//! Layout: [`store`] (persistence behind a trait), [`ca`] (the
+//! Layout: [`store`] (persistence behind one trait per area), [`rules`]
+//! (the quota, port, request and lifecycle rules the store applies), [`ca`] (the
 //! cooperative's certificate authority), [`auth`] (who is calling and what
-//! they may do), [`api`] (the public gRPC services), [`agents`] (the
-//! agent-facing service and the session registry), [`server`] (wiring),
+//! they may do), [`context`] (what every handler holds), [`api`] (the
+//! public gRPC services), [`agents`] (the agent-facing service, the session
+//! registry and the rendering of desired configurations), [`background`]
+//! (colocd's periodic tasks and their status), [`server`] (wiring),
 //! [`config`].
+//!
+//! Dependencies go one way: `api` and `agents` sit on `context`; `api`
+//! calls into `agents` (pushes, the registry), `background` into both
+//! `agents` and the store; nothing below `api` imports it.
 
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod ca;
 pub mod catalog;
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -18,6 +18,7 @@ use coloc_proto::controller::v1::audit_server::AuditServer;
 use coloc_proto::controller::v1::nodes_server::NodesServer;
 use coloc_proto::controller::v1::sites_server::SitesServer;
 use coloc_proto::controller::v1::storage_server::StorageServer;
+use coloc_proto::controller::v1::tasks_server::TasksServer;
 use coloc_proto::controller::v1::tenants_server::TenantsServer;
 use coloc_proto::controller::v1::tokens_server::TokensServer;
 use coloc_proto::controller::v1::users_server::UsersServer;
@@ -27,16 +28,20 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::agents::{AgentApi, SessionRegistry, run_background};
-use crate::api::Ctx;
+use crate::agents::{AgentApi, SessionRegistry};
 use crate::api::apps::AppsApi;
+use crate::api::audit::AuditApi;
 use crate::api::fleet::{NodesApi, SitesApi};
 use crate::api::storage::StorageApi;
-use crate::api::tenancy::{AuditApi, TenantsApi, TokensApi, UsersApi};
+use crate::api::tasks::TasksApi;
+use crate::api::tenancy::{TenantsApi, TokensApi, UsersApi};
 use crate::auth::{self, API_TOKEN_PREFIX};
+use crate::background::{self, TaskBoard};
 use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
+use crate::context::Ctx;
+use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, InstanceFilter, InstanceState, Store,
@@ -218,7 +223,7 @@ pub struct Running {
     pub ctx: Ctx,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), ServerError>>,
-    background: JoinHandle<()>,
+    background: background::Driver,
 }
 
 impl Running {
@@ -241,9 +246,7 @@ impl Running {
                 Ok(())
             }
         };
-        if let Err(join) = self.background.await {
-            tracing::error!(error = %join, "background task panicked");
-        }
+        self.background.join().await;
         served
     }
 
@@ -337,6 +340,7 @@ pub async fn start(
         config: Arc::new(config),
         sessions: Arc::new(SessionRegistry::new(now)),
         catalog: Arc::new(catalog),
+        tasks: Arc::new(TaskBoard::default()),
     };
 
     let tls = ServerTlsConfig::new()
@@ -364,6 +368,7 @@ pub async fn start(
         .set_serving::<StorageServer<StorageApi>>()
         .await;
     health_reporter.set_serving::<AppsServer<AppsApi>>().await;
+    health_reporter.set_serving::<TasksServer<TasksApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -398,7 +403,8 @@ pub async fn start(
         .add_service(limited!(TokensServer, TokensApi(ctx.clone())))
         .add_service(limited!(AuditServer, AuditApi(ctx.clone())))
         .add_service(limited!(StorageServer, StorageApi(ctx.clone())))
-        .add_service(limited!(AppsServer, AppsApi(ctx.clone())));
+        .add_service(limited!(AppsServer, AppsApi(ctx.clone())))
+        .add_service(limited!(TasksServer, TasksApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -410,7 +416,12 @@ pub async fn start(
             .await
             .map_err(ServerError::Serve)
     });
-    let background = tokio::spawn(run_background(ctx.clone(), shutdown_rx));
+    let background = background::Driver::start(
+        ctx.tasks.clone(),
+        ctx.clock.clone(),
+        background::colocd_tasks(&ctx),
+        shutdown_rx,
+    );
     tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");
     Ok(Running {
         addr,

@@ -4,8 +4,8 @@
 //! a machine booted from it *one* node (docs/IMAGE.md, "Seed volume"): a
 //! 1 MiB image labelled `COLOCSEED` holding `seed.toml`, to be written to
 //! a USB key or attached to a VM as a second drive. The schema, the
-//! rendering and the validation are the agent's own
-//! ([`coloc_agent::seed`]), so a seed accepted here is never refused by
+//! rendering and the validation are the contract shared with the agent
+//! ([`coloc_proto::seed`]), so a seed accepted here is never refused by
 //! `coloc-agent seed apply` at first boot; this module gathers the inputs
 //! from flags and files and writes the image.
 //!
@@ -23,8 +23,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use coloc_agent::seed::{SEED_FILE, SEED_LABEL, Seed, SeedError, SeedFile, check_ssh_public_key};
 use coloc_proto::domain::{NodeName, SiteName};
+use coloc_proto::seed::{SEED_FILE, SEED_LABEL, Seed, SeedError, SeedFile, check_ssh_public_key};
 use sha2::{Digest, Sha256};
 
 use crate::runner::{Cmd, CmdError};

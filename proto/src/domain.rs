@@ -29,6 +29,16 @@ impl InvalidInput {
             reason: reason.into(),
         }
     }
+
+    /// Why the value was refused, without the "invalid <field>:" prefix,
+    /// for callers that name the field themselves (a catalog file's
+    /// `packages[2]`, a CLI flag).
+    pub fn reason(&self) -> String {
+        match self {
+            InvalidInput::Field { reason, .. } => reason.clone(),
+            InvalidInput::Name { .. } => self.to_string(),
+        }
+    }
 }
 
 /// Longest name accepted (a DNS label).
@@ -42,7 +52,7 @@ pub const MAX_NAME_LEN: usize = 63;
 pub fn check_name(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
     let err = |reason| InvalidInput::Name {
         kind,
-        value: value.chars().take(80).collect(),
+        value: clip(value),
         reason,
     };
     if value.is_empty() {
@@ -67,42 +77,56 @@ pub fn check_name(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
     Ok(())
 }
 
-macro_rules! name_type {
-    ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+/// A string newtype whose value passed `$check(KIND, value)` on the way in:
+/// the one shape of every validated name and id in coloc (nodes, sites,
+/// tenants, users, volumes, snapshots, pools, apps, packages, ...). It
+/// derives serde through the same check, so a value read from a file is
+/// checked like one read from the wire.
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, $check:path) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $ty(String);
 
         impl $ty {
-            pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
+            /// What kind of object this names, for messages and audit targets.
+            pub const KIND: &'static str = $kind;
+
+            pub fn new(value: impl Into<String>) -> Result<Self, $crate::domain::InvalidInput> {
                 let value = value.into();
-                check_name($kind, &value)?;
+                $check($kind, &value)?;
                 Ok(Self(value))
             }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
-            /// What kind of object this names, for messages and audit targets.
-            pub const KIND: &'static str = $kind;
         }
 
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl FromStr for $ty {
-            type Err = InvalidInput;
+        impl std::str::FromStr for $ty {
+            type Err = $crate::domain::InvalidInput;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::new(s)
             }
         }
 
         impl TryFrom<String> for $ty {
-            type Error = InvalidInput;
+            type Error = $crate::domain::InvalidInput;
             fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = $crate::domain::InvalidInput;
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
                 Self::new(s)
             }
         }
@@ -118,21 +142,28 @@ macro_rules! name_type {
                 &self.0
             }
         }
+
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
+pub(crate) use validated_string;
 
-name_type!(
+validated_string!(
     /// A server's name, unique in the fleet (its host name).
-    NodeName, "node name");
-name_type!(
+    NodeName, "node name", check_name);
+validated_string!(
     /// A site (a room or a member's premises), e.g. `paris-1`.
-    SiteName, "site name");
-name_type!(
+    SiteName, "site name", check_name);
+validated_string!(
     /// An association, e.g. `asso-x`.
-    TenantName, "tenant name");
-name_type!(
+    TenantName, "tenant name", check_name);
+validated_string!(
     /// A person's login.
-    UserName, "user name");
+    UserName, "user name", check_name);
 
 /// ISO 3166-1 alpha-2 country code, upper case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -305,6 +336,88 @@ pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), In
         ));
     }
     Ok(())
+}
+
+/// A DNS domain in lowercase (an apps domain, the host name of an app):
+/// at least two labels of `[a-z0-9-]`, each 1 to 63 characters not starting
+/// or ending with `-`, 253 at most in all.
+pub fn check_domain_name(field: &'static str, domain: &str) -> Result<(), InvalidInput> {
+    let bad = |reason: &str| InvalidInput::field(field, format!("{:?} {reason}", clip(domain)));
+    if domain.is_empty() || domain.len() > 253 {
+        return Err(bad("is not 1 to 253 characters"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("needs at least two labels"));
+    }
+    for label in labels {
+        let bytes = label.as_bytes();
+        if bytes.is_empty() || bytes.len() > 63 {
+            return Err(bad("has an empty or too long label"));
+        }
+        if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+            return Err(bad("has a label starting or ending with '-'"));
+        }
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        {
+            return Err(bad("has a character outside a-z, 0-9, '-' and '.'"));
+        }
+    }
+    Ok(())
+}
+
+/// At most 80 characters of a refused value, for error messages: enough
+/// to recognise it, never enough to flood a log or a terminal.
+pub fn clip(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Free text the API takes, each with its one limit, checked by the CLI
+/// before sending and by colocd on arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    /// A tenant's or a user's display name.
+    DisplayName,
+    /// A site's city.
+    City,
+    /// A site's description.
+    SiteDescription,
+    /// An API token's description.
+    TokenDescription,
+    /// An audit filter on the actor (`user:alice`, `node:n1`).
+    Actor,
+    /// A message in an app request's discussion.
+    Comment,
+}
+
+impl Text {
+    /// The field name used in messages.
+    pub fn field(self) -> &'static str {
+        match self {
+            Text::DisplayName => "display name",
+            Text::City => "city",
+            Text::SiteDescription | Text::TokenDescription => "description",
+            Text::Actor => "actor",
+            Text::Comment => "comment",
+        }
+    }
+
+    /// Longest value, in characters.
+    pub fn max_chars(self) -> usize {
+        match self {
+            Text::DisplayName | Text::City | Text::Actor => 100,
+            Text::TokenDescription => 200,
+            Text::SiteDescription => 500,
+            Text::Comment => 2000,
+        }
+    }
+
+    /// [`check_text`] with this kind's field name and limit.
+    pub fn check(self, value: &str) -> Result<(), InvalidInput> {
+        check_text(self.field(), value, self.max_chars())
+    }
 }
 
 /// Label keys follow the name rule; values are short printable text.

@@ -5,9 +5,12 @@
 //! values from raw strings without going through the validating
 //! constructors in [`domain`]. This crate owns no I/O.
 
+pub mod apps;
 pub mod domain;
 mod report;
+pub mod seed;
 pub mod storage;
+pub mod units;
 
 pub use report::error_chain;
 

@@ -7,7 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::domain::{InvalidInput, check_name};
+use crate::agent::v1::{PoolKind, PoolLayout, PoolSpec, VolumeSpec, VolumeState};
+use crate::domain::{InvalidInput, check_name, validated_string};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -102,74 +103,12 @@ pub fn format_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-macro_rules! string_type {
-    ($ty:ident) => {
-        impl $ty {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl FromStr for $ty {
-            type Err = InvalidInput;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::new(s)
-            }
-        }
-        impl TryFrom<String> for $ty {
-            type Error = InvalidInput;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                Self::new(s)
-            }
-        }
-        impl From<$ty> for String {
-            fn from(v: $ty) -> String {
-                v.0
-            }
-        }
-        impl AsRef<str> for $ty {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-
-/// A volume's name inside its tenant, e.g. `data`: the name rule.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct VolumeName(String);
-
-impl VolumeName {
-    pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
-        let value = value.into();
-        check_name("volume name", &value)?;
-        Ok(Self(value))
-    }
-}
-string_type!(VolumeName);
-
-/// A snapshot's name, e.g. `before-upgrade`: the name rule.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct SnapshotName(String);
-
-impl SnapshotName {
-    pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
-        let value = value.into();
-        check_name("snapshot name", &value)?;
-        Ok(Self(value))
-    }
-}
-string_type!(SnapshotName);
+validated_string!(
+    /// A volume's name inside its tenant, e.g. `data`: the name rule.
+    VolumeName, "volume name", check_name);
+validated_string!(
+    /// A snapshot's name, e.g. `before-upgrade`: the name rule.
+    SnapshotName, "snapshot name", check_name);
 
 /// Words `zpool` reads as vdev types or that LVM reserves: never pool names.
 const RESERVED_POOL_NAMES: &[&str] = &[
@@ -177,69 +116,59 @@ const RESERVED_POOL_NAMES: &[&str] = &[
     "dedup", "coloc",
 ];
 
-/// A ZFS pool or LVM volume group name: the name rule, at most 32
-/// characters, and none of the words `zpool` gives a meaning to.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct PoolName(String);
+validated_string!(
+    /// A ZFS pool or LVM volume group name: the name rule, at most 32
+    /// characters, and none of the words `zpool` gives a meaning to.
+    PoolName, "pool name", check_pool_name);
 
-impl PoolName {
-    pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
-        let value = value.into();
-        check_name("pool name", &value)?;
-        if value.len() > 32 {
-            return Err(InvalidInput::field(
-                "pool name",
-                format!("{value:?} is longer than 32 characters"),
-            ));
-        }
-        if RESERVED_POOL_NAMES.contains(&value.as_str())
-            || value.starts_with("raidz")
-            || value.starts_with("draid")
-            || value.starts_with("mirror")
-            || value.starts_with("spare")
-        {
-            return Err(InvalidInput::field(
-                "pool name",
-                format!("{value:?} is reserved by ZFS or coloc"),
-            ));
-        }
-        Ok(Self(value))
+fn check_pool_name(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
+    check_name(kind, value)?;
+    if value.len() > 32 {
+        return Err(InvalidInput::field(
+            kind,
+            format!("{value:?} is longer than 32 characters"),
+        ));
     }
+    if RESERVED_POOL_NAMES.contains(&value)
+        || value.starts_with("raidz")
+        || value.starts_with("draid")
+        || value.starts_with("mirror")
+        || value.starts_with("spare")
+    {
+        return Err(InvalidInput::field(
+            kind,
+            format!("{value:?} is reserved by ZFS or coloc"),
+        ));
+    }
+    Ok(())
 }
-string_type!(PoolName);
 
-/// A volume's identity: 16 lowercase hex digits, chosen by the controller,
-/// stored on the object (ZFS user property `coloc:volume-id`, LV tag
-/// `coloc_volume_<id>`) so that the agent recognises its own volumes.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(try_from = "String", into = "String")]
-pub struct VolumeId(String);
+validated_string!(
+    /// A volume's identity: 16 lowercase hex digits, chosen by the
+    /// controller, stored on the object (ZFS user property
+    /// `coloc:volume-id`, LV tag `coloc_volume_<id>`) so that the agent
+    /// recognises its own volumes.
+    VolumeId, "volume id", check_volume_id);
+
+fn check_volume_id(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
+    if value.len() != VolumeId::LEN
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(InvalidInput::field(
+            kind,
+            format!(
+                "{:?} is not 16 lowercase hex digits",
+                value.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 impl VolumeId {
     pub const LEN: usize = 16;
-
-    pub fn new(value: impl Into<String>) -> Result<Self, InvalidInput> {
-        let value = value.into();
-        if value.len() != Self::LEN
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(InvalidInput::field(
-                "volume id",
-                format!(
-                    "{:?} is not 16 lowercase hex digits",
-                    value.chars().take(40).collect::<String>()
-                ),
-            ));
-        }
-        Ok(Self(value))
-    }
 
     /// A fresh random id.
     pub fn random() -> Self {
@@ -247,7 +176,6 @@ impl VolumeId {
         Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 }
-string_type!(VolumeId);
 
 /// How a pool names a disk: by serial number (`serial:S3Z9NB0K123456`) or
 /// by its name under `/dev/disk/by-id` (`id:nvme-QEMU_NVMe_Ctrl_COLOC0001`).
@@ -302,6 +230,259 @@ impl FromStr for DiskRef {
     type Err = InvalidInput;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         DiskRef::new(s)
+    }
+}
+
+/// Most disks one pool may be declared on.
+pub const MAX_POOL_DISKS: usize = 64;
+
+/// A pool kind from the wire: ZFS or LVM thin, nothing else.
+pub fn pool_kind(raw: i32) -> Result<PoolKind, InvalidInput> {
+    match PoolKind::try_from(raw) {
+        Ok(kind @ (PoolKind::Zfs | PoolKind::LvmThin)) => Ok(kind),
+        Ok(PoolKind::Unspecified) | Err(_) => {
+            Err(InvalidInput::field("pool kind", "must be zfs or lvm-thin"))
+        }
+    }
+}
+
+/// A pool layout from the wire.
+pub fn pool_layout(raw: i32) -> Result<PoolLayout, InvalidInput> {
+    match PoolLayout::try_from(raw) {
+        Ok(
+            layout @ (PoolLayout::Single
+            | PoolLayout::Mirror
+            | PoolLayout::Raidz1
+            | PoolLayout::Raidz2),
+        ) => Ok(layout),
+        Ok(PoolLayout::Unspecified) | Err(_) => Err(InvalidInput::field(
+            "pool layout",
+            "must be single, mirror, raidz1 or raidz2",
+        )),
+    }
+}
+
+/// The disks a layout needs, per kind: LVM thin is one disk (redundancy is
+/// ZFS's job); ZFS single is one disk (striping without redundancy is not
+/// offered); raidz1 on 2 disks would be a slower mirror and raidz2 on 3 a
+/// slower 3-way mirror, so they need 3 and 4.
+pub fn check_pool_layout(
+    kind: PoolKind,
+    layout: PoolLayout,
+    disks: usize,
+) -> Result<(), InvalidInput> {
+    let bad = |why: String| Err(InvalidInput::field("pool layout", why));
+    match (kind, layout) {
+        (PoolKind::LvmThin, PoolLayout::Single) if disks == 1 => Ok(()),
+        (PoolKind::LvmThin, PoolLayout::Single) => bad(format!(
+            "an lvm-thin pool is on exactly one disk ({disks} given)"
+        )),
+        (PoolKind::LvmThin, _) => bad(
+            "lvm-thin pools are single only (LVM RAID is not offered; use ZFS for redundancy)"
+                .into(),
+        ),
+        (PoolKind::Zfs, PoolLayout::Single) if disks != 1 => bad(format!(
+            "a single pool is one disk ({disks} given); striping disks without redundancy \
+             is not offered, use mirror or raidz"
+        )),
+        (PoolKind::Zfs, layout) => {
+            let min = match layout {
+                PoolLayout::Single => 1,
+                PoolLayout::Mirror => 2,
+                PoolLayout::Raidz1 => 3,
+                PoolLayout::Raidz2 => 4,
+                PoolLayout::Unspecified => return bad("no pool layout".into()),
+            };
+            if disks < min {
+                bad(format!(
+                    "{} needs at least {min} disks ({disks} given)",
+                    layout.as_str_name().to_lowercase()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        (PoolKind::Unspecified, _) => bad("no pool kind".into()),
+    }
+}
+
+/// A pool as a node is asked to have it: the checks the controller makes
+/// when an admin declares it, made again by the agent when the declaration
+/// arrives, from one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDecl {
+    pub name: PoolName,
+    pub kind: PoolKind,
+    pub layout: PoolLayout,
+    pub disks: Vec<DiskRef>,
+    /// Disks holding data may be wiped to create the pool.
+    pub force: bool,
+}
+
+impl PoolDecl {
+    pub fn new(
+        name: &str,
+        kind: i32,
+        layout: i32,
+        disks: &[String],
+        force: bool,
+    ) -> Result<PoolDecl, InvalidInput> {
+        let name = PoolName::new(name)?;
+        let kind = pool_kind(kind)?;
+        let layout = pool_layout(layout)?;
+        if disks.is_empty() {
+            return Err(InvalidInput::field(
+                "disks",
+                "a pool needs at least one disk",
+            ));
+        }
+        if disks.len() > MAX_POOL_DISKS {
+            return Err(InvalidInput::field(
+                "disks",
+                format!("at most {MAX_POOL_DISKS} disks per pool"),
+            ));
+        }
+        let mut refs: Vec<DiskRef> = Vec::with_capacity(disks.len());
+        for text in disks {
+            let disk = DiskRef::new(text)?;
+            if refs.contains(&disk) {
+                return Err(InvalidInput::field(
+                    "disks",
+                    format!("{disk} is listed twice"),
+                ));
+            }
+            refs.push(disk);
+        }
+        check_pool_layout(kind, layout, refs.len())?;
+        Ok(PoolDecl {
+            name,
+            kind,
+            layout,
+            disks: refs,
+            force,
+        })
+    }
+}
+
+impl TryFrom<&PoolSpec> for PoolDecl {
+    type Error = InvalidInput;
+    fn try_from(spec: &PoolSpec) -> Result<PoolDecl, InvalidInput> {
+        PoolDecl::new(&spec.name, spec.kind, spec.layout, &spec.disks, spec.force)
+    }
+}
+
+impl From<&PoolDecl> for PoolSpec {
+    fn from(p: &PoolDecl) -> PoolSpec {
+        PoolSpec {
+            name: p.name.to_string(),
+            kind: p.kind as i32,
+            layout: p.layout as i32,
+            disks: p.disks.iter().map(ToString::to_string).collect(),
+            force: p.force,
+        }
+    }
+}
+
+/// A reservation is ZFS only (thin provisioning reserves nothing) and
+/// never more than the volume.
+pub fn check_reservation(
+    kind: PoolKind,
+    reservation_bytes: u64,
+    size_bytes: u64,
+) -> Result<(), InvalidInput> {
+    if reservation_bytes == 0 {
+        return Ok(());
+    }
+    if kind != PoolKind::Zfs {
+        return Err(InvalidInput::field(
+            "reservation",
+            "only ZFS pools reserve space (thin provisioning reserves nothing)",
+        ));
+    }
+    if reservation_bytes > size_bytes {
+        return Err(InvalidInput::field(
+            "reservation",
+            format!(
+                "{} is more than the volume's size {}",
+                format_size(reservation_bytes),
+                format_size(size_bytes)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A tenant's volume as its node is asked to have it, every field checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDecl {
+    pub id: VolumeId,
+    pub tenant: crate::domain::TenantName,
+    pub name: VolumeName,
+    pub pool: PoolName,
+    pub pool_kind: PoolKind,
+    /// Aligned and within bounds ([`volume_size`]).
+    pub size_bytes: u64,
+    pub reservation_bytes: u64,
+    pub encrypted: bool,
+    /// `/srv/tenants/<tenant>/<volume>`.
+    pub mount_path: String,
+    pub owner_uid: u32,
+    pub owner_gid: u32,
+    /// Active, retained or purged.
+    pub state: VolumeState,
+    /// Snapshots wanted, oldest first, each once.
+    pub snapshots: Vec<SnapshotName>,
+    pub allow_shrink: bool,
+}
+
+impl TryFrom<&VolumeSpec> for VolumeDecl {
+    type Error = InvalidInput;
+    fn try_from(spec: &VolumeSpec) -> Result<VolumeDecl, InvalidInput> {
+        let id = VolumeId::new(spec.id.as_str())?;
+        let tenant = crate::domain::TenantName::new(spec.tenant.as_str())?;
+        let name = VolumeName::new(spec.name.as_str())?;
+        let pool = PoolName::new(spec.pool.as_str())?;
+        let pool_kind = pool_kind(spec.pool_kind)?;
+        let size_bytes = volume_size(spec.size_bytes)?;
+        check_reservation(pool_kind, spec.reservation_bytes, size_bytes)?;
+        let state = match VolumeState::try_from(spec.state) {
+            Ok(state @ (VolumeState::Active | VolumeState::Retained | VolumeState::Purged)) => {
+                state
+            }
+            _ => {
+                return Err(InvalidInput::field(
+                    "volume state",
+                    format!("{} is not active, retained or purged", spec.state),
+                ));
+            }
+        };
+        let mut snapshots: Vec<SnapshotName> = Vec::with_capacity(spec.snapshots.len());
+        for text in &spec.snapshots {
+            let snap = SnapshotName::new(text.as_str())?;
+            if snapshots.contains(&snap) {
+                return Err(InvalidInput::field(
+                    "snapshots",
+                    format!("{snap} is listed twice"),
+                ));
+            }
+            snapshots.push(snap);
+        }
+        Ok(VolumeDecl {
+            mount_path: mount_path(tenant.as_str(), name.as_str()),
+            id,
+            tenant,
+            name,
+            pool,
+            pool_kind,
+            size_bytes,
+            reservation_bytes: spec.reservation_bytes,
+            encrypted: spec.encrypted,
+            owner_uid: spec.owner_uid,
+            owner_gid: spec.owner_gid,
+            state,
+            snapshots,
+            allow_shrink: spec.allow_shrink,
+        })
     }
 }
 
@@ -398,6 +579,128 @@ mod tests {
             "serial:a;reboot",
         ] {
             assert!(DiskRef::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pool_layouts_need_their_disks() {
+        use PoolKind::{LvmThin, Zfs};
+        use PoolLayout::{Mirror, Raidz1, Raidz2, Single};
+        for (kind, layout, disks) in [
+            (Zfs, Single, 1),
+            (Zfs, Mirror, 2),
+            (Zfs, Raidz1, 3),
+            (Zfs, Raidz2, 4),
+            (LvmThin, Single, 1),
+        ] {
+            assert!(
+                check_pool_layout(kind, layout, disks).is_ok(),
+                "{layout:?} {disks}"
+            );
+        }
+        for (kind, layout, disks) in [
+            (Zfs, Single, 2),
+            (Zfs, Mirror, 1),
+            (Zfs, Raidz1, 2),
+            (Zfs, Raidz2, 3),
+            (LvmThin, Single, 2),
+            (LvmThin, Mirror, 2),
+        ] {
+            assert!(
+                check_pool_layout(kind, layout, disks).is_err(),
+                "{layout:?} {disks}"
+            );
+        }
+    }
+
+    #[test]
+    fn pool_declarations_are_checked_whole() {
+        let disks = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = PoolDecl::new(
+            "tank",
+            PoolKind::Zfs as i32,
+            PoolLayout::Mirror as i32,
+            &disks(&["serial:A", "serial:B"]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(PoolDecl::try_from(&PoolSpec::from(&ok)).unwrap(), ok);
+        for (name, kind, layout, d) in [
+            (
+                "mirror",
+                PoolKind::Zfs as i32,
+                PoolLayout::Single as i32,
+                disks(&["serial:A"]),
+            ),
+            ("tank", 0, PoolLayout::Single as i32, disks(&["serial:A"])),
+            ("tank", PoolKind::Zfs as i32, 99, disks(&["serial:A"])),
+            (
+                "tank",
+                PoolKind::Zfs as i32,
+                PoolLayout::Single as i32,
+                disks(&[]),
+            ),
+            (
+                "tank",
+                PoolKind::Zfs as i32,
+                PoolLayout::Mirror as i32,
+                disks(&["serial:A", "serial:A"]),
+            ),
+            (
+                "tank",
+                PoolKind::Zfs as i32,
+                PoolLayout::Single as i32,
+                disks(&["/dev/sda"]),
+            ),
+        ] {
+            assert!(
+                PoolDecl::new(name, kind, layout, &d, false).is_err(),
+                "{name} {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn volume_declarations_are_checked_whole() {
+        let spec = VolumeSpec {
+            id: "0123456789abcdef".into(),
+            tenant: "asso-x".into(),
+            name: "data".into(),
+            pool: "tank".into(),
+            pool_kind: PoolKind::Zfs as i32,
+            size_bytes: 64 << 20,
+            reservation_bytes: 32 << 20,
+            encrypted: false,
+            owner_uid: 200_000,
+            owner_gid: 200_000,
+            state: VolumeState::Active as i32,
+            snapshots: vec!["a".into(), "b".into()],
+            allow_shrink: false,
+        };
+        let v = VolumeDecl::try_from(&spec).unwrap();
+        assert_eq!(v.mount_path, "/srv/tenants/asso-x/data");
+        type Mutation = fn(&mut VolumeSpec);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("id", |s| s.id = "../../etc".into()),
+            ("tenant", |s| s.tenant = "A".into()),
+            ("name", |s| s.name = "a/b".into()),
+            ("pool", |s| s.pool = "raidz".into()),
+            ("kind", |s| s.pool_kind = 0),
+            ("size", |s| s.size_bytes = 1),
+            ("reservation over size", |s| s.reservation_bytes = 128 << 20),
+            ("reservation on lvm", |s| {
+                s.pool_kind = PoolKind::LvmThin as i32
+            }),
+            ("state", |s| s.state = 0),
+            ("snapshot twice", |s| {
+                s.snapshots = vec!["a".into(), "a".into()]
+            }),
+            ("snapshot name", |s| s.snapshots = vec!["a@b".into()]),
+        ];
+        for (what, mutate) in cases {
+            let mut bad = spec.clone();
+            mutate(&mut bad);
+            assert!(VolumeDecl::try_from(&bad).is_err(), "{what}");
         }
     }
 }

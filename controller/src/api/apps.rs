@@ -17,10 +17,11 @@ use coloc_proto::domain::{InvalidInput, NodeName, TenantName, check_text};
 use coloc_proto::storage::{VolumeName, mount_path};
 use tonic::{Request, Response, Status};
 
-use super::{AuditScope, Ctx, convert};
+use super::convert;
 use crate::agents::push_nodes;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, TenantChange};
 use crate::catalog::RenderContext;
+use crate::context::{AuditScope, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
     AppName, FIRST_APP_PORT, InstanceChange, InstanceFilter, InstanceRecord, NewAppRequest,
@@ -273,7 +274,12 @@ impl AppsApi {
                 InstanceChange::Remove => auth::require_admin(&caller, "removing an app")?,
                 InstanceChange::Start | InstanceChange::Stop | InstanceChange::Restart => {
                     let tenant = ctx.store.get_tenant(&i.tenant).await?;
-                    auth::require_app_control(&caller, &tenant, &i.node)?;
+                    auth::require_tenant_change_on_node(
+                        &caller,
+                        &tenant,
+                        &i.node,
+                        TenantChange::Apps,
+                    )?;
                 }
             }
             let before = i.state;

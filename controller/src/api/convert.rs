@@ -11,6 +11,7 @@ use crate::store::{
     UserRecord, VolumeLifecycle, VolumeRecord,
 };
 use crate::time::date_of;
+use coloc_proto::apps::app_hostname;
 
 pub fn site(r: SiteRecord) -> pb::Site {
     pb::Site {
@@ -211,16 +212,9 @@ pub fn instance_state(s: InstanceState) -> pb::InstanceState {
 }
 
 /// `<app>.<tenant>.<domain>`: where the node's proxy routes the instance.
-pub fn app_hostname(tenant: &str, app: &str, domain: &str) -> String {
-    format!("{app}.{tenant}.{domain}")
-}
-
 pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
     pb::AppInstance {
-        url: format!(
-            "https://{}/",
-            app_hostname(r.tenant.as_str(), r.app.as_str(), domain)
-        ),
+        url: format!("https://{}/", app_hostname(&r.app, &r.tenant, domain)),
         tenant: r.tenant.into(),
         app: r.app.into(),
         node: r.node.into(),

@@ -7,9 +7,10 @@ use coloc_proto::controller::v1::sites_server::Sites;
 use coloc_proto::domain::{Country, NodeName, SiteName, check_label, check_text};
 use tonic::{Request, Response, Status};
 
-use super::{Ctx, convert};
+use super::convert;
 use crate::agents::push_nodes;
 use crate::auth::{self, JOIN_TOKEN_PREFIX};
+use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::store::{JoinTokenRecord, LabelChange, SiteRecord};
 

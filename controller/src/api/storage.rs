@@ -18,9 +18,10 @@ use coloc_proto::storage::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{AuditScope, Ctx, convert};
+use super::convert;
 use crate::agents::push_nodes;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, TenantChange};
+use crate::context::{AuditScope, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{PoolRecord, TenantStorageChange, VolumeFilter, VolumeLifecycle, VolumeRecord};
 use crate::time::date_of;
@@ -173,7 +174,7 @@ impl StorageApi {
     ) -> ApiResult<VolumeRecord> {
         let v = self.resolve(caller, arg, audit).await?;
         let tenant = self.0.store.get_tenant(&v.tenant).await?;
-        auth::require_volume_write(caller, &tenant, &v.node)?;
+        auth::require_tenant_change_on_node(caller, &tenant, &v.node, TenantChange::Volumes)?;
         Ok(v)
     }
 
@@ -349,14 +350,14 @@ impl Storage for StorageApi {
             let pool = PoolName::new(r.pool)?;
             // Another tenant's operators learn nothing, not even whether
             // the tenant exists.
-            if !caller.is_admin() && caller.tenant() != Some(&tenant) {
-                return Err(ApiError::PermissionDenied(format!(
-                    "user {} cannot change volumes of tenant {tenant}",
-                    caller.user.name
-                )));
-            }
+            auth::require_own_tenant_for_change(&caller, &tenant, TenantChange::Volumes)?;
             let tenant_rec = ctx.store.get_tenant(&tenant).await?;
-            auth::require_volume_write(&caller, &tenant_rec, &node)?;
+            auth::require_tenant_change_on_node(
+                &caller,
+                &tenant_rec,
+                &node,
+                TenantChange::Volumes,
+            )?;
             let size = volume_size(r.size_bytes)?;
             ctx.store.get_node(&node).await?;
             let pool_rec = ctx.store.get_pool(&node, &pool).await?;

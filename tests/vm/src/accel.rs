@@ -127,6 +127,9 @@ pub fn probe_accel(accel: Accel) -> Result<ProbeVerdict> {
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("creating {}", stderr_path.display()))?;
 
+    // Probing which accelerator QEMU can use: the harness runs QEMU itself
+    // (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     let mut child = Command::new(&qemu)
         .args(probe_args(accel, &disk))
         .env_clear()

@@ -1,0 +1,72 @@
+//! colocd's background tasks: periodic work nobody asks for, each a named
+//! task with a period, run by one [`Driver`] that records what every run
+//! did on a [`TaskBoard`] admins read with `coloc tasks`.
+//!
+//! The tasks (names are stable; scripts read them):
+//!
+//! | name | period | what it does |
+//! |---|---|---|
+//! | `heartbeat-flush` | `seen_flush_ms` | writes the heartbeats folded in memory to the store in one batch (and once more at shutdown) |
+//! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
+//! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
+//! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
+//!
+//! A task does one idempotent pass over the store and the session registry
+//! per run and returns a short summary or an error; it never loops or
+//! sleeps itself, and never decides policy that an API call could not
+//! (the grace period, the unreachable delay come from the store and the
+//! configuration). The driver owns timing, overlap and shutdown.
+
+pub mod driver;
+mod heartbeat_flush;
+mod silent_sessions;
+pub mod status;
+mod summary;
+mod unreachable_nodes;
+mod volume_purge;
+
+use std::time::Duration;
+
+pub use driver::{BackgroundTask, Driver, TaskDefinition, TaskError};
+pub use status::{Outcome, TaskBoard, TaskStatus};
+
+use crate::context::Ctx;
+
+/// How often retained volumes are checked for the end of their grace
+/// period.
+const PURGE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// colocd's tasks, with their periods from the configuration.
+pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
+    let flush = Duration::from_millis(ctx.config.seen_flush_ms);
+    vec![
+        TaskDefinition {
+            name: "heartbeat-flush",
+            description: "write agents' heartbeats (last seen times) to the store in one batch",
+            period: flush,
+            activate_on_shutdown: true,
+            task: Box::new(heartbeat_flush::HeartbeatFlush::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "silent-sessions",
+            description: "close agent sessions silent for three heartbeat intervals (+5 s)",
+            period: flush,
+            activate_on_shutdown: false,
+            task: Box::new(silent_sessions::SilentSessions::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "unreachable-nodes",
+            description: "mark nodes unreachable once their session has been gone for unreachable_after_secs",
+            period: flush,
+            activate_on_shutdown: false,
+            task: Box::new(unreachable_nodes::UnreachableNodes::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "volume-purge",
+            description: "purge deleted volumes past their grace period and tell their nodes",
+            period: PURGE_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(volume_purge::VolumePurge::new(ctx.clone())),
+        },
+    ]
+}

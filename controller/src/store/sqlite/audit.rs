@@ -1,0 +1,97 @@
+//! The audit log in SQLite: appended, listed newest first, never changed
+//! (the schema's triggers refuse UPDATE and DELETE on the table whatever
+//! the code above does).
+
+use async_trait::async_trait;
+use coloc_proto::domain::TenantName;
+use rusqlite::types::Value;
+use rusqlite::{Row, params, params_from_iter};
+
+use super::{Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, unsigned};
+use crate::store::{AuditFilter, AuditOutcome, AuditRecord, AuditStore, StoreResult};
+
+fn audit_outcome(s: String) -> Result<AuditOutcome, SqliteError> {
+    match s.as_str() {
+        "allowed" => Ok(AuditOutcome::Allowed),
+        "denied" => Ok(AuditOutcome::Denied),
+        "failed" => Ok(AuditOutcome::Failed),
+        _ => Err(corrupt("audit.outcome", s)),
+    }
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: unsigned(row, 0)?,
+        at_unix_ms: row.get(1)?,
+        actor: row.get(2)?,
+        action: row.get(3)?,
+        target: row.get(4)?,
+        tenant: parsed_opt(row, 5, TenantName::new)?,
+        outcome: parsed(row, 6, audit_outcome)?,
+        detail: row.get(7)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, entry: AuditRecord) -> StoreResult<u64> {
+        self.run(move |conn| {
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
+                     detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                )
+                .db()?
+                .query_row(
+                    params![
+                        entry.at_unix_ms,
+                        entry.actor,
+                        entry.action,
+                        entry.target,
+                        entry.tenant.as_ref().map(TenantName::as_str),
+                        entry.outcome.as_str(),
+                        entry.detail
+                    ],
+                    |row| row.get(0),
+                )
+                .db()?;
+            u64::try_from(id).map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_audit(&self, filter: AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let limit = filter.page_size();
+        self.run(move |conn| {
+            // Only the filters in use go into the statement, so that SQLite
+            // can pick the (tenant, id) or (actor, id) index.
+            let mut sql = String::from(
+                "SELECT id, at_unix_ms, actor, action, target, tenant, outcome, detail \
+                 FROM audit WHERE 1 = 1",
+            );
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(before) = filter.before {
+                sql.push_str(" AND id < ?");
+                // Every id is below i64::MAX, so a larger bound filters nothing.
+                args.push(Value::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+            }
+            if let Some(tenant) = &filter.tenant {
+                sql.push_str(" AND tenant = ?");
+                args.push(Value::Text(tenant.as_str().to_owned()));
+            }
+            if let Some(actor) = &filter.actor {
+                sql.push_str(" AND actor = ?");
+                args.push(Value::Text(actor.clone()));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Value::Integer(i64::from(limit)));
+            conn.prepare_cached(&sql)
+                .db()?
+                .query_map(params_from_iter(args), audit_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+}

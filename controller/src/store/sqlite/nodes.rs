@@ -1,0 +1,530 @@
+//! Sites, join tokens, enrollment and nodes in SQLite, and the read of a
+//! node's desired configuration.
+//!
+//! Also home to the two node helpers the other areas use inside their own
+//! transactions: [`node_exists`] and [`bump_generation`] (every change to
+//! what a node should run bumps its desired generation, so the session
+//! manager pushes it). The desired configuration reads the storage and
+//! apps tables through those areas' helpers ([`storage::desired_volumes`],
+//! [`apps::desired_apps`]), in one transaction with the node row.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::domain::{NodeName, SiteName};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{
+    Db, SqliteStore, apps, backend, blob, corrupt, immediate, insert_err, not_found, parsed,
+    parsed_opt, storage, to_i64, unsigned,
+};
+use crate::store::{
+    ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
+    SiteRecord, StoreError, StoreResult, UnixSecs,
+};
+
+fn site_from_row(row: &Row<'_>) -> rusqlite::Result<SiteRecord> {
+    Ok(SiteRecord {
+        name: parsed(row, 0, SiteName::new)?,
+        country: row.get(1)?,
+        city: row.get(2)?,
+        description: row.get(3)?,
+        created_unix: row.get(4)?,
+    })
+}
+
+const SITE_SELECT: &str = "SELECT name, country, city, description, created_unix FROM sites";
+
+fn join_token_from_row(row: &Row<'_>) -> rusqlite::Result<JoinTokenRecord> {
+    Ok(JoinTokenRecord {
+        id: row.get(0)?,
+        site: parsed(row, 1, SiteName::new)?,
+        secret_hash: row.get(2)?,
+        created_unix: row.get(3)?,
+        expires_unix: row.get(4)?,
+        created_by: row.get(5)?,
+        used_by_node: parsed_opt(row, 6, NodeName::new)?,
+        used_unix: row.get(7)?,
+    })
+}
+
+/// Column list matching [`node_from_row`].
+macro_rules! node_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, site, enrolled_unix, last_seen_unix, conn_state, conn_changed_unix, ",
+            "draining, labels, desired_generation, applied_generation, last_outcome, ",
+            "last_message, facts, cert_fingerprint FROM nodes ",
+            $rest
+        )
+    };
+}
+
+fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    Ok(NodeRecord {
+        name: parsed(row, 0, NodeName::new)?,
+        site: parsed(row, 1, SiteName::new)?,
+        enrolled_unix: row.get(2)?,
+        last_seen_unix: row.get(3)?,
+        conn_state: parsed(row, 4, |s| {
+            ConnState::parse(&s).ok_or_else(|| corrupt("nodes.conn_state", s))
+        })?,
+        conn_changed_unix: row.get(5)?,
+        draining: row.get(6)?,
+        labels: parsed(row, 7, |s| {
+            serde_json::from_str::<BTreeMap<String, String>>(&s)
+        })?,
+        desired_generation: unsigned(row, 8)?,
+        applied_generation: unsigned(row, 9)?,
+        last_outcome: row.get(10)?,
+        last_message: row.get(11)?,
+        facts: blob::<NodeFacts>(row, 12)?,
+        cert_fingerprint: row.get(13)?,
+    })
+}
+
+fn load_node(conn: &Connection, name: &str) -> StoreResult<NodeRecord> {
+    conn.prepare_cached(node_select!("WHERE name = ?1"))
+        .db()?
+        .query_row([name], node_from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| not_found("node", name))
+}
+
+pub(super) fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM nodes WHERE name = ?1")
+        .db()?
+        .exists([name])
+        .db()
+}
+
+/// Tells the session manager the node has something new to run: every
+/// change to a node's desired configuration calls this in its transaction.
+pub(super) fn bump_generation(conn: &Connection, node: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE nodes SET desired_generation = desired_generation + 1 WHERE name = ?1",
+    )
+    .db()?
+    .execute([node])
+    .db()?;
+    Ok(())
+}
+
+fn labels_json(labels: &BTreeMap<String, String>) -> StoreResult<String> {
+    serde_json::to_string(labels).map_err(backend)
+}
+
+fn node_desired(conn: &Connection, name: &str) -> StoreResult<NodeDesired> {
+    Ok(NodeDesired {
+        node: load_node(conn, name)?,
+        pools: storage::pools_of(conn, Some(name))?,
+        volumes: storage::desired_volumes(conn, name)?,
+        apps: apps::desired_apps(conn, name)?,
+    })
+}
+
+#[async_trait]
+impl NodeStore for SqliteStore {
+    // ---- sites
+
+    async fn create_site(&self, site: SiteRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sites (name, country, city, description, created_unix) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                site.name.as_str(),
+                site.country,
+                site.city,
+                site.description,
+                site.created_unix
+            ])
+            .map_err(|e| insert_err(e, ("site", site.name.as_str()), ("site", "")))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_site(&self, name: &SiteName) -> StoreResult<SiteRecord> {
+        let name = name.clone();
+        self.run(move |conn| {
+            conn.prepare_cached(&format!("{SITE_SELECT} WHERE name = ?1"))
+                .db()?
+                .query_row([name.as_str()], site_from_row)
+                .optional()
+                .db()?
+                .ok_or_else(|| not_found("site", name.as_str()))
+        })
+        .await
+    }
+
+    async fn list_sites(&self) -> StoreResult<Vec<SiteRecord>> {
+        self.run(|conn| {
+            conn.prepare_cached(&format!("{SITE_SELECT} ORDER BY name"))
+                .db()?
+                .query_map([], site_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+
+    // ---- join tokens and enrollment
+
+    async fn create_join_token(&self, token: JoinTokenRecord) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO join_tokens (id, site, secret_hash, created_unix, expires_unix, \
+                 created_by, used_by_node, used_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db()?
+            .execute(params![
+                token.id,
+                token.site.as_str(),
+                token.secret_hash,
+                token.created_unix,
+                token.expires_unix,
+                token.created_by,
+                token.used_by_node.as_ref().map(NodeName::as_str),
+                token.used_unix
+            ])
+            .map_err(|e| insert_err(e, ("join token", &token.id), ("site", token.site.as_str())))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_join_tokens(&self) -> StoreResult<Vec<JoinTokenRecord>> {
+        self.run(|conn| {
+            conn.prepare_cached(
+                "SELECT id, site, secret_hash, created_unix, expires_unix, created_by, \
+                 used_by_node, used_unix FROM join_tokens ORDER BY id",
+            )
+            .db()?
+            .query_map([], join_token_from_row)
+            .db()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db()
+        })
+        .await
+    }
+
+    async fn enroll_node(
+        &self,
+        secret_hash: &str,
+        node: NewNode,
+        now: UnixSecs,
+    ) -> StoreResult<NodeRecord> {
+        let secret_hash = secret_hash.to_owned();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let token = tx
+                .prepare_cached(
+                    "SELECT id, site, expires_unix, used_by_node FROM join_tokens \
+                     WHERE secret_hash = ?1",
+                )
+                .db()?
+                .query_row([&secret_hash], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .optional()
+                .db()?;
+            let Some((token_id, site, expires_unix, used_by)) = token else {
+                return Err(StoreError::JoinTokenUnknown);
+            };
+            if let Some(node) = used_by {
+                return Err(StoreError::JoinTokenUsed { node });
+            }
+            if expires_unix <= now {
+                return Err(StoreError::JoinTokenExpired);
+            }
+            let name = node.name.as_str();
+            // Checked before touching the token, so that a refused name
+            // leaves the token usable for a second try.
+            if node_exists(&tx, name)? {
+                return Err(StoreError::AlreadyExists {
+                    kind: "node",
+                    name: name.to_owned(),
+                });
+            }
+            tx.prepare_cached(
+                "UPDATE join_tokens SET used_by_node = ?2, used_unix = ?3 \
+                 WHERE id = ?1 AND used_by_node IS NULL",
+            )
+            .db()?
+            .execute(params![token_id, name, now])
+            .db()?;
+            let facts = node.facts.as_ref().map(Message::encode_to_vec);
+            tx.prepare_cached(
+                "INSERT INTO nodes (name, site, enrolled_unix, last_seen_unix, conn_state, \
+                 conn_changed_unix, draining, labels, desired_generation, applied_generation, \
+                 last_outcome, last_message, facts, cert_fingerprint) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?3, 0, '{}', 1, 0, 0, '', ?5, ?6)",
+            )
+            .db()?
+            .execute(params![
+                name,
+                site,
+                now,
+                ConnState::Enrolling.as_str(),
+                facts,
+                node.cert_fingerprint
+            ])
+            .map_err(|e| insert_err(e, ("node", name), ("site", &site)))?;
+            let record = load_node(&tx, name)?;
+            tx.commit().db()?;
+            tracing::debug!(node = name, site = %site, token = %token_id, "node enrolled");
+            Ok(record)
+        })
+        .await
+    }
+
+    // ---- nodes
+
+    async fn get_node(&self, name: &NodeName) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        self.run(move |conn| load_node(conn, name.as_str())).await
+    }
+
+    async fn node_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<NodeRecord>> {
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |conn| {
+            conn.prepare_cached(node_select!("WHERE cert_fingerprint = ?1"))
+                .db()?
+                .query_row([&fingerprint], node_from_row)
+                .optional()
+                .db()
+        })
+        .await
+    }
+
+    async fn list_nodes(&self, site: Option<&SiteName>) -> StoreResult<Vec<NodeRecord>> {
+        let site = site.cloned();
+        self.run(move |conn| {
+            conn.prepare_cached(node_select!("WHERE ?1 IS NULL OR site = ?1 ORDER BY name"))
+                .db()?
+                .query_map([site.as_ref().map(SiteName::as_str)], node_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()
+        })
+        .await
+    }
+
+    async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            tx.prepare_cached(
+                "UPDATE nodes SET draining = ?2, desired_generation = desired_generation + 1 \
+                 WHERE name = ?1 AND draining <> ?2",
+            )
+            .db()?
+            .execute(params![name.as_str(), draining])
+            .db()?;
+            // NotFound comes from here when the node does not exist.
+            let record = load_node(&tx, name.as_str())?;
+            tx.commit().db()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn change_labels(&self, change: LabelChange) -> StoreResult<Vec<NodeRecord>> {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let names: BTreeSet<String> = if change.nodes.is_empty() {
+                tx.prepare_cached("SELECT name FROM nodes")
+                    .db()?
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .db()?
+                    .collect::<rusqlite::Result<_>>()
+                    .db()?
+            } else {
+                let names: BTreeSet<String> =
+                    change.nodes.iter().map(|n| n.as_str().to_owned()).collect();
+                // Every name first: a typo must not leave half the list
+                // changed.
+                for name in &names {
+                    if !node_exists(&tx, name)? {
+                        return Err(not_found("node", name.as_str()));
+                    }
+                }
+                names
+            };
+            let mut updated = Vec::with_capacity(names.len());
+            for name in &names {
+                let mut node = load_node(&tx, name)?;
+                // `set` then `remove`: a key named in both ends up removed.
+                for (key, value) in &change.set {
+                    node.labels.insert(key.clone(), value.clone());
+                }
+                for key in &change.remove {
+                    node.labels.remove(key);
+                }
+                tx.prepare_cached(
+                    "UPDATE nodes SET labels = ?2, desired_generation = desired_generation + 1 \
+                     WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name, labels_json(&node.labels)?])
+                .db()?;
+                node.desired_generation += 1;
+                updated.push(node);
+            }
+            tx.commit().db()?;
+            // `names` is a BTreeSet, so `updated` is already sorted by name.
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn set_conn_state(
+        &self,
+        name: &NodeName,
+        state: ConnState,
+        now: UnixSecs,
+    ) -> StoreResult<()> {
+        let name = name.clone();
+        self.run(move |conn| {
+            // conn_changed_unix moves only on a real change, so repeating
+            // "disconnected" does not restart the unreachable delay.
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE nodes SET conn_state = ?2, conn_changed_unix = \
+                     CASE WHEN conn_state = ?2 THEN conn_changed_unix ELSE ?3 END \
+                     WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name.as_str(), state.as_str(), now])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_unreachable(
+        &self,
+        cutoff: UnixSecs,
+        now: UnixSecs,
+    ) -> StoreResult<Vec<NodeName>> {
+        self.run(move |conn| {
+            let mut names = conn
+                .prepare_cached(
+                    "UPDATE nodes SET conn_state = ?1, conn_changed_unix = ?2 \
+                     WHERE conn_state = ?3 AND conn_changed_unix < ?4 RETURNING name",
+                )
+                .db()?
+                .query_map(
+                    params![
+                        ConnState::Unreachable.as_str(),
+                        now,
+                        ConnState::Disconnected.as_str(),
+                        cutoff
+                    ],
+                    |row| parsed(row, 0, NodeName::new),
+                )
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            // RETURNING gives no order.
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn record_seen(&self, seen: Vec<(NodeName, UnixSecs)>) -> StoreResult<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            {
+                let mut stmt = tx
+                    .prepare_cached("UPDATE nodes SET last_seen_unix = ?2 WHERE name = ?1")
+                    .db()?;
+                for (name, at) in &seen {
+                    // A node removed since its heartbeat updates no row.
+                    stmt.execute(params![name.as_str(), at]).db()?;
+                }
+            }
+            tx.commit().db()
+        })
+        .await
+    }
+
+    async fn record_observed(
+        &self,
+        name: &NodeName,
+        applied_generation: u64,
+        outcome: i32,
+        message: &str,
+    ) -> StoreResult<()> {
+        let name = name.clone();
+        let message = message.to_owned();
+        let applied = to_i64("applied generation", applied_generation)?;
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE nodes SET applied_generation = ?2, last_outcome = ?3, \
+                     last_message = ?4 WHERE name = ?1",
+                )
+                .db()?
+                .execute(params![name.as_str(), applied, outcome, message])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_facts(&self, name: &NodeName, facts: &NodeFacts) -> StoreResult<()> {
+        let name = name.clone();
+        let facts = facts.encode_to_vec();
+        self.run(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE nodes SET facts = ?2 WHERE name = ?1")
+                .db()?
+                .execute(params![name.as_str(), facts])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("node", name.as_str()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- desired configuration
+
+    async fn desired_configs(&self, nodes: &[NodeName]) -> StoreResult<Vec<NodeDesired>> {
+        let nodes = nodes.to_vec();
+        self.run(move |conn| {
+            let tx = conn.transaction().db()?;
+            let out = nodes
+                .iter()
+                .map(|n| node_desired(&tx, n.as_str()))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().db()?;
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,343 @@
+//! Tenants and their POSIX ids, users and grants, API tokens and user
+//! certificates.
+
+use std::collections::BTreeSet;
+
+use coloc_proto::domain::Role;
+
+use super::fixtures::*;
+use crate::store::prelude::*;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{FIRST_POSIX_ID, StoreError, TenantRecord, UserCertRecord};
+
+#[tokio::test]
+async fn tenants_are_created_listed_and_unique() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let y = store.create_tenant(tenant("asso-y")).await.unwrap();
+    let x = store.create_tenant(tenant("asso-x")).await.unwrap();
+    assert_eq!(
+        y,
+        TenantRecord {
+            posix_id: FIRST_POSIX_ID,
+            ..tenant("asso-y")
+        }
+    );
+    assert_eq!(x.posix_id, FIRST_POSIX_ID + 1);
+
+    let listed = store.list_tenants().await.unwrap();
+    assert_eq!(listed, [x, y.clone()]);
+    assert_eq!(store.get_tenant(&tenant_name("asso-y")).await.unwrap(), y);
+    let err = store.create_tenant(tenant("asso-x")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { kind: "tenant", ref name } if name == "asso-x"),
+        "{err:?}"
+    );
+    let err = store.get_tenant(&tenant_name("asso-z")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "tenant", ref name } if name == "asso-z"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn posix_ids_stay_unique_under_concurrent_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colocd.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let second = SqliteStore::open(&path).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store.create_tenant(tenant(&format!("asso-{i}"))).await
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().unwrap().posix_id);
+    }
+    assert_eq!(ids.len(), 20);
+    assert_eq!(ids.first(), Some(&FIRST_POSIX_ID));
+    assert_eq!(ids.last(), Some(&(FIRST_POSIX_ID + 19)));
+    // The database refuses a duplicate whatever the code does.
+    let conn = first.conn.lock().unwrap();
+    let err = conn
+        .execute(
+            // Whichever tenant got which id first, these two differ.
+            "UPDATE tenants SET posix_id = (SELECT posix_id FROM tenants \
+             WHERE name = 'asso-0') WHERE name = 'asso-1'",
+            [],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[tokio::test]
+async fn users_belong_to_existing_tenants() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store.create_tenant(tenant("asso-x")).await.unwrap();
+    store.create_tenant(tenant("asso-y")).await.unwrap();
+    store
+        .create_user(user("carol", Some("asso-y"), Role::Member))
+        .await
+        .unwrap();
+    store
+        .create_user(user("bob", Some("asso-x"), Role::Member))
+        .await
+        .unwrap();
+    store
+        .create_user(user("alice", None, Role::Admin))
+        .await
+        .unwrap();
+
+    let all = store.list_users(None).await.unwrap();
+    let all: Vec<_> = all.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(all, ["alice", "bob", "carol"]);
+    let of_x = store
+        .list_users(Some(&tenant_name("asso-x")))
+        .await
+        .unwrap();
+    assert_eq!(of_x, [user("bob", Some("asso-x"), Role::Member)]);
+    assert_eq!(
+        store.get_user(&user_name("alice")).await.unwrap(),
+        user("alice", None, Role::Admin)
+    );
+
+    let err = store
+        .create_user(user("dave", Some("asso-q"), Role::Member))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "tenant", ref name } if name == "asso-q"),
+        "{err:?}"
+    );
+    let err = store
+        .create_user(user("bob", None, Role::Admin))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { kind: "user", ref name } if name == "bob"),
+        "{err:?}"
+    );
+    let err = store.get_user(&user_name("dave")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn node_grants_are_idempotent_and_sorted() {
+    let store = fleet(&["n1", "n2", "n3"]).await;
+    store
+        .create_user(user("olga", None, Role::Operator))
+        .await
+        .unwrap();
+    let olga = user_name("olga");
+
+    store.grant_node(&olga, &node_name("n3")).await.unwrap();
+    store.grant_node(&olga, &node_name("n1")).await.unwrap();
+    let record = store.grant_node(&olga, &node_name("n3")).await.unwrap();
+    assert_eq!(record.node_grants, [node_name("n1"), node_name("n3")]);
+    assert_eq!(store.get_user(&olga).await.unwrap(), record);
+    assert_eq!(store.list_users(None).await.unwrap(), [record]);
+
+    let record = store
+        .revoke_node_grant(&olga, &node_name("n3"))
+        .await
+        .unwrap();
+    assert_eq!(record.node_grants, [node_name("n1")]);
+    let again = store
+        .revoke_node_grant(&olga, &node_name("n3"))
+        .await
+        .unwrap();
+    assert_eq!(again, record);
+
+    let err = store
+        .grant_node(&user_name("nobody"), &node_name("n1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+        "{err:?}"
+    );
+    let err = store
+        .grant_node(&olga, &node_name("ghost"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "ghost"),
+        "{err:?}"
+    );
+    let err = store
+        .revoke_node_grant(&user_name("nobody"), &node_name("n1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_created_with_grants_keeps_them() {
+    let store = fleet(&["n1", "n2"]).await;
+    let mut olga = user("olga", None, Role::Operator);
+    olga.node_grants = vec![node_name("n2"), node_name("n1")];
+    store.create_user(olga).await.unwrap();
+    let record = store.get_user(&user_name("olga")).await.unwrap();
+    assert_eq!(record.node_grants, [node_name("n1"), node_name("n2")]);
+
+    let mut bad = user("boris", None, Role::Operator);
+    bad.node_grants = vec![node_name("n1"), node_name("ghost")];
+    let err = store.create_user(bad).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "node", ref name } if name == "ghost"),
+        "{err:?}"
+    );
+    // The whole creation was rolled back.
+    let err = store.get_user(&user_name("boris")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+}
+
+// ---- API tokens and user certificates
+
+#[tokio::test]
+async fn api_tokens_are_found_listed_and_revoked_once() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store
+        .create_user(user("alice", None, Role::Admin))
+        .await
+        .unwrap();
+    store
+        .create_user(user("bob", None, Role::Admin))
+        .await
+        .unwrap();
+    store
+        .create_api_token(api_token("tok-2", "alice"))
+        .await
+        .unwrap();
+    store
+        .create_api_token(api_token("tok-1", "alice"))
+        .await
+        .unwrap();
+    store
+        .create_api_token(api_token("tok-3", "bob"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.api_token_by_hash("hash-of-tok-1").await.unwrap(),
+        Some(api_token("tok-1", "alice"))
+    );
+    assert_eq!(store.api_token_by_hash("hash-of-x").await.unwrap(), None);
+    assert_eq!(
+        store.get_api_token("tok-3").await.unwrap(),
+        api_token("tok-3", "bob")
+    );
+    let all = store.list_api_tokens(None).await.unwrap();
+    let all: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(all, ["tok-1", "tok-2", "tok-3"]);
+    let of_alice = store
+        .list_api_tokens(Some(&user_name("alice")))
+        .await
+        .unwrap();
+    assert_eq!(
+        of_alice,
+        [api_token("tok-1", "alice"), api_token("tok-2", "alice")]
+    );
+
+    let revoked = store.revoke_api_token("tok-1", NOW + 10).await.unwrap();
+    assert_eq!(revoked.revoked_unix, Some(NOW + 10));
+    let again = store.revoke_api_token("tok-1", NOW + 99).await.unwrap();
+    assert_eq!(again.revoked_unix, Some(NOW + 10));
+    assert_eq!(store.get_api_token("tok-1").await.unwrap(), again);
+
+    let err = store.revoke_api_token("tok-9", NOW).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "api token", ref name } if name == "tok-9"),
+        "{err:?}"
+    );
+    let err = store.get_api_token("tok-9").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                kind: "api token",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .create_api_token(api_token("tok-1", "alice"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { kind: "api token", ref name } if name == "tok-1"),
+        "{err:?}"
+    );
+    let err = store
+        .create_api_token(api_token("tok-4", "nobody"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn user_certificates_are_found_by_fingerprint() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    store
+        .create_user(user("alice", None, Role::Admin))
+        .await
+        .unwrap();
+    let cert = UserCertRecord {
+        fingerprint: "ab".repeat(32),
+        user: user_name("alice"),
+        created_unix: NOW,
+        expires_unix: NOW + 86400,
+    };
+    store.add_user_cert(cert.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .user_cert_by_fingerprint(&cert.fingerprint)
+            .await
+            .unwrap(),
+        Some(cert.clone())
+    );
+    assert_eq!(store.user_cert_by_fingerprint("cd").await.unwrap(), None);
+
+    let err = store.add_user_cert(cert.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::AlreadyExists {
+                kind: "user certificate",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .add_user_cert(UserCertRecord {
+            fingerprint: "ef".repeat(32),
+            user: user_name("nobody"),
+            ..cert
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+        "{err:?}"
+    );
+}
