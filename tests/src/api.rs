@@ -15,6 +15,7 @@ use coloc_proto::controller::v1::audit_client::AuditClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
 use coloc_proto::controller::v1::storage_client::StorageClient;
+use coloc_proto::controller::v1::tasks_client::TasksClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
@@ -51,6 +52,7 @@ pub struct Api {
     pub audit: AuditClient<Svc>,
     pub storage: StorageClient<Svc>,
     pub apps: AppsClient<Svc>,
+    pub tasks: TasksClient<Svc>,
 }
 
 impl Api {
@@ -64,7 +66,8 @@ impl Api {
             tokens: TokensClient::with_interceptor(channel.clone(), b.clone()),
             audit: AuditClient::with_interceptor(channel.clone(), b.clone()),
             storage: StorageClient::with_interceptor(channel.clone(), b.clone()),
-            apps: AppsClient::with_interceptor(channel, b),
+            apps: AppsClient::with_interceptor(channel.clone(), b.clone()),
+            tasks: TasksClient::with_interceptor(channel, b),
         }
     }
 }

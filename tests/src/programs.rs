@@ -4,10 +4,12 @@
 //! fleet benchmark, and `curl` for HTTPS checks through a VM's forwarded
 //! port. Each gets an argument vector, never a shell.
 //!
-//! The workspace refuses `std::process::Command::new` outside the command
-//! runners; this module is the harness's runner, so the lint is allowed
-//! here and nowhere else in coloc-tests. It does not interpret what the
-//! programs print beyond success or failure; callers do.
+//! The workspace refuses `Command::new` outside the command runners
+//! (clippy.toml): the agent's runner is for host commands on a node, with
+//! its resolved binaries, cleared environment and timeouts, none of which
+//! fits a test's own tools. Every process coloc-tests starts is made by
+//! `command` here, the one place the lint is allowed. It does not
+//! interpret what the programs print beyond success or failure; callers do.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -15,12 +17,20 @@ use std::process::{Output, Stdio};
 
 use crate::{Context, Result, bail};
 
+/// The one place coloc-tests makes a process: `program`, with no
+/// standard input. The lint is allowed here only, so that every spawn in
+/// the harness goes through this module's named functions.
+#[allow(clippy::disallowed_methods)] // the harness's one spawn point (module doc)
+fn command(program: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// Runs a program to completion, failing with its stderr when it fails.
-#[allow(clippy::disallowed_methods)] // the harness's one runner of helper programs
 fn run(what: &str, program: &Path, args: &[&OsStr]) -> Result<Output> {
-    let out = std::process::Command::new(program)
+    let out = command(program)
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {what} ({})", program.display()))?;
     if !out.status.success() {
@@ -110,18 +120,14 @@ pub fn coloc_bin() -> PathBuf {
 
 /// The `coloc` binary, ready for arguments, with an empty environment:
 /// the developer's own configuration never leaks into a test.
-#[allow(clippy::disallowed_methods)] // the harness's one runner of helper programs
 pub fn coloc() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(coloc_bin());
-    cmd.env_clear().stdin(Stdio::null()).kill_on_drop(true);
+    let mut cmd = tokio::process::Command::from(command(&coloc_bin()));
+    cmd.env_clear().kill_on_drop(true);
     cmd
 }
 
 /// A `colocd` binary, ready for arguments (the fleet benchmark runs it as
 /// its own process so that its memory is measured alone).
-#[allow(clippy::disallowed_methods)] // the harness's one runner of helper programs
 pub fn colocd(bin: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.stdin(Stdio::null());
-    cmd
+    tokio::process::Command::from(command(bin))
 }

@@ -4,12 +4,10 @@
 //! in the audit log, and `coloc tasks` prints the same through the real
 //! binary.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use coloc_proto::controller::v1 as pb;
-use coloc_proto::controller::v1::tasks_client::TasksClient;
+use coloc_tests::cli::{Coloc, stderr, stdout};
 use coloc_tests::*;
 use tonic::Code;
 
@@ -22,23 +20,18 @@ const TASKS: [&str; 4] = [
     "volume-purge",
 ];
 
-/// `Tasks.ListTasks` with `token` (the shared harness has no client for
-/// this service yet).
+/// `Tasks.ListTasks` with `token`.
 async fn list_tasks(
     ctl: &TestController,
     token: &str,
 ) -> std::result::Result<pb::ListTasksResponse, tonic::Status> {
-    let channel = ctl
-        .channel()
+    let mut api = ctl
+        .api(token)
         .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut req = tonic::Request::new(pb::ListTasksRequest {});
-    let bearer = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| tonic::Status::invalid_argument("token is not ASCII"))?;
-    req.metadata_mut().insert("authorization", bearer);
-    Ok(TasksClient::new(channel)
-        .list_tasks(req)
+        .map_err(|e| tonic::Status::unavailable(format!("{e:#}")))?;
+    Ok(api
+        .tasks
+        .list_tasks(pb::ListTasksRequest {})
         .await?
         .into_inner())
 }
@@ -181,57 +174,9 @@ async fn members_and_operators_are_refused_and_the_refusal_is_audited() -> Resul
 
 // ---------------------------------------------------------------- the CLI
 
-/// Builds (if needed) and locates the `coloc` binary of this workspace,
-/// the way tests/tests/cli.rs does.
-fn coloc_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-q", "-p", "coloc-cli", "--bin", "coloc"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building coloc failed");
-    });
-    // target/debug/deps/<test> -> target/debug/coloc
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("coloc")
-}
-
-/// A CLI configuration file for `token`.
-fn cli_config(ctl: &TestController, token: &str, dir: &Path, name: &str) -> Result<PathBuf> {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "server = \"{}\"\nca_file = \"{}\"\ntoken = \"{token}\"\n",
-            ctl.url(),
-            ctl.data_dir().join("ca.pem").display()
-        ),
-    )?;
-    Ok(config)
-}
-
-async fn coloc(config: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(coloc_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("COLOC_SERVER")
-        .env_remove("COLOC_TOKEN")
-        .env_remove("COLOC_CONFIG")
-        .output()
-        .await
-        .expect("coloc runs")
-}
-
 #[tokio::test]
 async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     let ctl = TestController::start().await?;
-    let dir = tempfile::tempdir()?;
     let mut admin = ctl.admin().await?;
     create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
     let member = create_user(&mut admin, "bob", "asso-a", pb::Role::Member).await?;
@@ -240,15 +185,12 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
         list.tasks.iter().all(|t| t.runs > 0).then_some(())
     })
     .await?;
-    let admin_cfg = cli_config(&ctl, &ctl.admin_token, dir.path(), "admin")?;
+    let coloc = Coloc::new(&ctl).await?;
+    let root = coloc.user(&ctl.admin_token);
 
-    let out = coloc(&admin_cfg, &["tasks"]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "coloc tasks failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = root.run(&["tasks"]).await;
+    let stdout = stdout(&out);
+    assert!(out.status.success(), "coloc tasks failed: {}", stderr(&out));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{stdout}");
     for header in [
@@ -267,7 +209,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     assert!(lines[4].contains("2 s"), "volume-purge every 2 s: {stdout}");
     assert!(lines[1].contains("100 ms"), "flush every 100 ms: {stdout}");
 
-    let out = coloc(&admin_cfg, &["--json", "tasks"]).await;
+    let out = root.run(&["--json", "tasks"]).await;
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let tasks = json.as_array().expect("--json prints an array");
@@ -280,10 +222,9 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     }
 
     // A member: exit code 4 (permission denied) and colocd's sentence.
-    let member_cfg = cli_config(&ctl, &member, dir.path(), "bob")?;
-    let out = coloc(&member_cfg, &["tasks"]).await;
+    let out = coloc.user(&member).run(&["tasks"]).await;
     assert_eq!(out.status.code(), Some(4));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("permission denied") && stderr.contains("background tasks"),
         "{stderr}"
