@@ -10,13 +10,14 @@ use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
+use crate::programs::command;
 use crate::qemu::{QEMU, escape_opt, resolve_binary};
 
 /// Value the probe guest writes to the debug-exit port; QEMU then exits with
@@ -127,10 +128,8 @@ pub fn probe_accel(accel: Accel) -> Result<ProbeVerdict> {
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("creating {}", stderr_path.display()))?;
 
-    // Probing which accelerator QEMU can use: the harness runs QEMU itself
-    // (clippy.toml).
-    #[allow(clippy::disallowed_methods)]
-    let mut child = Command::new(&qemu)
+    // Probing which accelerator QEMU can use: the harness runs QEMU itself.
+    let mut child = command(&qemu)
         .args(probe_args(accel, &disk))
         .env_clear()
         .env("LC_ALL", "C")

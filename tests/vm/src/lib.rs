@@ -53,6 +53,7 @@ mod accel;
 pub mod baseline;
 mod console;
 mod ports;
+mod programs;
 mod qemu;
 pub mod qmp;
 mod spec;

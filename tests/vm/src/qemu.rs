@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::process::Command;
 
 use crate::accel::Accel;
+use crate::programs::command;
 use crate::spec::{Boot, DiskKind, DiskSpec};
 
 pub(crate) const QEMU: &str = "qemu-system-x86_64";
@@ -281,9 +282,8 @@ impl Launch {
 /// Format of a disk image as `qemu-img info` reports it.
 pub(crate) async fn image_format(image: &Path) -> Result<String> {
     let qemu_img = resolve_binary(QEMU_IMG)?;
-    // qemu-img for the harness's overlays, a test tool (clippy.toml).
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new(&qemu_img)
+    // qemu-img for the harness's overlays, a test tool.
+    let out = Command::from(command(&qemu_img))
         .args(["info", "--force-share", "--output=json"])
         .arg(image)
         .env_clear()
@@ -324,9 +324,8 @@ pub(crate) async fn create_overlay(
     size_mib: Option<u64>,
 ) -> Result<()> {
     let qemu_img = resolve_binary(QEMU_IMG)?;
-    // qemu-img for the harness's overlays, a test tool (clippy.toml).
-    #[allow(clippy::disallowed_methods)]
-    let mut cmd = Command::new(&qemu_img);
+    // qemu-img for the harness's overlays, a test tool.
+    let mut cmd = Command::from(command(&qemu_img));
     cmd.args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
         .arg(base)
         .arg(overlay);

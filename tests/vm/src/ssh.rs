@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::process::Command;
 
+use crate::programs::command;
 use crate::qemu::resolve_binary;
 
 /// How long `ssh` waits for the TCP connection and the server's banner.
@@ -100,9 +101,8 @@ pub(crate) struct RemoteOutput {
 pub(crate) async fn run(target: &SshTarget, argv: &[&str]) -> Result<RemoteOutput> {
     let ssh = resolve_binary("ssh")?;
     // The test-only SSH channel into a guest: the harness runs `ssh` itself
-    // (clippy.toml; the agent's runner is for the node's own host tools).
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new(&ssh)
+    // (the agent's runner is for the node's own host tools).
+    let out = Command::from(command(&ssh))
         .args(target.args(argv))
         .env_clear()
         .env("LC_ALL", "C")
@@ -195,8 +195,7 @@ mod tests {
             argv.extend_from_slice(NASTY);
             let line = remote_command(&argv);
             // This test checks the quoting against a real local shell.
-            #[allow(clippy::disallowed_methods)]
-            let out = std::process::Command::new(shell)
+            let out = crate::programs::command(shell)
                 .arg("-c")
                 .arg(&line)
                 .env_clear()

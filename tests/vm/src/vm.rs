@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::accel::{Accel, qemu_accel};
 use crate::console::{self, NeedleScanner};
 use crate::ports::pick_free_ports;
+use crate::programs::command;
 use crate::qemu::{
     AttachedDisk, Firmware, Launch, PortForward, QEMU, create_overlay, image_format, resolve_binary,
 };
@@ -829,9 +830,8 @@ async fn spawn(launch: &Launch, qemu_log: &Path) -> Result<(Child, Qmp)> {
         .with_context(|| format!("opening {}", qemu_log.display()))?;
     debug!(vm = %launch.name, ?args, "starting QEMU");
     // The harness is not the agent: it drives QEMU itself, as a test tool,
-    // with its own cleared environment and log capture (clippy.toml).
-    #[allow(clippy::disallowed_methods)]
-    let mut child = Command::new(&qemu)
+    // with its own cleared environment and log capture.
+    let mut child = Command::from(command(&qemu))
         .args(&args)
         .env_clear()
         .env("LC_ALL", "C")
