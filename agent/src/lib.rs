@@ -18,6 +18,7 @@
 pub mod apps;
 pub mod backoff;
 pub mod config;
+pub mod desired;
 pub mod enroll;
 pub mod facts;
 pub mod ledger;
@@ -42,6 +43,7 @@ pub use coloc_host as host;
 pub use coloc_host::{durable, runner};
 
 pub use config::AgentConfig;
+pub use desired::{AppEntry, Desired, DesiredError};
 pub use ledger::{FileLedger, LedgerStore, MemoryLedger};
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use session::handle_desired;

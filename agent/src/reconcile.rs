@@ -16,16 +16,17 @@
 //! controller and never writes the ledger; it only reads it to find the
 //! volume a rollback names.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use coloc_proto::agent::v1::{
     AppStatus, DesiredConfig, NodeFacts, ObservedState, OrphanVolume, PoolStatus, VolumeStatus,
 };
-use coloc_proto::domain::{InvalidInput, NodeName, SiteName, check_label};
+use coloc_proto::domain::NodeName;
+use coloc_proto::storage::VolumeDecl;
 
 use crate::apps::{self, AppsReport};
+use crate::desired::{Desired, DesiredError};
 use crate::host::Host;
 use crate::ledger::LedgerStore;
 use crate::status::{Outcome, Persist, StatusHub};
@@ -37,14 +38,8 @@ use coloc_proto::error_chain;
 pub enum ReconcileError {
     #[error("desired configuration is for node {got:?}, this is node {expected:?}")]
     WrongNode { expected: String, got: String },
-    #[error("invalid site in desired configuration")]
-    Site(#[source] InvalidInput),
-    #[error("invalid label {key:?} in desired configuration")]
-    Label {
-        key: String,
-        #[source]
-        source: InvalidInput,
-    },
+    #[error("desired configuration refused")]
+    Invalid(#[from] DesiredError),
     #[error("cannot observe the host")]
     Observe(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -154,25 +149,17 @@ impl Reconciler {
         self.last_report.lock().ok().and_then(|r| r.clone())
     }
 
-    /// Refuses a configuration that must not be applied (nor ledgered):
-    /// another node's, or one with malformed values.
-    pub fn check(&self, desired: &DesiredConfig) -> Result<(), ReconcileError> {
+    /// Converts `desired` into domain values, refusing as a whole a
+    /// configuration that must not be applied (nor ledgered): another
+    /// node's, or one with a malformed or contradictory entry.
+    pub fn check(&self, desired: &DesiredConfig) -> Result<Desired, ReconcileError> {
         if desired.node_name != self.node_name.as_str() {
             return Err(ReconcileError::WrongNode {
                 expected: self.node_name.to_string(),
                 got: desired.node_name.chars().take(80).collect(),
             });
         }
-        if !desired.site.is_empty() {
-            SiteName::new(desired.site.as_str()).map_err(ReconcileError::Site)?;
-        }
-        for (key, value) in &desired.labels {
-            check_label(key, value).map_err(|source| ReconcileError::Label {
-                key: key.chars().take(80).collect(),
-                source,
-            })?;
-        }
-        Ok(())
+        Ok(Desired::try_from(desired)?)
     }
 
     /// One pass against `desired`. Never fails: what went wrong is in the
@@ -234,27 +221,25 @@ impl Reconciler {
 
     /// The steps of a pass.
     async fn apply(&self, desired: &DesiredConfig) -> Applied {
-        if let Err(e) = self.check(desired) {
-            return Applied {
-                failures: vec![error_chain(&e)],
-                storage: None,
-                apps: None,
-            };
-        }
+        let desired = match self.check(desired) {
+            Ok(desired) => desired,
+            Err(e) => {
+                return Applied {
+                    failures: vec![error_chain(&e)],
+                    storage: None,
+                    apps: None,
+                };
+            }
+        };
         let mut failures = Vec::new();
         // Draining and labels take effect as soon as they are known, even
         // if the steps below fail: a node told to drain must not take new
         // work because `lsblk` timed out.
-        let labels: BTreeMap<String, String> = desired
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         self.status.update(Persist::Yes, |s| {
             s.draining = desired.draining;
-            s.labels = labels;
-            if !desired.site.is_empty() {
-                s.site = desired.site.clone();
+            s.labels = desired.labels.clone();
+            if let Some(site) = &desired.site {
+                s.site = site.to_string();
             }
         });
         match self.host.health.facts().await {
@@ -311,7 +296,13 @@ impl Reconciler {
             .ok_or_else(|| StorageError::UnknownVolume {
                 id: volume_id.chars().take(80).collect(),
             })?;
-        let result = storage::rollback(&self.host.volumes, spec, snapshot).await;
+        // The ledger holds wire messages: converted on the way out, as
+        // everything that comes from outside the process.
+        let decl = VolumeDecl::try_from(spec).map_err(|source| StorageError::InvalidVolume {
+            id: spec.id.chars().take(80).collect(),
+            source,
+        })?;
+        let result = storage::rollback(&self.host.volumes, &decl, snapshot).await;
         match &result {
             Ok(_) => {
                 tracing::info!(node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")

@@ -51,6 +51,7 @@ use runner::Runner;
 use volumes::Volumes;
 
 pub use accounts::{FakeAccounts, RealAccounts, account_name};
+pub use coloc_proto::units::UnitName;
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
 pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeUnits};
@@ -63,7 +64,7 @@ pub use packages::{
     FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, validate_package_name,
 };
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
-pub use types::{BlockDevice, SmartReport, UnitName, UnitState};
+pub use types::{BlockDevice, SmartReport, UnitState};
 pub use units::{DEFAULT_JOB_TIMEOUT, RealUnits};
 pub use volumes::FakeOp;
 
