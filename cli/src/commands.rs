@@ -41,7 +41,9 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), Failure> {
         Command::Whoami => {
             let api = connect(&global).await?;
             let me = call(&api, api.users().who_am_i(pb::WhoAmIRequest {})).await?;
-            out.emit(output::user_json(&me), || output::user_details(&me))
+            out.emit(output::tenancy::user_json(&me), || {
+                output::tenancy::user_details(&me)
+            })
         }
         Command::Stats => {
             let api = connect(&global).await?;
@@ -51,7 +53,9 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), Failure> {
                     .get_controller_stats(pb::GetControllerStatsRequest {}),
             )
             .await?;
-            out.emit(output::stats_json(&stats), || output::stats_details(&stats))
+            out.emit(output::fleet::stats_json(&stats), || {
+                output::fleet::stats_details(&stats)
+            })
         }
         Command::Tasks => {
             let api = connect(&global).await?;
@@ -128,15 +132,15 @@ async fn site(global: &GlobalArgs, out: Printer, command: SiteCommand) -> Result
             };
             let api = connect(global).await?;
             let site = call(&api, api.sites().create_site(request)).await?;
-            out.emit(output::site_json(&site), || {
-                format!("Created site:\n{}", output::site_details(&site))
+            out.emit(output::fleet::site_json(&site), || {
+                format!("Created site:\n{}", output::fleet::site_details(&site))
             })
         }
         SiteCommand::List => {
             let api = connect(global).await?;
             let list = call(&api, api.sites().list_sites(pb::ListSitesRequest {})).await?;
-            out.emit(array(&list.sites, output::site_json), || {
-                output::sites_table(&list.sites)
+            out.emit(array(&list.sites, output::fleet::site_json), || {
+                output::fleet::sites_table(&list.sites)
             })
         }
     }
@@ -151,8 +155,8 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
             let site = site.map(String::from).unwrap_or_default();
             let api = connect(global).await?;
             let nodes = list_all_nodes(&api, &site).await?;
-            out.emit(array(&nodes, output::node_json), || {
-                output::nodes_table(&nodes)
+            out.emit(array(&nodes, output::fleet::node_json), || {
+                output::fleet::nodes_table(&nodes)
             })
         }
         NodeCommand::Show { name } => {
@@ -163,7 +167,9 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
                     .get_node(pb::GetNodeRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::node_json(&node), || output::node_details(&node))
+            out.emit(output::fleet::node_json(&node), || {
+                output::fleet::node_details(&node)
+            })
         }
         NodeCommand::Drain { name } => drain(global, out, name, true).await,
         NodeCommand::Undrain { name } => drain(global, out, name, false).await,
@@ -181,7 +187,7 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
                 "round_trip_us": pong.round_trip_us,
                 "agent_unix_ms": pong.agent_unix_ms,
             });
-            out.emit(json, || output::ping_line(&name, &pong))
+            out.emit(json, || output::fleet::ping_line(&name, &pong))
         }
         NodeCommand::RefreshFacts { name } => {
             let api = connect(global).await?;
@@ -191,7 +197,9 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
                     .refresh_node_facts(pb::GetNodeRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::node_json(&node), || output::node_details(&node))
+            out.emit(output::fleet::node_json(&node), || {
+                output::fleet::node_details(&node)
+            })
         }
         NodeCommand::Label { words, remove, all } => {
             let change = parse_label_change(&words, &remove, all)?;
@@ -203,8 +211,8 @@ async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Result
             let api = connect(global).await?;
             let changed = call(&api, api.nodes().set_node_labels(request)).await?;
             out.emit(
-                array(&changed.updated, output::node_generation_json),
-                || output::node_generations_table(&changed.updated),
+                array(&changed.updated, output::fleet::node_generation_json),
+                || output::fleet::node_generations_table(&changed.updated),
             )
         }
     }
@@ -253,7 +261,7 @@ async fn drain(
         }),
     )
     .await?;
-    out.emit(output::node_json(&node), || {
+    out.emit(output::fleet::node_json(&node), || {
         let what = if drain {
             "draining: it keeps what it runs and takes no new workload"
         } else {
@@ -262,7 +270,7 @@ async fn drain(
         format!(
             "Node {} is {what} (status: {}).\n",
             output::clean(&node.name),
-            output::node_status(node.status)
+            output::fleet::node_status(node.status)
         )
     })
 }
@@ -286,7 +294,12 @@ async fn node_token(
                 output::clean(&token.site),
                 output::fmt_time(token.expires_unix)
             );
-            print_secret(out, output::join_token_json(&token), &token.secret, about)
+            print_secret(
+                out,
+                output::fleet::join_token_json(&token),
+                &token.secret,
+                about,
+            )
         }
         NodeTokenCommand::List => {
             let api = connect(global).await?;
@@ -296,8 +309,8 @@ async fn node_token(
             )
             .await?;
             let now = now_unix();
-            out.emit(array(&list.tokens, output::join_token_json), || {
-                output::join_tokens_table(&list.tokens, now)
+            out.emit(array(&list.tokens, output::fleet::join_token_json), || {
+                output::fleet::join_tokens_table(&list.tokens, now)
             })
         }
     }
@@ -321,15 +334,18 @@ async fn tenant(global: &GlobalArgs, out: Printer, command: TenantCommand) -> Re
             };
             let api = connect(global).await?;
             let tenant = call(&api, api.tenants().create_tenant(request)).await?;
-            out.emit(output::tenant_json(&tenant), || {
-                format!("Created tenant:\n{}", output::tenant_details(&tenant))
+            out.emit(output::tenancy::tenant_json(&tenant), || {
+                format!(
+                    "Created tenant:\n{}",
+                    output::tenancy::tenant_details(&tenant)
+                )
             })
         }
         TenantCommand::List => {
             let api = connect(global).await?;
             let list = call(&api, api.tenants().list_tenants(pb::ListTenantsRequest {})).await?;
-            out.emit(array(&list.tenants, output::tenant_json), || {
-                output::tenants_table(&list.tenants)
+            out.emit(array(&list.tenants, output::tenancy::tenant_json), || {
+                output::tenancy::tenants_table(&list.tenants)
             })
         }
         TenantCommand::Show { name } => {
@@ -340,8 +356,8 @@ async fn tenant(global: &GlobalArgs, out: Printer, command: TenantCommand) -> Re
                     .get_tenant(pb::GetTenantRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::tenant_json(&tenant), || {
-                output::tenant_details(&tenant)
+            out.emit(output::tenancy::tenant_json(&tenant), || {
+                output::tenancy::tenant_details(&tenant)
             })
         }
         TenantCommand::SetStorage {
@@ -361,10 +377,10 @@ async fn tenant(global: &GlobalArgs, out: Printer, command: TenantCommand) -> Re
             };
             let api = connect(global).await?;
             let tenant = call(&api, api.storage().set_tenant_storage(request)).await?;
-            out.emit(output::tenant_json(&tenant), || {
+            out.emit(output::tenancy::tenant_json(&tenant), || {
                 format!(
                     "Updated tenant storage:\n{}",
-                    output::tenant_details(&tenant)
+                    output::tenancy::tenant_details(&tenant)
                 )
             })
         }
@@ -395,7 +411,7 @@ fn check_pool_layout(
     if disks.len() < min {
         return Err(Failure::invalid(format!(
             "a {} pool needs at least {min} disks, {} given",
-            output::pool_layout_word(agent::PoolLayout::from(layout) as i32),
+            output::storage::pool_layout_word(agent::PoolLayout::from(layout) as i32),
             disks.len()
         )));
     }
@@ -431,7 +447,7 @@ async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Result
             };
             let api = connect(global).await?;
             let pool = call(&api, api.storage().create_pool(request)).await?;
-            out.emit(output::pool_json(&pool), || {
+            out.emit(output::storage::pool_json(&pool), || {
                 let blank = if pool.force {
                     "wiping disks that hold data"
                 } else {
@@ -441,7 +457,7 @@ async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Result
                     "Declared pool {} on {}: its agent creates it at its next pass, {blank}.\n{}",
                     output::clean(&pool.name),
                     output::clean(&pool.node),
-                    output::pool_details(&pool)
+                    output::storage::pool_details(&pool)
                 )
             })
         }
@@ -451,8 +467,8 @@ async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Result
             };
             let api = connect(global).await?;
             let list = call(&api, api.storage().list_pools(request)).await?;
-            out.emit(array(&list.pools, output::pool_json), || {
-                output::pools_table(&list.pools)
+            out.emit(array(&list.pools, output::storage::pool_json), || {
+                output::storage::pools_table(&list.pools)
             })?;
             if list.pools.iter().any(|p| !p.orphans.is_empty()) {
                 out.note(
@@ -508,11 +524,11 @@ async fn volume(global: &GlobalArgs, out: Printer, command: VolumeCommand) -> Re
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().create_volume(request)).await?;
-            out.emit(output::volume_json(&v), || {
+            out.emit(output::storage::volume_json(&v), || {
                 format!(
                     "Created volume {}; its node's agent creates and mounts it at its next pass.\n{}",
-                    output::volume_name(&v),
-                    output::volume_details(&v)
+                    output::storage::volume_name(&v),
+                    output::storage::volume_details(&v)
                 )
             })
         }
@@ -524,14 +540,16 @@ async fn volume(global: &GlobalArgs, out: Printer, command: VolumeCommand) -> Re
             };
             let api = connect(global).await?;
             let list = call(&api, api.storage().list_volumes(request)).await?;
-            out.emit(array(&list.volumes, output::volume_json), || {
-                output::volumes_table(&list.volumes)
+            out.emit(array(&list.volumes, output::storage::volume_json), || {
+                output::storage::volumes_table(&list.volumes)
             })
         }
         VolumeCommand::Show { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().get_volume(volume_ref(&volume))).await?;
-            out.emit(output::volume_json(&v), || output::volume_details(&v))
+            out.emit(output::storage::volume_json(&v), || {
+                output::storage::volume_details(&v)
+            })
         }
         VolumeCommand::Resize {
             volume,
@@ -545,29 +563,29 @@ async fn volume(global: &GlobalArgs, out: Printer, command: VolumeCommand) -> Re
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().resize_volume(request)).await?;
-            out.emit(output::volume_json(&v), || {
+            out.emit(output::storage::volume_json(&v), || {
                 format!(
                     "Volume {} is now {}; its agent applies the size at its next pass.\n{}",
-                    output::volume_name(&v),
+                    output::storage::volume_name(&v),
                     output::fmt_bytes(v.size_bytes),
-                    output::volume_details(&v)
+                    output::storage::volume_details(&v)
                 )
             })
         }
         VolumeCommand::Delete { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().delete_volume(volume_ref(&volume))).await?;
-            out.emit(output::volume_json(&v), || deleted_text(&v))
+            out.emit(output::storage::volume_json(&v), || deleted_text(&v))
         }
         VolumeCommand::Restore { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().restore_volume(volume_ref(&volume))).await?;
-            out.emit(output::volume_json(&v), || {
+            out.emit(output::storage::volume_json(&v), || {
                 format!(
                     "Restored volume {}: its agent mounts it read-write again at {} at its next pass.\n{}",
-                    output::volume_name(&v),
+                    output::storage::volume_name(&v),
                     output::clean(&v.mount_path),
-                    output::volume_details(&v)
+                    output::storage::volume_details(&v)
                 )
             })
         }
@@ -582,7 +600,7 @@ async fn volume(global: &GlobalArgs, out: Printer, command: VolumeCommand) -> Re
 
 /// What a deletion means and how to undo it.
 fn deleted_text(v: &pb::Volume) -> String {
-    let name = output::volume_name(v);
+    let name = output::storage::volume_name(v);
     format!(
         "Deleted volume {name}: it is unmounted and kept read-only with its snapshots until {} UTC, then destroyed.\n\
          To bring it back before then: coloc volume restore {name}\n",
@@ -603,18 +621,20 @@ async fn snapshot(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().create_snapshot(request)).await?;
-            out.emit(output::volume_json(&v), || {
+            out.emit(output::storage::volume_json(&v), || {
                 format!(
                     "Snapshot {snapshot} of {} requested; its agent takes it at its next pass.\n{}",
-                    output::volume_name(&v),
-                    output::snapshots_table(&v)
+                    output::storage::volume_name(&v),
+                    output::storage::snapshots_table(&v)
                 )
             })
         }
         SnapshotCommand::List { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().get_volume(volume_ref(&volume))).await?;
-            out.emit(output::snapshots_json(&v), || output::snapshots_table(&v))
+            out.emit(output::storage::snapshots_json(&v), || {
+                output::storage::snapshots_table(&v)
+            })
         }
         SnapshotCommand::Delete { volume, snapshot } => {
             let request = pb::SnapshotRequest {
@@ -623,11 +643,11 @@ async fn snapshot(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().delete_snapshot(request)).await?;
-            out.emit(output::volume_json(&v), || {
+            out.emit(output::storage::volume_json(&v), || {
                 format!(
                     "Snapshot {snapshot} of {} deleted; its agent destroys it at its next pass.\n{}",
-                    output::volume_name(&v),
-                    output::snapshots_table(&v)
+                    output::storage::volume_name(&v),
+                    output::storage::snapshots_table(&v)
                 )
             })
         }
@@ -663,11 +683,11 @@ async fn rollback(
         confirm: confirm.unwrap_or_default(),
     };
     let v = call(&api, api.storage().rollback_volume(request)).await?;
-    out.emit(output::volume_json(&v), || {
+    out.emit(output::storage::volume_json(&v), || {
         format!(
             "Rolled {} back to snapshot {snapshot}.\n{}",
-            output::volume_name(&v),
-            output::volume_details(&v)
+            output::storage::volume_name(&v),
+            output::storage::volume_details(&v)
         )
     })
 }
@@ -685,8 +705,8 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
         AppCommand::Catalog => {
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_catalog(pb::ListCatalogRequest {})).await?;
-            out.emit(array(&list.apps, output::catalog_json), || {
-                output::catalog_table(&list.apps)
+            out.emit(array(&list.apps, output::apps::catalog_json), || {
+                output::apps::catalog_table(&list.apps)
             })
         }
         AppCommand::Request {
@@ -705,14 +725,14 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
             };
             let api = connect(global).await?;
             let r = call(&api, api.apps().request_app(request)).await?;
-            out.emit(output::request_json(&r), || {
+            out.emit(output::apps::request_json(&r), || {
                 format!(
                     "Request {id}: {} for {} on {} is {}.\n\
                      An administrator will discuss and approve it: coloc request show {id}\n",
                     output::clean(&r.app),
                     output::clean(&r.tenant),
                     output::clean(&r.node),
-                    output::request_state_word(r.state),
+                    output::apps::request_state_word(r.state),
                     id = r.id,
                 )
             })
@@ -724,10 +744,10 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
             };
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_instances(request)).await?;
-            out.emit(array(&list.instances, output::instance_json), || {
-                output::instances_table(&list.instances)
+            out.emit(array(&list.instances, output::apps::instance_json), || {
+                output::apps::instances_table(&list.instances)
             })?;
-            if list.instances.iter().any(output::instance_has_error) {
+            if list.instances.iter().any(output::apps::instance_has_error) {
                 out.note("Some apps report an error: 'coloc app status TENANT/APP' shows it with the last log lines.");
             }
             Ok(())
@@ -735,38 +755,40 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
         AppCommand::Status { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().get_instance(instance_ref(&instance))).await?;
-            out.emit(output::instance_json(&i), || output::instance_details(&i))
+            out.emit(output::apps::instance_json(&i), || {
+                output::apps::instance_details(&i)
+            })
         }
         AppCommand::Start { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().start_instance(instance_ref(&instance))).await?;
-            out.emit(output::instance_json(&i), || {
+            out.emit(output::apps::instance_json(&i), || {
                 format!(
                     "Starting {}: its node's agent starts it at its next pass.\n{}",
-                    output::instance_name(&i),
-                    output::instance_details(&i)
+                    output::apps::instance_name(&i),
+                    output::apps::instance_details(&i)
                 )
             })
         }
         AppCommand::Stop { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().stop_instance(instance_ref(&instance))).await?;
-            out.emit(output::instance_json(&i), || {
-                let name = output::instance_name(&i);
+            out.emit(output::apps::instance_json(&i), || {
+                let name = output::apps::instance_name(&i);
                 format!(
                     "Stopping {name}: its node's agent stops it at its next pass; it stays stopped until 'coloc app start {name}'.\n{}",
-                    output::instance_details(&i)
+                    output::apps::instance_details(&i)
                 )
             })
         }
         AppCommand::Restart { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().restart_instance(instance_ref(&instance))).await?;
-            out.emit(output::instance_json(&i), || {
+            out.emit(output::apps::instance_json(&i), || {
                 format!(
                     "Restarting {}: its node's agent restarts it at its next pass.\n{}",
-                    output::instance_name(&i),
-                    output::instance_details(&i)
+                    output::apps::instance_name(&i),
+                    output::apps::instance_details(&i)
                 )
             })
         }
@@ -774,7 +796,7 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
             check_remove_confirm(&instance, confirm.as_deref())?;
             let api = connect(global).await?;
             let i = call(&api, api.apps().remove_instance(instance_ref(&instance))).await?;
-            out.emit(output::instance_json(&i), || removed_text(&i))
+            out.emit(output::apps::instance_json(&i), || removed_text(&i))
         }
         AppCommand::Logs {
             instance,
@@ -786,7 +808,7 @@ async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Result<(
 
 /// What a removal does, and what it leaves.
 fn removed_text(i: &pb::AppInstance) -> String {
-    let name = output::instance_name(i);
+    let name = output::apps::instance_name(i);
     let app = output::clean(&i.app);
     let data = if i.volume.is_empty() {
         format!("Its data stays on the tenant's volume, under apps/{app}.")
@@ -816,12 +838,12 @@ fn print_follow_page(out: Printer, page: &pb::InstanceLogs) -> Result<bool, Fail
         return Ok(true);
     }
     let text = if out.json {
-        let mut line = serde_json::to_string(&output::logs_json(page))
+        let mut line = serde_json::to_string(&output::apps::logs_json(page))
             .map_err(|e| Failure::generic(format!("cannot encode JSON: {e}")))?;
         line.push('\n');
         line
     } else {
-        output::log_lines(&page.lines)
+        output::apps::log_lines(&page.lines)
     };
     output::write_stdout_while_read(&text)
 }
@@ -861,8 +883,8 @@ async fn logs(
             out.note(&format!("no journal lines for {instance} yet"));
             return Ok(());
         }
-        return out.emit(output::logs_json(&first), || {
-            output::log_lines(&first.lines)
+        return out.emit(output::apps::logs_json(&first), || {
+            output::apps::log_lines(&first.lines)
         });
     };
     if !print_follow_page(out, &first)? {
@@ -912,14 +934,16 @@ async fn request(
             };
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_requests(request)).await?;
-            out.emit(array(&list.requests, output::request_json), || {
-                output::requests_table(&list.requests)
+            out.emit(array(&list.requests, output::apps::request_json), || {
+                output::apps::requests_table(&list.requests)
             })
         }
         RequestCommand::Show { id } => {
             let api = connect(global).await?;
             let r = call(&api, api.apps().get_request(pb::GetRequestRequest { id })).await?;
-            out.emit(output::request_json(&r), || output::request_details(&r))
+            out.emit(output::apps::request_json(&r), || {
+                output::apps::request_details(&r)
+            })
         }
         RequestCommand::Comment { id, text } => {
             let api = connect(global).await?;
@@ -929,11 +953,11 @@ async fn request(
                     .comment_request(pb::CommentRequestRequest { id, text }),
             )
             .await?;
-            out.emit(output::request_json(&r), || {
+            out.emit(output::apps::request_json(&r), || {
                 format!(
                     "Comment added to request {}.\n{}",
                     r.id,
-                    output::request_details(&r)
+                    output::apps::request_details(&r)
                 )
             })
         }
@@ -947,7 +971,7 @@ async fn request(
                 }),
             )
             .await?;
-            out.emit(output::request_json(&r), || {
+            out.emit(output::apps::request_json(&r), || {
                 let instance = format!("{}/{}", output::clean(&r.tenant), output::clean(&r.app));
                 format!(
                     "Approved request {}: {instance} is created and its node installs and starts it at its next pass.\n\
@@ -969,7 +993,7 @@ async fn request(
                     .reject_request(pb::DecideRequestRequest { id, comment }),
             )
             .await?;
-            out.emit(output::request_json(&r), || {
+            out.emit(output::apps::request_json(&r), || {
                 format!(
                     "Rejected request {}; the tenant reads why with 'coloc request show {}'.\n",
                     r.id, r.id
@@ -1012,8 +1036,8 @@ async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Result
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().create_user(request)).await?;
-            out.emit(output::user_json(&user), || {
-                format!("Created user:\n{}", output::user_details(&user))
+            out.emit(output::tenancy::user_json(&user), || {
+                format!("Created user:\n{}", output::tenancy::user_details(&user))
             })
         }
         UserCommand::List { tenant } => {
@@ -1022,8 +1046,8 @@ async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Result
             };
             let api = connect(global).await?;
             let list = call(&api, api.users().list_users(request)).await?;
-            out.emit(array(&list.users, output::user_json), || {
-                output::users_table(&list.users)
+            out.emit(array(&list.users, output::tenancy::user_json), || {
+                output::tenancy::users_table(&list.users)
             })
         }
         UserCommand::Grant { user, node } => {
@@ -1033,7 +1057,9 @@ async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Result
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().grant_node(request)).await?;
-            out.emit(output::user_json(&user), || output::user_details(&user))
+            out.emit(output::tenancy::user_json(&user), || {
+                output::tenancy::user_details(&user)
+            })
         }
         UserCommand::RevokeGrant { user, node } => {
             let request = pb::GrantNodeRequest {
@@ -1042,7 +1068,9 @@ async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Result
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().revoke_node_grant(request)).await?;
-            out.emit(output::user_json(&user), || output::user_details(&user))
+            out.emit(output::tenancy::user_json(&user), || {
+                output::tenancy::user_details(&user)
+            })
         }
         UserCommand::Cert {
             user,
@@ -1118,7 +1146,12 @@ async fn token(global: &GlobalArgs, out: Printer, command: TokenCommand) -> Resu
                 output::clean(&token.user),
                 output::fmt_time(token.expires_unix)
             );
-            print_secret(out, output::api_token_json(&token), &token.secret, about)
+            print_secret(
+                out,
+                output::tenancy::api_token_json(&token),
+                &token.secret,
+                about,
+            )
         }
         TokenCommand::List { user, all } => {
             let request = pb::ListTokensRequest {
@@ -1128,8 +1161,8 @@ async fn token(global: &GlobalArgs, out: Printer, command: TokenCommand) -> Resu
             let api = connect(global).await?;
             let list = call(&api, api.tokens().list_tokens(request)).await?;
             let now = now_unix();
-            out.emit(array(&list.tokens, output::api_token_json), || {
-                output::api_tokens_table(&list.tokens, now)
+            out.emit(array(&list.tokens, output::tenancy::api_token_json), || {
+                output::tenancy::api_tokens_table(&list.tokens, now)
             })
         }
         TokenCommand::Revoke { id } => {
@@ -1140,8 +1173,11 @@ async fn token(global: &GlobalArgs, out: Printer, command: TokenCommand) -> Resu
             )
             .await?;
             let now = now_unix();
-            out.emit(output::api_token_json(&token), || {
-                format!("Revoked token:\n{}", output::api_token_details(&token, now))
+            out.emit(output::tenancy::api_token_json(&token), || {
+                format!(
+                    "Revoked token:\n{}",
+                    output::tenancy::api_token_details(&token, now)
+                )
             })
         }
     }
@@ -1166,8 +1202,8 @@ async fn audit(global: &GlobalArgs, out: Printer, args: AuditArgs) -> Result<(),
     };
     let api = connect(global).await?;
     let list = call(&api, api.audit().list_audit(request)).await?;
-    out.emit(array(&list.entries, output::audit_json), || {
-        output::audit_table(&list.entries)
+    out.emit(array(&list.entries, output::audit::audit_json), || {
+        output::audit::audit_table(&list.entries)
     })?;
     if let Some(hint) = next_audit_page(&args, limit, &list.entries) {
         out.note(&format!("Older entries may exist: {hint}"));

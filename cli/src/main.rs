@@ -4,9 +4,15 @@
 //! files `coloc user cert` writes; every decision is colocd's, the CLI only
 //! checks input early so that mistakes get a clear sentence.
 //!
-//! Layout: [`args`] is the command tree, [`config`] finds the server and
-//! credentials, [`client`] connects, [`commands`] runs each command,
-//! [`output`] prints, [`error`] decides messages and exit codes.
+//! Layout: [`args`] is the command tree and [`input`] parses the values
+//! people type; [`config`] finds the server and credentials, [`client`]
+//! connects, [`commands`] runs each command, [`certs`] makes the key and
+//! writes the files of `coloc user cert`, [`output`] prints, [`error`]
+//! decides messages and exit codes. [`output`] is split by area of
+//! colocd's API, as the controller's services are: `fleet` (sites, join
+//! tokens, nodes), `tenancy` (tenants, users, tokens), `storage` (pools,
+//! volumes, snapshots), `apps` (catalog, requests, instances), `audit` and
+//! `tasks`, with what they share in `output` itself.
 
 mod args;
 mod certs;
