@@ -8,12 +8,12 @@
 //! people type; [`config`] finds the server and credentials, [`client`]
 //! connects, [`commands`] runs each command, [`certs`] makes the key and
 //! writes the files of `coloc user cert`, [`output`] prints, [`error`]
-//! decides messages and exit codes. [`commands`] and [`output`] are split
-//! by area of colocd's API, as the controller's services are: `fleet`
-//! (sites, join tokens, nodes), `tenancy` (tenants, users, tokens,
-//! certificates), `storage` (pools, volumes, snapshots), `apps` (catalog,
-//! instances, requests), `audit` and `tasks`, with what the areas share in
-//! the parent module.
+//! decides messages and exit codes. [`args`], [`commands`] and
+//! [`output`] are split by area of colocd's API, as the controller's
+//! services are: `fleet` (sites, join tokens, nodes), `tenancy` (tenants,
+//! users, tokens, certificates), `storage` (pools, volumes, snapshots),
+//! `apps` (catalog, instances, requests), `audit` and `tasks`, with what
+//! the areas share in the parent module.
 
 mod args;
 mod certs;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use coloc_proto::controller::v1 as pb;
 
 use super::{array, call, connect};
-use crate::args::{AppCommand, GlobalArgs, RequestCommand};
+use crate::args::GlobalArgs;
+use crate::args::apps::{AppCommand, RequestCommand};
 use crate::error::Failure;
 use crate::input::{InstanceRef, check_remove_confirm};
 use crate::output::{self, Printer};

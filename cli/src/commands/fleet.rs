@@ -5,7 +5,8 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 
 use super::{array, call, connect, now_unix, print_secret};
-use crate::args::{GlobalArgs, NodeCommand, NodeTokenCommand, SiteCommand};
+use crate::args::GlobalArgs;
+use crate::args::fleet::{NodeCommand, NodeTokenCommand, SiteCommand};
 use crate::client::Api;
 use crate::error::Failure;
 use crate::input::parse_label_change;

@@ -5,8 +5,9 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::{DiskRef, SnapshotName};
 
 use super::{array, call, connect};
-use crate::args::{
-    GlobalArgs, PoolCommand, PoolLayoutArg, PoolTypeArg, SnapshotCommand, VolumeCommand,
+use crate::args::GlobalArgs;
+use crate::args::storage::{
+    PoolCommand, PoolLayoutArg, PoolTypeArg, SnapshotCommand, VolumeCommand,
 };
 use crate::error::Failure;
 use crate::input::{VolumeRef, check_rollback_confirm};

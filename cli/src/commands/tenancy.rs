@@ -5,7 +5,8 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{self, Role};
 
 use super::{array, call, connect, now_unix, print_secret};
-use crate::args::{GlobalArgs, TenantCommand, TokenCommand, UserCommand};
+use crate::args::GlobalArgs;
+use crate::args::tenancy::{TenantCommand, TokenCommand, UserCommand};
 use crate::certs;
 use crate::error::Failure;
 use crate::output::{self, Printer};
