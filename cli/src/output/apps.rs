@@ -64,22 +64,22 @@ pub fn catalog_json(a: &pb::CatalogApp) -> Value {
 }
 
 pub fn catalog_table(apps: &[pb::CatalogApp]) -> String {
-    let mut t = Table::new(&["NAME", "DESCRIPTION", "REPLACES", "OFFERS", "MEMORY", "CPU"]);
-    for a in apps {
-        t.row(vec![
-            clean(&a.name).into(),
-            or_dash(&a.description).into(),
-            or_dash(&a.replaces).into(),
-            if a.offers.is_empty() {
-                "-".to_string()
-            } else {
-                offer_words(&a.offers).join(", ")
-            },
-            memory_limit(a.memory_max_bytes),
-            cpu_limit(a.cpu_quota_percent),
-        ]);
-    }
-    t.render_or("the catalog is empty")
+    Table::new(&["NAME", "DESCRIPTION", "REPLACES", "OFFERS", "MEMORY", "CPU"])
+        .rows(apps, |a| {
+            vec![
+                clean(&a.name).into(),
+                or_dash(&a.description).into(),
+                or_dash(&a.replaces).into(),
+                if a.offers.is_empty() {
+                    "-".to_string()
+                } else {
+                    offer_words(&a.offers).join(", ")
+                },
+                memory_limit(a.memory_max_bytes),
+                cpu_limit(a.cpu_quota_percent),
+            ]
+        })
+        .render_or("the catalog is empty")
 }
 
 fn comment_json(c: &pb::RequestComment) -> Value {
@@ -117,11 +117,11 @@ fn request_decision(r: &pb::AppRequest) -> String {
 }
 
 pub fn requests_table(requests: &[pb::AppRequest]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "ID", "TENANT", "APP", "NODE", "VOLUME", "STATE", "ASKED BY", "ASKED", "COMMENTS",
-    ]);
-    for r in requests {
-        t.row(vec![
+    ])
+    .rows(requests, |r| {
+        vec![
             r.id.to_string(),
             clean(&r.tenant).into(),
             clean(&r.app).into(),
@@ -131,9 +131,9 @@ pub fn requests_table(requests: &[pb::AppRequest]) -> String {
             or_dash(&r.requested_by).into(),
             fmt_time(r.created_unix),
             r.comments.len().to_string(),
-        ]);
-    }
-    t.render_or("no requests")
+        ]
+    })
+    .render_or("no requests")
 }
 
 /// The request, then its discussion: each comment under its author and
@@ -237,11 +237,11 @@ pub fn instance_has_error(i: &pb::AppInstance) -> bool {
 }
 
 pub fn instances_table(instances: &[pb::AppInstance]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "INSTANCE", "NODE", "URL", "STATE", "UNIT", "RESTARTS", "MEMORY", "HEALTH",
-    ]);
-    for i in instances {
-        t.row(vec![
+    ])
+    .rows(instances, |i| {
+        vec![
             instance_name(i),
             clean(&i.node).into(),
             or_dash(&i.url).into(),
@@ -252,9 +252,9 @@ pub fn instances_table(instances: &[pb::AppInstance]) -> String {
                 .map_or_else(|| "-".to_string(), |o| o.restarts.to_string()),
             instance_memory(i),
             health(i).to_string(),
-        ]);
-    }
-    t.render_or("no apps")
+        ]
+    })
+    .render_or("no apps")
 }
 
 pub fn instance_details(i: &pb::AppInstance) -> String {

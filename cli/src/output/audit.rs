@@ -29,7 +29,7 @@ pub fn audit_json(e: &pb::AuditEntry) -> Value {
 }
 
 pub fn audit_table(entries: &[pb::AuditEntry]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "ID",
         "TIME (UTC)",
         "ACTOR",
@@ -38,9 +38,9 @@ pub fn audit_table(entries: &[pb::AuditEntry]) -> String {
         "TENANT",
         "OUTCOME",
         "DETAIL",
-    ]);
-    for e in entries {
-        t.row(vec![
+    ])
+    .rows(entries, |e| {
+        vec![
             e.id.to_string(),
             fmt_time_ms(e.at_unix_ms),
             clean(&e.actor).into(),
@@ -49,9 +49,9 @@ pub fn audit_table(entries: &[pb::AuditEntry]) -> String {
             or_dash(&e.tenant).into(),
             audit_outcome(e.outcome).to_string(),
             or_dash(&e.detail).into(),
-        ]);
-    }
-    t.render_or("no audit entries")
+        ]
+    })
+    .render_or("no audit entries")
 }
 
 #[cfg(test)]

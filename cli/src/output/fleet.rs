@@ -8,7 +8,9 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 use serde_json::{Value, json};
 
-use super::{Details, Table, clean, fmt_bytes, fmt_time, fmt_time_ms, or_dash, yes_no};
+use super::{
+    Details, Table, clean, fmt_bytes, fmt_time, fmt_time_ms, joined, or_dash, with_secret, yes_no,
+};
 
 // ---------------------------------------------------------------- status words
 
@@ -73,14 +75,11 @@ pub fn node_generation_json(n: &pb::NodeGeneration) -> Value {
 }
 
 pub fn node_generations_table(nodes: &[pb::NodeGeneration]) -> String {
-    let mut t = Table::new(&["NODE", "DESIRED GENERATION"]);
-    for n in nodes {
-        t.row(vec![
-            clean(&n.name).into(),
-            n.desired_generation.to_string(),
-        ]);
-    }
-    t.render_or("no node changed")
+    Table::new(&["NODE", "DESIRED GENERATION"])
+        .rows(nodes, |n| {
+            vec![clean(&n.name).into(), n.desired_generation.to_string()]
+        })
+        .render_or("no node changed")
 }
 
 // ---------------------------------------------------------------- sites
@@ -106,23 +105,23 @@ pub fn site_details(s: &pb::Site) -> String {
 }
 
 pub fn sites_table(sites: &[pb::Site]) -> String {
-    let mut t = Table::new(&["NAME", "COUNTRY", "CITY", "CREATED", "DESCRIPTION"]);
-    for s in sites {
-        t.row(vec![
-            clean(&s.name).into(),
-            clean(&s.country).into(),
-            or_dash(&s.city).into(),
-            fmt_time(s.created_unix),
-            or_dash(&s.description).into(),
-        ]);
-    }
-    t.render_or("no sites")
+    Table::new(&["NAME", "COUNTRY", "CITY", "CREATED", "DESCRIPTION"])
+        .rows(sites, |s| {
+            vec![
+                clean(&s.name).into(),
+                clean(&s.country).into(),
+                or_dash(&s.city).into(),
+                fmt_time(s.created_unix),
+                or_dash(&s.description).into(),
+            ]
+        })
+        .render_or("no sites")
 }
 
 // ---------------------------------------------------------------- join tokens
 
 pub fn join_token_json(t: &pb::JoinToken) -> Value {
-    let mut v = json!({
+    let v = json!({
         "id": t.id,
         "site": t.site,
         "created_unix": t.created_unix,
@@ -130,27 +129,22 @@ pub fn join_token_json(t: &pb::JoinToken) -> Value {
         "used_by_node": t.used_by_node,
         "created_by": t.created_by,
     });
-    // The secret exists only in CreateJoinToken's answer; keep it out of
-    // listings rather than printing an empty field that looks like one.
-    if !t.secret.is_empty() {
-        v["secret"] = Value::String(t.secret.clone());
-    }
-    v
+    with_secret(v, &t.secret)
 }
 
 pub fn join_tokens_table(tokens: &[pb::JoinToken], now_unix: i64) -> String {
-    let mut t = Table::new(&["ID", "SITE", "STATE", "CREATED", "EXPIRES", "CREATED BY"]);
-    for j in tokens {
-        t.row(vec![
-            clean(&j.id).into(),
-            clean(&j.site).into(),
-            join_token_state(j, now_unix),
-            fmt_time(j.created_unix),
-            fmt_time(j.expires_unix),
-            or_dash(&j.created_by).into(),
-        ]);
-    }
-    t.render_or("no join tokens")
+    Table::new(&["ID", "SITE", "STATE", "CREATED", "EXPIRES", "CREATED BY"])
+        .rows(tokens, |j| {
+            vec![
+                clean(&j.id).into(),
+                clean(&j.site).into(),
+                join_token_state(j, now_unix),
+                fmt_time(j.created_unix),
+                fmt_time(j.expires_unix),
+                or_dash(&j.created_by).into(),
+            ]
+        })
+        .render_or("no join tokens")
 }
 
 // ---------------------------------------------------------------- nodes
@@ -205,25 +199,25 @@ fn generation(n: &pb::Node) -> String {
 }
 
 pub fn nodes_table(nodes: &[pb::Node]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "NAME",
         "SITE",
         "STATUS",
         "LAST SEEN",
         "APPLIED/DESIRED",
         "LABELS",
-    ]);
-    for n in nodes {
-        t.row(vec![
+    ])
+    .rows(nodes, |n| {
+        vec![
             clean(&n.name).into(),
             clean(&n.site).into(),
             node_status(n.status).to_string(),
             fmt_time(n.last_seen_unix),
             generation(n),
             fmt_labels(&n.labels),
-        ]);
-    }
-    t.render_or("no nodes")
+        ]
+    })
+    .render_or("no nodes")
 }
 
 pub fn node_details(n: &pb::Node) -> String {
@@ -300,37 +294,27 @@ fn facts_details(f: &agent::NodeFacts) -> String {
         )
         .render();
 
-    let mut disks = Table::new(&["DISK", "MODEL", "SERIAL", "SIZE", "TRANSPORT", "TYPE"]);
-    for d in &f.disks {
-        disks.row(vec![
-            clean(&d.name).into(),
-            or_dash(&d.model).into(),
-            or_dash(&d.serial).into(),
-            fmt_bytes(d.size_bytes),
-            or_dash(&d.transport).into(),
-            if d.rotational { "hdd" } else { "ssd" }.to_string(),
-        ]);
-    }
+    let disks =
+        Table::new(&["DISK", "MODEL", "SERIAL", "SIZE", "TRANSPORT", "TYPE"]).rows(&f.disks, |d| {
+            vec![
+                clean(&d.name).into(),
+                or_dash(&d.model).into(),
+                or_dash(&d.serial).into(),
+                fmt_bytes(d.size_bytes),
+                or_dash(&d.transport).into(),
+                if d.rotational { "hdd" } else { "ssd" }.to_string(),
+            ]
+        });
     out.push('\n');
     out.push_str(&disks.render_or("no disks reported"));
 
-    let mut nics = Table::new(&["NIC", "MAC", "ADDRESSES"]);
-    for n in &f.nics {
-        let addresses = if n.addresses.is_empty() {
-            "-".to_string()
-        } else {
-            n.addresses
-                .iter()
-                .map(|a| clean(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        nics.row(vec![
+    let nics = Table::new(&["NIC", "MAC", "ADDRESSES"]).rows(&f.nics, |n| {
+        vec![
             clean(&n.name).into(),
             or_dash(&n.mac).into(),
-            addresses,
-        ]);
-    }
+            joined(&n.addresses),
+        ]
+    });
     out.push('\n');
     out.push_str(&nics.render_or("no network interfaces reported"));
     out

@@ -28,6 +28,7 @@ use std::io::Write as _;
 
 use serde_json::Value;
 use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 use crate::error::Failure;
@@ -99,49 +100,44 @@ pub fn clean(text: &str) -> Cow<'_, str> {
 
 /// `YYYY-MM-DD HH:MM` in UTC; `-` for 0 (never).
 pub fn fmt_time(unix: i64) -> String {
-    if unix <= 0 {
-        return "-".to_string();
-    }
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(format_description!("[year]-[month]-[day] [hour]:[minute]"))
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
+    fmt_utc(
+        unix,
+        unix,
+        format_description!("[year]-[month]-[day] [hour]:[minute]"),
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC, for audit entries where seconds matter.
 pub fn fmt_time_ms(unix_ms: i64) -> String {
-    if unix_ms <= 0 {
+    fmt_utc(
+        unix_ms,
+        unix_ms.div_euclid(1000),
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    )
+}
+
+/// `YYYY-MM-DD` in UTC; `-` for 0 (never).
+pub fn fmt_date(unix: i64) -> String {
+    fmt_utc(unix, unix, format_description!("[year]-[month]-[day]"))
+}
+
+/// The second `unix` falls in, as `format` writes it in UTC: `-` when
+/// `raw` (the time as colocd sent it) is 0 or less (never), `raw` itself
+/// when the time cannot be written as a date.
+fn fmt_utc(raw: i64, unix: i64, format: &[BorrowedFormatItem<'_>]) -> String {
+    if raw <= 0 {
         return "-".to_string();
     }
-    OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+    OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| unix_ms.to_string())
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| raw.to_string())
 }
 
 /// Binary units, one decimal: `512 B`, `1.5 KiB`, `931.5 GiB`; the same
 /// words as colocd and the agent use in their messages.
 pub fn fmt_bytes(bytes: u64) -> String {
     coloc_proto::storage::format_size(bytes)
-}
-
-/// `YYYY-MM-DD` in UTC; `-` for 0 (never).
-pub fn fmt_date(unix: i64) -> String {
-    if unix <= 0 {
-        return "-".to_string();
-    }
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
-        .unwrap_or_else(|| unix.to_string())
 }
 
 fn or_dash(text: &str) -> Cow<'_, str> {
@@ -169,6 +165,16 @@ fn joined(items: &[String]) -> String {
     }
 }
 
+/// `json` with the object's secret when it has one. A secret exists only
+/// in the answer to the call that created it; listings leave the field
+/// out rather than print an empty one that looks like a secret.
+fn with_secret(mut json: Value, secret: &str) -> Value {
+    if !secret.is_empty() {
+        json["secret"] = Value::String(secret.to_string());
+    }
+    json
+}
+
 // ---------------------------------------------------------------- layout
 
 /// Columns aligned on the widest cell, two spaces apart, the last one
@@ -190,6 +196,18 @@ impl Table {
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.headers.len());
         self.rows.push(cells);
+    }
+
+    /// One row per item, its cells made by `cells`.
+    pub fn rows<T>(
+        mut self,
+        items: impl IntoIterator<Item = T>,
+        mut cells: impl FnMut(T) -> Vec<String>,
+    ) -> Self {
+        for item in items {
+            self.row(cells(item));
+        }
+        self
     }
 
     pub fn is_empty(&self) -> bool {

@@ -146,11 +146,11 @@ fn observed_bytes(p: &pb::Pool, f: impl Fn(&agent::PoolStatus) -> u64) -> String
 }
 
 pub fn pools_table(pools: &[pb::Pool]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "NODE", "NAME", "TYPE", "LAYOUT", "DISKS", "SIZE", "FREE", "HEALTH", "ORPHANS", "PROBLEMS",
-    ]);
-    for p in pools {
-        t.row(vec![
+    ])
+    .rows(pools, |p| {
+        vec![
             clean(&p.node).into(),
             clean(&p.name).into(),
             pool_kind_word(p.kind).to_string(),
@@ -161,9 +161,9 @@ pub fn pools_table(pools: &[pb::Pool]) -> String {
             pool_health(p),
             p.orphans.len().to_string(),
             pool_problems(p),
-        ]);
-    }
-    t.render_or("no pools")
+        ]
+    })
+    .render_or("no pools")
 }
 
 pub fn pool_details(p: &pb::Pool) -> String {
@@ -244,7 +244,7 @@ fn volume_figure(v: &pb::Volume, f: impl Fn(&agent::VolumeStatus) -> u64) -> Str
 }
 
 pub fn volumes_table(volumes: &[pb::Volume]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "VOLUME",
         "NODE",
         "POOL",
@@ -254,9 +254,9 @@ pub fn volumes_table(volumes: &[pb::Volume]) -> String {
         "SNAPSHOTS",
         "ENCRYPTED",
         "STATE",
-    ]);
-    for v in volumes {
-        t.row(vec![
+    ])
+    .rows(volumes, |v| {
+        vec![
             volume_name(v),
             clean(&v.node).into(),
             clean(&v.pool).into(),
@@ -266,79 +266,68 @@ pub fn volumes_table(volumes: &[pb::Volume]) -> String {
             volume_figure(v, |o| o.snapshot_bytes),
             yes_no(v.encrypted).to_string(),
             volume_state(v),
-        ]);
-    }
-    t.render_or("no volumes")
+        ]
+    })
+    .render_or("no volumes")
 }
 
-/// One line per snapshot: those wanted, oldest first, with what the agent
-/// reports of them, then those the agent still has but are no longer
-/// wanted (destroyed at its next pass).
-pub fn snapshots_table(v: &pb::Volume) -> String {
+/// A volume's snapshots: those wanted, oldest first, each with what the
+/// agent reports of it (nothing yet until its next pass takes it), then
+/// those the agent still has but are no longer wanted (destroyed at its
+/// next pass). Each comes as its name, whether it is wanted, and the
+/// agent's report.
+fn snapshots(v: &pb::Volume) -> impl Iterator<Item = (&str, bool, Option<&agent::SnapshotStatus>)> {
     let observed: &[agent::SnapshotStatus] =
         v.observed.as_ref().map_or(&[], |o| o.snapshots.as_slice());
-    let mut t = Table::new(&["SNAPSHOT", "CREATED", "USED", "STATE"]);
-    for name in &v.snapshots {
-        match observed.iter().find(|s| &s.name == name) {
-            Some(s) => t.row(vec![
-                clean(name).into(),
-                fmt_time(i64::try_from(s.created_unix).unwrap_or(i64::MAX)),
-                fmt_bytes(s.used_bytes),
-                "present".to_string(),
-            ]),
-            None => t.row(vec![
-                clean(name).into(),
-                "-".to_string(),
-                "-".to_string(),
-                "pending (taken at the agent's next pass)".to_string(),
-            ]),
-        }
-    }
-    for s in observed.iter().filter(|s| !v.snapshots.contains(&s.name)) {
-        t.row(vec![
-            clean(&s.name).into(),
-            fmt_time(i64::try_from(s.created_unix).unwrap_or(i64::MAX)),
-            fmt_bytes(s.used_bytes),
-            "being deleted".to_string(),
-        ]);
-    }
-    t.render_or("no snapshots")
-}
-
-/// The snapshots of a volume as JSON: the wanted ones with the agent's
-/// figures, then those only the agent still has.
-pub fn snapshots_json(v: &pb::Volume) -> Value {
-    let observed: &[agent::SnapshotStatus] =
-        v.observed.as_ref().map_or(&[], |o| o.snapshots.as_slice());
-    let mut list: Vec<Value> = v
-        .snapshots
+    let wanted = v.snapshots.iter().map(move |name| {
+        let found = observed.iter().find(|s| &s.name == name);
+        (name.as_str(), true, found)
+    });
+    let leaving = observed
         .iter()
-        .map(|name| {
-            let found = observed.iter().find(|s| &s.name == name);
-            json!({
-                "name": name,
-                "wanted": true,
-                "present": found.is_some(),
-                "created_unix": found.map(|s| s.created_unix),
-                "used_bytes": found.map(|s| s.used_bytes),
-            })
+        .filter(|s| !v.snapshots.contains(&s.name))
+        .map(|s| (s.name.as_str(), false, Some(s)));
+    wanted.chain(leaving)
+}
+
+/// One line per snapshot, in the order of [`snapshots`].
+pub fn snapshots_table(v: &pb::Volume) -> String {
+    Table::new(&["SNAPSHOT", "CREATED", "USED", "STATE"])
+        .rows(snapshots(v), |(name, wanted, found)| {
+            let state = match (wanted, found) {
+                (true, Some(_)) => "present",
+                (true, None) => "pending (taken at the agent's next pass)",
+                (false, _) => "being deleted",
+            };
+            vec![
+                clean(name).into(),
+                found.map_or_else(
+                    || "-".to_string(),
+                    |s| fmt_time(i64::try_from(s.created_unix).unwrap_or(i64::MAX)),
+                ),
+                found.map_or_else(|| "-".to_string(), |s| fmt_bytes(s.used_bytes)),
+                state.to_string(),
+            ]
         })
-        .collect();
-    list.extend(
-        observed
-            .iter()
-            .filter(|s| !v.snapshots.contains(&s.name))
-            .map(|s| {
+        .render_or("no snapshots")
+}
+
+/// The snapshots of a volume as JSON, in the order of [`snapshots`], with
+/// the agent's figures where it has them.
+pub fn snapshots_json(v: &pb::Volume) -> Value {
+    Value::Array(
+        snapshots(v)
+            .map(|(name, wanted, found)| {
                 json!({
-                    "name": s.name,
-                    "wanted": false,
-                    "present": true,
-                    "created_unix": s.created_unix,
-                    "used_bytes": s.used_bytes,
+                    "name": name,
+                    "wanted": wanted,
+                    "present": found.is_some(),
+                    "created_unix": found.map(|s| s.created_unix),
+                    "used_bytes": found.map(|s| s.used_bytes),
                 })
-            }),
-    );
-    Value::Array(list)
+            })
+            .collect(),
+    )
 }
 
 fn mount_state(o: &agent::VolumeStatus) -> String {

@@ -7,7 +7,7 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 use serde_json::{Value, json};
 
-use super::{Details, Table, clean, fmt_bytes, fmt_time, or_dash};
+use super::{Details, Table, clean, fmt_bytes, fmt_time, joined, or_dash, with_secret};
 
 // ---------------------------------------------------------------- status words
 
@@ -101,7 +101,7 @@ pub fn tenant_details(t: &pb::Tenant) -> String {
 }
 
 pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "NAME",
         "OFFER",
         "MEMBERSHIP UNTIL",
@@ -110,9 +110,9 @@ pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
         "POSIX ID",
         "CREATED",
         "DISPLAY NAME",
-    ]);
-    for x in tenants {
-        t.row(vec![
+    ])
+    .rows(tenants, |x| {
+        vec![
             clean(&x.name).into(),
             offer_word(x.offer).to_string(),
             membership(x),
@@ -121,9 +121,9 @@ pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
             posix_id(x.posix_id),
             fmt_time(x.created_unix),
             or_dash(&x.display_name).into(),
-        ]);
-    }
-    t.render_or("no tenants")
+        ]
+    })
+    .render_or("no tenants")
 }
 
 // ---------------------------------------------------------------- users
@@ -137,18 +137,6 @@ pub fn user_json(u: &pb::User) -> Value {
         "node_grants": u.node_grants,
         "created_unix": u.created_unix,
     })
-}
-
-fn grants(u: &pb::User) -> String {
-    if u.node_grants.is_empty() {
-        "-".to_string()
-    } else {
-        u.node_grants
-            .iter()
-            .map(|g| clean(g).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 fn tenant_of(u: &pb::User) -> Cow<'_, str> {
@@ -165,37 +153,37 @@ pub fn user_details(u: &pb::User) -> String {
         .field("Role", role_word(u.role))
         .field("Tenant", tenant_of(u))
         .field("Display name", or_dash(&u.display_name))
-        .field("Node grants", grants(u))
+        .field("Node grants", joined(&u.node_grants))
         .field("Created", fmt_time(u.created_unix))
         .render()
 }
 
 pub fn users_table(users: &[pb::User]) -> String {
-    let mut t = Table::new(&[
+    Table::new(&[
         "NAME",
         "ROLE",
         "TENANT",
         "NODE GRANTS",
         "CREATED",
         "DISPLAY NAME",
-    ]);
-    for u in users {
-        t.row(vec![
+    ])
+    .rows(users, |u| {
+        vec![
             clean(&u.name).into(),
             role_word(u.role).to_string(),
             or_dash(&u.tenant).into(),
-            grants(u),
+            joined(&u.node_grants),
             fmt_time(u.created_unix),
             or_dash(&u.display_name).into(),
-        ]);
-    }
-    t.render_or("no users")
+        ]
+    })
+    .render_or("no users")
 }
 
 // ---------------------------------------------------------------- api tokens
 
 pub fn api_token_json(t: &pb::ApiToken) -> Value {
-    let mut v = json!({
+    let v = json!({
         "id": t.id,
         "user": t.user,
         "description": t.description,
@@ -203,10 +191,7 @@ pub fn api_token_json(t: &pb::ApiToken) -> Value {
         "expires_unix": t.expires_unix,
         "revoked": t.revoked,
     });
-    if !t.secret.is_empty() {
-        v["secret"] = Value::String(t.secret.clone());
-    }
-    v
+    with_secret(v, &t.secret)
 }
 
 pub fn api_token_details(t: &pb::ApiToken, now_unix: i64) -> String {
@@ -221,18 +206,18 @@ pub fn api_token_details(t: &pb::ApiToken, now_unix: i64) -> String {
 }
 
 pub fn api_tokens_table(tokens: &[pb::ApiToken], now_unix: i64) -> String {
-    let mut t = Table::new(&["ID", "USER", "STATE", "CREATED", "EXPIRES", "DESCRIPTION"]);
-    for x in tokens {
-        t.row(vec![
-            clean(&x.id).into(),
-            clean(&x.user).into(),
-            api_token_state(x, now_unix).to_string(),
-            fmt_time(x.created_unix),
-            fmt_time(x.expires_unix),
-            or_dash(&x.description).into(),
-        ]);
-    }
-    t.render_or("no tokens")
+    Table::new(&["ID", "USER", "STATE", "CREATED", "EXPIRES", "DESCRIPTION"])
+        .rows(tokens, |x| {
+            vec![
+                clean(&x.id).into(),
+                clean(&x.user).into(),
+                api_token_state(x, now_unix).to_string(),
+                fmt_time(x.created_unix),
+                fmt_time(x.expires_unix),
+                or_dash(&x.description).into(),
+            ]
+        })
+        .render_or("no tokens")
 }
 
 #[cfg(test)]
