@@ -5,11 +5,16 @@ use std::time::Duration;
 
 use coloc_proto::controller::v1 as pb;
 
-use super::{array, call, connect};
+use super::{call, connect};
 use crate::args::GlobalArgs;
 use crate::args::apps::{AppCommand, RequestCommand};
 use crate::error::Failure;
 use crate::input::{InstanceRef, check_remove_confirm};
+use crate::output::apps::{
+    catalog_json, catalog_table, instance_details, instance_has_error, instance_json,
+    instance_name, instances_table, log_lines, logs_json, request_details, request_json,
+    request_state_word, requests_table,
+};
 use crate::output::{self, Printer};
 
 fn instance_ref(instance: &InstanceRef) -> pb::InstanceRef {
@@ -23,9 +28,7 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
         AppCommand::Catalog => {
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_catalog(pb::ListCatalogRequest {})).await?;
-            out.emit(array(&list.apps, output::apps::catalog_json), || {
-                output::apps::catalog_table(&list.apps)
-            })
+            out.list(&list.apps, catalog_json, catalog_table)
         }
         AppCommand::Request {
             tenant,
@@ -43,14 +46,14 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
             };
             let api = connect(global).await?;
             let r = call(&api, api.apps().request_app(request)).await?;
-            out.emit(output::apps::request_json(&r), || {
+            out.emit(request_json(&r), || {
                 format!(
                     "Request {id}: {} for {} on {} is {}.\n\
                      An administrator will discuss and approve it: coloc request show {id}\n",
                     output::clean(&r.app),
                     output::clean(&r.tenant),
                     output::clean(&r.node),
-                    output::apps::request_state_word(r.state),
+                    request_state_word(r.state),
                     id = r.id,
                 )
             })
@@ -62,10 +65,8 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
             };
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_instances(request)).await?;
-            out.emit(array(&list.instances, output::apps::instance_json), || {
-                output::apps::instances_table(&list.instances)
-            })?;
-            if list.instances.iter().any(output::apps::instance_has_error) {
+            out.list(&list.instances, instance_json, instances_table)?;
+            if list.instances.iter().any(instance_has_error) {
                 out.note("Some apps report an error: 'coloc app status TENANT/APP' shows it with the last log lines.");
             }
             Ok(())
@@ -73,40 +74,38 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
         AppCommand::Status { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().get_instance(instance_ref(&instance))).await?;
-            out.emit(output::apps::instance_json(&i), || {
-                output::apps::instance_details(&i)
-            })
+            out.emit(instance_json(&i), || instance_details(&i))
         }
         AppCommand::Start { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().start_instance(instance_ref(&instance))).await?;
-            out.emit(output::apps::instance_json(&i), || {
+            out.emit(instance_json(&i), || {
                 format!(
                     "Starting {}: its node's agent starts it at its next pass.\n{}",
-                    output::apps::instance_name(&i),
-                    output::apps::instance_details(&i)
+                    instance_name(&i),
+                    instance_details(&i)
                 )
             })
         }
         AppCommand::Stop { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().stop_instance(instance_ref(&instance))).await?;
-            out.emit(output::apps::instance_json(&i), || {
-                let name = output::apps::instance_name(&i);
+            out.emit(instance_json(&i), || {
+                let name = instance_name(&i);
                 format!(
                     "Stopping {name}: its node's agent stops it at its next pass; it stays stopped until 'coloc app start {name}'.\n{}",
-                    output::apps::instance_details(&i)
+                    instance_details(&i)
                 )
             })
         }
         AppCommand::Restart { instance } => {
             let api = connect(global).await?;
             let i = call(&api, api.apps().restart_instance(instance_ref(&instance))).await?;
-            out.emit(output::apps::instance_json(&i), || {
+            out.emit(instance_json(&i), || {
                 format!(
                     "Restarting {}: its node's agent restarts it at its next pass.\n{}",
-                    output::apps::instance_name(&i),
-                    output::apps::instance_details(&i)
+                    instance_name(&i),
+                    instance_details(&i)
                 )
             })
         }
@@ -114,7 +113,7 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
             check_remove_confirm(&instance, confirm.as_deref())?;
             let api = connect(global).await?;
             let i = call(&api, api.apps().remove_instance(instance_ref(&instance))).await?;
-            out.emit(output::apps::instance_json(&i), || removed_text(&i))
+            out.emit(instance_json(&i), || removed_text(&i))
         }
         AppCommand::Logs {
             instance,
@@ -126,7 +125,7 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
 
 /// What a removal does, and what it leaves.
 fn removed_text(i: &pb::AppInstance) -> String {
-    let name = output::apps::instance_name(i);
+    let name = instance_name(i);
     let app = output::clean(&i.app);
     let data = if i.volume.is_empty() {
         format!("Its data stays on the tenant's volume, under apps/{app}.")
@@ -156,12 +155,12 @@ fn print_follow_page(out: Printer, page: &pb::InstanceLogs) -> Result<bool, Fail
         return Ok(true);
     }
     let text = if out.json {
-        let mut line = serde_json::to_string(&output::apps::logs_json(page))
+        let mut line = serde_json::to_string(&logs_json(page))
             .map_err(|e| Failure::generic(format!("cannot encode JSON: {e}")))?;
         line.push('\n');
         line
     } else {
-        output::apps::log_lines(&page.lines)
+        log_lines(&page.lines)
     };
     output::write_stdout_while_read(&text)
 }
@@ -201,9 +200,7 @@ async fn logs(
             out.note(&format!("no journal lines for {instance} yet"));
             return Ok(());
         }
-        return out.emit(output::apps::logs_json(&first), || {
-            output::apps::log_lines(&first.lines)
-        });
+        return out.emit(logs_json(&first), || log_lines(&first.lines));
     };
     if !print_follow_page(out, &first)? {
         return Ok(());
@@ -250,16 +247,12 @@ pub async fn request(
             };
             let api = connect(global).await?;
             let list = call(&api, api.apps().list_requests(request)).await?;
-            out.emit(array(&list.requests, output::apps::request_json), || {
-                output::apps::requests_table(&list.requests)
-            })
+            out.list(&list.requests, request_json, requests_table)
         }
         RequestCommand::Show { id } => {
             let api = connect(global).await?;
             let r = call(&api, api.apps().get_request(pb::GetRequestRequest { id })).await?;
-            out.emit(output::apps::request_json(&r), || {
-                output::apps::request_details(&r)
-            })
+            out.emit(request_json(&r), || request_details(&r))
         }
         RequestCommand::Comment { id, text } => {
             let api = connect(global).await?;
@@ -269,11 +262,11 @@ pub async fn request(
                     .comment_request(pb::CommentRequestRequest { id, text }),
             )
             .await?;
-            out.emit(output::apps::request_json(&r), || {
+            out.emit(request_json(&r), || {
                 format!(
                     "Comment added to request {}.\n{}",
                     r.id,
-                    output::apps::request_details(&r)
+                    request_details(&r)
                 )
             })
         }
@@ -287,7 +280,7 @@ pub async fn request(
                 }),
             )
             .await?;
-            out.emit(output::apps::request_json(&r), || {
+            out.emit(request_json(&r), || {
                 let instance = format!("{}/{}", output::clean(&r.tenant), output::clean(&r.app));
                 format!(
                     "Approved request {}: {instance} is created and its node installs and starts it at its next pass.\n\
@@ -309,7 +302,7 @@ pub async fn request(
                     .reject_request(pb::DecideRequestRequest { id, comment }),
             )
             .await?;
-            out.emit(output::apps::request_json(&r), || {
+            out.emit(request_json(&r), || {
                 format!(
                     "Rejected request {}; the tenant reads why with 'coloc request show {}'.\n",
                     r.id, r.id

@@ -3,10 +3,11 @@
 
 use coloc_proto::controller::v1 as pb;
 
-use super::{array, call, connect};
+use super::{call, connect};
 use crate::args::{AuditArgs, GlobalArgs};
 use crate::error::Failure;
-use crate::output::{self, Printer};
+use crate::output::Printer;
+use crate::output::audit::{audit_json, audit_table};
 
 /// colocd's page size when none is asked for.
 const AUDIT_DEFAULT_LIMIT: u32 = 100;
@@ -25,9 +26,7 @@ pub async fn audit(global: &GlobalArgs, out: Printer, args: AuditArgs) -> Result
     };
     let api = connect(global).await?;
     let list = call(&api, api.audit().list_audit(request)).await?;
-    out.emit(array(&list.entries, output::audit::audit_json), || {
-        output::audit::audit_table(&list.entries)
-    })?;
+    out.list(&list.entries, audit_json, audit_table)?;
     if let Some(hint) = next_audit_page(&args, limit, &list.entries) {
         out.note(&format!("Older entries may exist: {hint}"));
     }

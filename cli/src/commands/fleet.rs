@@ -4,12 +4,17 @@
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 
-use super::{array, call, connect, now_unix, print_secret};
+use super::{call, connect, now_unix, print_secret};
 use crate::args::GlobalArgs;
 use crate::args::fleet::{NodeCommand, NodeTokenCommand, SiteCommand};
 use crate::client::Api;
 use crate::error::Failure;
 use crate::input::parse_label_change;
+use crate::output::fleet::{
+    join_token_json, join_tokens_table, node_details, node_generation_json, node_generations_table,
+    node_json, node_status, nodes_table, ping_line, site_details, site_json, sites_table,
+    stats_details, stats_json,
+};
 use crate::output::{self, Printer};
 
 pub async fn site(global: &GlobalArgs, out: Printer, command: SiteCommand) -> Result<(), Failure> {
@@ -28,16 +33,14 @@ pub async fn site(global: &GlobalArgs, out: Printer, command: SiteCommand) -> Re
             };
             let api = connect(global).await?;
             let site = call(&api, api.sites().create_site(request)).await?;
-            out.emit(output::fleet::site_json(&site), || {
-                format!("Created site:\n{}", output::fleet::site_details(&site))
+            out.emit(site_json(&site), || {
+                format!("Created site:\n{}", site_details(&site))
             })
         }
         SiteCommand::List => {
             let api = connect(global).await?;
             let list = call(&api, api.sites().list_sites(pb::ListSitesRequest {})).await?;
-            out.emit(array(&list.sites, output::fleet::site_json), || {
-                output::fleet::sites_table(&list.sites)
-            })
+            out.list(&list.sites, site_json, sites_table)
         }
     }
 }
@@ -49,9 +52,7 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
             let site = site.map(String::from).unwrap_or_default();
             let api = connect(global).await?;
             let nodes = list_all_nodes(&api, &site).await?;
-            out.emit(array(&nodes, output::fleet::node_json), || {
-                output::fleet::nodes_table(&nodes)
-            })
+            out.list(&nodes, node_json, nodes_table)
         }
         NodeCommand::Show { name } => {
             let api = connect(global).await?;
@@ -61,9 +62,7 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
                     .get_node(pb::GetNodeRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::fleet::node_json(&node), || {
-                output::fleet::node_details(&node)
-            })
+            out.emit(node_json(&node), || node_details(&node))
         }
         NodeCommand::Drain { name } => drain(global, out, name, true).await,
         NodeCommand::Undrain { name } => drain(global, out, name, false).await,
@@ -81,7 +80,7 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
                 "round_trip_us": pong.round_trip_us,
                 "agent_unix_ms": pong.agent_unix_ms,
             });
-            out.emit(json, || output::fleet::ping_line(&name, &pong))
+            out.emit(json, || ping_line(&name, &pong))
         }
         NodeCommand::RefreshFacts { name } => {
             let api = connect(global).await?;
@@ -91,9 +90,7 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
                     .refresh_node_facts(pb::GetNodeRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::fleet::node_json(&node), || {
-                output::fleet::node_details(&node)
-            })
+            out.emit(node_json(&node), || node_details(&node))
         }
         NodeCommand::Label { words, remove, all } => {
             let change = parse_label_change(&words, &remove, all)?;
@@ -104,9 +101,10 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
             };
             let api = connect(global).await?;
             let changed = call(&api, api.nodes().set_node_labels(request)).await?;
-            out.emit(
-                array(&changed.updated, output::fleet::node_generation_json),
-                || output::fleet::node_generations_table(&changed.updated),
+            out.list(
+                &changed.updated,
+                node_generation_json,
+                node_generations_table,
             )
         }
     }
@@ -155,7 +153,7 @@ async fn drain(
         }),
     )
     .await?;
-    out.emit(output::fleet::node_json(&node), || {
+    out.emit(node_json(&node), || {
         let what = if drain {
             "draining: it keeps what it runs and takes no new workload"
         } else {
@@ -164,7 +162,7 @@ async fn drain(
         format!(
             "Node {} is {what} (status: {}).\n",
             output::clean(&node.name),
-            output::fleet::node_status(node.status)
+            node_status(node.status)
         )
     })
 }
@@ -188,12 +186,7 @@ async fn node_token(
                 output::clean(&token.site),
                 output::fmt_time(token.expires_unix)
             );
-            print_secret(
-                out,
-                output::fleet::join_token_json(&token),
-                &token.secret,
-                about,
-            )
+            print_secret(out, join_token_json(&token), &token.secret, about)
         }
         NodeTokenCommand::List => {
             let api = connect(global).await?;
@@ -203,9 +196,7 @@ async fn node_token(
             )
             .await?;
             let now = now_unix();
-            out.emit(array(&list.tokens, output::fleet::join_token_json), || {
-                output::fleet::join_tokens_table(&list.tokens, now)
-            })
+            out.list(&list.tokens, join_token_json, |x| join_tokens_table(x, now))
         }
     }
 }
@@ -219,7 +210,5 @@ pub async fn stats(global: &GlobalArgs, out: Printer) -> Result<(), Failure> {
             .get_controller_stats(pb::GetControllerStatsRequest {}),
     )
     .await?;
-    out.emit(output::fleet::stats_json(&stats), || {
-        output::fleet::stats_details(&stats)
-    })
+    out.emit(stats_json(&stats), || stats_details(&stats))
 }

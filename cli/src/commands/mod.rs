@@ -67,10 +67,6 @@ fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn array<T>(items: &[T], f: impl Fn(&T) -> serde_json::Value) -> serde_json::Value {
-    serde_json::Value::Array(items.iter().map(f).collect())
-}
-
 /// Prints a secret that colocd will never show again: the secret alone on
 /// stdout (so `$(coloc token create)` captures just it), the explanation
 /// on stderr. In JSON mode the whole object goes to stdout.

@@ -4,13 +4,17 @@ use coloc_proto::agent::v1 as agent;
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::{DiskRef, SnapshotName};
 
-use super::{array, call, connect};
+use super::{call, connect};
 use crate::args::GlobalArgs;
 use crate::args::storage::{
     PoolCommand, PoolLayoutArg, PoolTypeArg, SnapshotCommand, VolumeCommand,
 };
 use crate::error::Failure;
 use crate::input::{VolumeRef, check_rollback_confirm};
+use crate::output::storage::{
+    pool_details, pool_json, pool_layout_word, pools_table, snapshots_json, snapshots_table,
+    volume_details, volume_json, volume_name, volumes_table,
+};
 use crate::output::{self, Printer};
 
 /// Refuses layouts the backend does not offer and too few or repeated
@@ -35,7 +39,7 @@ fn check_pool_layout(
     if disks.len() < min {
         return Err(Failure::invalid(format!(
             "a {} pool needs at least {min} disks, {} given",
-            output::storage::pool_layout_word(agent::PoolLayout::from(layout) as i32),
+            pool_layout_word(agent::PoolLayout::from(layout) as i32),
             disks.len()
         )));
     }
@@ -71,7 +75,7 @@ pub async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Re
             };
             let api = connect(global).await?;
             let pool = call(&api, api.storage().create_pool(request)).await?;
-            out.emit(output::storage::pool_json(&pool), || {
+            out.emit(pool_json(&pool), || {
                 let blank = if pool.force {
                     "wiping disks that hold data"
                 } else {
@@ -81,7 +85,7 @@ pub async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Re
                     "Declared pool {} on {}: its agent creates it at its next pass, {blank}.\n{}",
                     output::clean(&pool.name),
                     output::clean(&pool.node),
-                    output::storage::pool_details(&pool)
+                    pool_details(&pool)
                 )
             })
         }
@@ -91,9 +95,7 @@ pub async fn pool(global: &GlobalArgs, out: Printer, command: PoolCommand) -> Re
             };
             let api = connect(global).await?;
             let list = call(&api, api.storage().list_pools(request)).await?;
-            out.emit(array(&list.pools, output::storage::pool_json), || {
-                output::storage::pools_table(&list.pools)
-            })?;
+            out.list(&list.pools, pool_json, pools_table)?;
             if list.pools.iter().any(|p| !p.orphans.is_empty()) {
                 out.note(
                     "Orphans are volumes on disk that colocd does not know; they are never touched. 'coloc pool list --json' lists them.",
@@ -150,11 +152,11 @@ pub async fn volume(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().create_volume(request)).await?;
-            out.emit(output::storage::volume_json(&v), || {
+            out.emit(volume_json(&v), || {
                 format!(
                     "Created volume {}; its node's agent creates and mounts it at its next pass.\n{}",
-                    output::storage::volume_name(&v),
-                    output::storage::volume_details(&v)
+                    volume_name(&v),
+                    volume_details(&v)
                 )
             })
         }
@@ -166,16 +168,12 @@ pub async fn volume(
             };
             let api = connect(global).await?;
             let list = call(&api, api.storage().list_volumes(request)).await?;
-            out.emit(array(&list.volumes, output::storage::volume_json), || {
-                output::storage::volumes_table(&list.volumes)
-            })
+            out.list(&list.volumes, volume_json, volumes_table)
         }
         VolumeCommand::Show { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().get_volume(volume_ref(&volume))).await?;
-            out.emit(output::storage::volume_json(&v), || {
-                output::storage::volume_details(&v)
-            })
+            out.emit(volume_json(&v), || volume_details(&v))
         }
         VolumeCommand::Resize {
             volume,
@@ -189,29 +187,29 @@ pub async fn volume(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().resize_volume(request)).await?;
-            out.emit(output::storage::volume_json(&v), || {
+            out.emit(volume_json(&v), || {
                 format!(
                     "Volume {} is now {}; its agent applies the size at its next pass.\n{}",
-                    output::storage::volume_name(&v),
+                    volume_name(&v),
                     output::fmt_bytes(v.size_bytes),
-                    output::storage::volume_details(&v)
+                    volume_details(&v)
                 )
             })
         }
         VolumeCommand::Delete { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().delete_volume(volume_ref(&volume))).await?;
-            out.emit(output::storage::volume_json(&v), || deleted_text(&v))
+            out.emit(volume_json(&v), || deleted_text(&v))
         }
         VolumeCommand::Restore { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().restore_volume(volume_ref(&volume))).await?;
-            out.emit(output::storage::volume_json(&v), || {
+            out.emit(volume_json(&v), || {
                 format!(
                     "Restored volume {}: its agent mounts it read-write again at {} at its next pass.\n{}",
-                    output::storage::volume_name(&v),
+                    volume_name(&v),
                     output::clean(&v.mount_path),
-                    output::storage::volume_details(&v)
+                    volume_details(&v)
                 )
             })
         }
@@ -226,7 +224,7 @@ pub async fn volume(
 
 /// What a deletion means and how to undo it.
 fn deleted_text(v: &pb::Volume) -> String {
-    let name = output::storage::volume_name(v);
+    let name = volume_name(v);
     format!(
         "Deleted volume {name}: it is unmounted and kept read-only with its snapshots until {} UTC, then destroyed.\n\
          To bring it back before then: coloc volume restore {name}\n",
@@ -247,20 +245,18 @@ async fn snapshot(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().create_snapshot(request)).await?;
-            out.emit(output::storage::volume_json(&v), || {
+            out.emit(volume_json(&v), || {
                 format!(
                     "Snapshot {snapshot} of {} requested; its agent takes it at its next pass.\n{}",
-                    output::storage::volume_name(&v),
-                    output::storage::snapshots_table(&v)
+                    volume_name(&v),
+                    snapshots_table(&v)
                 )
             })
         }
         SnapshotCommand::List { volume } => {
             let api = connect(global).await?;
             let v = call(&api, api.storage().get_volume(volume_ref(&volume))).await?;
-            out.emit(output::storage::snapshots_json(&v), || {
-                output::storage::snapshots_table(&v)
-            })
+            out.emit(snapshots_json(&v), || snapshots_table(&v))
         }
         SnapshotCommand::Delete { volume, snapshot } => {
             let request = pb::SnapshotRequest {
@@ -269,11 +265,11 @@ async fn snapshot(
             };
             let api = connect(global).await?;
             let v = call(&api, api.storage().delete_snapshot(request)).await?;
-            out.emit(output::storage::volume_json(&v), || {
+            out.emit(volume_json(&v), || {
                 format!(
                     "Snapshot {snapshot} of {} deleted; its agent destroys it at its next pass.\n{}",
-                    output::storage::volume_name(&v),
-                    output::storage::snapshots_table(&v)
+                    volume_name(&v),
+                    snapshots_table(&v)
                 )
             })
         }
@@ -309,11 +305,11 @@ async fn rollback(
         confirm: confirm.unwrap_or_default(),
     };
     let v = call(&api, api.storage().rollback_volume(request)).await?;
-    out.emit(output::storage::volume_json(&v), || {
+    out.emit(volume_json(&v), || {
         format!(
             "Rolled {} back to snapshot {snapshot}.\n{}",
-            output::storage::volume_name(&v),
-            output::storage::volume_details(&v)
+            volume_name(&v),
+            volume_details(&v)
         )
     })
 }

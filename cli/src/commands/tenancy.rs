@@ -4,11 +4,15 @@
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{self, Role};
 
-use super::{array, call, connect, now_unix, print_secret};
+use super::{call, connect, now_unix, print_secret};
 use crate::args::GlobalArgs;
 use crate::args::tenancy::{TenantCommand, TokenCommand, UserCommand};
 use crate::certs;
 use crate::error::Failure;
+use crate::output::tenancy::{
+    api_token_details, api_token_json, api_tokens_table, tenant_details, tenant_json,
+    tenants_table, user_details, user_json, users_table,
+};
 use crate::output::{self, Printer};
 
 pub async fn tenant(
@@ -31,19 +35,14 @@ pub async fn tenant(
             };
             let api = connect(global).await?;
             let tenant = call(&api, api.tenants().create_tenant(request)).await?;
-            out.emit(output::tenancy::tenant_json(&tenant), || {
-                format!(
-                    "Created tenant:\n{}",
-                    output::tenancy::tenant_details(&tenant)
-                )
+            out.emit(tenant_json(&tenant), || {
+                format!("Created tenant:\n{}", tenant_details(&tenant))
             })
         }
         TenantCommand::List => {
             let api = connect(global).await?;
             let list = call(&api, api.tenants().list_tenants(pb::ListTenantsRequest {})).await?;
-            out.emit(array(&list.tenants, output::tenancy::tenant_json), || {
-                output::tenancy::tenants_table(&list.tenants)
-            })
+            out.list(&list.tenants, tenant_json, tenants_table)
         }
         TenantCommand::Show { name } => {
             let api = connect(global).await?;
@@ -53,9 +52,7 @@ pub async fn tenant(
                     .get_tenant(pb::GetTenantRequest { name: name.into() }),
             )
             .await?;
-            out.emit(output::tenancy::tenant_json(&tenant), || {
-                output::tenancy::tenant_details(&tenant)
-            })
+            out.emit(tenant_json(&tenant), || tenant_details(&tenant))
         }
         TenantCommand::SetStorage {
             name,
@@ -74,11 +71,8 @@ pub async fn tenant(
             };
             let api = connect(global).await?;
             let tenant = call(&api, api.storage().set_tenant_storage(request)).await?;
-            out.emit(output::tenancy::tenant_json(&tenant), || {
-                format!(
-                    "Updated tenant storage:\n{}",
-                    output::tenancy::tenant_details(&tenant)
-                )
+            out.emit(tenant_json(&tenant), || {
+                format!("Updated tenant storage:\n{}", tenant_details(&tenant))
             })
         }
     }
@@ -115,8 +109,8 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().create_user(request)).await?;
-            out.emit(output::tenancy::user_json(&user), || {
-                format!("Created user:\n{}", output::tenancy::user_details(&user))
+            out.emit(user_json(&user), || {
+                format!("Created user:\n{}", user_details(&user))
             })
         }
         UserCommand::List { tenant } => {
@@ -125,9 +119,7 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
             };
             let api = connect(global).await?;
             let list = call(&api, api.users().list_users(request)).await?;
-            out.emit(array(&list.users, output::tenancy::user_json), || {
-                output::tenancy::users_table(&list.users)
-            })
+            out.list(&list.users, user_json, users_table)
         }
         UserCommand::Grant { user, node } => {
             let request = pb::GrantNodeRequest {
@@ -136,9 +128,7 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().grant_node(request)).await?;
-            out.emit(output::tenancy::user_json(&user), || {
-                output::tenancy::user_details(&user)
-            })
+            out.emit(user_json(&user), || user_details(&user))
         }
         UserCommand::RevokeGrant { user, node } => {
             let request = pb::GrantNodeRequest {
@@ -147,9 +137,7 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
             };
             let api = connect(global).await?;
             let user = call(&api, api.users().revoke_node_grant(request)).await?;
-            out.emit(output::tenancy::user_json(&user), || {
-                output::tenancy::user_details(&user)
-            })
+            out.emit(user_json(&user), || user_details(&user))
         }
         UserCommand::Cert {
             user,
@@ -227,12 +215,7 @@ pub async fn token(
                 output::clean(&token.user),
                 output::fmt_time(token.expires_unix)
             );
-            print_secret(
-                out,
-                output::tenancy::api_token_json(&token),
-                &token.secret,
-                about,
-            )
+            print_secret(out, api_token_json(&token), &token.secret, about)
         }
         TokenCommand::List { user, all } => {
             let request = pb::ListTokensRequest {
@@ -242,9 +225,7 @@ pub async fn token(
             let api = connect(global).await?;
             let list = call(&api, api.tokens().list_tokens(request)).await?;
             let now = now_unix();
-            out.emit(array(&list.tokens, output::tenancy::api_token_json), || {
-                output::tenancy::api_tokens_table(&list.tokens, now)
-            })
+            out.list(&list.tokens, api_token_json, |x| api_tokens_table(x, now))
         }
         TokenCommand::Revoke { id } => {
             let api = connect(global).await?;
@@ -254,11 +235,8 @@ pub async fn token(
             )
             .await?;
             let now = now_unix();
-            out.emit(output::tenancy::api_token_json(&token), || {
-                format!(
-                    "Revoked token:\n{}",
-                    output::tenancy::api_token_details(&token, now)
-                )
+            out.emit(api_token_json(&token), || {
+                format!("Revoked token:\n{}", api_token_details(&token, now))
             })
         }
     }
@@ -268,9 +246,7 @@ pub async fn token(
 pub async fn whoami(global: &GlobalArgs, out: Printer) -> Result<(), Failure> {
     let api = connect(global).await?;
     let me = call(&api, api.users().who_am_i(pb::WhoAmIRequest {})).await?;
-    out.emit(output::tenancy::user_json(&me), || {
-        output::tenancy::user_details(&me)
-    })
+    out.emit(user_json(&me), || user_details(&me))
 }
 
 #[cfg(test)]

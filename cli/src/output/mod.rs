@@ -56,6 +56,19 @@ impl Printer {
         write_stdout(&text)
     }
 
+    /// Prints a list: a JSON array of each item's `json`, else the text
+    /// `human` makes of them all (a table).
+    pub fn list<T>(
+        &self,
+        items: &[T],
+        json: impl Fn(&T) -> Value,
+        human: impl FnOnce(&[T]) -> String,
+    ) -> Result<(), Failure> {
+        self.emit(Value::Array(items.iter().map(json).collect()), || {
+            human(items)
+        })
+    }
+
     /// A remark for people (stderr), left out in JSON mode.
     pub fn note(&self, text: &str) {
         if !self.json {
