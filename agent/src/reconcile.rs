@@ -29,6 +29,7 @@ use crate::apps::{self, AppsReport};
 use crate::desired::{Desired, DesiredError};
 use crate::host::Host;
 use crate::ledger::LedgerStore;
+use crate::logging::ids;
 use crate::status::{Outcome, Persist, StatusHub};
 use crate::storage::{self, StorageError, StorageReport};
 use coloc_proto::error_chain;
@@ -188,23 +189,7 @@ impl Reconciler {
             storage_observed: storage.observed,
             apps: apps.statuses,
         };
-        if failures.is_empty() {
-            tracing::info!(
-                node = %self.node_name,
-                generation = desired.generation,
-                draining = desired.draining,
-                volumes = report.volumes.len(),
-                apps = report.apps.len(),
-                "desired configuration applied"
-            );
-        } else {
-            tracing::error!(
-                node = %self.node_name,
-                generation = desired.generation,
-                error = %report.message,
-                "reconciliation failed"
-            );
-        }
+        self.log_pass(&report);
         self.status.update(Persist::Yes, |s| {
             s.reconcile_passes += 1;
             s.last_outcome = Some(report.outcome);
@@ -273,6 +258,66 @@ impl Reconciler {
         }
     }
 
+    /// Logs what a pass changed, once: a generation applied for the first
+    /// time (or again after failures) at info, a failure that is new or
+    /// different at error, each orphan when first seen at warn; a pass
+    /// that changed nothing at debug. Reads the previous pass's report, so
+    /// it runs before that is replaced.
+    fn log_pass(&self, report: &ReconcileReport) {
+        let previous = self.last_report();
+        let same = previous.as_ref().is_some_and(|p| {
+            p.generation == report.generation
+                && p.outcome == report.outcome
+                && p.message == report.message
+        });
+        let node = &self.node_name;
+        let generation = report.generation;
+        match (report.outcome == Outcome::Applied, same) {
+            (true, false) => tracing::info!(
+                message_id = ids::CONFIG_APPLIED,
+                node = %node,
+                generation,
+                draining = report.draining,
+                volumes = report.volumes.len(),
+                apps = report.apps.len(),
+                "desired configuration applied"
+            ),
+            (true, true) => tracing::debug!(
+                node = %node,
+                generation,
+                "desired configuration still applied; nothing changed"
+            ),
+            (false, false) => tracing::error!(
+                message_id = ids::PASS_FAILED,
+                node = %node,
+                generation,
+                error = %report.message,
+                "reconciliation failed"
+            ),
+            (false, true) => tracing::debug!(
+                node = %node,
+                generation,
+                error = %report.message,
+                "reconciliation failed again, as in the previous pass"
+            ),
+        }
+        for orphan in &report.orphans {
+            let known = previous
+                .as_ref()
+                .is_some_and(|p| p.orphans.contains(orphan));
+            if !known {
+                tracing::warn!(
+                    message_id = ids::ORPHAN_FOUND,
+                    node = %node,
+                    pool = %orphan.pool,
+                    object = %orphan.object,
+                    volume = %orphan.volume_id,
+                    "orphan volume: carries a coloc id the configuration does not name; left alone"
+                );
+            }
+        }
+    }
+
     /// Rolls volume `volume_id` back to `snapshot`, its most recent
     /// snapshot (the `RollbackVolume` request). The volume must be ACTIVE
     /// in the configuration the ledger holds. Waits for a pass in progress.
@@ -305,7 +350,7 @@ impl Reconciler {
         let result = storage::rollback(&self.host.volumes, &decl, snapshot).await;
         match &result {
             Ok(_) => {
-                tracing::info!(node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")
+                tracing::info!(message_id = ids::VOLUME_ROLLED_BACK, node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")
             }
             Err(e) => {
                 tracing::warn!(node = %self.node_name, volume = %spec.id, snapshot, error = %error_chain(e), "volume rollback refused or failed")

@@ -32,6 +32,7 @@ use crate::host::volumes::{
     DiskProbe, PoolObservation, VolumeBackend, VolumeObject, VolumeParams, Volumes,
 };
 use crate::ledger::LedgerError;
+use crate::logging::ids;
 use coloc_proto::error_chain;
 
 /// What the error of a pool declared on disks that hold data says.
@@ -281,7 +282,7 @@ impl<'a> Pass<'a> {
         }
         match backend.import_pool(&desired.name).await {
             Ok(true) => {
-                tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), "pool imported");
+                tracing::info!(message_id = ids::POOL_CREATED, pool = %desired.name, kind = kind_name(desired.kind), "pool imported");
                 self.forget_pools(desired.kind);
                 self.refill(desired, &mut status, "imported").await;
                 return status;
@@ -344,7 +345,7 @@ impl<'a> Pass<'a> {
             status.error = format!("cannot create the pool: {}", error_chain(&e));
             return status;
         }
-        tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), devices = ?devices, "pool created");
+        tracing::info!(message_id = ids::POOL_CREATED, pool = %desired.name, kind = kind_name(desired.kind), devices = ?devices, "pool created");
         self.forget_pools(desired.kind);
         self.refill(desired, &mut status, "created").await;
         status
@@ -431,7 +432,7 @@ pub async fn reconcile_storage(
         };
         declared.insert(desired.name.to_string(), (desired.kind, availability));
         if !status.error.is_empty() {
-            tracing::warn!(pool = %status.name, error = %status.error, "pool not usable");
+            tracing::debug!(pool = %status.name, error = %status.error, "pool not usable");
             pass.failures
                 .push(format!("pool {}: {}", status.name, status.error));
         }
@@ -446,7 +447,7 @@ pub async fn reconcile_storage(
         let label = format!("{} ({}/{})", d.params.id, d.params.tenant, d.params.name);
         let status = ensure_volume(&mut pass, &declared, &d).await;
         if status.phase() == VolumePhase::Error {
-            tracing::warn!(volume = %label, error = %status.error, "volume not converged");
+            tracing::debug!(volume = %label, error = %status.error, "volume not converged");
             pass.failures
                 .push(format!("volume {label}: {}", status.error));
         }
@@ -468,7 +469,8 @@ pub async fn reconcile_storage(
         let Ok(objects) = listed else { continue };
         for obj in objects {
             if !desired_ids.contains(&obj.volume_id) {
-                tracing::warn!(pool = %pool, object = %obj.object, volume_id = %obj.volume_id, "orphan volume: carries a coloc id the configuration does not name; left alone");
+                // Logged once by the reconciler when first seen.
+                tracing::debug!(pool = %pool, object = %obj.object, volume = %obj.volume_id, "orphan volume left alone");
                 orphans.push(OrphanVolume {
                     pool: pool.clone(),
                     object: obj.object.clone(),
@@ -580,7 +582,7 @@ impl Steps<'_> {
                     self.fail("cannot create the volume", &e);
                     return None;
                 }
-                tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, pool = %p.pool, size_bytes = p.size_bytes, encrypted = p.encrypted, "volume created");
+                tracing::info!(message_id = ids::VOLUME_CREATED, volume = %p.id, tenant = %p.tenant, name = %p.name, pool = %p.pool, size_bytes = p.size_bytes, encrypted = p.encrypted, "volume created");
                 match self.reread().await {
                     Some(obj) => obj,
                     None => {
@@ -738,7 +740,7 @@ impl Steps<'_> {
             self.fail("cannot destroy the volume", &e);
             return Some(obj);
         }
-        tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, object = %obj.object, "purged volume destroyed with its snapshots");
+        tracing::info!(message_id = ids::VOLUME_DESTROYED, volume = %p.id, tenant = %p.tenant, name = %p.name, object = %obj.object, "purged volume destroyed with its snapshots");
         let after = self.reread().await;
         if after.is_some() && self.errors.is_empty() {
             self.errors
@@ -878,7 +880,7 @@ pub async fn rollback(
             id: id.clone(),
             source,
         })?;
-    tracing::info!(volume = %id, snapshot = %name, "volume rolled back");
+    tracing::debug!(volume = %id, snapshot = %name, "volume rolled back");
     let after = find().await?;
     Ok(volume_status(&d, after.as_ref(), Vec::new()))
 }

@@ -37,6 +37,7 @@ use coloc_proto::domain::{InvalidInput, TenantName, clip};
 
 use crate::desired::AppEntry;
 use crate::host::{Host, HostError, UnitDetails, UnitName};
+use crate::logging::ids;
 use coloc_proto::error_chain;
 pub use fsops::FsError;
 use fsops::{Dir, Owner};
@@ -454,8 +455,14 @@ async fn remove(host: &Host, root: &Path, id: &AppIdentity) -> Result<bool, AppE
         .await
         .map_err(host_err("disable", &id.unit))?;
     let root = root.to_path_buf();
-    let id = id.clone();
-    blocking(move || remove_files(&root, &id)).await
+    let removed = {
+        let id = id.clone();
+        blocking(move || remove_files(&root, &id)).await?
+    };
+    if removed {
+        tracing::info!(message_id = ids::APP_REMOVED, tenant = %id.tenant, app = %id.app, unit = %id.unit, "app removed; its data is kept");
+    }
+    Ok(removed)
 }
 
 fn is_up(state: &str) -> bool {
@@ -492,7 +499,7 @@ async fn drive(host: &Host, root: &Path, apply: &Apply) -> Result<(), AppError> 
             let nonce_moved = recorded.is_some_and(|n| n != app.restart_nonce);
             let files_changed = apply.unit_changed || apply.config_changed;
             if nonce_moved || (files_changed && is_up(&before.active_state)) {
-                tracing::info!(unit = %unit, nonce_moved, files_changed, "restarting app");
+                tracing::info!(message_id = ids::APP_RESTARTED, tenant = %app.tenant, app = %app.app, unit = %unit, nonce_moved, files_changed, "restarting app");
                 host.units
                     .restart(unit)
                     .await
@@ -693,7 +700,8 @@ pub async fn reconcile_apps(
         }
         if let Some(error) = instance.error {
             let message = error_chain(&error);
-            tracing::warn!(tenant = %status.tenant, app = %status.app, error = %message, "app not in its desired state");
+            // In the pass's failure, logged once by the reconciler.
+            tracing::debug!(tenant = %status.tenant, app = %status.app, error = %message, "app not in its desired state");
             report
                 .failures
                 .push(format!("{}/{}: {message}", status.tenant, status.app));
@@ -703,7 +711,7 @@ pub async fn reconcile_apps(
     }
     if let Err(e) = reconcile_proxy(host, root, proxy, &sites, deployed).await {
         let message = error_chain(&e);
-        tracing::warn!(error = %message, "reverse proxy not in its desired state");
+        tracing::debug!(error = %message, "reverse proxy not in its desired state");
         report.failures.push(format!("proxy: {message}"));
     }
     report
