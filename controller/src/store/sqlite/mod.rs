@@ -103,6 +103,22 @@ impl<T> Db<T> for rusqlite::Result<T> {
     }
 }
 
+/// Every row `sql` returns for `params`, each mapped by `map`: the one
+/// shape of every listing.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_map(params, map)
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
+}
+
 /// Maps a failed INSERT: a UNIQUE/PRIMARY KEY violation means the object
 /// exists, a FOREIGN KEY violation means what it refers to does not.
 /// Callers only use this on tables with a single foreign key, so the
