@@ -7,10 +7,12 @@
 //! host's agent, from the desired configuration it receives.
 //!
 //! Layout: [`store`] (persistence behind one trait per area), [`rules`]
-//! (the quota, port, request and lifecycle rules the store applies), [`ca`] (the
-//! cooperative's certificate authority), [`auth`] (who is calling and what
-//! they may do), [`context`] (what every handler holds), [`api`] (the
-//! public gRPC services), [`agents`] (the agent-facing service, the session
+//! (the quota, port, request and lifecycle rules the store applies),
+//! [`ca`] (the cooperative's certificate authority), [`auth`] (who is
+//! calling and what they may do), [`context`] (what every handler holds),
+//! [`api`] (the public gRPC services; `api::wire` converts each request
+//! into validated domain values at the door, `api::convert` turns records
+//! back into messages), [`agents`] (the agent-facing service, the session
 //! registry and the rendering of desired configurations), [`background`]
 //! (colocd's periodic tasks and their status), [`server`] (wiring),
 //! [`config`].
