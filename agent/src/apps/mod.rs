@@ -5,19 +5,20 @@
 //! instance never stops the others. Every field was checked, and
 //! duplicates and port clashes refused, when the configuration came in
 //! ([`crate::desired`], with proto's rules in `coloc_proto::apps`). For
-//! each instance the pass waits for its volume to be READY, install its packages and
-//! mask the units they ship, create its data directories on the tenant's
-//! volume and write its configuration files, render and write its unit
-//! ([`unit`]), reload systemd once if any unit file changed, then enable
-//! and start (or restart, when the restart nonce moved or its files
-//! changed), stop and disable, or remove it. It then reads each unit's
-//! state, probes its health ([`probe`]) and, for a failed unit, attaches
-//! the end of its journal. Last, the proxy: Caddy's configuration
+//! each instance the pass waits for its volume to be READY, installs its
+//! packages and masks the units they ship, creates its data directories
+//! on the tenant's volume and writes its configuration files, renders and
+//! writes its unit ([`unit`](mod@unit)), reloads systemd once if any unit
+//! file changed, then enables and starts it (or restarts it, when the
+//! restart nonce moved or its files changed), stops and disables it, or
+//! removes it. It then reads each unit's state, probes its health
+//! ([`probe`]) and, for a failed unit, attaches the end of its journal.
+//! Last, the proxy: Caddy's configuration
 //! ([`proxy`]) routes every RUNNING instance's host name to its port.
 //!
 //! Files go under a root directory (`/` on a node, a temporary directory
 //! in tests), written only when their content changes and never through
-//! a symbolic link ([`fsops`]); systemd, apt and the journal are reached
+//! a symbolic link (`fsops`); systemd, apt and the journal are reached
 //! only through the [`Host`] traits. The reconciler never touches a
 //! tenant's data beyond creating its directories: removal stops the unit
 //! and deletes the unit file and configuration, the data stays.

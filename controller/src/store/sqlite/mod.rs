@@ -18,10 +18,11 @@
 //! This module owns the connection, the migrations, the mapping of SQLite
 //! errors to [`StoreError`] and the row helpers every area shares; each
 //! area's SQL and row mapping is in its own module (`nodes`, `tenancy`,
-//! `storage`, `apps`, `audit`), which implements that area's trait. The SQL validates nothing about names beyond refusing
-//! rows that no longer parse, and takes no decision of its own: it reads
-//! the facts, asks [`crate::rules`] and writes the answer, inside one
-//! transaction.
+//! `storage`, `apps`, `audit`), which implements that area's trait, and
+//! is tested in `tests/` (one module per area, plus the schema). The SQL
+//! validates nothing about names beyond refusing rows that no longer
+//! parse, and takes no decision of its own: it reads the facts, asks
+//! [`crate::rules`] and writes the answer, inside one transaction.
 
 mod apps;
 mod audit;
