@@ -372,7 +372,7 @@ pub async fn ensure_enrolled(
         first_attempt = false;
         let error = match result {
             Ok(identity) => {
-                tracing::info!(node = %node, site = %identity.site, "enrolled");
+                tracing::info!(message_id = crate::logging::ids::ENROLLED, node = %node, site = %identity.site, "enrolled");
                 status.update(Persist::Yes, |s| {
                     s.enrolled = true;
                     s.site = identity.site.clone();

@@ -14,10 +14,26 @@
 //!
 //! Tests and simulations drive whole agents through [`spawn_agent`] and
 //! [`sim::spawn_sim_agent`], which run the real logic on tokio tasks.
+//!
+//! Layout, in the order a configuration travels: [`config`]
+//! (`/etc/coloc/agent.toml`), [`tls`] (how the agent dials colocd),
+//! [`enroll`] (a join token turned into the node's certificate, once),
+//! [`session`] (the stream with colocd, reopened after [`backoff`]),
+//! [`desired`] (a `DesiredConfig` converted whole into proto's domain
+//! types, or refused whole), [`ledger`] (the last accepted configuration,
+//! on disk), [`reconcile`] (one pass: identity, draining and labels,
+//! then [`storage`], then [`apps`]), [`facts`] (what the node says of
+//! itself), [`status`] (what `coloc-agent status` reads), [`logging`]
+//! (journal fields and `MESSAGE_ID`s), [`notify`] (readiness and the
+//! watchdog for systemd), [`supervisor`] (one agent's tasks and their
+//! start order), [`shutdown`] (the stop signal its tasks share),
+//! [`seed`] (first boot from the seed volume), [`sim`] (simulated agents
+//! over a fake host) and [`version`] (the version the agent reports).
 
 pub mod apps;
 pub mod backoff;
 pub mod config;
+pub mod desired;
 pub mod enroll;
 pub mod facts;
 pub mod ledger;
@@ -42,6 +58,7 @@ pub use coloc_host as host;
 pub use coloc_host::{durable, runner};
 
 pub use config::AgentConfig;
+pub use desired::{AppEntry, Desired, DesiredError};
 pub use ledger::{FileLedger, LedgerStore, MemoryLedger};
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use session::handle_desired;

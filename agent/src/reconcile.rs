@@ -16,18 +16,20 @@
 //! controller and never writes the ledger; it only reads it to find the
 //! volume a rollback names.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use coloc_proto::agent::v1::{
     AppStatus, DesiredConfig, NodeFacts, ObservedState, OrphanVolume, PoolStatus, VolumeStatus,
 };
-use coloc_proto::domain::{InvalidInput, NodeName, SiteName, check_label};
+use coloc_proto::domain::NodeName;
+use coloc_proto::storage::VolumeDecl;
 
 use crate::apps::{self, AppsReport};
+use crate::desired::{Desired, DesiredError};
 use crate::host::Host;
 use crate::ledger::LedgerStore;
+use crate::logging::ids;
 use crate::status::{Outcome, Persist, StatusHub};
 use crate::storage::{self, StorageError, StorageReport};
 use coloc_proto::error_chain;
@@ -37,14 +39,8 @@ use coloc_proto::error_chain;
 pub enum ReconcileError {
     #[error("desired configuration is for node {got:?}, this is node {expected:?}")]
     WrongNode { expected: String, got: String },
-    #[error("invalid site in desired configuration")]
-    Site(#[source] InvalidInput),
-    #[error("invalid label {key:?} in desired configuration")]
-    Label {
-        key: String,
-        #[source]
-        source: InvalidInput,
-    },
+    #[error("desired configuration refused")]
+    Invalid(#[from] DesiredError),
     #[error("cannot observe the host")]
     Observe(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -154,25 +150,17 @@ impl Reconciler {
         self.last_report.lock().ok().and_then(|r| r.clone())
     }
 
-    /// Refuses a configuration that must not be applied (nor ledgered):
-    /// another node's, or one with malformed values.
-    pub fn check(&self, desired: &DesiredConfig) -> Result<(), ReconcileError> {
+    /// Converts `desired` into domain values, refusing as a whole a
+    /// configuration that must not be applied (nor ledgered): another
+    /// node's, or one with a malformed or contradictory entry.
+    pub fn check(&self, desired: &DesiredConfig) -> Result<Desired, ReconcileError> {
         if desired.node_name != self.node_name.as_str() {
             return Err(ReconcileError::WrongNode {
                 expected: self.node_name.to_string(),
                 got: desired.node_name.chars().take(80).collect(),
             });
         }
-        if !desired.site.is_empty() {
-            SiteName::new(desired.site.as_str()).map_err(ReconcileError::Site)?;
-        }
-        for (key, value) in &desired.labels {
-            check_label(key, value).map_err(|source| ReconcileError::Label {
-                key: key.chars().take(80).collect(),
-                source,
-            })?;
-        }
-        Ok(())
+        Ok(Desired::try_from(desired)?)
     }
 
     /// One pass against `desired`. Never fails: what went wrong is in the
@@ -201,23 +189,7 @@ impl Reconciler {
             storage_observed: storage.observed,
             apps: apps.statuses,
         };
-        if failures.is_empty() {
-            tracing::info!(
-                node = %self.node_name,
-                generation = desired.generation,
-                draining = desired.draining,
-                volumes = report.volumes.len(),
-                apps = report.apps.len(),
-                "desired configuration applied"
-            );
-        } else {
-            tracing::error!(
-                node = %self.node_name,
-                generation = desired.generation,
-                error = %report.message,
-                "reconciliation failed"
-            );
-        }
+        self.log_pass(&report);
         self.status.update(Persist::Yes, |s| {
             s.reconcile_passes += 1;
             s.last_outcome = Some(report.outcome);
@@ -234,27 +206,25 @@ impl Reconciler {
 
     /// The steps of a pass.
     async fn apply(&self, desired: &DesiredConfig) -> Applied {
-        if let Err(e) = self.check(desired) {
-            return Applied {
-                failures: vec![error_chain(&e)],
-                storage: None,
-                apps: None,
-            };
-        }
+        let desired = match self.check(desired) {
+            Ok(desired) => desired,
+            Err(e) => {
+                return Applied {
+                    failures: vec![error_chain(&e)],
+                    storage: None,
+                    apps: None,
+                };
+            }
+        };
         let mut failures = Vec::new();
         // Draining and labels take effect as soon as they are known, even
         // if the steps below fail: a node told to drain must not take new
         // work because `lsblk` timed out.
-        let labels: BTreeMap<String, String> = desired
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         self.status.update(Persist::Yes, |s| {
             s.draining = desired.draining;
-            s.labels = labels;
-            if !desired.site.is_empty() {
-                s.site = desired.site.clone();
+            s.labels = desired.labels.clone();
+            if let Some(site) = &desired.site {
+                s.site = site.to_string();
             }
         });
         match self.host.health.facts().await {
@@ -288,6 +258,66 @@ impl Reconciler {
         }
     }
 
+    /// Logs what a pass changed, once: a generation applied for the first
+    /// time (or again after failures) at info, a failure that is new or
+    /// different at error, each orphan when first seen at warn; a pass
+    /// that changed nothing at debug. Reads the previous pass's report, so
+    /// it runs before that is replaced.
+    fn log_pass(&self, report: &ReconcileReport) {
+        let previous = self.last_report();
+        let same = previous.as_ref().is_some_and(|p| {
+            p.generation == report.generation
+                && p.outcome == report.outcome
+                && p.message == report.message
+        });
+        let node = &self.node_name;
+        let generation = report.generation;
+        match (report.outcome == Outcome::Applied, same) {
+            (true, false) => tracing::info!(
+                message_id = ids::CONFIG_APPLIED,
+                node = %node,
+                generation,
+                draining = report.draining,
+                volumes = report.volumes.len(),
+                apps = report.apps.len(),
+                "desired configuration applied"
+            ),
+            (true, true) => tracing::debug!(
+                node = %node,
+                generation,
+                "desired configuration still applied; nothing changed"
+            ),
+            (false, false) => tracing::error!(
+                message_id = ids::PASS_FAILED,
+                node = %node,
+                generation,
+                error = %report.message,
+                "reconciliation failed"
+            ),
+            (false, true) => tracing::debug!(
+                node = %node,
+                generation,
+                error = %report.message,
+                "reconciliation failed again, as in the previous pass"
+            ),
+        }
+        for orphan in &report.orphans {
+            let known = previous
+                .as_ref()
+                .is_some_and(|p| p.orphans.contains(orphan));
+            if !known {
+                tracing::warn!(
+                    message_id = ids::ORPHAN_FOUND,
+                    node = %node,
+                    pool = %orphan.pool,
+                    object = %orphan.object,
+                    volume = %orphan.volume_id,
+                    "orphan volume: carries a coloc id the configuration does not name; left alone"
+                );
+            }
+        }
+    }
+
     /// Rolls volume `volume_id` back to `snapshot`, its most recent
     /// snapshot (the `RollbackVolume` request). The volume must be ACTIVE
     /// in the configuration the ledger holds. Waits for a pass in progress.
@@ -311,10 +341,16 @@ impl Reconciler {
             .ok_or_else(|| StorageError::UnknownVolume {
                 id: volume_id.chars().take(80).collect(),
             })?;
-        let result = storage::rollback(&self.host.volumes, spec, snapshot).await;
+        // The ledger holds wire messages: converted on the way out, as
+        // everything that comes from outside the process.
+        let decl = VolumeDecl::try_from(spec).map_err(|source| StorageError::InvalidVolume {
+            id: spec.id.chars().take(80).collect(),
+            source,
+        })?;
+        let result = storage::rollback(&self.host.volumes, &decl, snapshot).await;
         match &result {
             Ok(_) => {
-                tracing::info!(node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")
+                tracing::info!(message_id = ids::VOLUME_ROLLED_BACK, node = %self.node_name, volume = volume_id, snapshot, "volume rolled back")
             }
             Err(e) => {
                 tracing::warn!(node = %self.node_name, volume = %spec.id, snapshot, error = %error_chain(e), "volume rollback refused or failed")

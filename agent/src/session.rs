@@ -31,6 +31,7 @@ use crate::backoff::{Backoff, Retry};
 use crate::config::{AgentConfig, CaSource, ConfigError};
 use crate::enroll::NodeIdentity;
 use crate::ledger::{LedgerError, LedgerStore};
+use crate::logging::ids;
 use crate::reconcile::Reconciler;
 use crate::shutdown::Shutdown;
 use crate::status::{Outcome, Persist, unix_ms_now};
@@ -95,7 +96,7 @@ pub async fn handle_desired(
             "desired generation {} is older than the ledger's {}; keeping {}",
             desired.generation, held_generation, held_generation
         );
-        tracing::warn!(node = %node, generation = desired.generation, ledger_generation = held_generation, "stale desired configuration rejected");
+        tracing::warn!(message_id = ids::CONFIG_REFUSED, node = %node, generation = desired.generation, ledger_generation = held_generation, "stale desired configuration rejected");
         status.update(Persist::Yes, |s| {
             s.last_outcome = Some(Outcome::StaleRejected);
             s.last_message = message.clone();
@@ -113,7 +114,7 @@ pub async fn handle_desired(
     // apply must not become what the node falls back to after a reboot.
     if let Err(e) = reconciler.check(&desired) {
         let message = error_chain(&e);
-        tracing::error!(node = %node, generation = desired.generation, error = %message, "desired configuration refused");
+        tracing::error!(message_id = ids::CONFIG_REFUSED, node = %node, generation = desired.generation, error = %message, "desired configuration refused");
         return failed(reconciler, held_generation, message);
     }
 

@@ -2,9 +2,9 @@
 //! match the desired configuration (docs/STORAGE.md, "Desired state, not
 //! commands").
 //!
-//! One pass validates every declared pool and volume with the domain types
-//! (a malformed entry becomes an error in that entry's status and never
-//! reaches a command), ensures each declared pool (found, else imported,
+//! It works on declarations checked when the configuration came in
+//! ([`crate::desired`]; a malformed entry refuses the whole configuration
+//! and never reaches a command). One pass ensures each declared pool (found, else imported,
 //! else created on its declared disks only if every one is blank or the
 //! pool is declared with `force`), then ensures each volume on its own, so
 //! that one failing volume never stops the others, and finally reports
@@ -20,12 +20,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use coloc_proto::agent::v1::{
-    OrphanVolume, PoolKind, PoolLayout, PoolSpec, PoolStatus, SnapshotStatus, VolumePhase,
-    VolumeSpec, VolumeState, VolumeStatus,
+    OrphanVolume, PoolKind, PoolStatus, SnapshotStatus, VolumePhase, VolumeState, VolumeStatus,
 };
-use coloc_proto::domain::{InvalidInput, TenantName};
+use coloc_proto::domain::InvalidInput;
 use coloc_proto::storage::{
-    DiskRef, PoolName, SnapshotName, VolumeId, VolumeName, format_size, mount_path, volume_size,
+    DiskRef, PoolDecl, PoolName, SnapshotName, VolumeDecl, VolumeId, format_size,
 };
 
 use crate::host::HostError;
@@ -33,6 +32,7 @@ use crate::host::volumes::{
     DiskProbe, PoolObservation, VolumeBackend, VolumeObject, VolumeParams, Volumes,
 };
 use crate::ledger::LedgerError;
+use crate::logging::ids;
 use coloc_proto::error_chain;
 
 /// What the error of a pool declared on disks that hold data says.
@@ -101,17 +101,8 @@ impl StorageReport {
     }
 }
 
-/// A pool declaration that passed validation.
-#[derive(Debug, Clone)]
-struct DesiredPool {
-    name: PoolName,
-    kind: PoolKind,
-    layout: PoolLayout,
-    disks: Vec<DiskRef>,
-    force: bool,
-}
-
-/// A volume declaration that passed validation.
+/// A checked volume declaration as the steps use it: the backends'
+/// parameters plus what the steps decide on.
 #[derive(Debug, Clone)]
 struct DesiredVolume {
     params: VolumeParams,
@@ -138,134 +129,27 @@ fn state_name(state: VolumeState) -> &'static str {
     }
 }
 
-/// At most 80 characters of a value that failed validation, for messages.
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
-}
-
-fn known_kind(raw: i32) -> Result<PoolKind, InvalidInput> {
-    match PoolKind::try_from(raw) {
-        Ok(kind @ (PoolKind::Zfs | PoolKind::LvmThin)) => Ok(kind),
-        _ => Err(InvalidInput::field(
-            "pool kind",
-            format!("{raw} is not ZFS or LVM thin"),
-        )),
-    }
-}
-
-fn validate_pool(spec: &PoolSpec) -> Result<DesiredPool, InvalidInput> {
-    let name = PoolName::new(spec.name.as_str())?;
-    let kind = known_kind(spec.kind)?;
-    let layout = match PoolLayout::try_from(spec.layout) {
-        Ok(PoolLayout::Unspecified) | Err(_) => {
-            return Err(InvalidInput::field(
-                "pool layout",
-                format!("{} is not single, mirror, raidz1 or raidz2", spec.layout),
-            ));
+impl From<&VolumeDecl> for DesiredVolume {
+    fn from(decl: &VolumeDecl) -> DesiredVolume {
+        DesiredVolume {
+            params: VolumeParams {
+                id: decl.id.clone(),
+                tenant: decl.tenant.clone(),
+                name: decl.name.clone(),
+                pool: decl.pool.clone(),
+                size_bytes: decl.size_bytes,
+                reservation_bytes: decl.reservation_bytes,
+                encrypted: decl.encrypted,
+                mount_path: decl.mount_path.clone(),
+                owner_uid: decl.owner_uid,
+                owner_gid: decl.owner_gid,
+            },
+            kind: decl.pool_kind,
+            state: decl.state,
+            snapshots: decl.snapshots.clone(),
+            allow_shrink: decl.allow_shrink,
         }
-        Ok(layout) => layout,
-    };
-    if kind == PoolKind::LvmThin && layout != PoolLayout::Single {
-        return Err(InvalidInput::field(
-            "pool layout",
-            "LVM thin pools are single only (use ZFS for redundancy)",
-        ));
     }
-    let disks = spec
-        .disks
-        .iter()
-        .map(|d| DiskRef::new(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let minimum = match layout {
-        PoolLayout::Mirror | PoolLayout::Raidz1 => 2,
-        PoolLayout::Raidz2 => 3,
-        _ => 1,
-    };
-    if disks.len() < minimum {
-        return Err(InvalidInput::field(
-            "pool disks",
-            format!(
-                "{} needs at least {minimum} disk(s), {} declared",
-                layout.as_str_name(),
-                disks.len()
-            ),
-        ));
-    }
-    let unique: BTreeSet<&DiskRef> = disks.iter().collect();
-    if unique.len() != disks.len() {
-        return Err(InvalidInput::field("pool disks", "a disk is listed twice"));
-    }
-    Ok(DesiredPool {
-        name,
-        kind,
-        layout,
-        disks,
-        force: spec.force,
-    })
-}
-
-fn validate_volume(spec: &VolumeSpec) -> Result<DesiredVolume, InvalidInput> {
-    let id = VolumeId::new(spec.id.as_str())?;
-    let tenant = TenantName::new(spec.tenant.as_str())?;
-    let name = VolumeName::new(spec.name.as_str())?;
-    let pool = PoolName::new(spec.pool.as_str())?;
-    let kind = known_kind(spec.pool_kind)?;
-    let size_bytes = volume_size(spec.size_bytes)?;
-    if spec.reservation_bytes > size_bytes {
-        return Err(InvalidInput::field(
-            "reservation",
-            format!(
-                "{} is larger than the volume ({})",
-                format_size(spec.reservation_bytes),
-                format_size(size_bytes)
-            ),
-        ));
-    }
-    if kind == PoolKind::LvmThin && spec.reservation_bytes > 0 {
-        return Err(InvalidInput::field(
-            "reservation",
-            "not supported on LVM thin (thin provisioning reserves nothing)",
-        ));
-    }
-    let state = match VolumeState::try_from(spec.state) {
-        Ok(state @ (VolumeState::Active | VolumeState::Retained | VolumeState::Purged)) => state,
-        _ => {
-            return Err(InvalidInput::field(
-                "volume state",
-                format!("{} is not active, retained or purged", spec.state),
-            ));
-        }
-    };
-    let snapshots = spec
-        .snapshots
-        .iter()
-        .map(|s| SnapshotName::new(s.as_str()))
-        .collect::<Result<Vec<_>, _>>()?;
-    if snapshots.iter().collect::<BTreeSet<_>>().len() != snapshots.len() {
-        return Err(InvalidInput::field(
-            "snapshots",
-            "a snapshot is listed twice",
-        ));
-    }
-    let mount_path = mount_path(tenant.as_str(), name.as_str());
-    Ok(DesiredVolume {
-        params: VolumeParams {
-            id,
-            tenant,
-            name,
-            pool,
-            size_bytes,
-            reservation_bytes: spec.reservation_bytes,
-            encrypted: spec.encrypted,
-            mount_path,
-            owner_uid: spec.owner_uid,
-            owner_gid: spec.owner_gid,
-        },
-        kind,
-        state,
-        snapshots,
-        allow_shrink: spec.allow_shrink,
-    })
 }
 
 /// Whether volumes can live on a pool this pass.
@@ -372,7 +256,7 @@ impl<'a> Pass<'a> {
         self.objects[pool.as_str()].clone()
     }
 
-    async fn ensure_pool(&mut self, desired: &DesiredPool) -> PoolStatus {
+    async fn ensure_pool(&mut self, desired: &PoolDecl) -> PoolStatus {
         let mut status = PoolStatus {
             name: desired.name.to_string(),
             kind: desired.kind.into(),
@@ -398,7 +282,7 @@ impl<'a> Pass<'a> {
         }
         match backend.import_pool(&desired.name).await {
             Ok(true) => {
-                tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), "pool imported");
+                tracing::info!(message_id = ids::POOL_CREATED, pool = %desired.name, kind = kind_name(desired.kind), "pool imported");
                 self.forget_pools(desired.kind);
                 self.refill(desired, &mut status, "imported").await;
                 return status;
@@ -461,7 +345,7 @@ impl<'a> Pass<'a> {
             status.error = format!("cannot create the pool: {}", error_chain(&e));
             return status;
         }
-        tracing::info!(pool = %desired.name, kind = kind_name(desired.kind), devices = ?devices, "pool created");
+        tracing::info!(message_id = ids::POOL_CREATED, pool = %desired.name, kind = kind_name(desired.kind), devices = ?devices, "pool created");
         self.forget_pools(desired.kind);
         self.refill(desired, &mut status, "created").await;
         status
@@ -469,7 +353,7 @@ impl<'a> Pass<'a> {
 
     /// Fills `status` from a fresh listing after the pass imported or
     /// created the pool.
-    async fn refill(&mut self, desired: &DesiredPool, status: &mut PoolStatus, what: &str) {
+    async fn refill(&mut self, desired: &PoolDecl, status: &mut PoolStatus, what: &str) {
         match self.find_pool(desired.kind, &desired.name).await {
             Ok(Some(found)) => fill_pool(status, &found),
             Ok(None) => status.error = format!("pool {what} but not listed afterwards"),
@@ -517,10 +401,12 @@ fn fill_pool(status: &mut PoolStatus, found: &PoolObservation) {
 }
 
 /// One pass over `pools` then `volumes` (see the module documentation).
+/// The declarations were checked as a whole when the configuration came
+/// in ([`crate::desired`]): names are unique, paths distinct.
 pub async fn reconcile_storage(
     volumes: &Volumes,
-    pools: &[PoolSpec],
-    specs: &[VolumeSpec],
+    pools: &[PoolDecl],
+    decls: &[VolumeDecl],
 ) -> StorageReport {
     let mut pass = Pass {
         volumes,
@@ -535,35 +421,18 @@ pub async fn reconcile_storage(
     // Pools.
     let mut pool_statuses = Vec::with_capacity(pools.len());
     let mut declared: BTreeMap<String, (PoolKind, PoolAvailability)> = BTreeMap::new();
-    for spec in pools {
-        let status = match validate_pool(spec) {
-            Err(e) => PoolStatus {
-                name: clip(&spec.name),
-                kind: spec.kind,
-                error: format!("invalid pool declaration: {}", error_chain(&e)),
-                ..PoolStatus::default()
-            },
-            Ok(desired) if declared.contains_key(desired.name.as_str()) => PoolStatus {
-                name: desired.name.to_string(),
-                kind: desired.kind.into(),
-                error: "pool declared twice".into(),
-                ..PoolStatus::default()
-            },
-            Ok(desired) => {
-                let status = pass.ensure_pool(&desired).await;
-                let availability = if status.present && status.error.is_empty() {
-                    PoolAvailability::Usable
-                } else if status.error.is_empty() {
-                    PoolAvailability::Unusable("not present".into())
-                } else {
-                    PoolAvailability::Unusable(status.error.clone())
-                };
-                declared.insert(desired.name.to_string(), (desired.kind, availability));
-                status
-            }
+    for desired in pools {
+        let status = pass.ensure_pool(desired).await;
+        let availability = if status.present && status.error.is_empty() {
+            PoolAvailability::Usable
+        } else if status.error.is_empty() {
+            PoolAvailability::Unusable("not present".into())
+        } else {
+            PoolAvailability::Unusable(status.error.clone())
         };
+        declared.insert(desired.name.to_string(), (desired.kind, availability));
         if !status.error.is_empty() {
-            tracing::warn!(pool = %status.name, error = %status.error, "pool not usable");
+            tracing::debug!(pool = %status.name, error = %status.error, "pool not usable");
             pass.failures
                 .push(format!("pool {}: {}", status.name, status.error));
         }
@@ -571,48 +440,14 @@ pub async fn reconcile_storage(
     }
 
     // Volumes, each on its own.
-    let desired_ids: BTreeSet<String> = specs
-        .iter()
-        .filter(|s| VolumeId::new(s.id.as_str()).is_ok())
-        .map(|s| s.id.clone())
-        .collect();
-    let mut seen_ids = BTreeSet::new();
-    let mut seen_paths: BTreeMap<String, VolumeId> = BTreeMap::new();
-    let mut volume_statuses = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let (label, status) = match validate_volume(spec) {
-            Err(e) => (
-                clip(&spec.id),
-                error_status(
-                    clip(&spec.id),
-                    format!("invalid volume declaration: {}", error_chain(&e)),
-                ),
-            ),
-            Ok(d) => {
-                let label = format!("{} ({}/{})", d.params.id, d.params.tenant, d.params.name);
-                let status = if !seen_ids.insert(d.params.id.clone()) {
-                    error_status(d.params.id.to_string(), "volume declared twice".into())
-                } else if let Some(other) = seen_paths.get(&d.params.mount_path)
-                    && d.state != VolumeState::Purged
-                {
-                    error_status(
-                        d.params.id.to_string(),
-                        format!(
-                            "volume {other} has the same tenant and name (mount path {})",
-                            d.params.mount_path
-                        ),
-                    )
-                } else {
-                    if d.state != VolumeState::Purged {
-                        seen_paths.insert(d.params.mount_path.clone(), d.params.id.clone());
-                    }
-                    ensure_volume(&mut pass, &declared, &d).await
-                };
-                (label, status)
-            }
-        };
+    let desired_ids: BTreeSet<String> = decls.iter().map(|d| d.id.to_string()).collect();
+    let mut volume_statuses = Vec::with_capacity(decls.len());
+    for decl in decls {
+        let d = DesiredVolume::from(decl);
+        let label = format!("{} ({}/{})", d.params.id, d.params.tenant, d.params.name);
+        let status = ensure_volume(&mut pass, &declared, &d).await;
         if status.phase() == VolumePhase::Error {
-            tracing::warn!(volume = %label, error = %status.error, "volume not converged");
+            tracing::debug!(volume = %label, error = %status.error, "volume not converged");
             pass.failures
                 .push(format!("volume {label}: {}", status.error));
         }
@@ -634,7 +469,8 @@ pub async fn reconcile_storage(
         let Ok(objects) = listed else { continue };
         for obj in objects {
             if !desired_ids.contains(&obj.volume_id) {
-                tracing::warn!(pool = %pool, object = %obj.object, volume_id = %obj.volume_id, "orphan volume: carries a coloc id the configuration does not name; left alone");
+                // Logged once by the reconciler when first seen.
+                tracing::debug!(pool = %pool, object = %obj.object, volume = %obj.volume_id, "orphan volume left alone");
                 orphans.push(OrphanVolume {
                     pool: pool.clone(),
                     object: obj.object.clone(),
@@ -746,7 +582,7 @@ impl Steps<'_> {
                     self.fail("cannot create the volume", &e);
                     return None;
                 }
-                tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, pool = %p.pool, size_bytes = p.size_bytes, encrypted = p.encrypted, "volume created");
+                tracing::info!(message_id = ids::VOLUME_CREATED, volume = %p.id, tenant = %p.tenant, name = %p.name, pool = %p.pool, size_bytes = p.size_bytes, encrypted = p.encrypted, "volume created");
                 match self.reread().await {
                     Some(obj) => obj,
                     None => {
@@ -904,7 +740,7 @@ impl Steps<'_> {
             self.fail("cannot destroy the volume", &e);
             return Some(obj);
         }
-        tracing::info!(volume = %p.id, tenant = %p.tenant, name = %p.name, object = %obj.object, "purged volume destroyed with its snapshots");
+        tracing::info!(message_id = ids::VOLUME_DESTROYED, volume = %p.id, tenant = %p.tenant, name = %p.name, object = %obj.object, "purged volume destroyed with its snapshots");
         let after = self.reread().await;
         if after.is_some() && self.errors.is_empty() {
             self.errors
@@ -984,18 +820,15 @@ fn volume_status(
     status
 }
 
-/// Rolls the volume `spec` describes back to `snapshot`, which must be its
+/// Rolls the volume `decl` describes back to `snapshot`, which must be its
 /// most recent snapshot, and returns its fresh status. Only an ACTIVE
 /// volume is rolled back.
 pub async fn rollback(
     volumes: &Volumes,
-    spec: &VolumeSpec,
+    decl: &VolumeDecl,
     snapshot: &str,
 ) -> Result<VolumeStatus, StorageError> {
-    let d = validate_volume(spec).map_err(|source| StorageError::InvalidVolume {
-        id: clip(&spec.id),
-        source,
-    })?;
+    let d = DesiredVolume::from(decl);
     let id = d.params.id.clone();
     if d.state != VolumeState::Active {
         return Err(StorageError::NotActive {
@@ -1047,81 +880,7 @@ pub async fn rollback(
             id: id.clone(),
             source,
         })?;
-    tracing::info!(volume = %id, snapshot = %name, "volume rolled back");
+    tracing::debug!(volume = %id, snapshot = %name, "volume rolled back");
     let after = find().await?;
     Ok(volume_status(&d, after.as_ref(), Vec::new()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> VolumeSpec {
-        VolumeSpec {
-            id: "0123456789abcdef".into(),
-            tenant: "acme".into(),
-            name: "data".into(),
-            pool: "tank".into(),
-            pool_kind: PoolKind::Zfs.into(),
-            size_bytes: (64 << 20) + 1,
-            state: VolumeState::Active.into(),
-            owner_uid: 200_000,
-            owner_gid: 200_000,
-            ..VolumeSpec::default()
-        }
-    }
-
-    #[test]
-    fn volume_specs_are_validated_and_sizes_aligned() {
-        let d = validate_volume(&spec()).expect("valid");
-        assert_eq!(d.params.size_bytes, 68 << 20);
-        assert_eq!(d.params.mount_path, "/srv/tenants/acme/data");
-
-        let bad: Vec<fn(&mut VolumeSpec)> = vec![
-            |s| s.id = "../etc".into(),
-            |s| s.tenant = "Acme".into(),
-            |s| s.name = "a/b".into(),
-            |s| s.pool = "mirror".into(),
-            |s| s.pool_kind = 9,
-            |s| s.size_bytes = 1,
-            |s| s.state = 0,
-            |s| s.snapshots = vec!["ok".into(), "ok".into()],
-            |s| s.snapshots = vec!["Not OK".into()],
-            |s| s.reservation_bytes = 1 << 40,
-            |s| {
-                s.pool_kind = PoolKind::LvmThin.into();
-                s.reservation_bytes = 64 << 20;
-            },
-        ];
-        for (i, change) in bad.iter().enumerate() {
-            let mut s = spec();
-            change(&mut s);
-            assert!(validate_volume(&s).is_err(), "case {i}: {s:?}");
-        }
-    }
-
-    #[test]
-    fn pool_specs_are_validated() {
-        let good = PoolSpec {
-            name: "tank".into(),
-            kind: PoolKind::Zfs.into(),
-            layout: PoolLayout::Mirror.into(),
-            disks: vec!["serial:A".into(), "id:virtio-B".into()],
-            force: false,
-        };
-        assert!(validate_pool(&good).is_ok());
-        let mut lvm_mirror = good.clone();
-        lvm_mirror.kind = PoolKind::LvmThin.into();
-        let mut one_disk_mirror = good.clone();
-        one_disk_mirror.disks.truncate(1);
-        let mut twice = good.clone();
-        twice.disks = vec!["serial:A".into(), "serial:A".into()];
-        let mut bad_disk = good.clone();
-        bad_disk.disks[0] = "/dev/sda".into();
-        let mut no_layout = good.clone();
-        no_layout.layout = 0;
-        for bad in [lvm_mirror, one_disk_mirror, twice, bad_disk, no_layout] {
-            assert!(validate_pool(&bad).is_err(), "{bad:?}");
-        }
-    }
 }

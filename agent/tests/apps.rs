@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use coloc_agent::apps::probe::{ProbeOutcome, probe};
 use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_agent::apps::{
-    AppsReport, HealthCheck, Site, app_logs, reconcile_apps, render_caddyfile, render_unit,
-    validate_app,
+    AppDecl, AppsReport, HealthCheck, Site, app_logs, reconcile_apps, render_caddyfile, render_unit,
 };
+use coloc_agent::desired::Desired;
 use coloc_agent::host::{
     FakeHost, Host, HostError, Journal, JournalPage, Packages, UnitDetails, UnitName, UnitOp,
     UnitState, Units,
@@ -26,7 +26,9 @@ use coloc_proto::agent::v1::{
     AppFile, AppSpec, AppState, DesiredConfig, GetAppLogs, PoolKind, PoolLayout, PoolSpec,
     ProxySpec, VolumePhase, VolumeSpec, VolumeState, VolumeStatus, app_spec,
 };
+use coloc_proto::apps::ProxyDecl;
 use coloc_proto::domain::NodeName;
+use coloc_proto::error_chain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -370,14 +372,45 @@ impl Node {
         self.pass_with(apps, proxy, &volumes()).await
     }
 
+    /// An app pass over `apps` and `proxy` as they arrive on the node:
+    /// converted with the rest of a desired configuration first.
     async fn pass_with(
         &self,
         apps: &[AppSpec],
         proxy: Option<&ProxySpec>,
         volumes: &[VolumeStatus],
     ) -> AppsReport {
-        reconcile_apps(&self.host(), self.root.path(), apps, proxy, volumes).await
+        let desired = Desired::try_from(&config(apps, proxy))
+            .unwrap_or_else(|e| panic!("a valid configuration: {}", error_chain(&e)));
+        reconcile_apps(
+            &self.host(),
+            self.root.path(),
+            &desired.apps,
+            desired.proxy.as_ref(),
+            volumes,
+        )
+        .await
     }
+}
+
+/// A desired configuration holding `apps` and `proxy`.
+fn config(apps: &[AppSpec], proxy: Option<&ProxySpec>) -> DesiredConfig {
+    DesiredConfig {
+        generation: 1,
+        node_name: "n1".into(),
+        apps: apps.to_vec(),
+        proxy: proxy.cloned(),
+        ..DesiredConfig::default()
+    }
+}
+
+/// Why the node refuses a configuration holding `apps` and `proxy`.
+fn refusal(apps: &[AppSpec], proxy: Option<&ProxySpec>) -> String {
+    error_chain(&Desired::try_from(&config(apps, proxy)).expect_err("refused"))
+}
+
+fn proxy_decl(spec: &ProxySpec) -> ProxyDecl {
+    ProxyDecl::try_from(spec).expect("valid proxy settings")
 }
 
 fn ready(id: &str, mount_path: &str) -> VolumeStatus {
@@ -555,7 +588,7 @@ WantedBy=multi-user.target
 
 #[test]
 fn the_unit_is_sandboxed_as_designed() {
-    let app = validate_app(&radicale(20000), Some("coloc.test")).expect("valid");
+    let app = AppDecl::from_spec(&radicale(20000), Some("coloc.test")).expect("valid");
     let unit = render_unit(&app).expect("renders");
     assert_eq!(unit, radicale_unit(20000));
 }
@@ -575,7 +608,7 @@ fn arguments_reach_the_program_byte_for_byte() {
         "ünïcode → ok",
     ];
     spec.args = tricky.iter().map(|s| (*s).to_owned()).collect();
-    let unit = render_unit(&validate_app(&spec, None).expect("valid")).expect("renders");
+    let unit = render_unit(&AppDecl::from_spec(&spec, None).expect("valid")).expect("renders");
     assert_eq!(
         unit.lines().filter(|l| l.starts_with("ExecStart=")).count(),
         1
@@ -613,7 +646,7 @@ fn environment_values_are_quoted_and_dollars_kept() {
     assert!(quote_environment("X", "a\nb").is_err());
     let mut spec = radicale(20000);
     spec.environment = HashMap::from([("B".into(), "2".into()), ("A".into(), "%i".into())]);
-    let unit = render_unit(&validate_app(&spec, None).unwrap()).unwrap();
+    let unit = render_unit(&AppDecl::from_spec(&spec, None).unwrap()).unwrap();
     let env: Vec<&str> = unit
         .lines()
         .filter(|l| l.starts_with("Environment="))
@@ -633,13 +666,13 @@ fn control_characters_are_refused_before_any_quoting() {
     ] {
         let mut spec = radicale(20000);
         spec.args = vec![bad.into()];
-        let err = validate_app(&spec, None).expect_err(bad).to_string();
+        let err = AppDecl::from_spec(&spec, None).expect_err(bad).to_string();
         assert!(err.contains("control character"), "{bad:?}: {err}");
         assert!(quote_exec_word(bad).is_err(), "{bad:?}");
 
         let mut spec = radicale(20000);
         spec.environment = HashMap::from([("X".into(), bad.into())]);
-        assert!(validate_app(&spec, None).is_err(), "env {bad:?}");
+        assert!(AppDecl::from_spec(&spec, None).is_err(), "env {bad:?}");
     }
 }
 
@@ -723,11 +756,11 @@ fn every_field_is_validated() {
         let mut spec = radicale(20000);
         mutate(&mut spec);
         assert!(
-            validate_app(&spec, Some("coloc.test")).is_err(),
+            AppDecl::from_spec(&spec, Some("coloc.test")).is_err(),
             "{what} should be refused"
         );
     }
-    let ok = validate_app(&radicale(20000), Some("coloc.test")).expect("valid");
+    let ok = AppDecl::from_spec(&radicale(20000), Some("coloc.test")).expect("valid");
     assert_eq!(ok.unit.as_str(), UNIT);
     assert_eq!(ok.volume_path, "/srv/tenants/asso-x/data");
     assert_eq!(
@@ -752,7 +785,7 @@ fn the_caddyfile_routes_running_instances() {
             upstream_host: false,
         },
     ];
-    let text = render_caddyfile(&proxy(), &sites).unwrap();
+    let text = render_caddyfile(&proxy_decl(&proxy()), &sites).unwrap();
     assert_eq!(
         text,
         "# Written by coloc-agent from the node's desired configuration;\n\
@@ -765,7 +798,7 @@ fn the_caddyfile_routes_running_instances() {
         acme_email: "admin@encommun.org".into(),
         ..proxy()
     };
-    let text = render_caddyfile(&acme, &[]).unwrap();
+    let text = render_caddyfile(&proxy_decl(&acme), &[]).unwrap();
     assert!(
         text.contains("{\n\temail admin@encommun.org\n}\n"),
         "{text}"
@@ -783,14 +816,14 @@ fn the_caddyfile_routes_running_instances() {
             acme_email: email.into(),
             ..proxy()
         };
-        assert!(render_caddyfile(&bad, &[]).is_err(), "{email:?}");
+        assert!(ProxyDecl::try_from(&bad).is_err(), "{email:?}");
     }
     let bad_site = Site {
         hostname: "x.y.z {\n}".into(),
         port: 20000,
         upstream_host: false,
     };
-    assert!(render_caddyfile(&proxy(), &[bad_site]).is_err());
+    assert!(render_caddyfile(&proxy_decl(&proxy()), &[bad_site]).is_err());
 }
 
 #[tokio::test]
@@ -1149,8 +1182,14 @@ async fn a_crash_looping_unit_is_reported_failed_with_its_journal() {
 }
 
 #[tokio::test]
-async fn bad_values_write_nothing_and_start_nothing() {
+async fn bad_values_refuse_the_configuration_and_write_nothing() {
     let node = Node::new();
+    let reconciler = Reconciler::new(
+        NodeName::new("n1").unwrap(),
+        node.host(),
+        StatusHub::new(AgentStatus::default()),
+    )
+    .with_root(node.root.path());
     let (port, _) = http_server(200).await;
     let mut evil = radicale(port);
     evil.args.push("x\nExecStart=/bin/sh".into());
@@ -1159,21 +1198,44 @@ async fn bad_values_write_nothing_and_start_nothing() {
     other_tenant.config_dir = "/etc/coloc/apps/asso-x-cal".into();
     other_tenant.hostname = "cal.asso-x.coloc.test".into();
     other_tenant.data_dir = "/srv/tenants/asso-y/files/apps/cal".into();
-    let report = node
-        .pass(&[evil, other_tenant, site(port + 2)], Some(&proxy()))
-        .await;
-    let s = status(&report, "radicale");
-    assert!(s.error.contains("control character"), "{}", s.error);
-    let c = status(&report, "cal");
-    assert!(c.error.contains("tenant's directory"), "{}", c.error);
+
+    let message = refusal(&[site(port + 2), evil.clone()], Some(&proxy()));
+    assert!(
+        message.starts_with("app #1 (\"asso-x/radicale\")"),
+        "{message}"
+    );
+    assert!(message.contains("control character"), "{message}");
+    let message = refusal(&[other_tenant.clone(), site(port + 2)], Some(&proxy()));
+    assert!(message.starts_with("app #0 (\"asso-x/cal\")"), "{message}");
+    assert!(message.contains("tenant's directory"), "{message}");
+
+    // Through the reconciler: the whole configuration is refused, the
+    // valid instance next to the bad ones included, and nothing at all is
+    // written or started.
+    let desired = DesiredConfig {
+        generation: 2,
+        node_name: "n1".into(),
+        apps: vec![evil, other_tenant, site(port + 2)],
+        proxy: Some(proxy()),
+        ..DesiredConfig::default()
+    };
+    let report = reconciler.reconcile(&desired).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(
+        report
+            .message
+            .starts_with("desired configuration refused: app #0"),
+        "{}",
+        report.message
+    );
+    assert!(report.apps.is_empty(), "{:?}", report.apps);
     assert!(!node.exists(&format!("/etc/systemd/system/{UNIT}")));
     assert!(!node.exists("/etc/systemd/system/coloc-app-asso-x-cal.service"));
+    assert!(!node.exists("/etc/systemd/system/coloc-app-asso-y-site.service"));
     assert!(!node.exists("/srv/tenants/asso-y/files/apps/cal"));
     assert!(!node.exists("/etc/coloc/apps/asso-x-radicale"));
-    assert!(!node.units.log().iter().any(|e| e.contains("asso-x")));
-    // The valid one next to them runs.
-    assert_eq!(status(&report, "site").active_state, "active");
-    assert!(!node.read("/etc/caddy/Caddyfile").contains("asso-x"));
+    assert!(!node.exists("/etc/caddy/Caddyfile"));
+    assert!(node.units.log().is_empty(), "{:#?}", node.units.log());
 }
 
 #[tokio::test]
@@ -1212,29 +1274,19 @@ async fn a_symlink_in_the_data_path_is_refused() {
 }
 
 #[tokio::test]
-async fn duplicates_ports_and_missing_packages_are_instance_errors() {
+async fn duplicates_and_port_clashes_are_refused_and_missing_packages_are_instance_errors() {
     let node = Node::new();
     lock(&node.packages.unknown).insert("nginx-light".into());
     let (port, _) = http_server(200).await;
+    assert_eq!(
+        refusal(&[radicale(port), radicale(port)], Some(&proxy())),
+        "app asso-x/radicale is declared twice"
+    );
     let mut clash = site(port);
     clash.state = AppState::Running.into();
-    let report = node
-        .pass(&[radicale(port), radicale(port), clash], Some(&proxy()))
-        .await;
-    assert!(
-        report.statuses[0].error.is_empty(),
-        "{}",
-        report.statuses[0].error
-    );
-    assert!(
-        report.statuses[1].error.contains("listed twice"),
-        "{}",
-        report.statuses[1].error
-    );
-    assert!(
-        report.statuses[2].error.contains("port"),
-        "{}",
-        report.statuses[2].error
+    assert_eq!(
+        refusal(&[radicale(port), clash], Some(&proxy())),
+        format!("port {port} is declared for both asso-x/radicale and asso-y/site")
     );
 
     let report = node.pass(&[site(port + 1)], Some(&proxy())).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coloc_agent::config::{AgentConfig, CaSource, JoinTokenSource, SessionConfig};
+use coloc_agent::desired::Desired;
 use coloc_agent::host::volumes::VolumeObject;
 use coloc_agent::host::{FakeHost, FakeOp};
 use coloc_agent::ledger::{FileLedger, LedgerStore, MemoryLedger};
@@ -20,6 +21,7 @@ use coloc_proto::agent::v1::{
     VolumeState, VolumeStatus,
 };
 use coloc_proto::domain::NodeName;
+use coloc_proto::error_chain;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -67,8 +69,18 @@ fn volume(n: u64, name: &str, pool: &PoolSpec, size_bytes: u64) -> VolumeSpec {
     }
 }
 
+/// A storage pass over `pools` and `volumes` as they arrive on the node:
+/// converted with the rest of a desired configuration first.
 async fn pass(fake: &FakeHost, pools: &[PoolSpec], volumes: &[VolumeSpec]) -> StorageReport {
-    reconcile_storage(&fake.host().volumes, pools, volumes).await
+    let wire = DesiredConfig {
+        node_name: "n1".into(),
+        pools: pools.to_vec(),
+        volumes: volumes.to_vec(),
+        ..DesiredConfig::default()
+    };
+    let desired = Desired::try_from(&wire)
+        .unwrap_or_else(|e| panic!("a valid configuration: {}", error_chain(&e)));
+    reconcile_storage(&fake.host().volumes, &desired.pools, &desired.volumes).await
 }
 
 fn status(report: &StorageReport, n: u64) -> &VolumeStatus {
@@ -424,33 +436,56 @@ fn desired(generation: u64, pools: Vec<PoolSpec>, volumes: Vec<VolumeSpec>) -> D
 }
 
 #[tokio::test]
-async fn a_failing_volume_does_not_stop_the_others() {
+async fn a_malformed_volume_refuses_the_configuration_and_a_failing_one_stops_no_other() {
     let fake = FakeHost::new("n1");
     fake.zfs.fail_for(FakeOp::Mount, &id(6));
     let mut malformed = volume(8, "bad", &tank(), GIB);
     malformed.tenant = "Not A Tenant".into();
-    let config = desired(
-        3,
-        vec![tank()],
-        vec![
-            volume(5, "one", &tank(), GIB),
-            volume(6, "two", &tank(), GIB),
-            volume(7, "three", &tank(), GIB),
-            malformed,
-        ],
-    );
+    let good = vec![
+        volume(5, "one", &tank(), GIB),
+        volume(6, "two", &tank(), GIB),
+        volume(7, "three", &tank(), GIB),
+    ];
+    let mut with_malformed = good.clone();
+    with_malformed.push(malformed);
     let r = reconciler(&fake);
+
+    // One malformed entry: the whole configuration is refused, nothing is
+    // created, not even the good volumes or the pool.
+    let report = r.reconcile(&desired(3, vec![tank()], with_malformed)).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(
+        report
+            .message
+            .starts_with("desired configuration refused: volume #3 (\"Not A Tenant/bad\")"),
+        "{}",
+        report.message
+    );
+    assert!(report.message.contains("tenant"), "{}", report.message);
+    assert!(!report.storage_observed);
+    assert!(report.volumes.is_empty());
+    for n in [5, 6, 7, 8] {
+        assert!(fake.zfs.object(&id(n)).is_none(), "volume {n} created");
+    }
+    assert!(fake.zfs.pool("tank").is_none(), "no pool created");
+    assert_eq!(fake.zfs.calls(FakeOp::CreatePool), 0);
+    assert!(
+        r.status().snapshot().labels.is_empty(),
+        "labels not applied"
+    );
+
+    // Without it: volume 6 fails to mount, the others converge.
+    let config = desired(3, vec![tank()], good);
     let report = r.reconcile(&config).await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(report.message.contains(&id(6)), "{}", report.message);
-    assert!(report.message.contains(&id(8)), "{}", report.message);
     assert!(!report.message.contains(&id(5)), "{}", report.message);
 
     let observed = report.to_observed();
     assert_eq!(observed.outcome(), ReconcileOutcome::Failed);
     assert!(observed.storage_observed);
     assert_eq!(observed.pools.len(), 1);
-    assert_eq!(observed.volumes.len(), 4);
+    assert_eq!(observed.volumes.len(), 3);
     let by_id = |n: u64| {
         observed
             .volumes
@@ -465,13 +500,6 @@ async fn a_failing_volume_does_not_stop_the_others() {
     let failed = by_id(6);
     assert_eq!(failed.phase(), VolumePhase::Error);
     assert!(failed.error.contains("mount"), "{}", failed.error);
-    let bad = by_id(8);
-    assert_eq!(bad.phase(), VolumePhase::Error);
-    assert!(bad.error.contains("tenant"), "{}", bad.error);
-    assert!(
-        fake.zfs.object(&id(8)).is_none(),
-        "no command for a malformed volume"
-    );
     // The rest of the configuration still applied.
     let status = r.status().snapshot();
     assert_eq!(status.labels.get("rack").map(String::as_str), Some("b2"));
@@ -479,8 +507,6 @@ async fn a_failing_volume_does_not_stop_the_others() {
 
     // Fixed on the host: the next pass converges.
     fake.zfs.clear_failures();
-    let mut config = config;
-    config.volumes.pop();
     let report = r.reconcile(&config).await;
     assert_eq!(report.outcome, Outcome::Applied, "{}", report.message);
     assert_eq!(r.status().snapshot().applied_generation, 3);

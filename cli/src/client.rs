@@ -177,60 +177,35 @@ impl Api {
     fn intercepted(&self) -> Service {
         InterceptedService::new(self.channel.clone(), self.auth.clone())
     }
+}
 
-    pub fn sites(&self) -> SitesClient<Service> {
-        SitesClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
+/// One typed client per service, each over the shared channel with the
+/// credential attached and colocd's message size limit both ways; the
+/// generated clients share no trait that would let a function build them.
+macro_rules! service_clients {
+    ($($name:ident: $client:ident),* $(,)?) => {
+        impl Api {
+            $(
+                pub fn $name(&self) -> $client<Service> {
+                    $client::new(self.intercepted())
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                }
+            )*
+        }
+    };
+}
 
-    pub fn nodes(&self) -> NodesClient<Service> {
-        NodesClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn tenants(&self) -> TenantsClient<Service> {
-        TenantsClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn storage(&self) -> StorageClient<Service> {
-        StorageClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn apps(&self) -> AppsClient<Service> {
-        AppsClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn users(&self) -> UsersClient<Service> {
-        UsersClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn tokens(&self) -> TokensClient<Service> {
-        TokensClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn audit(&self) -> AuditClient<Service> {
-        AuditClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    pub fn tasks(&self) -> TasksClient<Service> {
-        TasksClient::new(self.intercepted())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
+service_clients! {
+    sites: SitesClient,
+    nodes: NodesClient,
+    tenants: TenantsClient,
+    storage: StorageClient,
+    apps: AppsClient,
+    users: UsersClient,
+    tokens: TokensClient,
+    audit: AuditClient,
+    tasks: TasksClient,
 }
 
 #[cfg(test)]

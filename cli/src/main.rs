@@ -4,9 +4,16 @@
 //! files `coloc user cert` writes; every decision is colocd's, the CLI only
 //! checks input early so that mistakes get a clear sentence.
 //!
-//! Layout: [`args`] is the command tree, [`config`] finds the server and
-//! credentials, [`client`] connects, [`commands`] runs each command,
-//! [`output`] prints, [`error`] decides messages and exit codes.
+//! Layout: [`args`] is the command tree and [`input`] parses the values
+//! people type; [`config`] finds the server and credentials, [`client`]
+//! connects, [`commands`] runs each command, [`certs`] makes the key and
+//! writes the files of `coloc user cert`, [`output`] prints, [`error`]
+//! decides messages and exit codes. [`args`], [`commands`] and
+//! [`output`] are split by area of colocd's API, as the controller's
+//! services are: `fleet` (sites, join tokens, nodes), `tenancy` (tenants,
+//! users, tokens, certificates), `storage` (pools, volumes, snapshots),
+//! `apps` (catalog, instances, requests), `audit` and `tasks`, with what
+//! the areas share in the parent module.
 
 mod args;
 mod certs;

@@ -168,6 +168,26 @@ pub fn require_tenant_read(caller: &Caller, tenant: &TenantName) -> ApiResult<()
     }
 }
 
+/// A non-admin's own tenant (every operator and member has one).
+pub fn own_tenant(caller: &Caller) -> ApiResult<TenantName> {
+    caller.tenant().cloned().ok_or_else(|| {
+        ApiError::PermissionDenied(format!("user {} belongs to no tenant", caller.user.name))
+    })
+}
+
+/// The tenant a listing covers: the one an admin asks for (`None`: every
+/// tenant); for anyone else their own, another one asked for being
+/// refused.
+pub fn listing_tenant(caller: &Caller, asked: Option<TenantName>) -> ApiResult<Option<TenantName>> {
+    if caller.is_admin() {
+        return Ok(asked);
+    }
+    if let Some(t) = &asked {
+        require_tenant_read(caller, t)?;
+    }
+    own_tenant(caller).map(Some)
+}
+
 /// Seeing a node: admins, and operators granted that node.
 pub fn can_see_node(caller: &Caller, node: &NodeName) -> bool {
     caller.is_admin()
@@ -388,6 +408,23 @@ mod tests {
         assert!(require_tenant_read(&admin, &other).is_ok());
         assert!(require_tenant_read(&op, &other).is_err());
         assert!(require_tenant_read(&member, &other).is_err());
+
+        assert_eq!(listing_tenant(&admin, None).unwrap(), None);
+        assert_eq!(
+            listing_tenant(&admin, Some(other.clone())).unwrap(),
+            Some(other.clone())
+        );
+        for c in [&op, &member] {
+            assert_eq!(listing_tenant(c, None).unwrap(), Some(asso.clone()));
+            assert_eq!(
+                listing_tenant(c, Some(asso.clone())).unwrap(),
+                Some(asso.clone())
+            );
+            assert!(listing_tenant(c, Some(other.clone())).is_err());
+        }
+        let lost = user(Role::Member, None, &[]);
+        assert!(own_tenant(&lost).is_err());
+        assert!(listing_tenant(&lost, None).is_err());
 
         assert!(can_see_node(&admin, &n2));
         assert!(can_see_node(&op, &n1));

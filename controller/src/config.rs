@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use coloc_proto::apps::{check_acme_email, check_apps_domain};
+use coloc_proto::error_chain;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,58 +62,6 @@ fn default_tenant_quota() -> u64 {
 }
 fn default_apps_domain() -> String {
     "coloc.test".into()
-}
-
-/// Longest apps domain: `<app>.<tenant>.` (31 + 63 + 2 characters) in
-/// front of it must still fit a 253-character host name.
-const MAX_APPS_DOMAIN_LEN: usize = 150;
-
-/// A lowercase DNS name of at least one label: it ends up in host names
-/// and in the proxy's configuration, so nothing else gets through.
-fn check_domain(domain: &str) -> Result<(), String> {
-    if domain.is_empty() || domain.len() > MAX_APPS_DOMAIN_LEN {
-        return Err(format!(
-            "apps_domain must be 1 to {MAX_APPS_DOMAIN_LEN} characters"
-        ));
-    }
-    for label in domain.split('.') {
-        let ok = (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "apps_domain {domain:?} is not a lowercase DNS name (labels of a-z, 0-9 and \
-                 '-', separated by dots)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A plain address (`local@domain`, no quotes, spaces or comments): it is
-/// written into the proxy's configuration.
-fn check_email(email: &str) -> Result<(), String> {
-    let bad = || {
-        Err(format!(
-            "acme_email {email:?} is not a plain e-mail address"
-        ))
-    };
-    let Some((local, domain)) = email.split_once('@') else {
-        return bad();
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
-    let domain = domain.to_ascii_lowercase();
-    if !local_ok || !domain.contains('.') || check_domain(&domain).is_err() {
-        return bad();
-    }
-    Ok(())
 }
 
 impl Default for ControllerConfig {
@@ -188,9 +138,12 @@ impl ControllerConfig {
         if i64::try_from(self.default_tenant_quota_bytes).is_err() {
             return Err(invalid("default_tenant_quota_bytes is too large"));
         }
-        check_domain(&self.apps_domain).map_err(|r| invalid(&r))?;
+        // The agents check the proxy settings with the same rules: a value
+        // colocd accepts is one every node accepts.
+        check_apps_domain("apps_domain", &self.apps_domain)
+            .map_err(|e| invalid(&error_chain(&e)))?;
         if !self.acme_email.is_empty() {
-            check_email(&self.acme_email).map_err(|r| invalid(&r))?;
+            check_acme_email(&self.acme_email).map_err(|e| invalid(&error_chain(&e)))?;
         }
         Ok(())
     }
@@ -237,7 +190,7 @@ mod tests {
             cfg.catalog_path(Path::new("/var/lib/colocd")),
             Some(PathBuf::from("/etc/coloc/catalog"))
         );
-        for ok in ["coloc.test", "encommun.org", "a.b-c.d1", "localhost"] {
+        for ok in ["coloc.test", "encommun.org", "a.b-c.d1"] {
             assert!(
                 ControllerConfig::parse(&format!("apps_domain = {ok:?}"), "x").is_ok(),
                 "{ok}"
@@ -245,6 +198,8 @@ mod tests {
         }
         for bad in [
             "",
+            // One label: no node would serve `<app>.<tenant>.localhost`.
+            "localhost",
             "Coloc.test",
             "coloc..test",
             ".coloc.test",
@@ -271,6 +226,9 @@ mod tests {
             "a@encommun.org\n}",
             "\"a\"@encommun.org",
             "a@b@encommun.org",
+            // Nodes refuse these: colocd does too.
+            "a%b@encommun.org",
+            "a@Encommun.org",
         ] {
             assert!(
                 ControllerConfig::parse(&format!("acme_email = {bad:?}"), "x").is_err(),

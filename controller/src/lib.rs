@@ -7,13 +7,18 @@
 //! host's agent, from the desired configuration it receives.
 //!
 //! Layout: [`store`] (persistence behind one trait per area), [`rules`]
-//! (the quota, port, request and lifecycle rules the store applies), [`ca`] (the
-//! cooperative's certificate authority), [`auth`] (who is calling and what
-//! they may do), [`context`] (what every handler holds), [`api`] (the
-//! public gRPC services), [`agents`] (the agent-facing service, the session
-//! registry and the rendering of desired configurations), [`background`]
-//! (colocd's periodic tasks and their status), [`server`] (wiring),
-//! [`config`].
+//! (the quota, port, request and lifecycle rules the store applies),
+//! [`ca`] (the cooperative's certificate authority), [`auth`] (who is
+//! calling and what they may do), [`context`] (what every handler holds),
+//! [`api`] (the public gRPC services, one module per service family;
+//! `api::wire` converts each request into validated domain values at the
+//! door, `api::convert` turns records back into messages), [`error`] (the
+//! API's errors and their gRPC codes), [`agents`] (the agent-facing
+//! service, the session registry and the rendering of desired
+//! configurations), [`catalog`] (the app catalog and the rendering of one
+//! instance), [`background`] (colocd's periodic tasks and their status),
+//! [`server`] (the data directory, `init` and the one TLS endpoint),
+//! [`config`] (`colocd.toml`) and [`time`] (the clock, which tests move).
 //!
 //! Dependencies go one way: `api` and `agents` sit on `context`; `api`
 //! calls into `agents` (pushes, the registry), `background` into both

@@ -12,7 +12,22 @@
 //! - `coloc-image seed`: a node's seed volume (seed.rs).
 //!
 //! It owns the image's bytes; what runs inside the image at boot (units,
-//! first-boot setup) is image/rootfs/ and the agent's business.
+//! first-boot setup) is image/rootfs/ and the agent's business. Of the
+//! rest of coloc it uses only `coloc-proto` (names, and the seed schema in
+//! `coloc_proto::seed`); the agent binary it installs is an input file.
+//!
+//! Layout, in the order of a build: `spec` (the image spec, strict TOML),
+//! `lockfile` (the committed package lock) and `lock` (the command that
+//! writes it), `index` (apt's metadata, parsed), `cache` (the
+//! content-addressed `.deb` cache), `inputs` (what an image is a function
+//! of, and its hash), `workdir` (a build's scratch directory), `rootfs`
+//! (mmdebstrap from a local repository of the locked packages), `hook`
+//! (the customize step mmdebstrap runs inside the chroot), `tree` (the
+//! root tree on a tmpfs), `ext4` (the root filesystem), `esp` (the EFI
+//! system partition), `gpt` (the disk), `image` (the whole `build`
+//! pipeline), `digest` (hashes and the identifiers derived from them),
+//! `progress` (what the user watches), `runner` (the one way this binary
+//! runs a command) and `seed` (`coloc-image seed`).
 
 mod cache;
 mod digest;

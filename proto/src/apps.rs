@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::agent::v1::{AppSpec, AppState, app_spec};
+use crate::agent::v1::{AppSpec, AppState, ProxySpec, app_spec};
 use crate::domain::{InvalidInput, TenantName, check_domain_name, clip, validated_string};
 use crate::storage::{VolumeId, VolumeName};
 use crate::units::{UnitName, check_package_unit};
@@ -95,14 +95,18 @@ fn check_package_name(kind: &'static str, name: &str) -> Result<(), InvalidInput
         && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
         && bytes
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(b));
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(b))
+        // `apt-get install caddy-` means "remove caddy" when no package has
+        // the exact name: never a name coloc passes to apt. (A trailing
+        // `+`, apt's "install" operator, is harmless and needed: `g++`.)
+        && !name.ends_with('-');
     if ok {
         Ok(())
     } else {
         Err(InvalidInput::field(
             kind,
             format!(
-                "{:?} is not a Debian package name ([a-z0-9][a-z0-9+.-]+, at most {MAX_PACKAGE_NAME_LEN})",
+                "{:?} is not a Debian package name ([a-z0-9][a-z0-9+.-]+, not ending with '-', at most {MAX_PACKAGE_NAME_LEN})",
                 clip(name)
             ),
         ))
@@ -545,6 +549,75 @@ impl AppDecl {
             restart_nonce: spec.restart_nonce,
             volume_id,
             proxy_upstream_host: spec.proxy_upstream_host,
+        })
+    }
+}
+
+/// Longest apps domain: `<app>.<tenant>.` (31 + 63 + 2 characters) in
+/// front of it must still fit a 253-character host name.
+pub const MAX_APPS_DOMAIN_LEN: usize = 150;
+
+/// The domain apps are published under (`apps_domain` in colocd.toml, the
+/// proxy's domain on a node): a lowercase DNS name of at least two labels,
+/// at most [`MAX_APPS_DOMAIN_LEN`] characters.
+pub fn check_apps_domain(field: &'static str, domain: &str) -> Result<(), InvalidInput> {
+    if domain.len() > MAX_APPS_DOMAIN_LEN {
+        return Err(InvalidInput::field(
+            field,
+            format!(
+                "{:?} is longer than {MAX_APPS_DOMAIN_LEN} characters",
+                clip(domain)
+            ),
+        ));
+    }
+    check_domain_name(field, domain)
+}
+
+/// An ACME account e-mail: `local@domain`, the local part of
+/// `[A-Za-z0-9._+-]` (at most 64 characters), the domain a lowercase DNS
+/// name ([`check_domain_name`]). No quote, space, brace or newline: it is
+/// written into the proxy's configuration.
+pub fn check_acme_email(email: &str) -> Result<(), InvalidInput> {
+    let bad = || {
+        InvalidInput::field(
+            "acme_email",
+            format!("{:?} is not a plain e-mail address", clip(email)),
+        )
+    };
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+    {
+        return Err(bad());
+    }
+    check_domain_name("acme_email", domain).map_err(|_| bad())
+}
+
+/// A node's reverse proxy settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyDecl {
+    /// Apps are served as `<app>.<tenant>.<domain>`.
+    pub domain: String,
+    /// The ACME account; `None`: Caddy's internal CA.
+    pub acme_email: Option<String>,
+}
+
+impl TryFrom<&ProxySpec> for ProxyDecl {
+    type Error = InvalidInput;
+    fn try_from(spec: &ProxySpec) -> Result<ProxyDecl, InvalidInput> {
+        check_apps_domain("proxy domain", &spec.domain)?;
+        let acme_email = if spec.acme_email.is_empty() {
+            None
+        } else {
+            check_acme_email(&spec.acme_email)?;
+            Some(spec.acme_email.clone())
+        };
+        Ok(ProxyDecl {
+            domain: spec.domain.clone(),
+            acme_email,
         })
     }
 }

@@ -1,9 +1,24 @@
 //! coloc's wire contracts and the validated domain types behind them.
 //!
-//! Generated prost/tonic code lives in [`agent::v1`] and
-//! [`controller::v1`]; nothing outside this crate should construct domain
-//! values from raw strings without going through the validating
-//! constructors in [`domain`]. This crate owns no I/O.
+//! Generated prost/tonic code lives in [`agent::v1`] (the node's contract
+//! with colocd) and [`controller::v1`] (colocd's public API). Wire messages
+//! carry plain strings and numbers; every crate converts them into the
+//! types of this crate where they arrive and works on those past that
+//! point, so that both sides of the wire check a value by the same rule,
+//! each once. This crate owns no I/O.
+//!
+//! Layout: [`domain`] (the `validated_string!` names of sites, nodes,
+//! tenants and users, roles, offers, countries, labels, and the free-text
+//! limits of [`domain::Text`]), [`storage`] (sizes, pool, volume and
+//! snapshot names, volume ids, disk references, the pool layouts each
+//! kind allows, and [`storage::PoolDecl`] / [`storage::VolumeDecl`], a
+//! pool or volume as a node is asked to have it), [`apps`] (every value
+//! of an app instance that reaches a unit, a path or the proxy, and
+//! [`apps::AppDecl`] / [`apps::ProxyDecl`]), [`units`] (systemd unit
+//! names), [`seed`] (the node seed's schema, shared by `coloc-image seed`
+//! and `coloc-agent seed apply`) and [`error_chain`], the one way every
+//! crate prints an error with its causes (in the private `report`
+//! module). A rule that two crates apply belongs here.
 
 pub mod apps;
 pub mod domain;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use coloc_proto::apps::check_posix_id;
 
 use crate::runner::Runner;
 use crate::{Accounts, HostError};
@@ -17,17 +18,15 @@ pub fn account_name(id: u32) -> String {
     format!("ct{id}")
 }
 
-/// Ids below this are the distribution's and the packages'.
-const MIN_TENANT_ID: u32 = 1000;
-
+/// Tenant ids by proto's rule (at least 1000, never nobody or -1), so
+/// that no system account is ever created or reused for a tenant.
 fn check_id(uid: u32, gid: u32) -> Result<(), HostError> {
-    if uid < MIN_TENANT_ID || gid < MIN_TENANT_ID || uid == u32::MAX || gid == u32::MAX {
-        return Err(HostError::Refused {
+    check_posix_id("uid", uid)
+        .and_then(|()| check_posix_id("gid", gid))
+        .map_err(|e| HostError::Refused {
             object: format!("account {uid}:{gid}"),
-            reason: "tenant ids start at 1000".into(),
-        });
-    }
-    Ok(())
+            reason: e.to_string(),
+        })
 }
 
 /// [`Accounts`] through getent, groupadd and useradd.

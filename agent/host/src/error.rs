@@ -93,10 +93,6 @@ pub enum HostError {
         reason: &'static str,
     },
 
-    /// A unit name refused before anything was sent to systemd.
-    #[error("refused unit name {name:?}: {reason}")]
-    InvalidUnitName { name: String, reason: &'static str },
-
     /// Tool output that does not have the documented shape.
     #[error("could not parse {what}: {detail}")]
     Parse { what: &'static str, detail: String },

@@ -24,8 +24,21 @@
 //! typed errors, and executes exactly the operation it is asked for; whether
 //! a failing drive should drain the node or a missing `zpool` binary is an
 //! error is for the agent's reconcilers to decide. It also refuses, before
-//! anything runs, inputs that could be misread by a tool (device paths and
-//! unit names are validated here), because this is the last place that can.
+//! anything runs, inputs that could be misread by a tool, because this is
+//! the last place that can: device paths and journal cursors are checked
+//! here, unit names arrive as proto's [`UnitName`] and package names go
+//! through proto's `PackageName` rule.
+//!
+//! Layout: the traits and [`Host`] (all of them, cheap to clone) are here;
+//! each real implementation is in its own module: `units` (systemd over
+//! D-Bus), `facts` (the real [`Health`]), `smart` (`smartctl --json`),
+//! `lsblk` (the one `lsblk` parser, for the facts and the disk prober),
+//! `packages` (apt and dpkg-query), `journal` (`journalctl -o json`),
+//! `accounts` (tenants' system users and groups) and [`volumes`] (the disk
+//! prober and the ZFS and LVM thin backends). Around them: [`runner`] (the
+//! one command runner), [`durable`] (crash-safe file replacement),
+//! `error` ([`HostError`]), `types` (the values handed out) and `fake`
+//! (the in-memory fakes and [`FakeHost`]).
 
 mod accounts;
 pub mod durable;
@@ -51,6 +64,7 @@ use runner::Runner;
 use volumes::Volumes;
 
 pub use accounts::{FakeAccounts, RealAccounts, account_name};
+pub use coloc_proto::units::UnitName;
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
 pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeUnits};
@@ -63,7 +77,7 @@ pub use packages::{
     FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, validate_package_name,
 };
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
-pub use types::{BlockDevice, SmartReport, UnitName, UnitState};
+pub use types::{BlockDevice, SmartReport, UnitState};
 pub use units::{DEFAULT_JOB_TIMEOUT, RealUnits};
 pub use volumes::FakeOp;
 

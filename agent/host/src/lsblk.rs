@@ -178,9 +178,9 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
-/// A string field that may be absent, null or blank (older lsblk padded
-/// models with spaces).
-fn text(v: &Value, field: &str) -> Option<String> {
+/// A string field of a JSON object that may be absent, null or blank
+/// (older lsblk padded models with spaces; wipefs reads the same way).
+pub(crate) fn text(v: &Value, field: &str) -> Option<String> {
     v.get(field)
         .and_then(Value::as_str)
         .map(str::trim)

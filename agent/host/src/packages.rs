@@ -21,6 +21,8 @@
 //! [`FakePackages`] keeps the installed set in memory for the simulated
 //! agent and the app reconciler's tests.
 
+use coloc_proto::apps::PackageName;
+use coloc_proto::domain::clip;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -60,39 +62,17 @@ const DPKG_QUERY_NOT_FOUND_STATUS: i32 = 1;
 /// Why nothing could install the package.
 const NOT_AVAILABLE: &str = "not available from the configured Debian mirrors";
 
-/// Refuses anything that is not a Debian package name (Debian policy 5.6.1:
-/// `[a-z0-9][a-z0-9+.-]+`), and names ending with `-`, which `apt-get
-/// install` reads as "remove the package before it" when no package has the
-/// exact name. (A trailing `+`, apt's "install" operator, is harmless and
-/// needed: `g++`.)
+/// Refuses anything that is not a Debian package name by proto's rule
+/// ([`PackageName`]: Debian policy 5.6.1, `[a-z0-9][a-z0-9+.-]+`, and no
+/// trailing `-`, which `apt-get install` reads as "remove"), before any
+/// command runs.
 pub fn validate_package_name(name: &str) -> Result<(), HostError> {
-    let refuse = |reason: &str| HostError::Refused {
-        object: format!("package {name:?}"),
-        reason: reason.to_owned(),
-    };
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit() => {}
-        _ => {
-            return Err(refuse(
-                "a package name starts with a lowercase letter or a digit",
-            ));
-        }
-    }
-    if name.len() < 2 {
-        return Err(refuse("a package name has at least two characters"));
-    }
-    if !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+.-".contains(&b)) {
-        return Err(refuse(
-            "a package name has only lowercase letters, digits, '+', '-' and '.'",
-        ));
-    }
-    if name.ends_with('-') {
-        return Err(refuse(
-            "a trailing '-' would be read by apt as \"remove this package\"",
-        ));
-    }
-    Ok(())
+    PackageName::new(name)
+        .map(drop)
+        .map_err(|e| HostError::Refused {
+            object: format!("package {:?}", clip(name)),
+            reason: e.reason(),
+        })
 }
 
 /// The packages `dpkg-query -W -f '${Package}\t${db:Status-Abbrev}\n'`

@@ -1,22 +1,24 @@
 //! The app reconciler: makes the node's app instances and its reverse
 //! proxy match the desired configuration (docs/APPS.md, "On the node").
 //!
-//! One pass takes every [`AppSpec`] on its own, so that one failing
-//! instance never stops the others: validate every field ([`spec`]; a bad
-//! value becomes that instance's error and nothing is written or
-//! started), wait for its volume to be READY, install its packages and
-//! mask the units they ship, create its data directories on the tenant's
-//! volume and write its configuration files, render and write its unit
-//! ([`unit`]), reload systemd once if any unit file changed, then enable
-//! and start (or restart, when the restart nonce moved or its files
-//! changed), stop and disable, or remove it. It then reads each unit's
-//! state, probes its health ([`probe`]) and, for a failed unit, attaches
-//! the end of its journal. Last, the proxy: Caddy's configuration
+//! One pass takes every instance on its own, so that one failing
+//! instance never stops the others. Every field was checked, and
+//! duplicates and port clashes refused, when the configuration came in
+//! ([`crate::desired`], with proto's rules in `coloc_proto::apps`). For
+//! each instance the pass waits for its volume to be READY, installs its
+//! packages and masks the units they ship, creates its data directories
+//! on the tenant's volume and writes its configuration files, renders and
+//! writes its unit ([`unit`](mod@unit)), reloads systemd once if any unit
+//! file changed, then enables and starts it (or restarts it, when the
+//! restart nonce moved or its files changed), stops and disables it, or
+//! removes it. It then reads each unit's state, probes its health
+//! ([`probe`]) and, for a failed unit, attaches the end of its journal.
+//! Last, the proxy: Caddy's configuration
 //! ([`proxy`]) routes every RUNNING instance's host name to its port.
 //!
 //! Files go under a root directory (`/` on a node, a temporary directory
 //! in tests), written only when their content changes and never through
-//! a symbolic link ([`fsops`]); systemd, apt and the journal are reached
+//! a symbolic link (`fsops`); systemd, apt and the journal are reached
 //! only through the [`Host`] traits. The reconciler never touches a
 //! tenant's data beyond creating its directories: removal stops the unit
 //! and deletes the unit file and configuration, the data stays.
@@ -24,24 +26,24 @@
 mod fsops;
 pub mod probe;
 pub mod proxy;
-pub mod spec;
 pub mod unit;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use coloc_proto::agent::v1::{
-    AppLogs, AppSpec, AppState, AppStatus, GetAppLogs, ProxySpec, VolumePhase, VolumeStatus,
-};
-use coloc_proto::domain::{InvalidInput, TenantName};
+use coloc_proto::agent::v1::{AppLogs, AppState, AppStatus, GetAppLogs, VolumePhase, VolumeStatus};
+pub use coloc_proto::apps::{AppDecl, AppIdentity, HealthCheck};
+use coloc_proto::apps::{AppName, ProxyDecl, app_unit};
+use coloc_proto::domain::{InvalidInput, TenantName, clip};
 
+use crate::desired::AppEntry;
 use crate::host::{Host, HostError, UnitDetails, UnitName};
+use crate::logging::ids;
 use coloc_proto::error_chain;
 pub use fsops::FsError;
 use fsops::{Dir, Owner};
 pub use probe::{PROBE_TIMEOUT, ProbeOutcome};
 pub use proxy::{CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, Site, render_caddyfile};
-pub use spec::{AppIdentity, HealthCheck, ValidApp, validate_app};
 pub use unit::{UNIT_DIR, render_unit};
 
 /// Where the agent records each instance's last applied restart nonce.
@@ -58,10 +60,6 @@ pub const REMOVED_STATE: &str = "removed";
 pub enum AppError {
     #[error("refused")]
     Invalid(#[source] InvalidInput),
-    #[error("{tenant}/{app} is listed twice in the desired configuration")]
-    Duplicate { tenant: String, app: String },
-    #[error("port {port} is also the port of {other}")]
-    PortTaken { port: u16, other: String },
     #[error("volume {volume} is not ready: {reason}")]
     VolumeNotReady { volume: String, reason: String },
     #[error("could not {what}")]
@@ -132,15 +130,13 @@ impl AppsReport {
 
 /// What is to be done with one instance.
 enum Plan {
-    /// Refused at validation: nothing is done.
-    Refused,
     /// RUNNING or STOPPED.
     Apply(Box<Apply>),
     Remove(AppIdentity),
 }
 
 struct Apply {
-    app: ValidApp,
+    app: AppDecl,
     /// The unit file was written this pass.
     unit_changed: bool,
     /// A configuration file was written or removed this pass.
@@ -152,8 +148,7 @@ struct Instance {
     plan: Plan,
     /// The first thing that went wrong; later steps are skipped.
     error: Option<AppError>,
-    /// Whether the instance's unit is known (its name is valid).
-    unit: Option<UnitName>,
+    unit: UnitName,
 }
 
 impl Instance {
@@ -175,79 +170,35 @@ impl Instance {
     }
 }
 
-fn new_instance(spec: &AppSpec, domain: Option<&str>) -> Instance {
-    let mut status = AppStatus {
-        tenant: spec::clip(&spec.tenant),
-        app: spec::clip(&spec.app),
-        ..AppStatus::default()
-    };
-    let identity = spec::identity(spec);
-    if let Ok(id) = &identity {
-        status.unit = id.unit.to_string();
-    }
-    let unit = identity.as_ref().ok().map(|id| id.unit.clone());
-    let planned = match spec::desired_state(spec) {
-        // Removing needs only the identity: a specification whose other
-        // fields are unusable must not keep an instance running.
-        Ok(AppState::Removed) => identity.map(Plan::Remove),
-        _ => validate_app(spec, domain).map(|app| {
+fn new_instance(entry: &AppEntry) -> Instance {
+    let (tenant, app) = entry.identity();
+    let (plan, unit) = match entry {
+        AppEntry::Deploy(app) => (
             Plan::Apply(Box::new(Apply {
-                app,
+                app: (**app).clone(),
                 unit_changed: false,
                 config_changed: false,
-            }))
-        }),
+            })),
+            app.unit.clone(),
+        ),
+        AppEntry::Remove(id) => (Plan::Remove(id.clone()), id.unit.clone()),
     };
-    match planned {
-        Ok(plan) => Instance {
-            status,
-            plan,
-            error: None,
-            unit,
+    Instance {
+        status: AppStatus {
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            unit: unit.to_string(),
+            ..AppStatus::default()
         },
-        Err(e) => Instance {
-            status,
-            plan: Plan::Refused,
-            error: Some(AppError::Invalid(e)),
-            unit,
-        },
-    }
-}
-
-/// Refuses the second instance of a tenant/app, and a port used twice.
-fn refuse_conflicts(instances: &mut [Instance]) {
-    let mut seen = BTreeSet::new();
-    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
-    for instance in instances.iter_mut() {
-        let key = (instance.status.tenant.clone(), instance.status.app.clone());
-        if !seen.insert(key.clone()) {
-            instance.plan = Plan::Refused;
-            instance.error = Some(AppError::Duplicate {
-                tenant: key.0,
-                app: key.1,
-            });
-            continue;
-        }
-        let Some(apply) = instance.apply() else {
-            continue;
-        };
-        let port = apply.app.port;
-        let name = format!("{}/{}", apply.app.tenant, apply.app.app);
-        if let Some(other) = ports.get(&port) {
-            instance.error = Some(AppError::PortTaken {
-                port,
-                other: other.clone(),
-            });
-            instance.plan = Plan::Refused;
-        } else {
-            ports.insert(port, name);
-        }
+        plan,
+        error: None,
+        unit,
     }
 }
 
 /// Checks that the volume holding `app`'s data is READY, mounted
 /// read-write where `data_dir` expects it.
-fn check_volume(app: &ValidApp, volumes: &[VolumeStatus]) -> Result<(), AppError> {
+fn check_volume(app: &AppDecl, volumes: &[VolumeStatus]) -> Result<(), AppError> {
     let not_ready = |reason: String| AppError::VolumeNotReady {
         volume: app.volume_id.to_string(),
         reason,
@@ -271,7 +222,7 @@ fn check_volume(app: &ValidApp, volumes: &[VolumeStatus]) -> Result<(), AppError
     if volume.mount_path != app.volume_path {
         return Err(not_ready(format!(
             "mounted at {}, but data_dir is under {}",
-            spec::clip(&volume.mount_path),
+            clip(&volume.mount_path),
             app.volume_path
         )));
     }
@@ -291,7 +242,7 @@ struct Written {
 
 /// Data directories, configuration files and the unit file of `app`
 /// under `root`. Blocking.
-fn write_files(root: &Path, app: &ValidApp) -> Result<Written, AppError> {
+fn write_files(root: &Path, app: &AppDecl) -> Result<Written, AppError> {
     let top = Dir::open_root(root).map_err(files_err("open the root directory"))?;
     // The volume's mount point is never created here: a missing one means
     // the volume is not mounted, and writing there would fill the root
@@ -413,12 +364,12 @@ fn remove_files(root: &Path, id: &AppIdentity) -> Result<bool, AppError> {
     Ok(unit_removed)
 }
 
-fn nonce_file(tenant: &TenantName, app: &str) -> String {
+fn nonce_file(tenant: &TenantName, app: &AppName) -> String {
     format!("{tenant}-{app}.nonce")
 }
 
 /// The restart nonce last applied, if recorded. Blocking.
-fn read_nonce(root: &Path, app: &ValidApp) -> Result<Option<u64>, AppError> {
+fn read_nonce(root: &Path, app: &AppDecl) -> Result<Option<u64>, AppError> {
     let top = Dir::open_root(root).map_err(files_err("open the root directory"))?;
     let Some(dir) = top
         .require_path(&components(NONCE_DIR))
@@ -435,7 +386,7 @@ fn read_nonce(root: &Path, app: &ValidApp) -> Result<Option<u64>, AppError> {
 }
 
 /// Records `app`'s restart nonce as applied. Blocking.
-fn write_nonce(root: &Path, app: &ValidApp) -> Result<(), AppError> {
+fn write_nonce(root: &Path, app: &AppDecl) -> Result<(), AppError> {
     let top = Dir::open_root(root).map_err(files_err("open the root directory"))?;
     let dir = top
         .ensure_path(&components(NONCE_DIR), None, 0o700)
@@ -464,14 +415,19 @@ async fn blocking<T: Send + 'static>(
 
 /// Installs `app`'s packages and masks (and stops) the units they ship,
 /// and makes sure the tenant's account exists (systemd resolves `User=`).
-async fn prepare_packages(host: &Host, app: &ValidApp) -> Result<(), AppError> {
+async fn prepare_packages(host: &Host, app: &AppDecl) -> Result<(), AppError> {
     host.accounts
         .ensure(app.uid, app.gid)
         .await
         .map_err(host_err("create the account of", &app.unit))?;
     if !app.packages.is_empty() {
         host.packages
-            .ensure_installed(&app.packages)
+            .ensure_installed(
+                &app.packages
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
             .await
             .map_err(host_err("install the packages of", &app.unit))?;
     }
@@ -500,8 +456,14 @@ async fn remove(host: &Host, root: &Path, id: &AppIdentity) -> Result<bool, AppE
         .await
         .map_err(host_err("disable", &id.unit))?;
     let root = root.to_path_buf();
-    let id = id.clone();
-    blocking(move || remove_files(&root, &id)).await
+    let removed = {
+        let id = id.clone();
+        blocking(move || remove_files(&root, &id)).await?
+    };
+    if removed {
+        tracing::info!(message_id = ids::APP_REMOVED, tenant = %id.tenant, app = %id.app, unit = %id.unit, "app removed; its data is kept");
+    }
+    Ok(removed)
 }
 
 fn is_up(state: &str) -> bool {
@@ -538,7 +500,7 @@ async fn drive(host: &Host, root: &Path, apply: &Apply) -> Result<(), AppError> 
             let nonce_moved = recorded.is_some_and(|n| n != app.restart_nonce);
             let files_changed = apply.unit_changed || apply.config_changed;
             if nonce_moved || (files_changed && is_up(&before.active_state)) {
-                tracing::info!(unit = %unit, nonce_moved, files_changed, "restarting app");
+                tracing::info!(message_id = ids::APP_RESTARTED, tenant = %app.tenant, app = %app.app, unit = %unit, nonce_moved, files_changed, "restarting app");
                 host.units
                     .restart(unit)
                     .await
@@ -588,9 +550,7 @@ async fn observe(host: &Host, instance: &mut Instance) {
         }
         return;
     }
-    let Some(unit) = instance.unit.clone() else {
-        return;
-    };
+    let unit = instance.unit.clone();
     let details = match host.units.details(&unit).await {
         Ok(details) => details,
         Err(e) => {
@@ -643,25 +603,18 @@ async fn observe(host: &Host, instance: &mut Instance) {
 pub async fn reconcile_apps(
     host: &Host,
     root: &Path,
-    apps: &[AppSpec],
-    proxy: Option<&ProxySpec>,
+    apps: &[AppEntry],
+    proxy: Option<&ProxyDecl>,
     volumes: &[VolumeStatus],
 ) -> AppsReport {
     if apps.is_empty() && proxy.is_none() {
         return AppsReport::default();
     }
-    // A bad proxy domain is the proxy's error (below); instances are then
-    // only checked to carry some valid domain.
-    let domain = proxy
-        .filter(|p| proxy::check_proxy(p).is_ok())
-        .map(|p| p.domain.as_str());
-    let mut instances: Vec<Instance> = apps.iter().map(|s| new_instance(s, domain)).collect();
-    refuse_conflicts(&mut instances);
+    let mut instances: Vec<Instance> = apps.iter().map(new_instance).collect();
 
     let mut units_changed = false;
     for instance in &mut instances {
         match &mut instance.plan {
-            Plan::Refused => {}
             Plan::Remove(id) => match remove(host, root, id).await {
                 Ok(existed) => units_changed |= existed,
                 Err(e) => instance.fail(e),
@@ -748,7 +701,8 @@ pub async fn reconcile_apps(
         }
         if let Some(error) = instance.error {
             let message = error_chain(&error);
-            tracing::warn!(tenant = %status.tenant, app = %status.app, error = %message, "app not in its desired state");
+            // In the pass's failure, logged once by the reconciler.
+            tracing::debug!(tenant = %status.tenant, app = %status.app, error = %message, "app not in its desired state");
             report
                 .failures
                 .push(format!("{}/{}: {message}", status.tenant, status.app));
@@ -758,7 +712,7 @@ pub async fn reconcile_apps(
     }
     if let Err(e) = reconcile_proxy(host, root, proxy, &sites, deployed).await {
         let message = error_chain(&e);
-        tracing::warn!(error = %message, "reverse proxy not in its desired state");
+        tracing::debug!(error = %message, "reverse proxy not in its desired state");
         report.failures.push(format!("proxy: {message}"));
     }
     report
@@ -769,7 +723,7 @@ pub async fn reconcile_apps(
 async fn reconcile_proxy(
     host: &Host,
     root: &Path,
-    proxy: Option<&ProxySpec>,
+    proxy: Option<&ProxyDecl>,
     sites: &[Site],
     deployed: bool,
 ) -> Result<(), AppError> {
@@ -780,7 +734,7 @@ async fn reconcile_proxy(
         return Err(AppError::NoProxy { count: sites.len() });
     };
     let text = render_caddyfile(proxy, sites)?;
-    let caddy = UnitName::new(CADDY_UNIT).map_err(host_err("name", CADDY_UNIT))?;
+    let caddy = UnitName::new(CADDY_UNIT)?;
     if deployed {
         host.packages
             .ensure_installed(&[CADDY_PACKAGE.to_owned()])
@@ -868,7 +822,7 @@ fn write_caddyfile(root: &Path, text: &str, deployed: bool) -> Result<bool, AppE
 /// [`LOG_LINES_RANGE`] lines, after the cursor when one is given.
 pub async fn app_logs(host: &Host, request: &GetAppLogs) -> Result<AppLogs, AppError> {
     let tenant = TenantName::new(request.tenant.as_str())?;
-    let unit = spec::unit_name(&tenant, &request.app)?;
+    let unit = app_unit(&tenant, &AppName::new(request.app.as_str())?);
     let lines = request
         .lines
         .clamp(*LOG_LINES_RANGE.start(), *LOG_LINES_RANGE.end());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::spec::HealthCheck;
+use coloc_proto::apps::HealthCheck;
 
 /// How long a probe may take, connection included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

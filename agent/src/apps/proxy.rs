@@ -1,14 +1,13 @@
 //! The node's reverse proxy: Caddy's configuration, rendered by a pure
 //! function from the proxy settings and the running instances.
 //!
-//! Every value that reaches the Caddyfile is checked again here (host
-//! names and the ACME e-mail by strict character sets: no space, brace,
-//! quote or newline can open a block or a directive).
+//! Every value that reaches the Caddyfile is checked by strict character
+//! sets (proto's [`ProxyDecl`] for the domain and the ACME e-mail, the
+//! domain rule again here for each site's host name): no space, brace,
+//! quote or newline can open a block or a directive.
 
-use coloc_proto::agent::v1::ProxySpec;
-use coloc_proto::domain::InvalidInput;
-
-use super::spec::{check_domain, clip};
+use coloc_proto::apps::ProxyDecl;
+use coloc_proto::domain::{InvalidInput, check_domain_name};
 
 /// Where Debian's caddy package reads its configuration.
 pub const CADDYFILE: &str = "/etc/caddy/Caddyfile";
@@ -26,43 +25,11 @@ pub struct Site {
     pub upstream_host: bool,
 }
 
-/// An ACME account e-mail: `local@domain`, the local part of
-/// `[A-Za-z0-9._+-]`, the domain by [`check_domain`] (lowercase).
-pub fn check_acme_email(email: &str) -> Result<(), InvalidInput> {
-    let bad = || {
-        InvalidInput::field(
-            "acme_email",
-            format!("{:?} is not a plain e-mail address", clip(email)),
-        )
-    };
-    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    if local.is_empty()
-        || local.len() > 64
-        || !local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
-    {
-        return Err(bad());
-    }
-    check_domain("acme_email", domain).map_err(|_| bad())
-}
-
-/// Checks the proxy settings: a valid domain, an e-mail that is empty or
-/// plain.
-pub fn check_proxy(proxy: &ProxySpec) -> Result<(), InvalidInput> {
-    check_domain("proxy domain", &proxy.domain)?;
-    if !proxy.acme_email.is_empty() {
-        check_acme_email(&proxy.acme_email)?;
-    }
-    Ok(())
-}
-
 /// The Caddyfile: a global block (`local_certs` without an ACME e-mail,
 /// Caddy's internal CA; `email <acme_email>` otherwise), then one block
 /// per site, sorted by host name so that the text only changes when the
 /// routes do.
-pub fn render_caddyfile(proxy: &ProxySpec, sites: &[Site]) -> Result<String, InvalidInput> {
-    check_proxy(proxy)?;
+pub fn render_caddyfile(proxy: &ProxyDecl, sites: &[Site]) -> Result<String, InvalidInput> {
     let mut sites = sites.to_vec();
     sites.sort();
     sites.dedup();
@@ -70,14 +37,13 @@ pub fn render_caddyfile(proxy: &ProxySpec, sites: &[Site]) -> Result<String, Inv
         "# Written by coloc-agent from the node's desired configuration;\n\
          # local changes are overwritten.\n{\n",
     );
-    if proxy.acme_email.is_empty() {
-        text.push_str("\tlocal_certs\n");
-    } else {
-        text.push_str(&format!("\temail {}\n", proxy.acme_email));
+    match &proxy.acme_email {
+        None => text.push_str("\tlocal_certs\n"),
+        Some(email) => text.push_str(&format!("\temail {email}\n")),
     }
     text.push_str("}\n");
     for site in &sites {
-        check_domain("site host name", &site.hostname)?;
+        check_domain_name("site host name", &site.hostname)?;
         if site.port < 1024 {
             return Err(InvalidInput::field(
                 "site port",

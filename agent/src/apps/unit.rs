@@ -1,7 +1,7 @@
 //! The instance's systemd unit, rendered as text by a pure function.
 //!
 //! Values from the specification are validated before they get here
-//! ([`super::spec`]); the quoting below is the second line of defence and
+//! ([`AppDecl`], proto's rules); the quoting below is the second line of defence and
 //! refuses control characters on its own. Every command-line word is a
 //! double-quoted systemd word: `\` and `"` are backslash-escaped (so no
 //! C escape such as `\n` can be smuggled in), `%` becomes `%%` (no
@@ -11,7 +11,7 @@
 
 use coloc_proto::domain::InvalidInput;
 
-use super::spec::ValidApp;
+use coloc_proto::apps::{AppDecl, check_env_key};
 
 /// Where systemd looks for the units the agent writes.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -55,12 +55,12 @@ pub fn quote_exec_word(value: &str) -> Result<String, InvalidInput> {
 
 /// One `KEY=value` assignment of `Environment=`, quoted as a whole.
 pub fn quote_environment(key: &str, value: &str) -> Result<String, InvalidInput> {
-    super::spec::check_env_key(key)?;
+    check_env_key(key)?;
     quote(&format!("{key}={value}"), Dollar::Literal)
 }
 
 /// The unit file of `app`.
-pub fn render_unit(app: &ValidApp) -> Result<String, InvalidInput> {
+pub fn render_unit(app: &AppDecl) -> Result<String, InvalidInput> {
     let mut command = quote_exec_word(&app.exec)?;
     for arg in &app.args {
         command.push(' ');

@@ -76,10 +76,10 @@ pub fn fmt_ago(now_ms: i64, at_ms: i64) -> String {
 
 pub fn tasks_table(list: &pb::ListTasksResponse) -> String {
     let now = list.controller_unix_ms;
-    let mut table = Table::new(&[
+    Table::new(&[
         "NAME", "PERIOD", "LAST RUN", "DURATION", "RUNS", "OUTCOME", "ERROR",
-    ]);
-    for t in &list.tasks {
+    ])
+    .rows(&list.tasks, |t| {
         let never = t.last_start_unix_ms <= 0;
         let last_run = if t.running {
             format!("running (started {})", fmt_ago(now, t.last_start_unix_ms))
@@ -101,7 +101,7 @@ pub fn tasks_table(list: &pb::ListTasksResponse) -> String {
                 clean(&t.last_error)
             )
         };
-        table.row(vec![
+        vec![
             clean(&t.name).into_owned(),
             fmt_period(t.period_ms),
             last_run,
@@ -113,9 +113,9 @@ pub fn tasks_table(list: &pb::ListTasksResponse) -> String {
             t.runs.to_string(),
             outcome,
             error,
-        ]);
-    }
-    table.render_or("colocd runs no background task")
+        ]
+    })
+    .render_or("colocd runs no background task")
 }
 
 #[cfg(test)]

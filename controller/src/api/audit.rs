@@ -5,13 +5,12 @@
 
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::audit_server::Audit;
-use coloc_proto::domain::{InvalidInput, TenantName, check_text};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::wire::shown;
 use crate::auth;
 use crate::context::Ctx;
-use crate::error::ApiError;
 use crate::store::AuditFilter;
 
 #[derive(Debug, Clone)]
@@ -26,37 +25,14 @@ impl Audit for AuditApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "audit.list", format!("tenant:{}", r.tenant));
+        let target = format!("tenant:{}", shown(&r.tenant));
+        let audit = ctx.audit_read(&caller, "audit.list", target);
         let result = async {
             let caller = caller?;
-            let tenant = match r.tenant.as_str() {
-                "" => None,
-                t => Some(TenantName::new(t)?),
-            };
+            let mut filter = AuditFilter::try_from(r)?;
             // Non-admins read their own tenant's entries only.
-            let tenant = if caller.is_admin() {
-                tenant
-            } else {
-                if let Some(t) = &tenant {
-                    auth::require_tenant_read(&caller, t)?;
-                }
-                Some(caller.tenant().cloned().ok_or_else(|| {
-                    ApiError::PermissionDenied("caller belongs to no tenant".into())
-                })?)
-            };
-            if r.limit > 1000 {
-                return Err(InvalidInput::field("limit", "at most 1000").into());
-            }
-            check_text("actor", &r.actor, 100)?;
-            let entries = ctx
-                .store
-                .list_audit(AuditFilter {
-                    before: (r.before > 0).then_some(r.before),
-                    limit: r.limit,
-                    tenant,
-                    actor: (!r.actor.is_empty()).then_some(r.actor),
-                })
-                .await?;
+            filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
+            let entries = ctx.store.list_audit(filter).await?;
             Ok(pb::ListAuditResponse {
                 entries: entries.into_iter().map(convert::audit).collect(),
             })

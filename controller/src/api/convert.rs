@@ -1,6 +1,5 @@
 //! Store records to wire messages. Conversions the other way (requests to
-//! domain values) happen in the handlers, where each field's error can
-//! name the field.
+//! validated domain values) are in [`super::wire`].
 
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::mount_path;

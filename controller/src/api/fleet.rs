@@ -4,19 +4,17 @@
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::nodes_server::Nodes;
 use coloc_proto::controller::v1::sites_server::Sites;
-use coloc_proto::domain::{Country, NodeName, SiteName, check_label, check_text};
+use coloc_proto::domain::NodeName;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::wire::fleet::{CreateJoinToken, CreateSite, DrainNode, GetNode, ListNodes};
+use super::wire::{shown, shown_up_to};
 use crate::agents::push_nodes;
 use crate::auth::{self, JOIN_TOKEN_PREFIX};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::store::{JoinTokenRecord, LabelChange, SiteRecord};
-
-/// Default and longest lifetime of a join token.
-const JOIN_TOKEN_DEFAULT_TTL: u64 = 3600;
-const JOIN_TOKEN_MAX_TTL: u64 = 7 * 86400;
 
 #[derive(Debug, Clone)]
 pub struct SitesApi(pub Ctx);
@@ -30,24 +28,26 @@ impl Sites for SitesApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit(&caller, "site.create", format!("site:{}", r.name));
+        let audit = ctx.audit(&caller, "site.create", format!("site:{}", shown(&r.name)));
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "creating a site")?;
-            let name = SiteName::new(r.name)?;
-            let country = Country::new(&r.country)?;
+            let CreateSite {
+                name,
+                country,
+                city,
+                description,
+            } = r.try_into()?;
             if !country.is_france() {
                 return Err(ApiError::Policy(format!(
                     "coloc hosts only in France: site {name} in {country} is refused (country must be FR)"
                 )));
             }
-            check_text("city", &r.city, 100)?;
-            check_text("description", &r.description, 500)?;
             let rec = SiteRecord {
                 name,
                 country: country.as_str().to_string(),
-                city: r.city,
-                description: r.description,
+                city,
+                description,
                 created_unix: ctx.clock.now(),
             };
             ctx.store.create_site(rec.clone()).await?;
@@ -79,10 +79,6 @@ impl Sites for SitesApi {
 #[derive(Debug, Clone)]
 pub struct NodesApi(pub Ctx);
 
-fn node_name(s: String) -> Result<NodeName, ApiError> {
-    Ok(NodeName::new(s)?)
-}
-
 #[tonic::async_trait]
 impl Nodes for NodesApi {
     async fn create_join_token(
@@ -92,28 +88,19 @@ impl Nodes for NodesApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "node.token.create", format!("site:{}", r.site));
+        let target = format!("site:{}", shown(&r.site));
+        let mut audit = ctx.audit(&caller, "node.token.create", target);
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "creating a join token")?;
-            let site = ctx.store.get_site(&SiteName::new(r.site)?).await?;
+            let CreateJoinToken { site, ttl_secs } = r.try_into()?;
+            let site = ctx.store.get_site(&site).await?;
             if site.country != "FR" {
                 return Err(ApiError::Policy(format!(
                     "site {} is not in France",
                     site.name
                 )));
             }
-            let ttl = match r.ttl_secs {
-                0 => JOIN_TOKEN_DEFAULT_TTL,
-                t if (60..=JOIN_TOKEN_MAX_TTL).contains(&t) => t,
-                t => {
-                    return Err(coloc_proto::domain::InvalidInput::field(
-                        "ttl",
-                        format!("{t} s is outside 60 s to 7 days"),
-                    )
-                    .into());
-                }
-            };
             let (secret, id) = auth::new_secret(JOIN_TOKEN_PREFIX, "jt-");
             let now = ctx.clock.now();
             let rec = JoinTokenRecord {
@@ -121,7 +108,7 @@ impl Nodes for NodesApi {
                 site: site.name,
                 secret_hash: auth::hash_secret(&secret),
                 created_unix: now,
-                expires_unix: now + ttl as i64,
+                expires_unix: now + ttl_secs as i64,
                 created_by: caller.actor(),
                 used_by_node: None,
                 used_unix: None,
@@ -166,25 +153,7 @@ impl Nodes for NodesApi {
         let audit = ctx.audit_read(&caller, "node.list", "nodes");
         let result = async {
             let caller = caller?;
-            let site = match r.site.as_str() {
-                "" => None,
-                s => Some(SiteName::new(s)?),
-            };
-            let limit = match r.limit {
-                0 => 500,
-                l if l <= 1000 => l as usize,
-                _ => {
-                    return Err(coloc_proto::domain::InvalidInput::field(
-                        "limit",
-                        "at most 1000 nodes per page",
-                    )
-                    .into());
-                }
-            };
-            let after = match r.after.as_str() {
-                "" => None,
-                a => Some(node_name(a.to_string())?),
-            };
+            let ListNodes { site, limit, after } = r.try_into()?;
             // Sorted by name by the store.
             let mut visible = ctx
                 .store
@@ -211,10 +180,10 @@ impl Nodes for NodesApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "node.show", format!("node:{}", r.name));
+        let audit = ctx.audit_read(&caller, "node.show", format!("node:{}", shown(&r.name)));
         let result = async {
             let caller = caller?;
-            let name = node_name(r.name)?;
+            let GetNode { name } = r.try_into()?;
             auth::require_node_read(&caller, &name)?;
             Ok(convert::node(ctx.store.get_node(&name).await?))
         }
@@ -234,12 +203,12 @@ impl Nodes for NodesApi {
         } else {
             "node.undrain"
         };
-        let audit = ctx.audit(&caller, action, format!("node:{}", r.name));
+        let audit = ctx.audit(&caller, action, format!("node:{}", shown(&r.name)));
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "draining a node")?;
-            let name = node_name(r.name)?;
-            let rec = ctx.store.set_draining(&name, r.drain).await?;
+            let DrainNode { name, drain } = r.try_into()?;
+            let rec = ctx.store.set_draining(&name, drain).await?;
             push_nodes(ctx, std::slice::from_ref(&rec.name)).await;
             Ok(convert::node(rec))
         }
@@ -257,34 +226,13 @@ impl Nodes for NodesApi {
         let target = if r.nodes.is_empty() {
             "nodes:all".to_string()
         } else {
-            format!(
-                "nodes:{}",
-                r.nodes.join(",").chars().take(200).collect::<String>()
-            )
+            format!("nodes:{}", shown_up_to(&r.nodes.join(","), 200))
         };
         let mut audit = ctx.audit(&caller, "node.label", target);
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "labelling nodes")?;
-            if r.set.is_empty() && r.remove.is_empty() {
-                return Err(coloc_proto::domain::InvalidInput::field(
-                    "labels",
-                    "nothing to set or remove",
-                )
-                .into());
-            }
-            let mut change = LabelChange::default();
-            for n in r.nodes {
-                change.nodes.push(node_name(n)?);
-            }
-            for (k, v) in r.set {
-                check_label(&k, &v)?;
-                change.set.insert(k, v);
-            }
-            for k in r.remove {
-                coloc_proto::domain::check_name("label key", &k)?;
-                change.remove.push(k);
-            }
+            let change = LabelChange::try_from(r)?;
             let updated = ctx.store.change_labels(change).await?;
             let names: Vec<NodeName> = updated.iter().map(|n| n.name.clone()).collect();
             push_nodes(ctx, &names).await;
@@ -312,10 +260,10 @@ impl Nodes for NodesApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "node.ping", format!("node:{}", r.name));
+        let audit = ctx.audit_read(&caller, "node.ping", format!("node:{}", shown(&r.name)));
         let result = async {
             let caller = caller?;
-            let name = node_name(r.name)?;
+            let GetNode { name } = r.try_into()?;
             auth::require_node_read(&caller, &name)?;
             ctx.store.get_node(&name).await?;
             let started = std::time::Instant::now();
@@ -336,10 +284,11 @@ impl Nodes for NodesApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "node.refresh-facts", format!("node:{}", r.name));
+        let target = format!("node:{}", shown(&r.name));
+        let audit = ctx.audit_read(&caller, "node.refresh-facts", target);
         let result = async {
             let caller = caller?;
-            let name = node_name(r.name)?;
+            let GetNode { name } = r.try_into()?;
             auth::require_node_read(&caller, &name)?;
             ctx.store.get_node(&name).await?;
             let facts = ctx.sessions.refresh_facts(&name).await?;

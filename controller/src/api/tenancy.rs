@@ -4,34 +4,22 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::tenants_server::Tenants;
 use coloc_proto::controller::v1::tokens_server::Tokens;
 use coloc_proto::controller::v1::users_server::Users;
-use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role, TenantName, UserName, check_text};
+use coloc_proto::domain::{InvalidInput, Offer, Role};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::wire::tenancy::{
+    CreateTenant, CreateToken, CreateUser, GetTenant, IssueUserCertificate, ListTokens, ListUsers,
+    NodeGrant, RevokeToken,
+};
+use super::wire::{audit_tenant, shown};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::store::{
     ApiTokenRecord, DEFAULT_VOLUME_GRACE_DAYS, TenantRecord, UserCertRecord, UserRecord,
 };
-use crate::time::{date_of, parse_date};
-
-const API_TOKEN_DEFAULT_TTL: u64 = 30 * 86400;
-const USER_CERT_DEFAULT_TTL: u64 = 90 * 86400;
-const MAX_CREDENTIAL_TTL: u64 = 365 * 86400;
-/// A P-256 CSR is well under 1 KiB; this leaves room for RSA.
-const MAX_CSR_BYTES: usize = 16 * 1024;
-
-fn ttl(field: &'static str, asked: u64, default: u64) -> Result<u64, InvalidInput> {
-    match asked {
-        0 => Ok(default),
-        t if (60..=MAX_CREDENTIAL_TTL).contains(&t) => Ok(t),
-        t => Err(InvalidInput::field(
-            field,
-            format!("{t} s is outside 60 s to 365 days"),
-        )),
-    }
-}
+use crate::time::date_of;
 
 #[derive(Debug, Clone)]
 pub struct TenantsApi(pub Ctx);
@@ -45,23 +33,17 @@ impl Tenants for TenantsApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "tenant.create", format!("tenant:{}", r.name));
-        audit.tenant = TenantName::new(r.name.clone()).ok();
+        let target = format!("tenant:{}", shown(&r.name));
+        let mut audit = ctx.audit(&caller, "tenant.create", target);
+        audit.tenant = audit_tenant(&r.name);
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "creating a tenant")?;
-            let name = TenantName::new(r.name)?;
-            let offer = Offer::try_from(r.offer)?;
-            check_text("display name", &r.display_name, 100)?;
-            let Some(expires) = parse_date(&r.membership_expires) else {
-                return Err(InvalidInput::field(
-                    "membership expiry",
-                    format!("{:?} is not a date YYYY-MM-DD", r.membership_expires),
-                )
-                .into());
-            };
+            let r: CreateTenant = r.try_into()?;
             let now = ctx.clock.now();
-            if expires.to_string() < date_of(now) {
+            // Both "YYYY-MM-DD": compared as text.
+            let expires = r.membership_expires.to_string();
+            if expires < date_of(now) {
                 return Err(InvalidInput::field(
                     "membership expiry",
                     format!("{expires} is in the past"),
@@ -69,10 +51,10 @@ impl Tenants for TenantsApi {
                 .into());
             }
             let rec = TenantRecord {
-                name,
+                name: r.name,
                 display_name: r.display_name,
-                offer,
-                membership_expires: r.membership_expires,
+                offer: r.offer,
+                membership_expires: expires,
                 created_unix: now,
                 storage_quota_bytes: ctx.config.default_tenant_quota_bytes,
                 volume_grace_days: DEFAULT_VOLUME_GRACE_DAYS,
@@ -117,11 +99,12 @@ impl Tenants for TenantsApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "tenant.show", format!("tenant:{}", r.name));
-        audit.tenant = TenantName::new(r.name.clone()).ok();
+        let target = format!("tenant:{}", shown(&r.name));
+        let mut audit = ctx.audit_read(&caller, "tenant.show", target);
+        audit.tenant = audit_tenant(&r.name);
         let result = async {
             let caller = caller?;
-            let name = TenantName::new(r.name)?;
+            let GetTenant { name } = r.try_into()?;
             auth::require_tenant_read(&caller, &name)?;
             Ok(convert::tenant(
                 ctx.store.get_tenant(&name).await?,
@@ -150,13 +133,12 @@ impl UsersApi {
         } else {
             "user.revoke-grant"
         };
-        let mut audit = ctx.audit(&caller, action, format!("user:{}", r.user));
-        audit.detail = format!("node {}", r.node.chars().take(63).collect::<String>());
+        let mut audit = ctx.audit(&caller, action, format!("user:{}", shown(&r.user)));
+        audit.detail = format!("node {}", shown(&r.node));
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "granting node rights")?;
-            let user = UserName::new(r.user)?;
-            let node = NodeName::new(r.node)?;
+            let NodeGrant { user, node } = r.try_into()?;
             let target = ctx.store.get_user(&user).await?;
             if grant && target.role != Role::Operator {
                 return Err(ApiError::Conflict(format!(
@@ -191,45 +173,25 @@ impl Users for UsersApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "user.create", format!("user:{}", r.name));
-        audit.tenant = TenantName::new(r.tenant.clone()).ok();
+        let mut audit = ctx.audit(&caller, "user.create", format!("user:{}", shown(&r.name)));
+        audit.tenant = audit_tenant(&r.tenant);
         let result = async {
             let caller = caller?;
             auth::require_admin(&caller, "creating a user")?;
-            let name = UserName::new(r.name)?;
-            let role = Role::try_from(r.role)?;
-            check_text("display name", &r.display_name, 100)?;
-            let tenant = match (role, r.tenant.as_str()) {
-                (Role::Admin, "") => None,
-                (Role::Admin, _) => {
-                    return Err(InvalidInput::field(
-                        "tenant",
-                        "admins are the cooperative's and belong to no tenant",
-                    )
-                    .into());
+            let r: CreateUser = r.try_into()?;
+            if let Some(t) = &r.tenant {
+                let t = ctx.store.get_tenant(t).await?;
+                if r.role == Role::Operator && t.offer != Offer::Participatif {
+                    return Err(ApiError::Policy(format!(
+                        "tenant {} has the {} offer; operators exist only in participatif tenants",
+                        t.name, t.offer
+                    )));
                 }
-                (_, "") => {
-                    return Err(InvalidInput::field(
-                        "tenant",
-                        "operators and members belong to a tenant",
-                    )
-                    .into());
-                }
-                (_, t) => {
-                    let t = ctx.store.get_tenant(&TenantName::new(t)?).await?;
-                    if role == Role::Operator && t.offer != Offer::Participatif {
-                        return Err(ApiError::Policy(format!(
-                            "tenant {} has the {} offer; operators exist only in participatif tenants",
-                            t.name, t.offer
-                        )));
-                    }
-                    Some(t.name)
-                }
-            };
+            }
             let rec = UserRecord {
-                name,
-                tenant,
-                role,
+                name: r.name,
+                tenant: r.tenant,
+                role: r.role,
                 display_name: r.display_name,
                 created_unix: ctx.clock.now(),
                 node_grants: Vec::new(),
@@ -248,26 +210,14 @@ impl Users for UsersApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "user.list", format!("tenant:{}", r.tenant));
-        audit.tenant = TenantName::new(r.tenant.clone()).ok();
+        let target = format!("tenant:{}", shown(&r.tenant));
+        let mut audit = ctx.audit_read(&caller, "user.list", target);
+        audit.tenant = audit_tenant(&r.tenant);
         let result = async {
             let caller = caller?;
-            let filter = match r.tenant.as_str() {
-                "" => None,
-                t => Some(TenantName::new(t)?),
-            };
-            let filter = if caller.is_admin() {
-                filter
-            } else {
-                let own = caller.tenant().cloned().ok_or_else(|| {
-                    ApiError::PermissionDenied("caller belongs to no tenant".into())
-                })?;
-                if let Some(f) = &filter {
-                    auth::require_tenant_read(&caller, f)?;
-                }
-                Some(own)
-            };
-            let users = ctx.store.list_users(filter.as_ref()).await?;
+            let ListUsers { tenant } = r.try_into()?;
+            let tenant = auth::listing_tenant(&caller, tenant)?;
+            let users = ctx.store.list_users(tenant.as_ref()).await?;
             Ok(pb::ListUsersResponse {
                 users: users.into_iter().map(convert::user).collect(),
             })
@@ -308,24 +258,19 @@ impl Users for UsersApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "user.cert.issue", format!("user:{}", r.user));
+        let target = format!("user:{}", shown(&r.user));
+        let mut audit = ctx.audit(&caller, "user.cert.issue", target);
         let result = async {
             let caller = caller?;
-            let user = if r.user.is_empty() {
-                caller.user.name.clone()
-            } else {
-                UserName::new(r.user)?
-            };
+            let r: IssueUserCertificate = r.try_into()?;
+            let user = r.user.unwrap_or_else(|| caller.user.name.clone());
             auth::require_self_or_admin(&caller, &user)?;
             let rec = ctx.store.get_user(&user).await?;
-            if r.csr_pem.len() > MAX_CSR_BYTES {
-                return Err(InvalidInput::field("csr", "larger than 16 KiB").into());
-            }
-            let ttl = ttl("ttl", r.ttl_secs, USER_CERT_DEFAULT_TTL)?;
             let now = ctx.clock.now();
-            let issued =
-                ctx.ca
-                    .sign_client_csr(&r.csr_pem, user.as_str(), "user", now, ttl as i64)?;
+            let ttl = r.ttl_secs as i64;
+            let issued = ctx
+                .ca
+                .sign_client_csr(&r.csr_pem, user.as_str(), "user", now, ttl)?;
             ctx.store
                 .add_user_cert(UserCertRecord {
                     fingerprint: issued.fingerprint.clone(),
@@ -369,18 +314,13 @@ impl Tokens for TokensApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "token.create", format!("user:{}", r.user));
+        let mut audit = ctx.audit(&caller, "token.create", format!("user:{}", shown(&r.user)));
         let result = async {
             let caller = caller?;
-            let user = if r.user.is_empty() {
-                caller.user.name.clone()
-            } else {
-                UserName::new(r.user)?
-            };
+            let r: CreateToken = r.try_into()?;
+            let user = r.user.unwrap_or_else(|| caller.user.name.clone());
             auth::require_self_or_admin(&caller, &user)?;
             let owner = ctx.store.get_user(&user).await?;
-            check_text("description", &r.description, 200)?;
-            let ttl = ttl("ttl", r.ttl_secs, API_TOKEN_DEFAULT_TTL)?;
             let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
             let now = ctx.clock.now();
             let rec = ApiTokenRecord {
@@ -389,7 +329,7 @@ impl Tokens for TokensApi {
                 description: r.description,
                 secret_hash: auth::hash_secret(&secret),
                 created_unix: now,
-                expires_unix: now + ttl as i64,
+                expires_unix: now + r.ttl_secs as i64,
                 revoked_unix: None,
             };
             ctx.store.create_api_token(rec.clone()).await?;
@@ -417,18 +357,19 @@ impl Tokens for TokensApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "token.list", format!("user:{}", r.user));
+        let audit = ctx.audit_read(&caller, "token.list", format!("user:{}", shown(&r.user)));
         let result = async {
             let caller = caller?;
-            let filter = if r.all {
-                auth::require_admin(&caller, "listing every token")?;
-                None
-            } else if r.user.is_empty() {
-                Some(caller.user.name.clone())
-            } else {
-                let u = UserName::new(r.user)?;
-                auth::require_self_or_admin(&caller, &u)?;
-                Some(u)
+            let filter = match ListTokens::try_from(r)? {
+                ListTokens::All => {
+                    auth::require_admin(&caller, "listing every token")?;
+                    None
+                }
+                ListTokens::Own => Some(caller.user.name.clone()),
+                ListTokens::Of(u) => {
+                    auth::require_self_or_admin(&caller, &u)?;
+                    Some(u)
+                }
             };
             let tokens = ctx.store.list_api_tokens(filter.as_ref()).await?;
             Ok(pb::ListTokensResponse {
@@ -446,27 +387,16 @@ impl Tokens for TokensApi {
         let ctx = &self.0;
         let caller = ctx.caller(&req).await;
         let r = req.into_inner();
-        let mut audit = ctx.audit(
-            &caller,
-            "token.revoke",
-            format!("token:{}", r.id.chars().take(40).collect::<String>()),
-        );
+        let mut audit = ctx.audit(&caller, "token.revoke", format!("token:{}", shown(&r.id)));
         let result = async {
             let caller = caller?;
-            if r.id.is_empty()
-                || r.id.len() > 40
-                || !r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Err(
-                    InvalidInput::field("token id", "not a token id such as tok-1a2b3c").into(),
-                );
-            }
-            let token = ctx.store.get_api_token(&r.id).await?;
+            let RevokeToken { id } = r.try_into()?;
+            let token = ctx.store.get_api_token(&id).await?;
             // Known before the policy check, so that a refusal is visible
             // in the owner's tenant's audit log too.
             audit.tenant = ctx.store.get_user(&token.user).await?.tenant;
             auth::require_self_or_admin(&caller, &token.user)?;
-            let rec = ctx.store.revoke_api_token(&r.id, ctx.clock.now()).await?;
+            let rec = ctx.store.revoke_api_token(&id, ctx.clock.now()).await?;
             Ok(convert::api_token(rec))
         }
         .await;

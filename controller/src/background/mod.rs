@@ -16,6 +16,13 @@
 //! sleeps itself, and never decides policy that an API call could not
 //! (the grace period, the unreachable delay come from the store and the
 //! configuration). The driver owns timing, overlap and shutdown.
+//!
+//! Layout: [`driver`] (the [`Driver`]: one timer per task, no overlapping
+//! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
+//! returns), `summary` (how a task words what it did), and one module per
+//! task, named after it: `heartbeat_flush`, `silent_sessions`,
+//! `unreachable_nodes`, `volume_purge`. A new task is a new module here
+//! and one entry in [`colocd_tasks`].
 
 pub mod driver;
 mod heartbeat_flush;

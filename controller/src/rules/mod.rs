@@ -16,6 +16,12 @@
 //! tenant, one live instance per tenant and app) is a constraint the
 //! database enforces with its indexes, and stays in the store; the
 //! arithmetic and state transitions people decide on live here.
+//!
+//! Layout: [`quota`] (whether a change to a tenant's volumes fits its
+//! quota), [`volumes`] (a volume's lifecycle, resize, snapshots, purge
+//! due), [`ports`] (the local port of a new instance), [`requests`] (an
+//! install request's decision) and [`instances`] (what people's changes
+//! and nodes' reports do to an app instance).
 
 pub mod instances;
 pub mod ports;

@@ -23,7 +23,9 @@
 //! The store validates nothing about names (the API layer hands it domain
 //! types) but enforces uniqueness, referential integrity and the
 //! append-only audit log. This module holds only what every area shares:
-//! the error, the time unit and the supertrait.
+//! the error, the time unit, the supertrait and the [`prelude`]. The
+//! areas' modules are [`nodes`], [`tenancy`], [`storage`], [`apps`] and
+//! [`audit`]; the backend is [`sqlite`].
 
 pub mod apps;
 pub mod audit;

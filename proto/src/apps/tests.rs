@@ -148,6 +148,9 @@ fn every_field_is_validated() {
         }),
         ("package", |s| s.packages = vec!["radicale; reboot".into()]),
         ("package upper", |s| s.packages = vec!["Radicale".into()]),
+        ("package read by apt as a removal", |s| {
+            s.packages = vec!["radicale-".into()]
+        }),
         ("package unit", |s| {
             s.package_units = vec!["radicale".into()]
         }),
@@ -262,4 +265,52 @@ fn path_shapes() {
         app_hostname(&app, &tenant, "coloc.test"),
         "site.asso-x.coloc.test"
     );
+}
+
+#[test]
+fn proxy_settings() {
+    let ok = ProxyDecl::try_from(&ProxySpec {
+        domain: "encommun.org".into(),
+        acme_email: "admin+acme@encommun.org".into(),
+    })
+    .unwrap();
+    assert_eq!(ok.acme_email.as_deref(), Some("admin+acme@encommun.org"));
+    let internal = ProxyDecl::try_from(&ProxySpec {
+        domain: "coloc.test".into(),
+        acme_email: String::new(),
+    })
+    .unwrap();
+    assert_eq!(internal.acme_email, None);
+    let long = format!("{}.org", "a.".repeat(80));
+    for domain in [
+        "",
+        "localhost",
+        "Coloc.test",
+        "a..b",
+        "-a.b",
+        "a b.c",
+        long.as_str(),
+    ] {
+        let spec = ProxySpec {
+            domain: domain.into(),
+            acme_email: String::new(),
+        };
+        let err = ProxyDecl::try_from(&spec).expect_err(domain);
+        assert!(err.to_string().contains("proxy domain"), "{err}");
+    }
+    for email in [
+        "a",
+        "@x.org",
+        "a@",
+        "a@localhost",
+        "a b@x.org",
+        "a\"@x.org",
+        "a%b@x.org",
+        "a@X.org",
+        "a@x.org\n}",
+        "{a}@x.org",
+    ] {
+        assert!(check_acme_email(email).is_err(), "{email:?}");
+    }
+    assert!(check_acme_email("a.b_c-d+e@mail.x.org").is_ok());
 }

@@ -20,6 +20,14 @@
 //! reach a known state; where KVM is absent or broken (the build machines)
 //! everything runs under TCG.
 //!
+//! Layout: `spec` (what a test asks for: [`VmSpec`], [`DiskSpec`],
+//! [`Forward`]), `vm` (a running guest and the verbs on it: [`Vm`]),
+//! `qemu` (QEMU's argument vector, `qemu-img`, OVMF), [`qmp`] (the QMP
+//! client for hot-unplug and power), `console` (reading the serial log),
+//! [`ssh`] (the test channel into the guest), `ports` (free loopback
+//! ports for forwards), `accel` (KVM or TCG) and [`baseline`] (a plain
+//! Debian guest, for the harness's own tests and the boot benchmark).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use coloc_vm::{DiskKind, DiskSpec, Forward, Vm, VmSpec};

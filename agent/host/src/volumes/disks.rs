@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{DiskProbe, DiskProber};
 use crate::HostError;
-use crate::lsblk::{LsblkDevice, list_disks};
+use crate::lsblk::{LsblkDevice, list_disks, text};
 use crate::runner::Runner;
 
 const BY_ID_DIR: &str = "/dev/disk/by-id";
@@ -233,15 +233,6 @@ impl DiskProber for RealDiskProber {
         }
         Ok(disks)
     }
-}
-
-/// A string field that may be absent, null or blank.
-fn text(v: &Value, field: &str) -> Option<String> {
-    v.get(field)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Pools and volumes on the host: the [`VolumeBackend`] trait with one
-//! real implementation per storage stack (ZFS in `zfs.rs`, LVM thin with
-//! ext4 and optional LUKS in `lvm.rs`), the disk prober that decides
-//! whether a disk is blank (`disks.rs`), and an in-memory fake
-//! (`fake.rs`) for the reconciler's tests and simulated agents.
+//! real implementation per storage stack (ZFS in `zfs/`, LVM thin with
+//! ext4 and optional LUKS in `lvm/`, each with its parsers in `parse.rs`),
+//! the disk prober that decides whether a disk is blank (`disks.rs`), and
+//! an in-memory fake (`fake.rs`) for the reconciler's tests and simulated
+//! agents.
 //!
 //! Each method is one host operation, idempotent where the tools allow it
 //! and atomic where they do: a volume object is created together with the

@@ -24,7 +24,7 @@ use super::storage::{lifecycle_parse, load_volume, volume_label};
 use super::tenancy::load_tenant;
 use super::{
     Db, SqliteError, SqliteStore, backend, blob, conflict, conversion, corrupt, immediate,
-    not_found, parsed, parsed_opt, small, to_i64, unsigned,
+    not_found, parsed, parsed_opt, query_all, small, to_i64, unsigned,
 };
 use crate::rules::instances::{self, Wanted};
 use crate::rules::ports;
@@ -74,22 +74,19 @@ fn request_from_row(row: &Row<'_>) -> rusqlite::Result<AppRequestRecord> {
 }
 
 fn with_comments(conn: &Connection, mut r: AppRequestRecord) -> StoreResult<AppRequestRecord> {
-    r.comments = conn
-        .prepare_cached(
-            "SELECT author, at_unix, text FROM app_request_comments \
+    r.comments = query_all(
+        conn,
+        "SELECT author, at_unix, text FROM app_request_comments \
              WHERE request_id = ?1 ORDER BY seq",
-        )
-        .db()?
-        .query_map([to_i64("request id", r.id)?], |row| {
+        [to_i64("request id", r.id)?],
+        |row| {
             Ok(CommentRecord {
                 author: parsed(row, 0, UserName::new)?,
                 at_unix: row.get(1)?,
                 text: row.get(2)?,
             })
-        })
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
+        },
+    )?;
     Ok(r)
 }
 
@@ -246,19 +243,17 @@ fn record_decision(
 /// The node's instances that are not gone, by tenant then app, with their
 /// owner.
 pub(super) fn desired_apps(conn: &Connection, node: &str) -> StoreResult<Vec<DesiredApp>> {
-    conn.prepare_cached(instance_select!(
-        "WHERE i.node = ?1 AND i.gone = 0 ORDER BY i.tenant, i.app, i.id"
-    ))
-    .db()?
-    .query_map([node], |row| {
-        Ok(DesiredApp {
-            instance: instance_from_row(row)?,
-            owner: small(row, 13)?,
-        })
-    })
-    .db()?
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .db()
+    query_all(
+        conn,
+        instance_select!("WHERE i.node = ?1 AND i.gone = 0 ORDER BY i.tenant, i.app, i.id"),
+        [node],
+        |row| {
+            Ok(DesiredApp {
+                instance: instance_from_row(row)?,
+                owner: small(row, 13)?,
+            })
+        },
+    )
 }
 
 #[async_trait]
@@ -360,22 +355,18 @@ impl AppStore for SqliteStore {
         let tenant = tenant.cloned();
         self.run(move |conn| {
             let tx = conn.transaction().db()?;
-            let requests = tx
-                .prepare_cached(&format!(
+            let requests = query_all(
+                &tx,
+                &format!(
                     "{REQUEST_SELECT} WHERE (?1 IS NULL OR r.tenant = ?1) \
                      AND (?2 IS NULL OR r.state = ?2) ORDER BY r.id"
-                ))
-                .db()?
-                .query_map(
-                    params![
-                        tenant.as_ref().map(TenantName::as_str),
-                        state.map(RequestState::as_str)
-                    ],
-                    request_from_row,
-                )
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
+                ),
+                params![
+                    tenant.as_ref().map(TenantName::as_str),
+                    state.map(RequestState::as_str)
+                ],
+                request_from_row,
+            )?;
             let out = requests
                 .into_iter()
                 .map(|r| with_comments(&tx, r))
@@ -511,21 +502,18 @@ impl AppStore for SqliteStore {
 
     async fn list_instances(&self, filter: InstanceFilter) -> StoreResult<Vec<InstanceRecord>> {
         self.run(move |conn| {
-            conn.prepare_cached(instance_select!(
-                "WHERE (?1 IS NULL OR i.tenant = ?1) AND (?2 IS NULL OR i.node = ?2) \
+            query_all(
+                conn,
+                instance_select!(
+                    "WHERE (?1 IS NULL OR i.tenant = ?1) AND (?2 IS NULL OR i.node = ?2) \
                  AND i.gone = 0 ORDER BY i.tenant, i.app, i.id"
-            ))
-            .db()?
-            .query_map(
+                ),
                 params![
                     filter.tenant.as_ref().map(TenantName::as_str),
                     filter.node.as_ref().map(NodeName::as_str)
                 ],
                 instance_from_row,
             )
-            .db()?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .db()
         })
         .await
     }

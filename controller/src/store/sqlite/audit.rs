@@ -7,7 +7,9 @@ use coloc_proto::domain::TenantName;
 use rusqlite::types::Value;
 use rusqlite::{Row, params, params_from_iter};
 
-use super::{Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, unsigned};
+use super::{
+    Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, query_all, unsigned,
+};
 use crate::store::{AuditFilter, AuditOutcome, AuditRecord, AuditStore, StoreResult};
 
 fn audit_outcome(s: String) -> Result<AuditOutcome, SqliteError> {
@@ -85,12 +87,7 @@ impl AuditStore for SqliteStore {
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?");
             args.push(Value::Integer(i64::from(limit)));
-            conn.prepare_cached(&sql)
-                .db()?
-                .query_map(params_from_iter(args), audit_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()
+            query_all(conn, &sql, params_from_iter(args), audit_from_row)
         })
         .await
     }

@@ -18,10 +18,11 @@
 //! This module owns the connection, the migrations, the mapping of SQLite
 //! errors to [`StoreError`] and the row helpers every area shares; each
 //! area's SQL and row mapping is in its own module (`nodes`, `tenancy`,
-//! `storage`, `apps`, `audit`), which implements that area's trait. The SQL validates nothing about names beyond refusing
-//! rows that no longer parse, and takes no decision of its own: it reads
-//! the facts, asks [`crate::rules`] and writes the answer, inside one
-//! transaction.
+//! `storage`, `apps`, `audit`), which implements that area's trait, and
+//! is tested in `tests/` (one module per area, plus the schema). The SQL
+//! validates nothing about names beyond refusing rows that no longer
+//! parse, and takes no decision of its own: it reads the facts, asks
+//! [`crate::rules`] and writes the answer, inside one transaction.
 
 mod apps;
 mod audit;
@@ -101,6 +102,22 @@ impl<T> Db<T> for rusqlite::Result<T> {
     fn db(self) -> StoreResult<T> {
         self.map_err(backend)
     }
+}
+
+/// Every row `sql` returns for `params`, each mapped by `map`: the one
+/// shape of every listing.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_map(params, map)
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
 }
 
 /// Maps a failed INSERT: a UNIQUE/PRIMARY KEY violation means the object

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
     Db, SqliteStore, apps, backend, blob, corrupt, immediate, insert_err, not_found, parsed,
-    parsed_opt, storage, to_i64, unsigned,
+    parsed_opt, query_all, storage, to_i64, unsigned,
 };
 use crate::store::{
     ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
@@ -165,12 +165,12 @@ impl NodeStore for SqliteStore {
 
     async fn list_sites(&self) -> StoreResult<Vec<SiteRecord>> {
         self.run(|conn| {
-            conn.prepare_cached(&format!("{SITE_SELECT} ORDER BY name"))
-                .db()?
-                .query_map([], site_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()
+            query_all(
+                conn,
+                &format!("{SITE_SELECT} ORDER BY name"),
+                [],
+                site_from_row,
+            )
         })
         .await
     }
@@ -202,15 +202,13 @@ impl NodeStore for SqliteStore {
 
     async fn list_join_tokens(&self) -> StoreResult<Vec<JoinTokenRecord>> {
         self.run(|conn| {
-            conn.prepare_cached(
+            query_all(
+                conn,
                 "SELECT id, site, secret_hash, created_unix, expires_unix, created_by, \
                  used_by_node, used_unix FROM join_tokens ORDER BY id",
+                [],
+                join_token_from_row,
             )
-            .db()?
-            .query_map([], join_token_from_row)
-            .db()?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .db()
         })
         .await
     }
@@ -312,12 +310,12 @@ impl NodeStore for SqliteStore {
     async fn list_nodes(&self, site: Option<&SiteName>) -> StoreResult<Vec<NodeRecord>> {
         let site = site.cloned();
         self.run(move |conn| {
-            conn.prepare_cached(node_select!("WHERE ?1 IS NULL OR site = ?1 ORDER BY name"))
-                .db()?
-                .query_map([site.as_ref().map(SiteName::as_str)], node_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()
+            query_all(
+                conn,
+                node_select!("WHERE ?1 IS NULL OR site = ?1 ORDER BY name"),
+                [site.as_ref().map(SiteName::as_str)],
+                node_from_row,
+            )
         })
         .await
     }
@@ -423,24 +421,18 @@ impl NodeStore for SqliteStore {
         now: UnixSecs,
     ) -> StoreResult<Vec<NodeName>> {
         self.run(move |conn| {
-            let mut names = conn
-                .prepare_cached(
-                    "UPDATE nodes SET conn_state = ?1, conn_changed_unix = ?2 \
+            let mut names = query_all(
+                conn,
+                "UPDATE nodes SET conn_state = ?1, conn_changed_unix = ?2 \
                      WHERE conn_state = ?3 AND conn_changed_unix < ?4 RETURNING name",
-                )
-                .db()?
-                .query_map(
-                    params![
-                        ConnState::Unreachable.as_str(),
-                        now,
-                        ConnState::Disconnected.as_str(),
-                        cutoff
-                    ],
-                    |row| parsed(row, 0, NodeName::new),
-                )
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
+                params![
+                    ConnState::Unreachable.as_str(),
+                    now,
+                    ConnState::Disconnected.as_str(),
+                    cutoff
+                ],
+                |row| parsed(row, 0, NodeName::new),
+            )?;
             // RETURNING gives no order.
             names.sort();
             Ok(names)

@@ -22,7 +22,7 @@ use super::nodes::{bump_generation, node_exists};
 use super::tenancy::load_tenant;
 use super::{
     Db, SqliteError, SqliteStore, blob, conflict, conversion, corrupt, immediate, insert_err,
-    json_list, not_found, parsed, small, to_i64, to_json, unsigned,
+    json_list, not_found, parsed, query_all, small, to_i64, to_json, unsigned,
 };
 use crate::rules::quota::{OverQuota, Usage};
 use crate::rules::volumes::{self, ReportEffect, SnapshotRefused};
@@ -106,14 +106,12 @@ fn load_pool(conn: &Connection, node: &str, name: &str) -> StoreResult<PoolRecor
 }
 
 pub(super) fn pools_of(conn: &Connection, node: Option<&str>) -> StoreResult<Vec<PoolRecord>> {
-    conn.prepare_cached(&format!(
-        "{POOL_SELECT} WHERE ?1 IS NULL OR node = ?1 ORDER BY node, name"
-    ))
-    .db()?
-    .query_map([node], pool_from_row)
-    .db()?
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .db()
+    query_all(
+        conn,
+        &format!("{POOL_SELECT} WHERE ?1 IS NULL OR node = ?1 ORDER BY node, name"),
+        [node],
+        pool_from_row,
+    )
 }
 
 pub(super) fn lifecycle_parse(s: String) -> Result<VolumeLifecycle, SqliteError> {
@@ -206,19 +204,17 @@ fn set_snapshots(conn: &Connection, v: &VolumeRecord) -> StoreResult<()> {
 
 /// The node's volumes that are not destroyed, by id, with their owner.
 pub(super) fn desired_volumes(conn: &Connection, node: &str) -> StoreResult<Vec<DesiredVolume>> {
-    conn.prepare_cached(volume_select!(
-        "WHERE v.node = ?1 AND v.lifecycle <> 'destroyed' ORDER BY v.id"
-    ))
-    .db()?
-    .query_map([node], |row| {
-        Ok(DesiredVolume {
-            volume: volume_from_row(row)?,
-            owner: small(row, 16)?,
-        })
-    })
-    .db()?
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .db()
+    query_all(
+        conn,
+        volume_select!("WHERE v.node = ?1 AND v.lifecycle <> 'destroyed' ORDER BY v.id"),
+        [node],
+        |row| {
+            Ok(DesiredVolume {
+                volume: volume_from_row(row)?,
+                owner: small(row, 16)?,
+            })
+        },
+    )
 }
 
 #[async_trait]
@@ -367,13 +363,13 @@ impl StorageStore for SqliteStore {
 
     async fn list_volumes(&self, filter: VolumeFilter) -> StoreResult<Vec<VolumeRecord>> {
         self.run(move |conn| {
-            conn.prepare_cached(volume_select!(
-                "WHERE (?1 IS NULL OR v.tenant = ?1) AND (?2 IS NULL OR v.node = ?2) \
+            query_all(
+                conn,
+                volume_select!(
+                    "WHERE (?1 IS NULL OR v.tenant = ?1) AND (?2 IS NULL OR v.node = ?2) \
                  AND (?3 OR v.lifecycle <> 'destroyed') \
                  ORDER BY v.tenant, v.name, v.created_unix, v.id"
-            ))
-            .db()?
-            .query_map(
+                ),
                 params![
                     filter.tenant.as_ref().map(TenantName::as_str),
                     filter.node.as_ref().map(NodeName::as_str),
@@ -381,9 +377,6 @@ impl StorageStore for SqliteStore {
                 ],
                 volume_from_row,
             )
-            .db()?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .db()
         })
         .await
     }

@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::nodes::node_exists;
 use super::{
-    Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, small, to_i64, unsigned,
+    Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, query_all, small,
+    to_i64, unsigned,
 };
 use crate::store::{
     ApiTokenRecord, FIRST_POSIX_ID, StoreResult, TenancyStore, TenantRecord, TenantStorageChange,
@@ -67,13 +68,12 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 const USER_SELECT: &str = "SELECT name, tenant, role, display_name, created_unix FROM users";
 
 fn with_grants(conn: &Connection, mut user: UserRecord) -> StoreResult<UserRecord> {
-    user.node_grants = conn
-        .prepare_cached("SELECT node_name FROM node_grants WHERE user_name = ?1 ORDER BY node_name")
-        .db()?
-        .query_map([user.name.as_str()], |row| parsed(row, 0, NodeName::new))
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
+    user.node_grants = query_all(
+        conn,
+        "SELECT node_name FROM node_grants WHERE user_name = ?1 ORDER BY node_name",
+        [user.name.as_str()],
+        |row| parsed(row, 0, NodeName::new),
+    )?;
     Ok(user)
 }
 
@@ -174,12 +174,12 @@ impl TenancyStore for SqliteStore {
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
         self.run(|conn| {
-            conn.prepare_cached(&format!("{TENANT_SELECT} ORDER BY name"))
-                .db()?
-                .query_map([], tenant_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()
+            query_all(
+                conn,
+                &format!("{TENANT_SELECT} ORDER BY name"),
+                [],
+                tenant_from_row,
+            )
         })
         .await
     }
@@ -260,15 +260,12 @@ impl TenancyStore for SqliteStore {
         let tenant = tenant.cloned();
         self.run(move |conn| {
             let tx = conn.transaction().db()?;
-            let users = tx
-                .prepare_cached(&format!(
-                    "{USER_SELECT} WHERE ?1 IS NULL OR tenant = ?1 ORDER BY name"
-                ))
-                .db()?
-                .query_map([tenant.as_ref().map(TenantName::as_str)], user_from_row)
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
+            let users = query_all(
+                &tx,
+                &format!("{USER_SELECT} WHERE ?1 IS NULL OR tenant = ?1 ORDER BY name"),
+                [tenant.as_ref().map(TenantName::as_str)],
+                user_from_row,
+            )?;
             let users = users
                 .into_iter()
                 .map(|user| with_grants(&tx, user))
@@ -366,14 +363,12 @@ impl TenancyStore for SqliteStore {
     async fn list_api_tokens(&self, user: Option<&UserName>) -> StoreResult<Vec<ApiTokenRecord>> {
         let user = user.cloned();
         self.run(move |conn| {
-            conn.prepare_cached(&format!(
-                "{API_TOKEN_SELECT} WHERE ?1 IS NULL OR user_name = ?1 ORDER BY id"
-            ))
-            .db()?
-            .query_map([user.as_ref().map(UserName::as_str)], api_token_from_row)
-            .db()?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .db()
+            query_all(
+                conn,
+                &format!("{API_TOKEN_SELECT} WHERE ?1 IS NULL OR user_name = ?1 ORDER BY id"),
+                [user.as_ref().map(UserName::as_str)],
+                api_token_from_row,
+            )
         })
         .await
     }

@@ -3,9 +3,9 @@
 //!
 //! Every method reads the live state from the tools (`lvs`, `blkid -p`,
 //! `cryptsetup status`, `dumpe2fs -h`, `findmnt`, each read by one parser
-//! in `parse.rs`) before acting, instead of
-//! trusting the [`VolumeObject`] it was handed, so that a step interrupted
-//! by a crash is finished, not repeated, on the next pass. Nothing here
+//! in `parse.rs`; the module's own tests are in `tests.rs`) before acting,
+//! instead of trusting the [`VolumeObject`] it was handed, so that a step
+//! interrupted by a crash is finished, not repeated, on the next pass. Nothing here
 //! ever writes a LUKS header or a filesystem over a device on which
 //! `blkid -p` finds any signature, never generates a new key for an LV
 //! that already has a LUKS header, and never shrinks anything.

@@ -1,0 +1,96 @@
+//! `coloc site` and `coloc node` (with its join tokens).
+
+use clap::Subcommand;
+use coloc_proto::domain::{Country, NodeName, SiteName};
+
+use crate::input::{Ttl, parse_city, parse_country, parse_site_description, parse_ttl};
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Create a site.
+    Create {
+        /// Site name: lowercase letters, digits and '-', e.g. paris-1.
+        name: SiteName,
+        /// Two-letter ISO 3166 country code (colocd only accepts FR).
+        #[arg(long, value_parser = parse_country)]
+        country: Country,
+        /// City the site is in.
+        #[arg(long, value_parser = parse_city)]
+        city: Option<String>,
+        /// Free text describing the site.
+        #[arg(long, value_parser = parse_site_description)]
+        description: Option<String>,
+    },
+    /// List sites.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Manage one-time join tokens for new servers.
+    Token {
+        #[command(subcommand)]
+        command: NodeTokenCommand,
+    },
+    /// List nodes.
+    List {
+        /// Only nodes at this site.
+        #[arg(long)]
+        site: Option<SiteName>,
+    },
+    /// Show a node: status, generations, labels and hardware facts.
+    Show {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Stop placing new workload on a node; what runs there keeps running.
+    Drain {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Let a drained node take new workload again.
+    Undrain {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Check that a node answers through its session, and how fast.
+    Ping {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Ask a node's agent to re-read its hardware facts now, then show the node.
+    RefreshFacts {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Set or remove labels on nodes.
+    #[command(
+        after_help = "Examples:\n  coloc node label n1 n2 role=web zone=paris\n  coloc node label n1 --remove zone\n  coloc node label --all tier=standard"
+    )]
+    Label {
+        /// Node names followed by key=value labels to set, in any order.
+        #[arg(value_name = "NODE|KEY=VALUE")]
+        words: Vec<String>,
+        /// Label key to remove (repeatable).
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+        /// Change every node instead of named ones.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeTokenCommand {
+    /// Create a one-time join token for a new server at a site; the secret is shown only once.
+    Create {
+        /// Site the new server belongs to.
+        #[arg(long)]
+        site: SiteName,
+        /// Lifetime, e.g. 30m, 1h or 2d (default 1h, at most 7d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Ttl>,
+    },
+    /// List join tokens, used or not.
+    List,
+}

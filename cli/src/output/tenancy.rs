@@ -1,0 +1,296 @@
+//! Tenancy: tenants (member associations, with their storage quota and
+//! use), users with their roles and node grants, and API tokens.
+
+use std::borrow::Cow;
+
+use coloc_proto::controller::v1 as pb;
+use coloc_proto::domain;
+use serde_json::{Value, json};
+
+use super::{Details, Table, clean, fmt_bytes, fmt_time, joined, or_dash, with_secret};
+
+// ---------------------------------------------------------------- status words
+
+pub fn role_word(role: i32) -> &'static str {
+    domain::Role::try_from(role).map_or("unknown", domain::Role::as_str)
+}
+
+pub fn offer_word(offer: i32) -> &'static str {
+    domain::Offer::try_from(offer).map_or("unknown", domain::Offer::as_str)
+}
+
+pub fn api_token_state(t: &pb::ApiToken, now_unix: i64) -> &'static str {
+    if t.revoked {
+        "revoked"
+    } else if t.expires_unix > 0 && t.expires_unix <= now_unix {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+// ---------------------------------------------------------------- tenants
+
+pub fn tenant_json(t: &pb::Tenant) -> Value {
+    json!({
+        "name": t.name,
+        "display_name": t.display_name,
+        "offer": offer_word(t.offer),
+        "membership_expires": t.membership_expires,
+        "membership_expired": t.membership_expired,
+        "created_unix": t.created_unix,
+        "storage_quota_bytes": t.storage_quota_bytes,
+        "storage_used_bytes": t.storage_used_bytes,
+        "volume_grace_days": t.volume_grace_days,
+        "posix_id": t.posix_id,
+    })
+}
+
+fn membership(t: &pb::Tenant) -> String {
+    if t.membership_expired {
+        format!("{} (expired)", clean(&t.membership_expires))
+    } else {
+        clean(&t.membership_expires).into_owned()
+    }
+}
+
+/// `20.0 GiB / 100.0 GiB`: used, then quota.
+fn storage_use(t: &pb::Tenant) -> String {
+    format!(
+        "{} / {}",
+        fmt_bytes(t.storage_used_bytes),
+        fmt_bytes(t.storage_quota_bytes)
+    )
+}
+
+fn grace(days: u32) -> String {
+    match days {
+        0 => "-".to_string(),
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    }
+}
+
+/// The uid/gid owning the tenant's volumes; 0 means none allocated yet.
+fn posix_id(id: u32) -> String {
+    if id == 0 {
+        "-".to_string()
+    } else {
+        id.to_string()
+    }
+}
+
+pub fn tenant_details(t: &pb::Tenant) -> String {
+    Details::new()
+        .field("Name", clean(&t.name))
+        .field("Display name", or_dash(&t.display_name))
+        .field("Offer", offer_word(t.offer))
+        .field("Membership until", membership(t))
+        .field("Storage quota", fmt_bytes(t.storage_quota_bytes))
+        .field(
+            "Storage used",
+            format!(
+                "{} (active and deleted-but-kept volumes)",
+                fmt_bytes(t.storage_used_bytes)
+            ),
+        )
+        .field("Deleted volumes kept", grace(t.volume_grace_days))
+        .field("POSIX uid/gid", posix_id(t.posix_id))
+        .field("Created", fmt_time(t.created_unix))
+        .render()
+}
+
+pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
+    Table::new(&[
+        "NAME",
+        "OFFER",
+        "MEMBERSHIP UNTIL",
+        "STORAGE USED/QUOTA",
+        "GRACE",
+        "POSIX ID",
+        "CREATED",
+        "DISPLAY NAME",
+    ])
+    .rows(tenants, |x| {
+        vec![
+            clean(&x.name).into(),
+            offer_word(x.offer).to_string(),
+            membership(x),
+            storage_use(x),
+            grace(x.volume_grace_days),
+            posix_id(x.posix_id),
+            fmt_time(x.created_unix),
+            or_dash(&x.display_name).into(),
+        ]
+    })
+    .render_or("no tenants")
+}
+
+// ---------------------------------------------------------------- users
+
+pub fn user_json(u: &pb::User) -> Value {
+    json!({
+        "name": u.name,
+        "tenant": u.tenant,
+        "role": role_word(u.role),
+        "display_name": u.display_name,
+        "node_grants": u.node_grants,
+        "created_unix": u.created_unix,
+    })
+}
+
+fn tenant_of(u: &pb::User) -> Cow<'_, str> {
+    if u.tenant.is_empty() {
+        Cow::Borrowed("- (cooperative)")
+    } else {
+        clean(&u.tenant)
+    }
+}
+
+pub fn user_details(u: &pb::User) -> String {
+    Details::new()
+        .field("Name", clean(&u.name))
+        .field("Role", role_word(u.role))
+        .field("Tenant", tenant_of(u))
+        .field("Display name", or_dash(&u.display_name))
+        .field("Node grants", joined(&u.node_grants))
+        .field("Created", fmt_time(u.created_unix))
+        .render()
+}
+
+pub fn users_table(users: &[pb::User]) -> String {
+    Table::new(&[
+        "NAME",
+        "ROLE",
+        "TENANT",
+        "NODE GRANTS",
+        "CREATED",
+        "DISPLAY NAME",
+    ])
+    .rows(users, |u| {
+        vec![
+            clean(&u.name).into(),
+            role_word(u.role).to_string(),
+            or_dash(&u.tenant).into(),
+            joined(&u.node_grants),
+            fmt_time(u.created_unix),
+            or_dash(&u.display_name).into(),
+        ]
+    })
+    .render_or("no users")
+}
+
+// ---------------------------------------------------------------- api tokens
+
+pub fn api_token_json(t: &pb::ApiToken) -> Value {
+    let v = json!({
+        "id": t.id,
+        "user": t.user,
+        "description": t.description,
+        "created_unix": t.created_unix,
+        "expires_unix": t.expires_unix,
+        "revoked": t.revoked,
+    });
+    with_secret(v, &t.secret)
+}
+
+pub fn api_token_details(t: &pb::ApiToken, now_unix: i64) -> String {
+    Details::new()
+        .field("Id", clean(&t.id))
+        .field("User", clean(&t.user))
+        .field("State", api_token_state(t, now_unix))
+        .field("Description", or_dash(&t.description))
+        .field("Created", fmt_time(t.created_unix))
+        .field("Expires", fmt_time(t.expires_unix))
+        .render()
+}
+
+pub fn api_tokens_table(tokens: &[pb::ApiToken], now_unix: i64) -> String {
+    Table::new(&["ID", "USER", "STATE", "CREATED", "EXPIRES", "DESCRIPTION"])
+        .rows(tokens, |x| {
+            vec![
+                clean(&x.id).into(),
+                clean(&x.user).into(),
+                api_token_state(x, now_unix).to_string(),
+                fmt_time(x.created_unix),
+                fmt_time(x.expires_unix),
+                or_dash(&x.description).into(),
+            ]
+        })
+        .render_or("no tokens")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_and_offers_are_words() {
+        assert_eq!(role_word(pb::Role::Operator as i32), "operator");
+        assert_eq!(offer_word(pb::Offer::Participatif as i32), "participatif");
+        assert_eq!(offer_word(0), "unknown");
+    }
+
+    #[test]
+    fn secrets_only_when_present() {
+        let mut t = pb::ApiToken {
+            id: "tok1".into(),
+            user: "alice".into(),
+            ..Default::default()
+        };
+        assert!(api_token_json(&t).get("secret").is_none());
+        t.secret = "cat_s3cret".into();
+        assert_eq!(api_token_json(&t)["secret"], "cat_s3cret");
+    }
+
+    #[test]
+    fn token_states() {
+        let now = 1_000;
+        let mut a = pb::ApiToken {
+            expires_unix: 2_000,
+            ..Default::default()
+        };
+        assert_eq!(api_token_state(&a, now), "active");
+        a.expires_unix = 10;
+        assert_eq!(api_token_state(&a, now), "expired");
+        a.revoked = true;
+        assert_eq!(api_token_state(&a, now), "revoked");
+    }
+
+    #[test]
+    fn tenant_and_user_rows() {
+        let t = pb::Tenant {
+            name: "asso-x".into(),
+            offer: pb::Offer::Responsable as i32,
+            membership_expires: "2026-01-31".into(),
+            membership_expired: true,
+            ..Default::default()
+        };
+        let text = tenants_table(&[t]);
+        assert!(text.contains("responsable"), "{text}");
+        assert!(text.contains("2026-01-31 (expired)"), "{text}");
+        let u = pb::User {
+            name: "root".into(),
+            role: pb::Role::Admin as i32,
+            ..Default::default()
+        };
+        assert!(user_details(&u).contains("- (cooperative)"));
+        assert_eq!(user_json(&u)["role"], "admin");
+    }
+
+    #[test]
+    fn tenant_storage_figures() {
+        let t = pb::Tenant {
+            name: "asso-x".into(),
+            storage_quota_bytes: 100 << 30,
+            storage_used_bytes: 30 << 30,
+            volume_grace_days: 1,
+            ..Default::default()
+        };
+        let text = tenant_details(&t);
+        assert!(text.contains("30.0 GiB (active"), "{text}");
+        assert!(text.contains("1 day\n"), "{text}");
+        assert!(text.contains("POSIX uid/gid:         -"), "{text}");
+        assert!(tenants_table(&[t]).contains("30.0 GiB / 100.0 GiB  1 day"));
+    }
+}
