@@ -25,6 +25,9 @@ use tonic::{Request, Status};
 use crate::config::{Credential, Settings};
 use crate::error::{CredentialKind, Exit, Failure, StatusContext, from_status};
 
+/// For the TCP connection, and again for the whole connection (TCP, TLS
+/// and HTTP/2 handshakes): tonic's own limit covers TCP only, and a server
+/// that accepts and then says nothing would otherwise hold the CLI forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every call here is a small unary request; a minute means colocd is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -150,7 +153,18 @@ impl Api {
                     error_chain(&e)
                 ))
             })?;
-        let channel = endpoint.connect().await.map_err(|e| {
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await;
+        let connected = connecting.map_err(|_| {
+            Failure::new(
+                Exit::Unavailable,
+                format!(
+                    "cannot reach colocd at {}: no answer within {} s (connection and TLS handshake)",
+                    settings.server,
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+        let channel = connected.map_err(|e| {
             let mut detail = error_chain(&e);
             if detail.contains("certificate") || detail.contains("Certificate") {
                 detail.push_str(
