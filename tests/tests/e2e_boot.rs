@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use coloc_agent::logging::ids;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::lab::{Lab, NodeSpec, diagnosed, nvme, virtio, vm_config};
@@ -74,6 +75,74 @@ async fn a_node_boots_under_uefi_enrolls_and_reports_its_hardware() -> Result<()
         let status = vm.succeed(&["coloc-agent", "status", "--json"]).await?;
         let status: serde_json::Value = serde_json::from_str(&status)?;
         assert_eq!(status["connected"], true, "{status}");
+        // The agent's journal as a sysadmin filters it: the generation it
+        // applied and the event's constant MESSAGE_ID are journal fields,
+        // and the periodic passes that change nothing do not repeat it.
+        let applied_id = format!("MESSAGE_ID={}", ids::CONFIG_APPLIED);
+        let generation = format!("GENERATION={}", node.applied_generation);
+        let applied = vm
+            .succeed(&[
+                "journalctl",
+                "-u",
+                "coloc-agent",
+                "--no-pager",
+                "-o",
+                "json",
+                &applied_id,
+                &generation,
+            ])
+            .await?;
+        let entries: Vec<serde_json::Value> = applied
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert!(!entries.is_empty(), "no applied entry for {generation}");
+        for entry in &entries {
+            assert_eq!(entry["NODE"], "n1", "{entry}");
+            assert_eq!(entry["SYSLOG_IDENTIFIER"], "coloc-agent", "{entry}");
+            assert!(
+                entry["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("desired configuration applied")),
+                "{entry}"
+            );
+        }
+        // A periodic pass (every 30 s) that changes nothing does not log
+        // the generation as applied again.
+        let applied_lines = || async {
+            vm.succeed(&[
+                "journalctl",
+                "-u",
+                "coloc-agent",
+                "--no-pager",
+                "-o",
+                "cat",
+                &applied_id,
+                &generation,
+            ])
+            .await
+            .map(|s| s.lines().count())
+        };
+        let passes = || async {
+            let status = vm
+                .succeed(&["coloc-agent", "status", "--json"])
+                .await
+                .ok()?;
+            serde_json::from_str::<serde_json::Value>(&status).ok()?["reconcile_passes"].as_u64()
+        };
+        let before = applied_lines().await?;
+        let passes_before = passes().await.context("reconcile_passes in the status")?;
+        wait_for(
+            "a periodic pass on the node",
+            Duration::from_secs(90),
+            || async { (passes().await? > passes_before).then_some(()) },
+        )
+        .await?;
+        assert_eq!(
+            applied_lines().await?,
+            before,
+            "a quiet pass logged the generation as applied again"
+        );
         // A clean boot: no unit failed, and systemd had no ordering cycle to
         // break (it would silently drop a unit to do so).
         let failed = vm

@@ -25,8 +25,10 @@
 //! `qemu` (QEMU's argument vector, `qemu-img`, OVMF), [`qmp`] (the QMP
 //! client for hot-unplug and power), `console` (reading the serial log),
 //! [`ssh`] (the test channel into the guest), `ports` (free loopback
-//! ports for forwards), `accel` (KVM or TCG) and [`baseline`] (a plain
-//! Debian guest, for the harness's own tests and the boot benchmark).
+//! ports for forwards), `accel` (KVM or TCG), [`baseline`] (a plain
+//! Debian guest, for the harness's own tests and the boot benchmark) and
+//! `programs` (the one place that starts QEMU, qemu-img, ssh and the
+//! other helper programs).
 //!
 //! ```no_run
 //! use std::time::Duration;
