@@ -17,14 +17,14 @@ use coloc_proto::domain::{NodeName, TenantName, UserName};
 use coloc_proto::storage::{VolumeId, VolumeName};
 use prost::Message;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::nodes::{bump_generation, node_exists};
 use super::storage::{lifecycle_parse, load_volume, volume_label};
 use super::tenancy::load_tenant;
 use super::{
-    Db, SqliteError, SqliteStore, backend, blob, conflict, conversion, corrupt, immediate,
-    not_found, parsed, parsed_opt, query_all, small, to_i64, unsigned,
+    Db, SqliteError, SqliteStore, backend, blob, conflict, conversion, corrupt, not_found, parsed,
+    parsed_opt, query_all, query_opt, small, to_i64, unsigned,
 };
 use crate::rules::instances::{self, Wanted};
 use crate::rules::ports;
@@ -92,13 +92,13 @@ fn with_comments(conn: &Connection, mut r: AppRequestRecord) -> StoreResult<AppR
 
 fn load_request(conn: &Connection, id: u64) -> StoreResult<AppRequestRecord> {
     let key = to_i64("request id", id)?;
-    let r = conn
-        .prepare_cached(&format!("{REQUEST_SELECT} WHERE r.id = ?1"))
-        .db()?
-        .query_row([key], request_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("request", id.to_string()))?;
+    let r = query_opt(
+        conn,
+        &format!("{REQUEST_SELECT} WHERE r.id = ?1"),
+        [key],
+        request_from_row,
+    )?
+    .ok_or_else(|| not_found("request", id.to_string()))?;
     with_comments(conn, r)
 }
 
@@ -143,23 +143,23 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
 }
 
 fn load_instance(conn: &Connection, rowid: i64) -> StoreResult<InstanceRecord> {
-    conn.prepare_cached(instance_select!("WHERE i.id = ?1"))
-        .db()?
-        .query_row([rowid], instance_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("instance", rowid.to_string()))
+    query_opt(
+        conn,
+        instance_select!("WHERE i.id = ?1"),
+        [rowid],
+        instance_from_row,
+    )?
+    .ok_or_else(|| not_found("instance", rowid.to_string()))
 }
 
 /// The row id of the tenant's live (not removed) instance of the app.
 fn live_instance(conn: &Connection, tenant: &str, app: &str) -> StoreResult<Option<i64>> {
-    conn.prepare_cached(
+    query_opt(
+        conn,
         "SELECT id FROM app_instances WHERE tenant = ?1 AND app = ?2 AND state <> 'removed'",
+        [tenant, app],
+        |row| row.get(0),
     )
-    .db()?
-    .query_row([tenant, app], |row| row.get(0))
-    .optional()
-    .db()
 }
 
 /// Refuses a second live instance of an app for a tenant: its host name
@@ -263,16 +263,15 @@ impl AppStore for SqliteStore {
         request: NewAppRequest,
         now: UnixSecs,
     ) -> StoreResult<AppRequestRecord> {
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let tenant = request.tenant.as_str();
             let app = request.app.as_str();
             let node = request.node.as_str();
-            load_tenant(&tx, tenant)?;
-            if !node_exists(&tx, node)? {
+            load_tenant(tx, tenant)?;
+            if !node_exists(tx, node)? {
                 return Err(not_found("node", node));
             }
-            let v = load_volume(&tx, request.volume_id.as_str())?;
+            let v = load_volume(tx, request.volume_id.as_str())?;
             if v.tenant != request.tenant || v.node != request.node {
                 return Err(conflict(
                     "volume",
@@ -287,16 +286,14 @@ impl AppStore for SqliteStore {
                     format!("is {}; an app needs an active volume", v.lifecycle.as_str()),
                 ));
             }
-            check_no_live_instance(&tx, tenant, app)?;
-            let pending: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT id FROM app_requests WHERE tenant = ?1 AND app = ?2 \
+            check_no_live_instance(tx, tenant, app)?;
+            let pending: Option<i64> = query_opt(
+                tx,
+                "SELECT id FROM app_requests WHERE tenant = ?1 AND app = ?2 \
                      AND state = 'pending'",
-                )
-                .db()?
-                .query_row([tenant, app], |row| row.get(0))
-                .optional()
-                .db()?;
+                [tenant, app],
+                |row| row.get(0),
+            )?;
             if let Some(other) = pending {
                 return Err(conflict(
                     "app",
@@ -327,7 +324,7 @@ impl AppStore for SqliteStore {
                 .map_err(|_| backend(corrupt("app_requests.id", id.to_string())))?;
             if !request.comment.is_empty() {
                 add_comment(
-                    &tx,
+                    tx,
                     id,
                     &CommentRecord {
                         author: request.requested_by.clone(),
@@ -336,8 +333,7 @@ impl AppStore for SqliteStore {
                     },
                 )?;
             }
-            let record = load_request(&tx, id)?;
-            tx.commit().db()?;
+            let record = load_request(tx, id)?;
             Ok(record)
         })
         .await
@@ -382,12 +378,10 @@ impl AppStore for SqliteStore {
         id: u64,
         comment: CommentRecord,
     ) -> StoreResult<AppRequestRecord> {
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            load_request(&tx, id)?;
-            add_comment(&tx, id, &comment)?;
-            let record = load_request(&tx, id)?;
-            tx.commit().db()?;
+        self.write(move |tx| {
+            load_request(tx, id)?;
+            add_comment(tx, id, &comment)?;
+            let record = load_request(tx, id)?;
             Ok(record)
         })
         .await
@@ -402,12 +396,11 @@ impl AppStore for SqliteStore {
     ) -> StoreResult<(AppRequestRecord, InstanceRecord)> {
         let by = by.clone();
         let comment = comment.to_owned();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let (r, state) = request_to_decide(&tx, id, Decision::Approve)?;
+        self.write(move |tx| {
+            let (r, state) = request_to_decide(tx, id, Decision::Approve)?;
             let (tenant, app, node) = (r.tenant.as_str(), r.app.as_str(), r.node.as_str());
-            check_no_live_instance(&tx, tenant, app)?;
-            let v = load_volume(&tx, r.volume_id.as_str())?;
+            check_no_live_instance(tx, tenant, app)?;
+            let v = load_volume(tx, r.volume_id.as_str())?;
             if v.lifecycle != VolumeLifecycle::Active {
                 return Err(conflict(
                     "request",
@@ -428,7 +421,7 @@ impl AppStore for SqliteStore {
             .db()?
             .execute([tenant, app, node])
             .db()?;
-            let port = free_port(&tx, node)?;
+            let port = free_port(tx, node)?;
             let rowid: i64 = tx
                 .prepare_cached(
                     "INSERT INTO app_instances (tenant, app, node, volume_id, port, state, \
@@ -449,11 +442,10 @@ impl AppStore for SqliteStore {
                     |row| row.get(0),
                 )
                 .db()?;
-            record_decision(&tx, id, state, &by, &comment, now)?;
-            bump_generation(&tx, node)?;
-            let request = load_request(&tx, id)?;
-            let instance = load_instance(&tx, rowid)?;
-            tx.commit().db()?;
+            record_decision(tx, id, state, &by, &comment, now)?;
+            bump_generation(tx, node)?;
+            let request = load_request(tx, id)?;
+            let instance = load_instance(tx, rowid)?;
             Ok((request, instance))
         })
         .await
@@ -468,12 +460,10 @@ impl AppStore for SqliteStore {
     ) -> StoreResult<AppRequestRecord> {
         let by = by.clone();
         let comment = comment.to_owned();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let (_, state) = request_to_decide(&tx, id, Decision::Reject)?;
-            record_decision(&tx, id, state, &by, &comment, now)?;
-            let request = load_request(&tx, id)?;
-            tx.commit().db()?;
+        self.write(move |tx| {
+            let (_, state) = request_to_decide(tx, id, Decision::Reject)?;
+            record_decision(tx, id, state, &by, &comment, now)?;
+            let request = load_request(tx, id)?;
             Ok(request)
         })
         .await
@@ -487,14 +477,15 @@ impl AppStore for SqliteStore {
         let tenant = tenant.clone();
         let app = app.clone();
         self.run(move |conn| {
-            conn.prepare_cached(instance_select!(
-                "WHERE i.tenant = ?1 AND i.app = ?2 \
+            query_opt(
+                conn,
+                instance_select!(
+                    "WHERE i.tenant = ?1 AND i.app = ?2 \
                  ORDER BY i.state = 'removed', i.id DESC LIMIT 1"
-            ))
-            .db()?
-            .query_row([tenant.as_str(), app.as_str()], instance_from_row)
-            .optional()
-            .db()?
+                ),
+                [tenant.as_str(), app.as_str()],
+                instance_from_row,
+            )?
             .ok_or_else(|| not_found("instance", format!("{tenant}/{app}")))
         })
         .await
@@ -526,10 +517,9 @@ impl AppStore for SqliteStore {
     ) -> StoreResult<InstanceRecord> {
         let tenant = tenant.clone();
         let app = app.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let label = format!("{tenant}/{app}");
-            let Some(rowid) = live_instance(&tx, tenant.as_str(), app.as_str())? else {
+            let Some(rowid) = live_instance(tx, tenant.as_str(), app.as_str())? else {
                 let removed = tx
                     .prepare_cached("SELECT 1 FROM app_instances WHERE tenant = ?1 AND app = ?2")
                     .db()?
@@ -541,7 +531,7 @@ impl AppStore for SqliteStore {
                     not_found("instance", label)
                 });
             };
-            let before = load_instance(&tx, rowid)?;
+            let before = load_instance(tx, rowid)?;
             let current = Wanted {
                 state: before.state,
                 restart_nonce: before.restart_nonce,
@@ -561,9 +551,8 @@ impl AppStore for SqliteStore {
                 to_i64("restart nonce", after.restart_nonce)?
             ])
             .db()?;
-            bump_generation(&tx, before.node.as_str())?;
-            let record = load_instance(&tx, rowid)?;
-            tx.commit().db()?;
+            bump_generation(tx, before.node.as_str())?;
+            let record = load_instance(tx, rowid)?;
             Ok(record)
         })
         .await
@@ -575,26 +564,21 @@ impl AppStore for SqliteStore {
         statuses: Vec<AppStatus>,
     ) -> StoreResult<Vec<InstanceRecord>> {
         let node = node.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let name = node.as_str();
-            if !node_exists(&tx, name)? {
+            if !node_exists(tx, name)? {
                 return Err(not_found("node", name));
             }
             let mut gone = Vec::new();
             for status in &statuses {
                 // Only this node's instances: a node never writes another's.
-                let found: Option<(i64, InstanceState)> = tx
-                    .prepare_cached(
-                        "SELECT id, state FROM app_instances \
+                let found: Option<(i64, InstanceState)> = query_opt(
+                    tx,
+                    "SELECT id, state FROM app_instances \
                          WHERE node = ?1 AND tenant = ?2 AND app = ?3 AND gone = 0",
-                    )
-                    .db()?
-                    .query_row([name, status.tenant.as_str(), status.app.as_str()], |row| {
-                        Ok((row.get(0)?, parsed(row, 1, instance_state_parse)?))
-                    })
-                    .optional()
-                    .db()?;
+                    [name, status.tenant.as_str(), status.app.as_str()],
+                    |row| Ok((row.get(0)?, parsed(row, 1, instance_state_parse)?)),
+                )?;
                 let Some((rowid, state)) = found else {
                     continue;
                 };
@@ -610,13 +594,12 @@ impl AppStore for SqliteStore {
                 }
             }
             if !gone.is_empty() {
-                bump_generation(&tx, name)?;
+                bump_generation(tx, name)?;
             }
             let records = gone
                 .iter()
-                .map(|rowid| load_instance(&tx, *rowid))
+                .map(|rowid| load_instance(tx, *rowid))
                 .collect::<StoreResult<Vec<_>>>()?;
-            tx.commit().db()?;
             Ok(records)
         })
         .await

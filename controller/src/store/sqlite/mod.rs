@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use prost::Message;
 use rusqlite::types::Type;
-use rusqlite::{Connection, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{StoreError, StoreResult};
 
@@ -117,6 +117,20 @@ fn query_all<T, P: rusqlite::Params>(
         .query_map(params, map)
         .db()?
         .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
+}
+
+/// The one row `sql` returns for `params`, if any, mapped by `map`.
+fn query_opt<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Option<T>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_row(params, map)
+        .optional()
         .db()
 }
 
@@ -226,6 +240,23 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| backend(SqliteError::Task(e)))?
+    }
+
+    /// Runs `work` in one IMMEDIATE transaction (the write lock taken at
+    /// once, so two writers never deadlock on an upgrade), committed when
+    /// `work` succeeds and rolled back when it fails.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let tx = immediate(conn)?;
+            let out = work(&tx)?;
+            tx.commit().db()?;
+            Ok(out)
+        })
+        .await
     }
 }
 

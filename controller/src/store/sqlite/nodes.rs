@@ -14,11 +14,11 @@ use async_trait::async_trait;
 use coloc_proto::agent::v1::NodeFacts;
 use coloc_proto::domain::{NodeName, SiteName};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::{
     Db, SqliteStore, apps, backend, blob, corrupt, immediate, insert_err, not_found, parsed,
-    parsed_opt, query_all, storage, to_i64, unsigned,
+    parsed_opt, query_all, query_opt, storage, to_i64, unsigned,
 };
 use crate::store::{
     ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
@@ -86,11 +86,7 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
 }
 
 fn load_node(conn: &Connection, name: &str) -> StoreResult<NodeRecord> {
-    conn.prepare_cached(node_select!("WHERE name = ?1"))
-        .db()?
-        .query_row([name], node_from_row)
-        .optional()
-        .db()?
+    query_opt(conn, node_select!("WHERE name = ?1"), [name], node_from_row)?
         .ok_or_else(|| not_found("node", name))
 }
 
@@ -153,12 +149,13 @@ impl NodeStore for SqliteStore {
     async fn get_site(&self, name: &SiteName) -> StoreResult<SiteRecord> {
         let name = name.clone();
         self.run(move |conn| {
-            conn.prepare_cached(&format!("{SITE_SELECT} WHERE name = ?1"))
-                .db()?
-                .query_row([name.as_str()], site_from_row)
-                .optional()
-                .db()?
-                .ok_or_else(|| not_found("site", name.as_str()))
+            query_opt(
+                conn,
+                &format!("{SITE_SELECT} WHERE name = ?1"),
+                [name.as_str()],
+                site_from_row,
+            )?
+            .ok_or_else(|| not_found("site", name.as_str()))
         })
         .await
     }
@@ -222,22 +219,20 @@ impl NodeStore for SqliteStore {
         let secret_hash = secret_hash.to_owned();
         self.run(move |conn| {
             let tx = immediate(conn)?;
-            let token = tx
-                .prepare_cached(
-                    "SELECT id, site, expires_unix, used_by_node FROM join_tokens \
+            let token = query_opt(
+                &tx,
+                "SELECT id, site, expires_unix, used_by_node FROM join_tokens \
                      WHERE secret_hash = ?1",
-                )
-                .db()?
-                .query_row([&secret_hash], |row| {
+                [&secret_hash],
+                |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
                         row.get::<_, i64>(2)?,
                         row.get::<_, Option<String>>(3)?,
                     ))
-                })
-                .optional()
-                .db()?;
+                },
+            )?;
             let Some((token_id, site, expires_unix, used_by)) = token else {
                 return Err(StoreError::JoinTokenUnknown);
             };
@@ -298,11 +293,12 @@ impl NodeStore for SqliteStore {
     async fn node_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<NodeRecord>> {
         let fingerprint = fingerprint.to_owned();
         self.run(move |conn| {
-            conn.prepare_cached(node_select!("WHERE cert_fingerprint = ?1"))
-                .db()?
-                .query_row([&fingerprint], node_from_row)
-                .optional()
-                .db()
+            query_opt(
+                conn,
+                node_select!("WHERE cert_fingerprint = ?1"),
+                [&fingerprint],
+                node_from_row,
+            )
         })
         .await
     }
@@ -322,8 +318,7 @@ impl NodeStore for SqliteStore {
 
     async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord> {
         let name = name.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             tx.prepare_cached(
                 "UPDATE nodes SET draining = ?2, desired_generation = desired_generation + 1 \
                  WHERE name = ?1 AND draining <> ?2",
@@ -332,8 +327,7 @@ impl NodeStore for SqliteStore {
             .execute(params![name.as_str(), draining])
             .db()?;
             // NotFound comes from here when the node does not exist.
-            let record = load_node(&tx, name.as_str())?;
-            tx.commit().db()?;
+            let record = load_node(tx, name.as_str())?;
             Ok(record)
         })
         .await

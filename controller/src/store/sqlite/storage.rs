@@ -16,13 +16,13 @@ use coloc_proto::domain::{NodeName, TenantName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 use prost::Message;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::nodes::{bump_generation, node_exists};
 use super::tenancy::load_tenant;
 use super::{
-    Db, SqliteError, SqliteStore, blob, conflict, conversion, corrupt, immediate, insert_err,
-    json_list, not_found, parsed, query_all, small, to_i64, to_json, unsigned,
+    Db, SqliteError, SqliteStore, blob, conflict, conversion, corrupt, insert_err, json_list,
+    not_found, parsed, query_all, query_opt, small, to_i64, to_json, unsigned,
 };
 use crate::rules::quota::{OverQuota, Usage};
 use crate::rules::volumes::{self, ReportEffect, SnapshotRefused};
@@ -97,12 +97,13 @@ fn pool_from_row(row: &Row<'_>) -> rusqlite::Result<PoolRecord> {
 }
 
 fn load_pool(conn: &Connection, node: &str, name: &str) -> StoreResult<PoolRecord> {
-    conn.prepare_cached(&format!("{POOL_SELECT} WHERE node = ?1 AND name = ?2"))
-        .db()?
-        .query_row([node, name], pool_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("pool", format!("{node}/{name}")))
+    query_opt(
+        conn,
+        &format!("{POOL_SELECT} WHERE node = ?1 AND name = ?2"),
+        [node, name],
+        pool_from_row,
+    )?
+    .ok_or_else(|| not_found("pool", format!("{node}/{name}")))
 }
 
 pub(super) fn pools_of(conn: &Connection, node: Option<&str>) -> StoreResult<Vec<PoolRecord>> {
@@ -155,12 +156,13 @@ fn volume_from_row(row: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
 }
 
 pub(super) fn load_volume(conn: &Connection, id: &str) -> StoreResult<VolumeRecord> {
-    conn.prepare_cached(volume_select!("WHERE v.id = ?1"))
-        .db()?
-        .query_row([id], volume_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("volume", id))
+    query_opt(
+        conn,
+        volume_select!("WHERE v.id = ?1"),
+        [id],
+        volume_from_row,
+    )?
+    .ok_or_else(|| not_found("volume", id))
 }
 
 /// A tenant's quota and usage, read inside the caller's transaction.
@@ -220,11 +222,10 @@ pub(super) fn desired_volumes(conn: &Connection, node: &str) -> StoreResult<Vec<
 #[async_trait]
 impl StorageStore for SqliteStore {
     async fn create_pool(&self, pool: PoolRecord) -> StoreResult<PoolRecord> {
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let node = pool.node.as_str();
             let label = format!("{node}/{}", pool.name);
-            if !node_exists(&tx, node)? {
+            if !node_exists(tx, node)? {
                 return Err(not_found("node", node));
             }
             tx.prepare_cached(
@@ -242,9 +243,8 @@ impl StorageStore for SqliteStore {
                 pool.created_unix
             ])
             .map_err(|e| insert_err(e, ("pool", &label), ("node", node)))?;
-            bump_generation(&tx, node)?;
-            let record = load_pool(&tx, node, pool.name.as_str())?;
-            tx.commit().db()?;
+            bump_generation(tx, node)?;
+            let record = load_pool(tx, node, pool.name.as_str())?;
             Ok(record)
         })
         .await
@@ -270,25 +270,20 @@ impl StorageStore for SqliteStore {
     ) -> StoreResult<VolumeRecord> {
         let size = to_i64("volume size", volume.size_bytes)?;
         let reservation = to_i64("volume reservation", volume.reservation_bytes)?;
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let label = volume_label(&volume);
             let tenant = volume.tenant.as_str();
             // Each check names what is wrong, in the order a person would
             // fix them.
-            load_tenant(&tx, tenant)?;
-            load_pool(&tx, volume.node.as_str(), volume.pool.as_str())?;
-            let taken = tx
-                .prepare_cached(
-                    "SELECT lifecycle FROM volumes WHERE tenant = ?1 AND name = ?2 \
+            load_tenant(tx, tenant)?;
+            load_pool(tx, volume.node.as_str(), volume.pool.as_str())?;
+            let taken = query_opt(
+                tx,
+                "SELECT lifecycle FROM volumes WHERE tenant = ?1 AND name = ?2 \
                      AND lifecycle <> 'destroyed'",
-                )
-                .db()?
-                .query_row([tenant, volume.name.as_str()], |row| {
-                    row.get::<_, String>(0)
-                })
-                .optional()
-                .db()?;
+                [tenant, volume.name.as_str()],
+                |row| row.get::<_, String>(0),
+            )?;
             if let Some(lifecycle) = taken {
                 return Err(match lifecycle.as_str() {
                     "active" => StoreError::AlreadyExists {
@@ -305,7 +300,7 @@ impl StorageStore for SqliteStore {
                     ),
                 });
             }
-            tenant_usage(&tx, tenant)?
+            tenant_usage(tx, tenant)?
                 .check_change(0, volume.size_bytes)
                 .map_err(|e| over_quota(&volume.tenant, e))?;
             tx.prepare_cached(
@@ -327,9 +322,8 @@ impl StorageStore for SqliteStore {
                 now
             ])
             .map_err(|e| insert_err(e, ("volume", &label), ("tenant", tenant)))?;
-            bump_generation(&tx, volume.node.as_str())?;
-            let record = load_volume(&tx, volume.id.as_str())?;
-            tx.commit().db()?;
+            bump_generation(tx, volume.node.as_str())?;
+            let record = load_volume(tx, volume.id.as_str())?;
             Ok(record)
         })
         .await
@@ -348,14 +342,15 @@ impl StorageStore for SqliteStore {
         let tenant = tenant.clone();
         let name = name.clone();
         self.run(move |conn| {
-            conn.prepare_cached(volume_select!(
-                "WHERE v.tenant = ?1 AND v.name = ?2 \
+            query_opt(
+                conn,
+                volume_select!(
+                    "WHERE v.tenant = ?1 AND v.name = ?2 \
                  ORDER BY v.lifecycle = 'destroyed', v.deleted_unix DESC, v.rowid DESC LIMIT 1"
-            ))
-            .db()?
-            .query_row([tenant.as_str(), name.as_str()], volume_from_row)
-            .optional()
-            .db()?
+                ),
+                [tenant.as_str(), name.as_str()],
+                volume_from_row,
+            )?
             .ok_or_else(|| not_found("volume", format!("{tenant}/{name}")))
         })
         .await
@@ -389,16 +384,15 @@ impl StorageStore for SqliteStore {
     ) -> StoreResult<VolumeRecord> {
         let id = id.clone();
         let size = to_i64("volume size", size_bytes)?;
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let v = active_volume(&tx, id.as_str(), "resized")?;
+        self.write(move |tx| {
+            let v = active_volume(tx, id.as_str(), "resized")?;
             let resize =
                 volumes::resize(v.size_bytes, v.reservation_bytes, size_bytes, allow_shrink)
                     .map_err(|e| conflict("volume", volume_label(&v), e.to_string()))?;
             let Some(resize) = resize else {
                 return Ok(v);
             };
-            tenant_usage(&tx, v.tenant.as_str())?
+            tenant_usage(tx, v.tenant.as_str())?
                 .check_change(v.size_bytes, resize.size_bytes)
                 .map_err(|e| over_quota(&v.tenant, e))?;
             tx.prepare_cached(
@@ -407,9 +401,8 @@ impl StorageStore for SqliteStore {
             .db()?
             .execute(params![id.as_str(), size, resize.allow_shrink])
             .db()?;
-            bump_generation(&tx, v.node.as_str())?;
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            bump_generation(tx, v.node.as_str())?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -417,10 +410,9 @@ impl StorageStore for SqliteStore {
 
     async fn delete_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord> {
         let id = id.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let v = load_volume(&tx, id.as_str())?;
-            let grace = load_tenant(&tx, v.tenant.as_str())?.volume_grace_days;
+        self.write(move |tx| {
+            let v = load_volume(tx, id.as_str())?;
+            let grace = load_tenant(tx, v.tenant.as_str())?.volume_grace_days;
             let retention = volumes::delete(v.lifecycle, v.purge_after_unix, grace, now)
                 .map_err(|e| conflict("volume", volume_label(&v), e.to_string()))?;
             tx.prepare_cached(
@@ -434,9 +426,8 @@ impl StorageStore for SqliteStore {
                 retention.purge_after_unix
             ])
             .db()?;
-            bump_generation(&tx, v.node.as_str())?;
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            bump_generation(tx, v.node.as_str())?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -444,25 +435,20 @@ impl StorageStore for SqliteStore {
 
     async fn restore_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord> {
         let id = id.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let v = load_volume(&tx, id.as_str())?;
+        self.write(move |tx| {
+            let v = load_volume(tx, id.as_str())?;
             let label = volume_label(&v);
             volumes::check_restore(v.lifecycle, v.purge_after_unix, now)
                 .map_err(|e| conflict("volume", label.clone(), e.to_string()))?;
             // The unique index keeps a retained volume's name, so this
             // only guards against a schema that one day lets names go.
-            let reused = tx
-                .prepare_cached(
-                    "SELECT id FROM volumes WHERE tenant = ?1 AND name = ?2 \
+            let reused = query_opt(
+                tx,
+                "SELECT id FROM volumes WHERE tenant = ?1 AND name = ?2 \
                      AND lifecycle = 'active' AND id <> ?3",
-                )
-                .db()?
-                .query_row([v.tenant.as_str(), v.name.as_str(), id.as_str()], |row| {
-                    row.get::<_, String>(0)
-                })
-                .optional()
-                .db()?;
+                [v.tenant.as_str(), v.name.as_str(), id.as_str()],
+                |row| row.get::<_, String>(0),
+            )?;
             if let Some(other) = reused {
                 return Err(conflict(
                     "volume",
@@ -470,7 +456,7 @@ impl StorageStore for SqliteStore {
                     format!("its name is used by another active volume ({other})"),
                 ));
             }
-            tenant_usage(&tx, v.tenant.as_str())?
+            tenant_usage(tx, v.tenant.as_str())?
                 .check_restore(v.size_bytes)
                 .map_err(|e| over_quota(&v.tenant, e))?;
             tx.prepare_cached(
@@ -480,9 +466,8 @@ impl StorageStore for SqliteStore {
             .db()?
             .execute([id.as_str()])
             .db()?;
-            bump_generation(&tx, v.node.as_str())?;
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            bump_generation(tx, v.node.as_str())?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -491,9 +476,8 @@ impl StorageStore for SqliteStore {
     async fn add_snapshot(&self, id: &VolumeId, name: &SnapshotName) -> StoreResult<VolumeRecord> {
         let id = id.clone();
         let name = name.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let mut v = active_volume(&tx, id.as_str(), "snapshotted")?;
+        self.write(move |tx| {
+            let mut v = active_volume(tx, id.as_str(), "snapshotted")?;
             let label = volume_label(&v);
             volumes::add_snapshot(&mut v.snapshots, name.clone()).map_err(|e| match e {
                 SnapshotRefused::Exists => StoreError::AlreadyExists {
@@ -502,9 +486,8 @@ impl StorageStore for SqliteStore {
                 },
                 SnapshotRefused::TooMany => conflict("volume", label, e.to_string()),
             })?;
-            set_snapshots(&tx, &v)?;
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            set_snapshots(tx, &v)?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -517,9 +500,8 @@ impl StorageStore for SqliteStore {
     ) -> StoreResult<VolumeRecord> {
         let id = id.clone();
         let name = name.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            let mut v = active_volume(&tx, id.as_str(), "changed")?;
+        self.write(move |tx| {
+            let mut v = active_volume(tx, id.as_str(), "changed")?;
             let before = v.snapshots.len();
             v.snapshots.retain(|s| s != &name);
             if v.snapshots.len() == before {
@@ -528,9 +510,8 @@ impl StorageStore for SqliteStore {
                     format!("{}@{name}", volume_label(&v)),
                 ));
             }
-            set_snapshots(&tx, &v)?;
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            set_snapshots(tx, &v)?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -543,8 +524,7 @@ impl StorageStore for SqliteStore {
     ) -> StoreResult<VolumeRecord> {
         let id = id.clone();
         let status = status.encode_to_vec();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let changed = tx
                 .prepare_cached("UPDATE volumes SET observed = ?2 WHERE id = ?1")
                 .db()?
@@ -553,8 +533,7 @@ impl StorageStore for SqliteStore {
             if changed == 0 {
                 return Err(not_found("volume", id.as_str()));
             }
-            let record = load_volume(&tx, id.as_str())?;
-            tx.commit().db()?;
+            let record = load_volume(tx, id.as_str())?;
             Ok(record)
         })
         .await
@@ -566,10 +545,9 @@ impl StorageStore for SqliteStore {
         observed: ObservedStorage,
     ) -> StoreResult<Vec<VolumeRecord>> {
         let node = node.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let name = node.as_str();
-            if !node_exists(&tx, name)? {
+            if !node_exists(tx, name)? {
                 return Err(not_found("node", name));
             }
             let declared: Vec<String> = tx
@@ -601,14 +579,12 @@ impl StorageStore for SqliteStore {
             let mut destroyed = Vec::new();
             for status in &observed.volumes {
                 // Only this node's volumes: a node never writes another's.
-                let lifecycle = tx
-                    .prepare_cached("SELECT lifecycle FROM volumes WHERE id = ?1 AND node = ?2")
-                    .db()?
-                    .query_row([status.id.as_str(), name], |row| {
-                        parsed(row, 0, lifecycle_parse)
-                    })
-                    .optional()
-                    .db()?;
+                let lifecycle = query_opt(
+                    tx,
+                    "SELECT lifecycle FROM volumes WHERE id = ?1 AND node = ?2",
+                    [status.id.as_str(), name],
+                    |row| parsed(row, 0, lifecycle_parse),
+                )?;
                 let Some(lifecycle) = lifecycle else {
                     continue;
                 };
@@ -633,21 +609,19 @@ impl StorageStore for SqliteStore {
                 }
             }
             if !destroyed.is_empty() {
-                bump_generation(&tx, name)?;
+                bump_generation(tx, name)?;
             }
             let records = destroyed
                 .iter()
-                .map(|id| load_volume(&tx, id))
+                .map(|id| load_volume(tx, id))
                 .collect::<StoreResult<Vec<_>>>()?;
-            tx.commit().db()?;
             Ok(records)
         })
         .await
     }
 
     async fn purge_due(&self, now: UnixSecs) -> StoreResult<Vec<VolumeRecord>> {
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             // The rule is rules::volumes::is_due (purge_after_unix <= now),
             // written as the query so that the index finds the due volumes
             // without reading every retained one every few seconds.
@@ -665,13 +639,12 @@ impl StorageStore for SqliteStore {
             due.sort();
             let nodes: BTreeSet<&str> = due.iter().map(|(_, n)| n.as_str()).collect();
             for node in nodes {
-                bump_generation(&tx, node)?;
+                bump_generation(tx, node)?;
             }
             let records = due
                 .iter()
-                .map(|(id, _)| load_volume(&tx, id))
+                .map(|(id, _)| load_volume(tx, id))
                 .collect::<StoreResult<Vec<_>>>()?;
-            tx.commit().db()?;
             Ok(records)
         })
         .await

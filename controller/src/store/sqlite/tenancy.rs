@@ -8,12 +8,12 @@
 
 use async_trait::async_trait;
 use coloc_proto::domain::{NodeName, TenantName, UserName};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::nodes::node_exists;
 use super::{
-    Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, query_all, small,
-    to_i64, unsigned,
+    Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, query_all, query_opt,
+    small, to_i64, unsigned,
 };
 use crate::store::{
     ApiTokenRecord, FIRST_POSIX_ID, StoreResult, TenancyStore, TenantRecord, TenantStorageChange,
@@ -45,12 +45,13 @@ const TENANT_SELECT: &str = "SELECT name, display_name, offer, membership_expire
      FROM tenants";
 
 pub(super) fn load_tenant(conn: &Connection, name: &str) -> StoreResult<TenantRecord> {
-    conn.prepare_cached(&format!("{TENANT_SELECT} WHERE name = ?1"))
-        .db()?
-        .query_row([name], tenant_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("tenant", name))
+    query_opt(
+        conn,
+        &format!("{TENANT_SELECT} WHERE name = ?1"),
+        [name],
+        tenant_from_row,
+    )?
+    .ok_or_else(|| not_found("tenant", name))
 }
 
 /// A user without its grants; see [`with_grants`].
@@ -78,13 +79,13 @@ fn with_grants(conn: &Connection, mut user: UserRecord) -> StoreResult<UserRecor
 }
 
 fn load_user(conn: &Connection, name: &str) -> StoreResult<UserRecord> {
-    let user = conn
-        .prepare_cached(&format!("{USER_SELECT} WHERE name = ?1"))
-        .db()?
-        .query_row([name], user_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("user", name))?;
+    let user = query_opt(
+        conn,
+        &format!("{USER_SELECT} WHERE name = ?1"),
+        [name],
+        user_from_row,
+    )?
+    .ok_or_else(|| not_found("user", name))?;
     with_grants(conn, user)
 }
 
@@ -111,12 +112,13 @@ const API_TOKEN_SELECT: &str = "SELECT id, user_name, description, secret_hash, 
      expires_unix, revoked_unix FROM api_tokens";
 
 fn load_api_token(conn: &Connection, id: &str) -> StoreResult<ApiTokenRecord> {
-    conn.prepare_cached(&format!("{API_TOKEN_SELECT} WHERE id = ?1"))
-        .db()?
-        .query_row([id], api_token_from_row)
-        .optional()
-        .db()?
-        .ok_or_else(|| not_found("api token", id))
+    query_opt(
+        conn,
+        &format!("{API_TOKEN_SELECT} WHERE id = ?1"),
+        [id],
+        api_token_from_row,
+    )?
+    .ok_or_else(|| not_found("api token", id))
 }
 
 fn user_cert_from_row(row: &Row<'_>) -> rusqlite::Result<UserCertRecord> {
@@ -133,8 +135,7 @@ impl TenancyStore for SqliteStore {
     // ---- tenants
 
     async fn create_tenant(&self, tenant: TenantRecord) -> StoreResult<TenantRecord> {
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             // Inside the write transaction: two creations cannot pick the
             // same id. Ids are never reused (tenants are never deleted
             // today; max + 1 stays right if they are one day).
@@ -160,8 +161,7 @@ impl TenancyStore for SqliteStore {
                 posix_id
             ])
             .map_err(|e| insert_err(e, ("tenant", tenant.name.as_str()), ("tenant", "")))?;
-            let record = load_tenant(&tx, tenant.name.as_str())?;
-            tx.commit().db()?;
+            let record = load_tenant(tx, tenant.name.as_str())?;
             Ok(record)
         })
         .await
@@ -194,8 +194,7 @@ impl TenancyStore for SqliteStore {
             .storage_quota_bytes
             .map(|q| to_i64("storage quota", q))
             .transpose()?;
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let changed = tx
                 .prepare_cached(
                     "UPDATE tenants SET storage_quota_bytes = coalesce(?2, storage_quota_bytes), \
@@ -207,8 +206,7 @@ impl TenancyStore for SqliteStore {
             if changed == 0 {
                 return Err(not_found("tenant", name.as_str()));
             }
-            let record = load_tenant(&tx, name.as_str())?;
-            tx.commit().db()?;
+            let record = load_tenant(tx, name.as_str())?;
             Ok(record)
         })
         .await
@@ -279,12 +277,11 @@ impl TenancyStore for SqliteStore {
     async fn grant_node(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord> {
         let user = user.clone();
         let node = node.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            if !user_exists(&tx, user.as_str())? {
+        self.write(move |tx| {
+            if !user_exists(tx, user.as_str())? {
                 return Err(not_found("user", user.as_str()));
             }
-            if !node_exists(&tx, node.as_str())? {
+            if !node_exists(tx, node.as_str())? {
                 return Err(not_found("node", node.as_str()));
             }
             tx.prepare_cached(
@@ -293,8 +290,7 @@ impl TenancyStore for SqliteStore {
             .db()?
             .execute(params![user.as_str(), node.as_str()])
             .db()?;
-            let record = load_user(&tx, user.as_str())?;
-            tx.commit().db()?;
+            let record = load_user(tx, user.as_str())?;
             Ok(record)
         })
         .await
@@ -303,17 +299,15 @@ impl TenancyStore for SqliteStore {
     async fn revoke_node_grant(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord> {
         let user = user.clone();
         let node = node.clone();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
-            if !user_exists(&tx, user.as_str())? {
+        self.write(move |tx| {
+            if !user_exists(tx, user.as_str())? {
                 return Err(not_found("user", user.as_str()));
             }
             tx.prepare_cached("DELETE FROM node_grants WHERE user_name = ?1 AND node_name = ?2")
                 .db()?
                 .execute(params![user.as_str(), node.as_str()])
                 .db()?;
-            let record = load_user(&tx, user.as_str())?;
-            tx.commit().db()?;
+            let record = load_user(tx, user.as_str())?;
             Ok(record)
         })
         .await
@@ -346,11 +340,12 @@ impl TenancyStore for SqliteStore {
     async fn api_token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
         let secret_hash = secret_hash.to_owned();
         self.run(move |conn| {
-            conn.prepare_cached(&format!("{API_TOKEN_SELECT} WHERE secret_hash = ?1"))
-                .db()?
-                .query_row([&secret_hash], api_token_from_row)
-                .optional()
-                .db()
+            query_opt(
+                conn,
+                &format!("{API_TOKEN_SELECT} WHERE secret_hash = ?1"),
+                [&secret_hash],
+                api_token_from_row,
+            )
         })
         .await
     }
@@ -375,8 +370,7 @@ impl TenancyStore for SqliteStore {
 
     async fn revoke_api_token(&self, id: &str, now: UnixSecs) -> StoreResult<ApiTokenRecord> {
         let id = id.to_owned();
-        self.run(move |conn| {
-            let tx = immediate(conn)?;
+        self.write(move |tx| {
             let changed = tx
                 .prepare_cached(
                     "UPDATE api_tokens SET revoked_unix = coalesce(revoked_unix, ?2) \
@@ -388,8 +382,7 @@ impl TenancyStore for SqliteStore {
             if changed == 0 {
                 return Err(not_found("api token", id));
             }
-            let record = load_api_token(&tx, &id)?;
-            tx.commit().db()?;
+            let record = load_api_token(tx, &id)?;
             Ok(record)
         })
         .await
@@ -426,14 +419,13 @@ impl TenancyStore for SqliteStore {
     ) -> StoreResult<Option<UserCertRecord>> {
         let fingerprint = fingerprint.to_owned();
         self.run(move |conn| {
-            conn.prepare_cached(
+            query_opt(
+                conn,
                 "SELECT fingerprint, user_name, created_unix, expires_unix FROM user_certs \
                  WHERE fingerprint = ?1",
+                [&fingerprint],
+                user_cert_from_row,
             )
-            .db()?
-            .query_row([&fingerprint], user_cert_from_row)
-            .optional()
-            .db()
         })
         .await
     }
