@@ -26,29 +26,35 @@ impl Sites for SitesApi {
         req: Request<pb::CreateSiteRequest>,
     ) -> Result<Response<pb::Site>, Status> {
         let ctx = &self.0;
-        ctx.mutation(req, "site.create", |r| format!("site:{}", shown(&r.name)), async |caller, r, _| {
-            auth::require_admin(&caller, "creating a site")?;
-            let CreateSite {
-                name,
-                country,
-                city,
-                description,
-            } = r.try_into()?;
-            if !country.is_france() {
-                return Err(ApiError::Policy(format!(
-                    "coloc hosts only in France: site {name} in {country} is refused (country must be FR)"
-                )));
-            }
-            let rec = SiteRecord {
-                name,
-                country: country.as_str().to_string(),
-                city,
-                description,
-                created_unix: ctx.clock.now(),
-            };
-            ctx.store.create_site(rec.clone()).await?;
-            Ok(convert::site(rec))
-        })
+        ctx.mutation(
+            req,
+            "site.create",
+            |r| format!("site:{}", shown(&r.name)),
+            async |caller, r, _| {
+                auth::require_admin(&caller, "creating a site")?;
+                let CreateSite {
+                    name,
+                    country,
+                    city,
+                    description,
+                } = r.try_into()?;
+                if !country.is_france() {
+                    return Err(ApiError::Policy(format!(
+                        "coloc hosts only in France: site {name} in {country} is refused \
+                     (country must be FR)"
+                    )));
+                }
+                let rec = SiteRecord {
+                    name,
+                    country: country.as_str().to_string(),
+                    city,
+                    description,
+                    created_unix: ctx.clock.now(),
+                };
+                ctx.store.create_site(rec.clone()).await?;
+                Ok(convert::site(rec))
+            },
+        )
         .await
     }
 
@@ -217,30 +223,34 @@ impl Nodes for NodesApi {
         req: Request<pb::SetNodeLabelsRequest>,
     ) -> Result<Response<pb::SetNodeLabelsResponse>, Status> {
         let ctx = &self.0;
-        let target = |r: &pb::SetNodeLabelsRequest| {
-            if r.nodes.is_empty() {
-                "nodes:all".to_string()
-            } else {
-                format!("nodes:{}", shown_up_to(&r.nodes.join(","), 200))
-            }
-        };
-        ctx.mutation(req, "node.label", target, async |caller, r, audit| {
-            auth::require_admin(&caller, "labelling nodes")?;
-            let change = LabelChange::try_from(r)?;
-            let updated = ctx.store.change_labels(change).await?;
-            let names: Vec<NodeName> = updated.iter().map(|n| n.name.clone()).collect();
-            push_nodes(ctx, &names).await;
-            audit.detail = format!("{} node(s) updated", updated.len());
-            Ok(pb::SetNodeLabelsResponse {
-                updated: updated
-                    .into_iter()
-                    .map(|n| pb::NodeGeneration {
-                        name: n.name.into(),
-                        desired_generation: n.desired_generation,
-                    })
-                    .collect(),
-            })
-        })
+        ctx.mutation(
+            req,
+            "node.label",
+            |r| {
+                if r.nodes.is_empty() {
+                    "nodes:all".to_string()
+                } else {
+                    format!("nodes:{}", shown_up_to(&r.nodes.join(","), 200))
+                }
+            },
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "labelling nodes")?;
+                let change = LabelChange::try_from(r)?;
+                let updated = ctx.store.change_labels(change).await?;
+                let names: Vec<NodeName> = updated.iter().map(|n| n.name.clone()).collect();
+                push_nodes(ctx, &names).await;
+                audit.detail = format!("{} node(s) updated", updated.len());
+                Ok(pb::SetNodeLabelsResponse {
+                    updated: updated
+                        .into_iter()
+                        .map(|n| pb::NodeGeneration {
+                            name: n.name.into(),
+                            desired_generation: n.desired_generation,
+                        })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 

@@ -5,13 +5,17 @@
 //! [`Ctx::read`](crate::context::Ctx::read):
 //!
 //! ```text
-//! ctx.mutation(req, "tenant.create", |r| target_from(r), async |caller, r, audit| {
-//!     // caller: authenticated (an unauthenticated one is refused first)
-//!     let r: CreateTenant = r.try_into()?;      // wire -> domain, once
-//!     policy…; rules…; store…;
-//!     audit.detail = …;                         // tenant, target, detail as learnt
-//!     convert back…
-//! })
+//! ctx.mutation(
+//!     req,
+//!     "tenant.create",                          // the audit action
+//!     |r| format!("tenant:{}", shown(&r.name)), // its target, from the request as sent
+//!     async |caller, r, audit| {                // authenticated, else refused first
+//!         let r: CreateTenant = r.try_into()?;  // wire -> domain, once
+//!         policy…; rules…; store…;
+//!         audit.detail = …;                     // tenant, target, detail as learnt
+//!         convert back…
+//!     },
+//! )
 //! .await                                        // mutation: always logged
 //! ```
 //!

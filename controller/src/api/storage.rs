@@ -206,55 +206,64 @@ impl Storage for StorageApi {
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let ctx = &self.0;
-        let target = |r: &pb::CreateVolumeRequest| {
-            let target = raw_target(&format!("{}/{}", r.tenant, r.name));
-            AuditTarget::new(target, audit_tenant(&r.tenant))
-        };
-        ctx.mutation(req, "volume.create", target, async |caller, r, audit| {
-            let r: CreateVolume = r.try_into()?;
-            // Another tenant's operators learn nothing, not even whether
-            // the tenant exists.
-            auth::require_own_tenant_for_change(&caller, &r.tenant, TenantChange::Volumes)?;
-            let tenant = ctx.store.get_tenant(&r.tenant).await?;
-            auth::require_tenant_change_on_node(&caller, &tenant, &r.node, TenantChange::Volumes)?;
-            ctx.store.get_node(&r.node).await?;
-            let pool = ctx.store.get_pool(&r.node, &r.pool).await?;
-            check_reservation(pool.kind, r.reservation_bytes, r.size_bytes)?;
-            let v = ctx
-                .store
-                .create_volume(
-                    VolumeRecord {
-                        id: VolumeId::random(),
-                        tenant: r.tenant,
-                        name: r.name,
-                        node: r.node,
-                        pool: r.pool,
-                        pool_kind: pool.kind,
-                        size_bytes: r.size_bytes,
-                        reservation_bytes: r.reservation_bytes,
-                        encrypted: r.encrypted,
-                        lifecycle: VolumeLifecycle::Active,
-                        created_unix: 0,
-                        deleted_unix: None,
-                        purge_after_unix: None,
-                        snapshots: Vec::new(),
-                        allow_shrink: false,
-                        observed: None,
-                    },
-                    ctx.clock.now(),
-                )
-                .await?;
-            push_nodes(ctx, std::slice::from_ref(&v.node)).await;
-            audit.target = target_of(&v);
-            let reserved = if v.reservation_bytes > 0 {
-                format!(", {} reserved", format_size(v.reservation_bytes))
-            } else {
-                String::new()
-            };
-            let encrypted = if v.encrypted { ", encrypted" } else { "" };
-            audit.detail = format!("{}{reserved}{encrypted}", where_of(&v));
-            Ok(convert::volume(v))
-        })
+        ctx.mutation(
+            req,
+            "volume.create",
+            |r| {
+                let target = raw_target(&format!("{}/{}", r.tenant, r.name));
+                AuditTarget::new(target, audit_tenant(&r.tenant))
+            },
+            async |caller, r, audit| {
+                let r: CreateVolume = r.try_into()?;
+                // Another tenant's operators learn nothing, not even whether
+                // the tenant exists.
+                auth::require_own_tenant_for_change(&caller, &r.tenant, TenantChange::Volumes)?;
+                let tenant = ctx.store.get_tenant(&r.tenant).await?;
+                auth::require_tenant_change_on_node(
+                    &caller,
+                    &tenant,
+                    &r.node,
+                    TenantChange::Volumes,
+                )?;
+                ctx.store.get_node(&r.node).await?;
+                let pool = ctx.store.get_pool(&r.node, &r.pool).await?;
+                check_reservation(pool.kind, r.reservation_bytes, r.size_bytes)?;
+                let v = ctx
+                    .store
+                    .create_volume(
+                        VolumeRecord {
+                            id: VolumeId::random(),
+                            tenant: r.tenant,
+                            name: r.name,
+                            node: r.node,
+                            pool: r.pool,
+                            pool_kind: pool.kind,
+                            size_bytes: r.size_bytes,
+                            reservation_bytes: r.reservation_bytes,
+                            encrypted: r.encrypted,
+                            lifecycle: VolumeLifecycle::Active,
+                            created_unix: 0,
+                            deleted_unix: None,
+                            purge_after_unix: None,
+                            snapshots: Vec::new(),
+                            allow_shrink: false,
+                            observed: None,
+                        },
+                        ctx.clock.now(),
+                    )
+                    .await?;
+                push_nodes(ctx, std::slice::from_ref(&v.node)).await;
+                audit.target = target_of(&v);
+                let reserved = if v.reservation_bytes > 0 {
+                    format!(", {} reserved", format_size(v.reservation_bytes))
+                } else {
+                    String::new()
+                };
+                let encrypted = if v.encrypted { ", encrypted" } else { "" };
+                audit.detail = format!("{}{reserved}{encrypted}", where_of(&v));
+                Ok(convert::volume(v))
+            },
+        )
         .await
     }
 

@@ -163,29 +163,35 @@ impl Users for UsersApi {
         req: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let ctx = &self.0;
-        ctx.mutation(req, "user.create", |r| AuditTarget::new(format!("user:{}", shown(&r.name)), audit_tenant(&r.tenant)), async |caller, r, _| {
-            auth::require_admin(&caller, "creating a user")?;
-            let r: CreateUser = r.try_into()?;
-            if let Some(t) = &r.tenant {
-                let t = ctx.store.get_tenant(t).await?;
-                if r.role == Role::Operator && t.offer != Offer::Participatif {
-                    return Err(ApiError::Policy(format!(
-                        "tenant {} has the {} offer; operators exist only in participatif tenants",
-                        t.name, t.offer
-                    )));
+        ctx.mutation(
+            req,
+            "user.create",
+            |r| AuditTarget::new(format!("user:{}", shown(&r.name)), audit_tenant(&r.tenant)),
+            async |caller, r, _| {
+                auth::require_admin(&caller, "creating a user")?;
+                let r: CreateUser = r.try_into()?;
+                if let Some(t) = &r.tenant {
+                    let t = ctx.store.get_tenant(t).await?;
+                    if r.role == Role::Operator && t.offer != Offer::Participatif {
+                        return Err(ApiError::Policy(format!(
+                            "tenant {} has the {} offer; operators exist only in participatif \
+                         tenants",
+                            t.name, t.offer
+                        )));
+                    }
                 }
-            }
-            let rec = UserRecord {
-                name: r.name,
-                tenant: r.tenant,
-                role: r.role,
-                display_name: r.display_name,
-                created_unix: ctx.clock.now(),
-                node_grants: Vec::new(),
-            };
-            ctx.store.create_user(rec.clone()).await?;
-            Ok(convert::user(rec))
-        })
+                let rec = UserRecord {
+                    name: r.name,
+                    tenant: r.tenant,
+                    role: r.role,
+                    display_name: r.display_name,
+                    created_unix: ctx.clock.now(),
+                    node_grants: Vec::new(),
+                };
+                ctx.store.create_user(rec.clone()).await?;
+                Ok(convert::user(rec))
+            },
+        )
         .await
     }
 
