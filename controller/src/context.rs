@@ -45,10 +45,6 @@ impl std::fmt::Debug for dyn Store {
 }
 
 impl Ctx {
-    pub async fn caller<T>(&self, req: &Request<T>) -> ApiResult<Caller> {
-        auth::authenticate(&self.store, &self.clock, req).await
-    }
-
     /// Serves a public API call that changes something, audited whatever
     /// its outcome.
     ///
@@ -96,7 +92,7 @@ impl Ctx {
     where
         A: Into<AuditTarget>,
     {
-        let caller = self.caller(&req).await;
+        let caller = auth::authenticate(&self.store, &self.clock, &req).await;
         let r = req.into_inner();
         let AuditTarget { target, tenant } = target(&r).into();
         let mut audit = AuditScope {
