@@ -1,7 +1,9 @@
 //! The request context: what every handler of the public API and of the
 //! agent service holds ([`Ctx`]: store, CA, clock, configuration, live
-//! sessions, catalog, background task statuses), and the audit entry of a
-//! public API call in the making ([`AuditScope`]).
+//! sessions, catalog, background task statuses), the frame every public
+//! API handler runs in ([`Ctx::mutation`], [`Ctx::read`]: authenticate,
+//! open the audit entry, run the handler's body, write the entry), and the
+//! audit entry of a call in the making ([`AuditScope`]).
 //!
 //! It sits below both `api/` and `agents/` so that neither has to import
 //! the other to reach the shared state. It decides nothing: policy is in
@@ -10,7 +12,7 @@
 use std::sync::Arc;
 
 use coloc_proto::domain::TenantName;
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 
 use crate::agents::registry::SessionRegistry;
 use crate::auth::{self, Caller};
@@ -43,41 +45,105 @@ impl std::fmt::Debug for dyn Store {
 }
 
 impl Ctx {
-    pub async fn caller<T>(&self, req: &Request<T>) -> ApiResult<Caller> {
-        auth::authenticate(&self.store, &self.clock, req).await
+    /// Serves a public API call that changes something, audited whatever
+    /// its outcome.
+    ///
+    /// The caller is authenticated, then the audit entry opened with
+    /// `action` and what `target` reads from the request as sent; `body`
+    /// runs only for an authenticated caller, with the caller, the request
+    /// and the entry, where it may fill in the tenant, a better target and
+    /// a detail as it learns them. The entry records the outcome of `body`
+    /// (or the refused authentication).
+    pub async fn mutation<W, T, A>(
+        &self,
+        req: Request<W>,
+        action: &'static str,
+        target: impl FnOnce(&W) -> A,
+        body: impl AsyncFnOnce(Caller, W, &mut AuditScope<'_>) -> ApiResult<T>,
+    ) -> Result<Response<T>, Status>
+    where
+        A: Into<AuditTarget>,
+    {
+        self.serve(req, action, target, body, true).await
     }
 
-    /// Starts the audit entry of a mutation.
-    pub fn audit(
+    /// Like [`Ctx::mutation`] for a read: only a refusal is logged.
+    pub async fn read<W, T, A>(
         &self,
-        caller: &ApiResult<Caller>,
+        req: Request<W>,
         action: &'static str,
-        target: impl Into<String>,
-    ) -> AuditScope<'_> {
-        AuditScope {
+        target: impl FnOnce(&W) -> A,
+        body: impl AsyncFnOnce(Caller, W, &mut AuditScope<'_>) -> ApiResult<T>,
+    ) -> Result<Response<T>, Status>
+    where
+        A: Into<AuditTarget>,
+    {
+        self.serve(req, action, target, body, false).await
+    }
+
+    async fn serve<W, T, A>(
+        &self,
+        req: Request<W>,
+        action: &'static str,
+        target: impl FnOnce(&W) -> A,
+        body: impl AsyncFnOnce(Caller, W, &mut AuditScope<'_>) -> ApiResult<T>,
+        mutation: bool,
+    ) -> Result<Response<T>, Status>
+    where
+        A: Into<AuditTarget>,
+    {
+        let caller = auth::authenticate(&self.store, &self.clock, &req).await;
+        let r = req.into_inner();
+        let AuditTarget { target, tenant } = target(&r).into();
+        let mut audit = AuditScope {
             ctx: self,
-            actor: match caller {
+            actor: match &caller {
                 Ok(c) => c.actor(),
                 Err(_) => "anonymous".to_string(),
             },
             action,
-            target: target.into(),
-            tenant: None,
+            target,
+            tenant,
             detail: String::new(),
-            mutation: true,
+            mutation,
+        };
+        let result = match caller {
+            // Unauthenticated: refused before anything else.
+            Ok(caller) => body(caller, r, &mut audit).await,
+            Err(e) => Err(e),
+        };
+        audit.finish(result).await.map(Response::new)
+    }
+}
+
+/// What an API call's audit entry names before the call runs, read from
+/// the request as sent: its target and, where the request names one, its
+/// tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditTarget {
+    target: String,
+    tenant: Option<TenantName>,
+}
+
+impl AuditTarget {
+    /// A target in `tenant`'s audit log too.
+    pub fn new(target: impl Into<String>, tenant: Option<TenantName>) -> Self {
+        Self {
+            target: target.into(),
+            tenant,
         }
     }
+}
 
-    /// Like [`Ctx::audit`] for a read: only a refusal is logged.
-    pub fn audit_read(
-        &self,
-        caller: &ApiResult<Caller>,
-        action: &'static str,
-        target: impl Into<String>,
-    ) -> AuditScope<'_> {
-        let mut scope = self.audit(caller, action, target);
-        scope.mutation = false;
-        scope
+impl From<String> for AuditTarget {
+    fn from(target: String) -> Self {
+        Self::new(target, None)
+    }
+}
+
+impl From<&'static str> for AuditTarget {
+    fn from(target: &'static str) -> Self {
+        Self::new(target, None)
     }
 }
 
@@ -94,7 +160,9 @@ pub struct AuditScope<'a> {
 }
 
 impl AuditScope<'_> {
-    pub async fn finish<T>(self, result: ApiResult<T>) -> Result<T, Status> {
+    /// Writes the entry, for a mutation or a refusal, and turns the
+    /// outcome into what the API answers.
+    async fn finish<T>(self, result: ApiResult<T>) -> Result<T, Status> {
         let (outcome, detail) = match &result {
             Ok(_) => (AuditOutcome::Allowed, self.detail),
             Err(e) if e.is_denial() => (AuditOutcome::Denied, e.to_string()),

@@ -24,7 +24,7 @@ use super::wire::{audit_tenant, shown};
 use crate::agents::push_nodes;
 use crate::auth::{self, Caller, TenantChange};
 use crate::catalog::RenderContext;
-use crate::context::{AuditScope, Ctx};
+use crate::context::{AuditScope, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
     AppName, CommentRecord, FIRST_APP_PORT, InstanceChange, InstanceFilter, InstanceRecord,
@@ -158,43 +158,43 @@ impl AppsApi {
         change: InstanceChange,
     ) -> Result<Response<pb::AppInstance>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, action, format!("app:{}", shown(&r.instance)));
-        let result = async {
-            let caller = caller?;
-            let arg = InstanceArg::try_from(r)?;
-            let i = self.resolve(&caller, &arg, &mut audit).await?;
-            match change {
-                InstanceChange::Remove => auth::require_admin(&caller, "removing an app")?,
-                InstanceChange::Start | InstanceChange::Stop | InstanceChange::Restart => {
-                    let tenant = ctx.store.get_tenant(&i.tenant).await?;
-                    auth::require_tenant_change_on_node(
-                        &caller,
-                        &tenant,
-                        &i.node,
-                        TenantChange::Apps,
-                    )?;
+        ctx.mutation(
+            req,
+            action,
+            |r| format!("app:{}", shown(&r.instance)),
+            async |caller, r, audit| {
+                let arg = InstanceArg::try_from(r)?;
+                let i = self.resolve(&caller, &arg, audit).await?;
+                match change {
+                    InstanceChange::Remove => auth::require_admin(&caller, "removing an app")?,
+                    InstanceChange::Start | InstanceChange::Stop | InstanceChange::Restart => {
+                        let tenant = ctx.store.get_tenant(&i.tenant).await?;
+                        auth::require_tenant_change_on_node(
+                            &caller,
+                            &tenant,
+                            &i.node,
+                            TenantChange::Apps,
+                        )?;
+                    }
                 }
-            }
-            let before = i.state;
-            let i = ctx.store.change_instance(&i.tenant, &i.app, change).await?;
-            push_nodes(ctx, std::slice::from_ref(&i.node)).await;
-            let restart = if change == InstanceChange::Restart {
-                format!(" (restart {})", i.restart_nonce)
-            } else {
-                String::new()
-            };
-            audit.detail = format!(
-                "{}: {} -> {}{restart}",
-                instance_label(&i),
-                before.as_str(),
-                i.state.as_str(),
-            );
-            Ok(self.instance(i))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+                let before = i.state;
+                let i = ctx.store.change_instance(&i.tenant, &i.app, change).await?;
+                push_nodes(ctx, std::slice::from_ref(&i.node)).await;
+                let restart = if change == InstanceChange::Restart {
+                    format!(" (restart {})", i.restart_nonce)
+                } else {
+                    String::new()
+                };
+                audit.detail = format!(
+                    "{}: {} -> {}{restart}",
+                    instance_label(&i),
+                    before.as_str(),
+                    i.state.as_str(),
+                );
+                Ok(self.instance(i))
+            },
+        )
+        .await
     }
 }
 
@@ -205,29 +205,30 @@ impl Apps for AppsApi {
         req: Request<pb::ListCatalogRequest>,
     ) -> Result<Response<pb::ListCatalogResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let mut audit = ctx.audit_read(&caller, "app.catalog", "catalog");
-        let result = async {
-            let caller = caller?;
-            // Tenant users see what their offer allows; admins everything.
-            let offer = if caller.is_admin() {
-                None
-            } else {
-                let tenant = auth::own_tenant(&caller)?;
-                audit.tenant = Some(tenant.clone());
-                Some(ctx.store.get_tenant(&tenant).await?.offer)
-            };
-            Ok(pb::ListCatalogResponse {
-                apps: ctx
-                    .catalog
-                    .apps()
-                    .filter(|a| offer.is_none_or(|o| a.allows(o)))
-                    .map(|a| a.to_proto())
-                    .collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "app.catalog",
+            |_| "catalog",
+            async |caller, _, audit| {
+                // Tenant users see what their offer allows; admins everything.
+                let offer = if caller.is_admin() {
+                    None
+                } else {
+                    let tenant = auth::own_tenant(&caller)?;
+                    audit.tenant = Some(tenant.clone());
+                    Some(ctx.store.get_tenant(&tenant).await?.offer)
+                };
+                Ok(pb::ListCatalogResponse {
+                    apps: ctx
+                        .catalog
+                        .apps()
+                        .filter(|a| offer.is_none_or(|o| a.allows(o)))
+                        .map(|a| a.to_proto())
+                        .collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn request_app(
@@ -235,56 +236,55 @@ impl Apps for AppsApi {
         req: Request<pb::RequestAppRequest>,
     ) -> Result<Response<pb::AppRequest>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "app.request", app_target(&r.tenant, &r.app));
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let r: RequestApp = r.try_into()?;
-            auth::require_app_request(&caller, &r.tenant)?;
-            let tenant = ctx.store.get_tenant(&r.tenant).await?;
-            let app = &r.app;
-            let entry = ctx
-                .catalog
-                .get(app.as_str())
-                .ok_or_else(|| StoreError::NotFound {
-                    kind: "app",
-                    name: format!("{app} (see coloc app catalog)"),
-                })?;
-            if !entry.allows(tenant.offer) {
-                return Err(ApiError::Policy(format!(
-                    "{app} is not offered to tenants on the {} offer",
-                    tenant.offer
-                )));
-            }
-            ctx.store.get_node(&r.node).await?;
-            let volumes = ctx
-                .store
-                .list_volumes(VolumeFilter {
-                    tenant: Some(r.tenant.clone()),
-                    node: Some(r.node.clone()),
-                    include_destroyed: false,
-                })
-                .await?;
-            let v = pick_volume(&r.tenant, &r.node, r.volume.as_ref(), volumes)?;
-            let new = NewAppRequest {
-                tenant: r.tenant,
-                app: r.app,
-                node: r.node,
-                volume_id: v.id,
-                requested_by: caller.user.name.clone(),
-                comment: r.comment,
-            };
-            let rec = ctx.store.create_app_request(new, ctx.clock.now()).await?;
-            audit.detail = format!(
-                "request {}: {} on node {}, volume {}",
-                rec.id, rec.app, rec.node, rec.volume_name
-            );
-            Ok(convert::app_request(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "app.request",
+            |r| AuditTarget::new(app_target(&r.tenant, &r.app), audit_tenant(&r.tenant)),
+            async |caller, r, audit| {
+                let r: RequestApp = r.try_into()?;
+                auth::require_app_request(&caller, &r.tenant)?;
+                let tenant = ctx.store.get_tenant(&r.tenant).await?;
+                let app = &r.app;
+                let entry = ctx
+                    .catalog
+                    .get(app.as_str())
+                    .ok_or_else(|| StoreError::NotFound {
+                        kind: "app",
+                        name: format!("{app} (see coloc app catalog)"),
+                    })?;
+                if !entry.allows(tenant.offer) {
+                    return Err(ApiError::Policy(format!(
+                        "{app} is not offered to tenants on the {} offer",
+                        tenant.offer
+                    )));
+                }
+                ctx.store.get_node(&r.node).await?;
+                let volumes = ctx
+                    .store
+                    .list_volumes(VolumeFilter {
+                        tenant: Some(r.tenant.clone()),
+                        node: Some(r.node.clone()),
+                        include_destroyed: false,
+                    })
+                    .await?;
+                let v = pick_volume(&r.tenant, &r.node, r.volume.as_ref(), volumes)?;
+                let new = NewAppRequest {
+                    tenant: r.tenant,
+                    app: r.app,
+                    node: r.node,
+                    volume_id: v.id,
+                    requested_by: caller.user.name.clone(),
+                    comment: r.comment,
+                };
+                let rec = ctx.store.create_app_request(new, ctx.clock.now()).await?;
+                audit.detail = format!(
+                    "request {}: {} on node {}, volume {}",
+                    rec.id, rec.app, rec.node, rec.volume_name
+                );
+                Ok(convert::app_request(rec))
+            },
+        )
+        .await
     }
 
     async fn list_requests(
@@ -292,21 +292,20 @@ impl Apps for AppsApi {
         req: Request<pb::ListRequestsRequest>,
     ) -> Result<Response<pb::ListRequestsResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "app.request.list", "requests");
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let ListRequests { tenant, state } = r.try_into()?;
-            let tenant = auth::listing_tenant(&caller, tenant)?;
-            let requests = ctx.store.list_app_requests(tenant.as_ref(), state).await?;
-            Ok(pb::ListRequestsResponse {
-                requests: requests.into_iter().map(convert::app_request).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "app.request.list",
+            |r| AuditTarget::new("requests", audit_tenant(&r.tenant)),
+            async |caller, r, _| {
+                let ListRequests { tenant, state } = r.try_into()?;
+                let tenant = auth::listing_tenant(&caller, tenant)?;
+                let requests = ctx.store.list_app_requests(tenant.as_ref(), state).await?;
+                Ok(pb::ListRequestsResponse {
+                    requests: requests.into_iter().map(convert::app_request).collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn get_request(
@@ -314,19 +313,19 @@ impl Apps for AppsApi {
         req: Request<pb::GetRequestRequest>,
     ) -> Result<Response<pb::AppRequest>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        // Any id is well-formed: an unknown one is not found.
-        let id = req.get_ref().id;
-        let mut audit = ctx.audit_read(&caller, "app.request.show", format!("request:{id}"));
-        let result = async {
-            let caller = caller?;
-            let rec = ctx.store.get_app_request(id).await?;
-            audit.tenant = Some(rec.tenant.clone());
-            auth::require_tenant_read(&caller, &rec.tenant)?;
-            Ok(convert::app_request(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "app.request.show",
+            |r| format!("request:{}", r.id),
+            async |caller, r, audit| {
+                // Any id is well-formed: an unknown one is not found.
+                let rec = ctx.store.get_app_request(r.id).await?;
+                audit.tenant = Some(rec.tenant.clone());
+                auth::require_tenant_read(&caller, &rec.tenant)?;
+                Ok(convert::app_request(rec))
+            },
+        )
+        .await
     }
 
     async fn comment_request(
@@ -334,26 +333,26 @@ impl Apps for AppsApi {
         req: Request<pb::CommentRequestRequest>,
     ) -> Result<Response<pb::AppRequest>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "app.request.comment", format!("request:{}", r.id));
-        let result = async {
-            let caller = caller?;
-            let CommentRequest { id, text } = r.try_into()?;
-            let rec = ctx.store.get_app_request(id).await?;
-            audit.tenant = Some(rec.tenant.clone());
-            auth::require_tenant_read(&caller, &rec.tenant)?;
-            let comment = CommentRecord {
-                author: caller.user.name.clone(),
-                at_unix: ctx.clock.now(),
-                text,
-            };
-            let rec = ctx.store.comment_app_request(id, comment).await?;
-            audit.detail = format!("{}/{} ({})", rec.tenant, rec.app, rec.state.as_str());
-            Ok(convert::app_request(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "app.request.comment",
+            |r| format!("request:{}", r.id),
+            async |caller, r, audit| {
+                let CommentRequest { id, text } = r.try_into()?;
+                let rec = ctx.store.get_app_request(id).await?;
+                audit.tenant = Some(rec.tenant.clone());
+                auth::require_tenant_read(&caller, &rec.tenant)?;
+                let comment = CommentRecord {
+                    author: caller.user.name.clone(),
+                    at_unix: ctx.clock.now(),
+                    text,
+                };
+                let rec = ctx.store.comment_app_request(id, comment).await?;
+                audit.detail = format!("{}/{} ({})", rec.tenant, rec.app, rec.state.as_str());
+                Ok(convert::app_request(rec))
+            },
+        )
+        .await
     }
 
     async fn approve_request(
@@ -361,32 +360,32 @@ impl Apps for AppsApi {
         req: Request<pb::DecideRequestRequest>,
     ) -> Result<Response<pb::AppRequest>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "app.request.approve", format!("request:{}", r.id));
-        let result = async {
-            let caller = caller?;
-            let Approval { id, comment } = r.try_into()?;
-            let rec = ctx.store.get_app_request(id).await;
-            if let Ok(rec) = &rec {
-                audit.tenant = Some(rec.tenant.clone());
-            }
-            auth::require_admin(&caller, "approving an app request")?;
-            let rec = rec?;
-            if rec.state == RequestState::Pending {
-                let volume = ctx.store.get_volume(&rec.volume_id).await?;
-                self.check_renders(&rec.tenant, &rec.app, &volume).await?;
-            }
-            let (rec, instance) = ctx
-                .store
-                .approve_app_request(id, &caller.user.name, &comment, ctx.clock.now())
-                .await?;
-            push_nodes(ctx, std::slice::from_ref(&instance.node)).await;
-            audit.detail = format!("{}/{}: {}", rec.tenant, rec.app, instance_label(&instance));
-            Ok(convert::app_request(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "app.request.approve",
+            |r| format!("request:{}", r.id),
+            async |caller, r, audit| {
+                let Approval { id, comment } = r.try_into()?;
+                let rec = ctx.store.get_app_request(id).await;
+                if let Ok(rec) = &rec {
+                    audit.tenant = Some(rec.tenant.clone());
+                }
+                auth::require_admin(&caller, "approving an app request")?;
+                let rec = rec?;
+                if rec.state == RequestState::Pending {
+                    let volume = ctx.store.get_volume(&rec.volume_id).await?;
+                    self.check_renders(&rec.tenant, &rec.app, &volume).await?;
+                }
+                let (rec, instance) = ctx
+                    .store
+                    .approve_app_request(id, &caller.user.name, &comment, ctx.clock.now())
+                    .await?;
+                push_nodes(ctx, std::slice::from_ref(&instance.node)).await;
+                audit.detail = format!("{}/{}: {}", rec.tenant, rec.app, instance_label(&instance));
+                Ok(convert::app_request(rec))
+            },
+        )
+        .await
     }
 
     async fn reject_request(
@@ -394,25 +393,25 @@ impl Apps for AppsApi {
         req: Request<pb::DecideRequestRequest>,
     ) -> Result<Response<pb::AppRequest>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "app.request.reject", format!("request:{}", r.id));
-        let result = async {
-            let caller = caller?;
-            let Rejection { id, comment } = r.try_into()?;
-            if let Ok(rec) = ctx.store.get_app_request(id).await {
-                audit.tenant = Some(rec.tenant.clone());
-            }
-            auth::require_admin(&caller, "rejecting an app request")?;
-            let rec = ctx
-                .store
-                .reject_app_request(id, &caller.user.name, &comment, ctx.clock.now())
-                .await?;
-            audit.detail = format!("{}/{} on node {}", rec.tenant, rec.app, rec.node);
-            Ok(convert::app_request(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "app.request.reject",
+            |r| format!("request:{}", r.id),
+            async |caller, r, audit| {
+                let Rejection { id, comment } = r.try_into()?;
+                if let Ok(rec) = ctx.store.get_app_request(id).await {
+                    audit.tenant = Some(rec.tenant.clone());
+                }
+                auth::require_admin(&caller, "rejecting an app request")?;
+                let rec = ctx
+                    .store
+                    .reject_app_request(id, &caller.user.name, &comment, ctx.clock.now())
+                    .await?;
+                audit.detail = format!("{}/{} on node {}", rec.tenant, rec.app, rec.node);
+                Ok(convert::app_request(rec))
+            },
+        )
+        .await
     }
 
     async fn list_instances(
@@ -420,21 +419,20 @@ impl Apps for AppsApi {
         req: Request<pb::ListInstancesRequest>,
     ) -> Result<Response<pb::ListInstancesResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "app.list", "apps");
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let mut filter = InstanceFilter::try_from(r)?;
-            filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
-            let instances = ctx.store.list_instances(filter).await?;
-            Ok(pb::ListInstancesResponse {
-                instances: instances.into_iter().map(|i| self.instance(i)).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "app.list",
+            |r| AuditTarget::new("apps", audit_tenant(&r.tenant)),
+            async |caller, r, _| {
+                let mut filter = InstanceFilter::try_from(r)?;
+                filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
+                let instances = ctx.store.list_instances(filter).await?;
+                Ok(pb::ListInstancesResponse {
+                    instances: instances.into_iter().map(|i| self.instance(i)).collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn get_instance(
@@ -442,17 +440,17 @@ impl Apps for AppsApi {
         req: Request<pb::InstanceRef>,
     ) -> Result<Response<pb::AppInstance>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "app.show", format!("app:{}", shown(&r.instance)));
-        let result = async {
-            let caller = caller?;
-            let arg = InstanceArg::try_from(r)?;
-            let i = self.resolve(&caller, &arg, &mut audit).await?;
-            Ok(self.instance(i))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "app.show",
+            |r| format!("app:{}", shown(&r.instance)),
+            async |caller, r, audit| {
+                let arg = InstanceArg::try_from(r)?;
+                let i = self.resolve(&caller, &arg, audit).await?;
+                Ok(self.instance(i))
+            },
+        )
+        .await
     }
 
     async fn start_instance(
@@ -489,34 +487,34 @@ impl Apps for AppsApi {
         req: Request<pb::GetInstanceLogsRequest>,
     ) -> Result<Response<pb::InstanceLogs>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "app.logs", format!("app:{}", shown(&r.instance)));
-        let result = async {
-            let caller = caller?;
-            let r: InstanceLogs = r.try_into()?;
-            let i = self.resolve(&caller, &r.instance, &mut audit).await?;
-            let logs = ctx
-                .sessions
-                .app_logs(&i.node, &i.tenant, &i.app, r.lines, &r.after_cursor)
-                .await
-                .map_err(|e| match e {
-                    ApiError::NodeOffline(node) => ApiError::Unavailable(format!(
-                        "node {node} is not connected: the logs of {}/{} are read on the \
+        ctx.read(
+            req,
+            "app.logs",
+            |r| format!("app:{}", shown(&r.instance)),
+            async |caller, r, audit| {
+                let r: InstanceLogs = r.try_into()?;
+                let i = self.resolve(&caller, &r.instance, audit).await?;
+                let logs = ctx
+                    .sessions
+                    .app_logs(&i.node, &i.tenant, &i.app, r.lines, &r.after_cursor)
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::NodeOffline(node) => ApiError::Unavailable(format!(
+                            "node {node} is not connected: the logs of {}/{} are read on the \
                          node itself; try again once its agent is back",
-                        i.tenant, i.app
-                    )),
-                    other => other,
-                })?;
-            // The agent is trusted with the journal, not with the count.
-            let skip = logs.lines.len().saturating_sub(r.lines as usize);
-            Ok(pb::InstanceLogs {
-                lines: logs.lines.into_iter().skip(skip).collect(),
-                cursor: logs.cursor,
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+                            i.tenant, i.app
+                        )),
+                        other => other,
+                    })?;
+                // The agent is trusted with the journal, not with the count.
+                let skip = logs.lines.len().saturating_sub(r.lines as usize);
+                Ok(pb::InstanceLogs {
+                    lines: logs.lines.into_iter().skip(skip).collect(),
+                    cursor: logs.cursor,
+                })
+            },
+        )
+        .await
     }
 }
 

@@ -23,21 +23,20 @@ impl Audit for AuditApi {
         req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("tenant:{}", shown(&r.tenant));
-        let audit = ctx.audit_read(&caller, "audit.list", target);
-        let result = async {
-            let caller = caller?;
-            let mut filter = AuditFilter::try_from(r)?;
-            // Non-admins read their own tenant's entries only.
-            filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
-            let entries = ctx.store.list_audit(filter).await?;
-            Ok(pb::ListAuditResponse {
-                entries: entries.into_iter().map(convert::audit).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "audit.list",
+            |r| format!("tenant:{}", shown(&r.tenant)),
+            async |caller, r, _| {
+                let mut filter = AuditFilter::try_from(r)?;
+                // Non-admins read their own tenant's entries only.
+                filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
+                let entries = ctx.store.list_audit(filter).await?;
+                Ok(pb::ListAuditResponse {
+                    entries: entries.into_iter().map(convert::audit).collect(),
+                })
+            },
+        )
+        .await
     }
 }

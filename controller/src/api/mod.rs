@@ -1,16 +1,22 @@
 //! The public gRPC API (coloc.controller.v1): authenticate, convert,
-//! authorize, act, audit. Handlers follow one shape:
+//! authorize, act, audit. Every handler is an audit action, a target read
+//! from the request as sent, and a body, served by
+//! [`Ctx::mutation`](crate::context::Ctx::mutation) or
+//! [`Ctx::read`](crate::context::Ctx::read):
 //!
 //! ```text
-//! let caller = ctx.caller(&req).await;          // not yet checked
-//! let r = req.into_inner();
-//! let mut audit = ctx.audit(&caller, "tenant.create", target_from(&r));
-//! let result = async {
-//!     let caller = caller?;                     // unauthenticated: refused first
-//!     let r: CreateTenant = r.try_into()?;      // wire -> domain, once
-//!     policy…; rules…; store…; convert back…
-//! }.await;
-//! audit.finish(result).await                    // mutation: always logged
+//! ctx.mutation(
+//!     req,
+//!     "tenant.create",                          // the audit action
+//!     |r| format!("tenant:{}", shown(&r.name)), // its target, from the request as sent
+//!     async |caller, r, audit| {                // authenticated, else refused first
+//!         let r: CreateTenant = r.try_into()?;  // wire -> domain, once
+//!         policy…; rules…; store…;
+//!         audit.detail = …;                     // tenant, target, detail as learnt
+//!         convert back…
+//!     },
+//! )
+//! .await                                        // mutation: always logged
 //! ```
 //!
 //! so that a refused or failed mutation is logged exactly like a
@@ -18,8 +24,8 @@
 //! after authentication; a policy check that needs none of its fields
 //! (`require_admin`) comes before the conversion, so that a caller without
 //! the right is told so whatever they sent. Past the conversion a handler
-//! sees domain types only. The context and the audit scope live in
-//! [`crate::context`]; policy in [`crate::auth`]. A handler that changes
+//! sees domain types only. The context, these two and the audit scope live
+//! in [`crate::context`]; policy in [`crate::auth`]. A handler that changes
 //! what a node must be tells its agent through [`crate::agents::push_nodes`],
 //! and never talks to a session otherwise than through the
 //! [`crate::agents::SessionRegistry`].

@@ -24,7 +24,7 @@ use super::wire::storage::{
 use super::wire::{audit_tenant, shown};
 use crate::agents::push_nodes;
 use crate::auth::{self, Caller, TenantChange};
-use crate::context::{AuditScope, Ctx};
+use crate::context::{AuditScope, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{
     PoolRecord, StoreError, TenantStorageChange, VolumeFilter, VolumeLifecycle, VolumeRecord,
@@ -108,22 +108,20 @@ impl StorageApi {
         Fut: std::future::Future<Output = ApiResult<(VolumeRecord, String)>>,
     {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, action, raw_target(r.volume_text()));
-        let result = async {
-            let caller = caller?;
-            let p = P::try_from(r)?;
-            let v = self
-                .resolve_for_write(&caller, p.volume(), &mut audit)
-                .await?;
-            let (v, detail) = change(v, p).await?;
-            push_nodes(ctx, std::slice::from_ref(&v.node)).await;
-            audit.detail = detail;
-            Ok(convert::volume(v))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            action,
+            |r| raw_target(r.volume_text()),
+            async |caller, r, audit| {
+                let p = P::try_from(r)?;
+                let v = self.resolve_for_write(&caller, p.volume(), audit).await?;
+                let (v, detail) = change(v, p).await?;
+                push_nodes(ctx, std::slice::from_ref(&v.node)).await;
+                audit.detail = detail;
+                Ok(convert::volume(v))
+            },
+        )
+        .await
     }
 }
 
@@ -134,46 +132,45 @@ impl Storage for StorageApi {
         req: Request<pb::CreatePoolRequest>,
     ) -> Result<Response<pb::Pool>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("pool:{}/{}", shown(&r.node), shown(&r.name));
-        let mut audit = ctx.audit(&caller, "pool.create", target);
-        let result = async {
-            let caller = caller?;
-            auth::require_admin(&caller, "declaring a pool")?;
-            let CreatePool { node, pool } = r.try_into()?;
-            ctx.store.get_node(&node).await?;
-            let rec = ctx
-                .store
-                .create_pool(PoolRecord {
-                    node,
-                    name: pool.name,
-                    kind: pool.kind,
-                    layout: pool.layout,
-                    disks: pool.disks,
-                    force: pool.force,
-                    created_unix: ctx.clock.now(),
-                    observed: None,
-                    orphans: Vec::new(),
-                })
-                .await?;
-            push_nodes(ctx, std::slice::from_ref(&rec.node)).await;
-            let disks: Vec<String> = rec.disks.iter().map(ToString::to_string).collect();
-            audit.detail = format!(
-                "{} {} on {}{}",
-                rec.kind.as_str_name().to_lowercase(),
-                rec.layout.as_str_name().to_lowercase(),
-                disks.join(", "),
-                if rec.force {
-                    " (force: disks holding data are wiped)"
-                } else {
-                    ""
-                }
-            );
-            Ok(convert::pool(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "pool.create",
+            |r| format!("pool:{}/{}", shown(&r.node), shown(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "declaring a pool")?;
+                let CreatePool { node, pool } = r.try_into()?;
+                ctx.store.get_node(&node).await?;
+                let rec = ctx
+                    .store
+                    .create_pool(PoolRecord {
+                        node,
+                        name: pool.name,
+                        kind: pool.kind,
+                        layout: pool.layout,
+                        disks: pool.disks,
+                        force: pool.force,
+                        created_unix: ctx.clock.now(),
+                        observed: None,
+                        orphans: Vec::new(),
+                    })
+                    .await?;
+                push_nodes(ctx, std::slice::from_ref(&rec.node)).await;
+                let disks: Vec<String> = rec.disks.iter().map(ToString::to_string).collect();
+                audit.detail = format!(
+                    "{} {} on {}{}",
+                    rec.kind.as_str_name().to_lowercase(),
+                    rec.layout.as_str_name().to_lowercase(),
+                    disks.join(", "),
+                    if rec.force {
+                        " (force: disks holding data are wiped)"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(convert::pool(rec))
+            },
+        )
+        .await
     }
 
     async fn list_pools(
@@ -181,27 +178,27 @@ impl Storage for StorageApi {
         req: Request<pb::ListPoolsRequest>,
     ) -> Result<Response<pb::ListPoolsResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "pool.list", "pools");
-        let result = async {
-            let caller = caller?;
-            auth::require_pool_read(&caller)?;
-            let ListPools { node } = r.try_into()?;
-            if let Some(n) = &node {
-                auth::require_node_read(&caller, n)?;
-            }
-            let pools = ctx.store.list_pools(node.as_ref()).await?;
-            Ok(pb::ListPoolsResponse {
-                pools: pools
-                    .into_iter()
-                    .filter(|p| auth::can_see_node(&caller, &p.node))
-                    .map(convert::pool)
-                    .collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "pool.list",
+            |_| "pools",
+            async |caller, r, _| {
+                auth::require_pool_read(&caller)?;
+                let ListPools { node } = r.try_into()?;
+                if let Some(n) = &node {
+                    auth::require_node_read(&caller, n)?;
+                }
+                let pools = ctx.store.list_pools(node.as_ref()).await?;
+                Ok(pb::ListPoolsResponse {
+                    pools: pools
+                        .into_iter()
+                        .filter(|p| auth::can_see_node(&caller, &p.node))
+                        .map(convert::pool)
+                        .collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn create_volume(
@@ -209,59 +206,65 @@ impl Storage for StorageApi {
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = raw_target(&format!("{}/{}", r.tenant, r.name));
-        let mut audit = ctx.audit(&caller, "volume.create", target);
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let r: CreateVolume = r.try_into()?;
-            // Another tenant's operators learn nothing, not even whether
-            // the tenant exists.
-            auth::require_own_tenant_for_change(&caller, &r.tenant, TenantChange::Volumes)?;
-            let tenant = ctx.store.get_tenant(&r.tenant).await?;
-            auth::require_tenant_change_on_node(&caller, &tenant, &r.node, TenantChange::Volumes)?;
-            ctx.store.get_node(&r.node).await?;
-            let pool = ctx.store.get_pool(&r.node, &r.pool).await?;
-            check_reservation(pool.kind, r.reservation_bytes, r.size_bytes)?;
-            let v = ctx
-                .store
-                .create_volume(
-                    VolumeRecord {
-                        id: VolumeId::random(),
-                        tenant: r.tenant,
-                        name: r.name,
-                        node: r.node,
-                        pool: r.pool,
-                        pool_kind: pool.kind,
-                        size_bytes: r.size_bytes,
-                        reservation_bytes: r.reservation_bytes,
-                        encrypted: r.encrypted,
-                        lifecycle: VolumeLifecycle::Active,
-                        created_unix: 0,
-                        deleted_unix: None,
-                        purge_after_unix: None,
-                        snapshots: Vec::new(),
-                        allow_shrink: false,
-                        observed: None,
-                    },
-                    ctx.clock.now(),
-                )
-                .await?;
-            push_nodes(ctx, std::slice::from_ref(&v.node)).await;
-            audit.target = target_of(&v);
-            let reserved = if v.reservation_bytes > 0 {
-                format!(", {} reserved", format_size(v.reservation_bytes))
-            } else {
-                String::new()
-            };
-            let encrypted = if v.encrypted { ", encrypted" } else { "" };
-            audit.detail = format!("{}{reserved}{encrypted}", where_of(&v));
-            Ok(convert::volume(v))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "volume.create",
+            |r| {
+                let target = raw_target(&format!("{}/{}", r.tenant, r.name));
+                AuditTarget::new(target, audit_tenant(&r.tenant))
+            },
+            async |caller, r, audit| {
+                let r: CreateVolume = r.try_into()?;
+                // Another tenant's operators learn nothing, not even whether
+                // the tenant exists.
+                auth::require_own_tenant_for_change(&caller, &r.tenant, TenantChange::Volumes)?;
+                let tenant = ctx.store.get_tenant(&r.tenant).await?;
+                auth::require_tenant_change_on_node(
+                    &caller,
+                    &tenant,
+                    &r.node,
+                    TenantChange::Volumes,
+                )?;
+                ctx.store.get_node(&r.node).await?;
+                let pool = ctx.store.get_pool(&r.node, &r.pool).await?;
+                check_reservation(pool.kind, r.reservation_bytes, r.size_bytes)?;
+                let v = ctx
+                    .store
+                    .create_volume(
+                        VolumeRecord {
+                            id: VolumeId::random(),
+                            tenant: r.tenant,
+                            name: r.name,
+                            node: r.node,
+                            pool: r.pool,
+                            pool_kind: pool.kind,
+                            size_bytes: r.size_bytes,
+                            reservation_bytes: r.reservation_bytes,
+                            encrypted: r.encrypted,
+                            lifecycle: VolumeLifecycle::Active,
+                            created_unix: 0,
+                            deleted_unix: None,
+                            purge_after_unix: None,
+                            snapshots: Vec::new(),
+                            allow_shrink: false,
+                            observed: None,
+                        },
+                        ctx.clock.now(),
+                    )
+                    .await?;
+                push_nodes(ctx, std::slice::from_ref(&v.node)).await;
+                audit.target = target_of(&v);
+                let reserved = if v.reservation_bytes > 0 {
+                    format!(", {} reserved", format_size(v.reservation_bytes))
+                } else {
+                    String::new()
+                };
+                let encrypted = if v.encrypted { ", encrypted" } else { "" };
+                audit.detail = format!("{}{reserved}{encrypted}", where_of(&v));
+                Ok(convert::volume(v))
+            },
+        )
+        .await
     }
 
     async fn list_volumes(
@@ -269,21 +272,20 @@ impl Storage for StorageApi {
         req: Request<pb::ListVolumesRequest>,
     ) -> Result<Response<pb::ListVolumesResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "volume.list", "volumes");
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let mut filter = VolumeFilter::try_from(r)?;
-            filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
-            let volumes = ctx.store.list_volumes(filter).await?;
-            Ok(pb::ListVolumesResponse {
-                volumes: volumes.into_iter().map(convert::volume).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "volume.list",
+            |r| AuditTarget::new("volumes", audit_tenant(&r.tenant)),
+            async |caller, r, _| {
+                let mut filter = VolumeFilter::try_from(r)?;
+                filter.tenant = auth::listing_tenant(&caller, filter.tenant)?;
+                let volumes = ctx.store.list_volumes(filter).await?;
+                Ok(pb::ListVolumesResponse {
+                    volumes: volumes.into_iter().map(convert::volume).collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn get_volume(
@@ -291,17 +293,17 @@ impl Storage for StorageApi {
         req: Request<pb::VolumeRef>,
     ) -> Result<Response<pb::Volume>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit_read(&caller, "volume.show", raw_target(&r.volume));
-        let result = async {
-            let caller = caller?;
-            let arg = VolumeArg::try_from(r)?;
-            let v = self.resolve(&caller, &arg, &mut audit).await?;
-            Ok(convert::volume(v))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "volume.show",
+            |r| raw_target(&r.volume),
+            async |caller, r, audit| {
+                let arg = VolumeArg::try_from(r)?;
+                let v = self.resolve(&caller, &arg, audit).await?;
+                Ok(convert::volume(v))
+            },
+        )
+        .await
     }
 
     async fn resize_volume(
@@ -418,59 +420,59 @@ impl Storage for StorageApi {
         req: Request<pb::RollbackVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "volume.rollback", raw_target(&r.volume));
-        let result = async {
-            let caller = caller?;
-            let RollbackVolume {
-                volume,
-                snapshot,
-                confirm,
-            } = r.try_into()?;
-            let v = self.resolve_for_write(&caller, &volume, &mut audit).await?;
-            let full = format!("{}/{}", v.tenant, v.name);
-            if confirm != full {
-                return Err(InvalidInput::field(
-                    "confirm",
-                    format!("a rollback loses the volume's newer data: confirm with {full:?}"),
-                )
-                .into());
-            }
-            if v.lifecycle != VolumeLifecycle::Active {
-                return Err(ApiError::Conflict(format!(
-                    "volume {full} is {}; only an active volume can be rolled back",
-                    v.lifecycle.as_str()
-                )));
-            }
-            let Some(pos) = v.snapshots.iter().position(|s| s == &snapshot) else {
-                return Err(StoreError::NotFound {
-                    kind: "snapshot",
-                    name: format!("{full}@{snapshot}"),
+        ctx.mutation(
+            req,
+            "volume.rollback",
+            |r| raw_target(&r.volume),
+            async |caller, r, audit| {
+                let RollbackVolume {
+                    volume,
+                    snapshot,
+                    confirm,
+                } = r.try_into()?;
+                let v = self.resolve_for_write(&caller, &volume, audit).await?;
+                let full = format!("{}/{}", v.tenant, v.name);
+                if confirm != full {
+                    return Err(InvalidInput::field(
+                        "confirm",
+                        format!("a rollback loses the volume's newer data: confirm with {full:?}"),
+                    )
+                    .into());
                 }
-                .into());
-            };
-            let later: Vec<String> = v.snapshots[pos + 1..]
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            if !later.is_empty() {
-                return Err(ApiError::Conflict(format!(
-                    "{snapshot} is not the latest snapshot of {full}; a rollback never \
+                if v.lifecycle != VolumeLifecycle::Active {
+                    return Err(ApiError::Conflict(format!(
+                        "volume {full} is {}; only an active volume can be rolled back",
+                        v.lifecycle.as_str()
+                    )));
+                }
+                let Some(pos) = v.snapshots.iter().position(|s| s == &snapshot) else {
+                    return Err(StoreError::NotFound {
+                        kind: "snapshot",
+                        name: format!("{full}@{snapshot}"),
+                    }
+                    .into());
+                };
+                let later: Vec<String> = v.snapshots[pos + 1..]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                if !later.is_empty() {
+                    return Err(ApiError::Conflict(format!(
+                        "{snapshot} is not the latest snapshot of {full}; a rollback never \
                      destroys snapshots, so delete the later ones first: {}",
-                    later.join(", ")
-                )));
-            }
-            let status = ctx
-                .sessions
-                .rollback_volume(&v.node, &v.id, &snapshot)
-                .await?;
-            let v = ctx.store.set_volume_observed(&v.id, &status).await?;
-            audit.detail = format!("{} rolled back to {snapshot}", where_of(&v));
-            Ok(convert::volume(v))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+                        later.join(", ")
+                    )));
+                }
+                let status = ctx
+                    .sessions
+                    .rollback_volume(&v.node, &v.id, &snapshot)
+                    .await?;
+                let v = ctx.store.set_volume_observed(&v.id, &status).await?;
+                audit.detail = format!("{} rolled back to {snapshot}", where_of(&v));
+                Ok(convert::volume(v))
+            },
+        )
+        .await
     }
 
     async fn set_tenant_storage(
@@ -478,43 +480,38 @@ impl Storage for StorageApi {
         req: Request<pb::SetTenantStorageRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(
-            &caller,
+        ctx.mutation(
+            req,
             "tenant.set-storage",
-            format!("tenant:{}", shown(&r.name)),
-        );
-        audit.tenant = audit_tenant(&r.name);
-        let result = async {
-            let caller = caller?;
-            let r: SetTenantStorage = r.try_into()?;
-            if r.storage_quota_bytes.is_some() {
-                auth::require_admin(&caller, "setting a storage quota")?;
-            }
-            if !caller.is_admin() && caller.tenant() != Some(&r.tenant) {
-                return Err(ApiError::PermissionDenied(format!(
-                    "user {} cannot change the storage of tenant {}",
-                    caller.user.name, r.tenant
-                )));
-            }
-            let tenant = ctx.store.get_tenant(&r.tenant).await?;
-            if let Some(days) = r.volume_grace_days {
-                auth::require_grace_change(&caller, &tenant, days)?;
-            }
-            let change = TenantStorageChange {
-                storage_quota_bytes: r.storage_quota_bytes,
-                volume_grace_days: r.volume_grace_days,
-            };
-            let rec = ctx.store.set_tenant_storage(&r.tenant, change).await?;
-            audit.detail = format!(
-                "quota {}, grace period {} days",
-                format_size(rec.storage_quota_bytes),
-                rec.volume_grace_days
-            );
-            Ok(convert::tenant(rec, ctx.clock.now()))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, audit| {
+                let r: SetTenantStorage = r.try_into()?;
+                if r.storage_quota_bytes.is_some() {
+                    auth::require_admin(&caller, "setting a storage quota")?;
+                }
+                if !caller.is_admin() && caller.tenant() != Some(&r.tenant) {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "user {} cannot change the storage of tenant {}",
+                        caller.user.name, r.tenant
+                    )));
+                }
+                let tenant = ctx.store.get_tenant(&r.tenant).await?;
+                if let Some(days) = r.volume_grace_days {
+                    auth::require_grace_change(&caller, &tenant, days)?;
+                }
+                let change = TenantStorageChange {
+                    storage_quota_bytes: r.storage_quota_bytes,
+                    volume_grace_days: r.volume_grace_days,
+                };
+                let rec = ctx.store.set_tenant_storage(&r.tenant, change).await?;
+                audit.detail = format!(
+                    "quota {}, grace period {} days",
+                    format_size(rec.storage_quota_bytes),
+                    rec.volume_grace_days
+                );
+                Ok(convert::tenant(rec, ctx.clock.now()))
+            },
+        )
+        .await
     }
 }

@@ -45,16 +45,18 @@ impl Tasks for TasksApi {
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let audit = ctx.audit_read(&caller, "controller.tasks", "controller");
-        let result = async {
-            auth::require_admin(&caller?, "reading colocd's background tasks")?;
-            Ok(pb::ListTasksResponse {
-                tasks: ctx.tasks.list().into_iter().map(task).collect(),
-                controller_unix_ms: ctx.clock.now_ms(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "controller.tasks",
+            |_| "controller",
+            async |caller, _, _| {
+                auth::require_admin(&caller, "reading colocd's background tasks")?;
+                Ok(pb::ListTasksResponse {
+                    tasks: ctx.tasks.list().into_iter().map(task).collect(),
+                    controller_unix_ms: ctx.clock.now_ms(),
+                })
+            },
+        )
+        .await
     }
 }

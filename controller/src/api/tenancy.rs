@@ -14,7 +14,7 @@ use super::wire::tenancy::{
 };
 use super::wire::{audit_tenant, shown};
 use crate::auth::{self, API_TOKEN_PREFIX};
-use crate::context::Ctx;
+use crate::context::{AuditTarget, Ctx};
 use crate::error::ApiError;
 use crate::store::{
     ApiTokenRecord, DEFAULT_VOLUME_GRACE_DAYS, TenantRecord, UserCertRecord, UserRecord,
@@ -31,42 +31,40 @@ impl Tenants for TenantsApi {
         req: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("tenant:{}", shown(&r.name));
-        let mut audit = ctx.audit(&caller, "tenant.create", target);
-        audit.tenant = audit_tenant(&r.name);
-        let result = async {
-            let caller = caller?;
-            auth::require_admin(&caller, "creating a tenant")?;
-            let r: CreateTenant = r.try_into()?;
-            let now = ctx.clock.now();
-            // Both "YYYY-MM-DD": compared as text.
-            let expires = r.membership_expires.to_string();
-            if expires < date_of(now) {
-                return Err(InvalidInput::field(
-                    "membership expiry",
-                    format!("{expires} is in the past"),
-                )
-                .into());
-            }
-            let rec = TenantRecord {
-                name: r.name,
-                display_name: r.display_name,
-                offer: r.offer,
-                membership_expires: expires,
-                created_unix: now,
-                storage_quota_bytes: ctx.config.default_tenant_quota_bytes,
-                volume_grace_days: DEFAULT_VOLUME_GRACE_DAYS,
-                // Both filled in by the store.
-                posix_id: 0,
-                storage_used_bytes: 0,
-            };
-            let rec = ctx.store.create_tenant(rec).await?;
-            Ok(convert::tenant(rec, now))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "tenant.create",
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, _| {
+                auth::require_admin(&caller, "creating a tenant")?;
+                let r: CreateTenant = r.try_into()?;
+                let now = ctx.clock.now();
+                // Both "YYYY-MM-DD": compared as text.
+                let expires = r.membership_expires.to_string();
+                if expires < date_of(now) {
+                    return Err(InvalidInput::field(
+                        "membership expiry",
+                        format!("{expires} is in the past"),
+                    )
+                    .into());
+                }
+                let rec = TenantRecord {
+                    name: r.name,
+                    display_name: r.display_name,
+                    offer: r.offer,
+                    membership_expires: expires,
+                    created_unix: now,
+                    storage_quota_bytes: ctx.config.default_tenant_quota_bytes,
+                    volume_grace_days: DEFAULT_VOLUME_GRACE_DAYS,
+                    // Both filled in by the store.
+                    posix_id: 0,
+                    storage_used_bytes: 0,
+                };
+                let rec = ctx.store.create_tenant(rec).await?;
+                Ok(convert::tenant(rec, now))
+            },
+        )
+        .await
     }
 
     async fn list_tenants(
@@ -74,22 +72,23 @@ impl Tenants for TenantsApi {
         req: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let audit = ctx.audit_read(&caller, "tenant.list", "tenants");
-        let result = async {
-            let caller = caller?;
-            let now = ctx.clock.now();
-            let tenants = ctx.store.list_tenants().await?;
-            Ok(pb::ListTenantsResponse {
-                tenants: tenants
-                    .into_iter()
-                    .filter(|t| caller.is_admin() || caller.tenant() == Some(&t.name))
-                    .map(|t| convert::tenant(t, now))
-                    .collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "tenant.list",
+            |_| "tenants",
+            async |caller, _, _| {
+                let now = ctx.clock.now();
+                let tenants = ctx.store.list_tenants().await?;
+                Ok(pb::ListTenantsResponse {
+                    tenants: tenants
+                        .into_iter()
+                        .filter(|t| caller.is_admin() || caller.tenant() == Some(&t.name))
+                        .map(|t| convert::tenant(t, now))
+                        .collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn get_tenant(
@@ -97,22 +96,20 @@ impl Tenants for TenantsApi {
         req: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("tenant:{}", shown(&r.name));
-        let mut audit = ctx.audit_read(&caller, "tenant.show", target);
-        audit.tenant = audit_tenant(&r.name);
-        let result = async {
-            let caller = caller?;
-            let GetTenant { name } = r.try_into()?;
-            auth::require_tenant_read(&caller, &name)?;
-            Ok(convert::tenant(
-                ctx.store.get_tenant(&name).await?,
-                ctx.clock.now(),
-            ))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "tenant.show",
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, _| {
+                let GetTenant { name } = r.try_into()?;
+                auth::require_tenant_read(&caller, &name)?;
+                Ok(convert::tenant(
+                    ctx.store.get_tenant(&name).await?,
+                    ctx.clock.now(),
+                ))
+            },
+        )
+        .await
     }
 }
 
@@ -126,41 +123,36 @@ impl UsersApi {
         grant: bool,
     ) -> Result<Response<pb::User>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
         let action = if grant {
             "user.grant"
         } else {
             "user.revoke-grant"
         };
-        let mut audit = ctx.audit(&caller, action, format!("user:{}", shown(&r.user)));
-        audit.detail = format!("node {}", shown(&r.node));
-        let result = async {
-            let caller = caller?;
-            auth::require_admin(&caller, "granting node rights")?;
-            let NodeGrant { user, node } = r.try_into()?;
-            let target = ctx.store.get_user(&user).await?;
-            if grant && target.role != Role::Operator {
-                return Err(ApiError::Conflict(format!(
-                    "user {user} is a {}; only operators hold node grants",
-                    target.role
-                )));
-            }
-            let updated = if grant {
-                ctx.store.grant_node(&user, &node).await?
-            } else {
-                ctx.store.revoke_node_grant(&user, &node).await?
-            };
-            Ok(updated)
-        }
-        .await;
-        if let Ok(u) = &result {
-            audit.tenant = u.tenant.clone();
-        }
-        audit
-            .finish(result.map(convert::user))
-            .await
-            .map(Response::new)
+        ctx.mutation(
+            req,
+            action,
+            |r| format!("user:{}", shown(&r.user)),
+            async |caller, r, audit| {
+                audit.detail = format!("node {}", shown(&r.node));
+                auth::require_admin(&caller, "granting node rights")?;
+                let NodeGrant { user, node } = r.try_into()?;
+                let target = ctx.store.get_user(&user).await?;
+                if grant && target.role != Role::Operator {
+                    return Err(ApiError::Conflict(format!(
+                        "user {user} is a {}; only operators hold node grants",
+                        target.role
+                    )));
+                }
+                let updated = if grant {
+                    ctx.store.grant_node(&user, &node).await?
+                } else {
+                    ctx.store.revoke_node_grant(&user, &node).await?
+                };
+                audit.tenant = updated.tenant.clone();
+                Ok(convert::user(updated))
+            },
+        )
+        .await
     }
 }
 
@@ -171,36 +163,36 @@ impl Users for UsersApi {
         req: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "user.create", format!("user:{}", shown(&r.name)));
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            auth::require_admin(&caller, "creating a user")?;
-            let r: CreateUser = r.try_into()?;
-            if let Some(t) = &r.tenant {
-                let t = ctx.store.get_tenant(t).await?;
-                if r.role == Role::Operator && t.offer != Offer::Participatif {
-                    return Err(ApiError::Policy(format!(
-                        "tenant {} has the {} offer; operators exist only in participatif tenants",
-                        t.name, t.offer
-                    )));
+        ctx.mutation(
+            req,
+            "user.create",
+            |r| AuditTarget::new(format!("user:{}", shown(&r.name)), audit_tenant(&r.tenant)),
+            async |caller, r, _| {
+                auth::require_admin(&caller, "creating a user")?;
+                let r: CreateUser = r.try_into()?;
+                if let Some(t) = &r.tenant {
+                    let t = ctx.store.get_tenant(t).await?;
+                    if r.role == Role::Operator && t.offer != Offer::Participatif {
+                        return Err(ApiError::Policy(format!(
+                            "tenant {} has the {} offer; operators exist only in participatif \
+                         tenants",
+                            t.name, t.offer
+                        )));
+                    }
                 }
-            }
-            let rec = UserRecord {
-                name: r.name,
-                tenant: r.tenant,
-                role: r.role,
-                display_name: r.display_name,
-                created_unix: ctx.clock.now(),
-                node_grants: Vec::new(),
-            };
-            ctx.store.create_user(rec.clone()).await?;
-            Ok(convert::user(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+                let rec = UserRecord {
+                    name: r.name,
+                    tenant: r.tenant,
+                    role: r.role,
+                    display_name: r.display_name,
+                    created_unix: ctx.clock.now(),
+                    node_grants: Vec::new(),
+                };
+                ctx.store.create_user(rec.clone()).await?;
+                Ok(convert::user(rec))
+            },
+        )
+        .await
     }
 
     async fn list_users(
@@ -208,22 +200,25 @@ impl Users for UsersApi {
         req: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("tenant:{}", shown(&r.tenant));
-        let mut audit = ctx.audit_read(&caller, "user.list", target);
-        audit.tenant = audit_tenant(&r.tenant);
-        let result = async {
-            let caller = caller?;
-            let ListUsers { tenant } = r.try_into()?;
-            let tenant = auth::listing_tenant(&caller, tenant)?;
-            let users = ctx.store.list_users(tenant.as_ref()).await?;
-            Ok(pb::ListUsersResponse {
-                users: users.into_iter().map(convert::user).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "user.list",
+            |r| {
+                AuditTarget::new(
+                    format!("tenant:{}", shown(&r.tenant)),
+                    audit_tenant(&r.tenant),
+                )
+            },
+            async |caller, r, _| {
+                let ListUsers { tenant } = r.try_into()?;
+                let tenant = auth::listing_tenant(&caller, tenant)?;
+                let users = ctx.store.list_users(tenant.as_ref()).await?;
+                Ok(pb::ListUsersResponse {
+                    users: users.into_iter().map(convert::user).collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn grant_node(
@@ -245,10 +240,13 @@ impl Users for UsersApi {
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let audit = ctx.audit_read(&caller, "user.whoami", "self");
-        let result = caller.map(|c| convert::user(c.user));
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "user.whoami",
+            |_| "self",
+            async |caller, _, _| Ok(convert::user(caller.user)),
+        )
+        .await
     }
 
     async fn issue_user_certificate(
@@ -256,49 +254,39 @@ impl Users for UsersApi {
         req: Request<pb::IssueUserCertificateRequest>,
     ) -> Result<Response<pb::IssueUserCertificateResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let target = format!("user:{}", shown(&r.user));
-        let mut audit = ctx.audit(&caller, "user.cert.issue", target);
-        let result = async {
-            let caller = caller?;
-            let r: IssueUserCertificate = r.try_into()?;
-            let user = r.user.unwrap_or_else(|| caller.user.name.clone());
-            auth::require_self_or_admin(&caller, &user)?;
-            let rec = ctx.store.get_user(&user).await?;
-            let now = ctx.clock.now();
-            let ttl = r.ttl_secs as i64;
-            let issued = ctx
-                .ca
-                .sign_client_csr(&r.csr_pem, user.as_str(), "user", now, ttl)?;
-            ctx.store
-                .add_user_cert(UserCertRecord {
-                    fingerprint: issued.fingerprint.clone(),
-                    user,
-                    created_unix: now,
-                    expires_unix: issued.not_after_unix,
-                })
-                .await?;
-            Ok((
-                rec.tenant,
-                pb::IssueUserCertificateResponse {
+        ctx.mutation(
+            req,
+            "user.cert.issue",
+            |r| format!("user:{}", shown(&r.user)),
+            async |caller, r, audit| {
+                let r: IssueUserCertificate = r.try_into()?;
+                let user = r.user.unwrap_or_else(|| caller.user.name.clone());
+                auth::require_self_or_admin(&caller, &user)?;
+                let rec = ctx.store.get_user(&user).await?;
+                let now = ctx.clock.now();
+                let ttl = r.ttl_secs as i64;
+                let issued = ctx
+                    .ca
+                    .sign_client_csr(&r.csr_pem, user.as_str(), "user", now, ttl)?;
+                ctx.store
+                    .add_user_cert(UserCertRecord {
+                        fingerprint: issued.fingerprint.clone(),
+                        user,
+                        created_unix: now,
+                        expires_unix: issued.not_after_unix,
+                    })
+                    .await?;
+                audit.tenant = rec.tenant;
+                audit.detail = format!("certificate {}", issued.fingerprint);
+                Ok(pb::IssueUserCertificateResponse {
                     certificate_pem: issued.pem,
                     ca_certificate_pem: ctx.ca.cert_pem().to_string(),
                     fingerprint: issued.fingerprint,
                     expires_unix: issued.not_after_unix,
-                },
-            ))
-        }
-        .await;
-        let result = match result {
-            Ok((tenant, resp)) => {
-                audit.tenant = tenant;
-                audit.detail = format!("certificate {}", resp.fingerprint);
-                Ok(resp)
-            }
-            Err(e) => Err(e),
-        };
-        audit.finish(result).await.map(Response::new)
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -312,42 +300,36 @@ impl Tokens for TokensApi {
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::ApiToken>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "token.create", format!("user:{}", shown(&r.user)));
-        let result = async {
-            let caller = caller?;
-            let r: CreateToken = r.try_into()?;
-            let user = r.user.unwrap_or_else(|| caller.user.name.clone());
-            auth::require_self_or_admin(&caller, &user)?;
-            let owner = ctx.store.get_user(&user).await?;
-            let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
-            let now = ctx.clock.now();
-            let rec = ApiTokenRecord {
-                id,
-                user,
-                description: r.description,
-                secret_hash: auth::hash_secret(&secret),
-                created_unix: now,
-                expires_unix: now + r.ttl_secs as i64,
-                revoked_unix: None,
-            };
-            ctx.store.create_api_token(rec.clone()).await?;
-            let mut out = convert::api_token(rec);
-            out.secret = secret;
-            Ok((owner.tenant, out))
-        }
-        .await;
-        let result = match result {
-            Ok((tenant, t)) => {
-                audit.tenant = tenant;
-                audit.target = format!("token:{}", t.id);
-                audit.detail = format!("for user {}", t.user);
-                Ok(t)
-            }
-            Err(e) => Err(e),
-        };
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "token.create",
+            |r| format!("user:{}", shown(&r.user)),
+            async |caller, r, audit| {
+                let r: CreateToken = r.try_into()?;
+                let user = r.user.unwrap_or_else(|| caller.user.name.clone());
+                auth::require_self_or_admin(&caller, &user)?;
+                let owner = ctx.store.get_user(&user).await?;
+                let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
+                let now = ctx.clock.now();
+                let rec = ApiTokenRecord {
+                    id,
+                    user,
+                    description: r.description,
+                    secret_hash: auth::hash_secret(&secret),
+                    created_unix: now,
+                    expires_unix: now + r.ttl_secs as i64,
+                    revoked_unix: None,
+                };
+                ctx.store.create_api_token(rec.clone()).await?;
+                let mut out = convert::api_token(rec);
+                out.secret = secret;
+                audit.tenant = owner.tenant;
+                audit.target = format!("token:{}", out.id);
+                audit.detail = format!("for user {}", out.user);
+                Ok(out)
+            },
+        )
+        .await
     }
 
     async fn list_tokens(
@@ -355,29 +337,29 @@ impl Tokens for TokensApi {
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let audit = ctx.audit_read(&caller, "token.list", format!("user:{}", shown(&r.user)));
-        let result = async {
-            let caller = caller?;
-            let filter = match ListTokens::try_from(r)? {
-                ListTokens::All => {
-                    auth::require_admin(&caller, "listing every token")?;
-                    None
-                }
-                ListTokens::Own => Some(caller.user.name.clone()),
-                ListTokens::Of(u) => {
-                    auth::require_self_or_admin(&caller, &u)?;
-                    Some(u)
-                }
-            };
-            let tokens = ctx.store.list_api_tokens(filter.as_ref()).await?;
-            Ok(pb::ListTokensResponse {
-                tokens: tokens.into_iter().map(convert::api_token).collect(),
-            })
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.read(
+            req,
+            "token.list",
+            |r| format!("user:{}", shown(&r.user)),
+            async |caller, r, _| {
+                let filter = match ListTokens::try_from(r)? {
+                    ListTokens::All => {
+                        auth::require_admin(&caller, "listing every token")?;
+                        None
+                    }
+                    ListTokens::Own => Some(caller.user.name.clone()),
+                    ListTokens::Of(u) => {
+                        auth::require_self_or_admin(&caller, &u)?;
+                        Some(u)
+                    }
+                };
+                let tokens = ctx.store.list_api_tokens(filter.as_ref()).await?;
+                Ok(pb::ListTokensResponse {
+                    tokens: tokens.into_iter().map(convert::api_token).collect(),
+                })
+            },
+        )
+        .await
     }
 
     async fn revoke_token(
@@ -385,21 +367,21 @@ impl Tokens for TokensApi {
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::ApiToken>, Status> {
         let ctx = &self.0;
-        let caller = ctx.caller(&req).await;
-        let r = req.into_inner();
-        let mut audit = ctx.audit(&caller, "token.revoke", format!("token:{}", shown(&r.id)));
-        let result = async {
-            let caller = caller?;
-            let RevokeToken { id } = r.try_into()?;
-            let token = ctx.store.get_api_token(&id).await?;
-            // Known before the policy check, so that a refusal is visible
-            // in the owner's tenant's audit log too.
-            audit.tenant = ctx.store.get_user(&token.user).await?.tenant;
-            auth::require_self_or_admin(&caller, &token.user)?;
-            let rec = ctx.store.revoke_api_token(&id, ctx.clock.now()).await?;
-            Ok(convert::api_token(rec))
-        }
-        .await;
-        audit.finish(result).await.map(Response::new)
+        ctx.mutation(
+            req,
+            "token.revoke",
+            |r| format!("token:{}", shown(&r.id)),
+            async |caller, r, audit| {
+                let RevokeToken { id } = r.try_into()?;
+                let token = ctx.store.get_api_token(&id).await?;
+                // Known before the policy check, so that a refusal is visible
+                // in the owner's tenant's audit log too.
+                audit.tenant = ctx.store.get_user(&token.user).await?.tenant;
+                auth::require_self_or_admin(&caller, &token.user)?;
+                let rec = ctx.store.revoke_api_token(&id, ctx.clock.now()).await?;
+                Ok(convert::api_token(rec))
+            },
+        )
+        .await
     }
 }
