@@ -271,7 +271,9 @@ async fn read_inbound(
             }
             Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
             Some(pb::agent_message::Body::Result(r)) => {
-                ctx.sessions.resolve(r);
+                // Matched within this session only: a node answers for
+                // itself.
+                ctx.sessions.resolve(&name, id, r);
                 Ok(())
             }
             Some(pb::agent_message::Body::Hello(_)) | None => {

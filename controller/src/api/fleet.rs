@@ -317,6 +317,7 @@ impl Nodes for NodesApi {
                     sessions_opened: s.stats.sessions_opened.load(Relaxed),
                     heartbeats: s.stats.heartbeats.load(Relaxed),
                     observed: s.stats.observed.load(Relaxed),
+                    unmatched_results: s.stats.unmatched_results.load(Relaxed),
                     started_unix: s.started_unix(),
                 })
             },
