@@ -727,6 +727,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
         code(w.op_b.apps.get_instance(iref("asso-a/notes")).await),
         Code::PermissionDenied
     );
+    // Another tenant's request, by number, reads as no request at all.
     assert_eq!(
         code(
             w.op_b
@@ -734,7 +735,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
                 .get_request(pb::GetRequestRequest { id: 1 })
                 .await
         ),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(
         code(
@@ -746,7 +747,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
                 })
                 .await
         ),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(
         code(

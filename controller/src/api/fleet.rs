@@ -96,12 +96,7 @@ impl Nodes for NodesApi {
                 auth::require_admin(&caller, "creating a join token")?;
                 let CreateJoinToken { site, ttl_secs } = r.try_into()?;
                 let site = ctx.store.get_site(&site).await?;
-                if site.country != "FR" {
-                    return Err(ApiError::Policy(format!(
-                        "site {} is not in France",
-                        site.name
-                    )));
-                }
+                auth::require_site_in_france(&site)?;
                 let (secret, id) = auth::new_secret(JOIN_TOKEN_PREFIX, "jt-");
                 let now = ctx.clock.now();
                 let rec = JoinTokenRecord {
