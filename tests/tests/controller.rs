@@ -616,14 +616,34 @@ async fn crafted_names_and_text_are_refused() -> Result<()> {
     Ok(())
 }
 
+/// The services a reflection client of `$v` (`v1` or `v1alpha`) lists,
+/// connecting without any credential.
+macro_rules! reflected_services {
+    ($v:ident, $ch:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new($ch)
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await?
+            .into_inner();
+        let resp = stream.message().await?.context("a reflection answer")?;
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            bail!("unexpected reflection answer {resp:?}");
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+    }};
+}
+
 #[tokio::test]
 async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let ctl = TestController::start().await?;
     let ch = ctl.channel().await?;
@@ -641,34 +661,30 @@ async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
             .into_inner();
         assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
     }
-    let mut reflection = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = reflection
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await?
-        .into_inner();
-    let resp = stream.message().await?.context("a reflection answer")?;
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        bail!("unexpected reflection answer {resp:?}");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "coloc.agent.v1.AgentService",
-        "coloc.controller.v1.Sites",
-        "coloc.controller.v1.Nodes",
-        "coloc.controller.v1.Tenants",
-        "coloc.controller.v1.Users",
-        "coloc.controller.v1.Tokens",
-        "coloc.controller.v1.Audit",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
+    // grpcurl speaks v1; Python's grpcio-reflection and older tools only
+    // v1alpha. Neither needs a credential.
+    let v1 = reflected_services!(v1, ch.clone());
+    let v1alpha = reflected_services!(v1alpha, ch);
+    for (version, names) in [("v1", &v1), ("v1alpha", &v1alpha)] {
+        for want in [
+            "coloc.agent.v1.AgentService",
+            "coloc.controller.v1.Sites",
+            "coloc.controller.v1.Nodes",
+            "coloc.controller.v1.Tenants",
+            "coloc.controller.v1.Users",
+            "coloc.controller.v1.Tokens",
+            "coloc.controller.v1.Audit",
+            "coloc.controller.v1.Storage",
+            "coloc.controller.v1.Apps",
+            "coloc.controller.v1.Tasks",
+            "grpc.health.v1.Health",
+            &format!("grpc.reflection.{version}.ServerReflection"),
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{version}: {want} missing from {names:?}"
+            );
+        }
     }
     Ok(())
 }
