@@ -240,7 +240,7 @@ async fn call(
         Who::Operator => &mut w.op_a,
         Who::Member => &mut w.mem_a,
     };
-    let r = match op {
+    match op {
         Op::SiteCreate => api
             .sites
             .create_site(pb::CreateSiteRequest {
@@ -351,8 +351,7 @@ async fn call(
             })
             .await
             .map(drop),
-    };
-    r
+    }
 }
 
 /// The name a missing object of `op` has in its NotFound answer.
@@ -632,7 +631,11 @@ fn same_refusal<T: std::fmt::Debug>(
 ) -> tonic::Status {
     let refused = found.1.expect_err(what);
     let unknown = missing.1.expect_err(what);
-    assert_eq!(refused.code(), unknown.code(), "{what}: {refused} / {unknown}");
+    assert_eq!(
+        refused.code(),
+        unknown.code(),
+        "{what}: {refused} / {unknown}"
+    );
     assert_eq!(
         refused.message(),
         unknown.message().replace(missing.0, found.0),
@@ -666,11 +669,7 @@ async fn refusals_tell_nothing_of_another_association() -> Result<()> {
                 id: "tok-000000000000".into(),
             })
             .await;
-        let s = same_refusal(
-            "token",
-            (&op_b_token, found),
-            ("tok-000000000000", missing),
-        );
+        let s = same_refusal("token", (&op_b_token, found), ("tok-000000000000", missing));
         assert_eq!(s.code(), Code::NotFound);
         // Another association's volume, by id.
         let found = api
