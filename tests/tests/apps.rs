@@ -563,6 +563,7 @@ async fn an_app_goes_from_request_to_a_running_unit_and_back_out() -> Result<()>
                 // One more than asked: colocd keeps the last three.
                 lines: vec!["a".into(), "b".into(), "c".into(), "d".into()],
                 cursor: "s=ab;i=5".into(),
+                truncated: false,
             })),
         })
         .await?;

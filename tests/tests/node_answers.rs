@@ -14,22 +14,18 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Waits until colocd has dropped `n` results that matched nothing.
 async fn wait_unmatched(admin: &Api, n: u64) -> Result<()> {
-    wait_for(
-        &format!("{n} unmatched results dropped"),
-        DEADLINE,
-        || {
-            let mut admin = admin.clone();
-            async move {
-                let stats = admin
-                    .nodes
-                    .get_controller_stats(pb::GetControllerStatsRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                (stats.unmatched_results >= n).then_some(())
-            }
-        },
-    )
+    wait_for(&format!("{n} unmatched results dropped"), DEADLINE, || {
+        let mut admin = admin.clone();
+        async move {
+            let stats = admin
+                .nodes
+                .get_controller_stats(pb::GetControllerStatsRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (stats.unmatched_results >= n).then_some(())
+        }
+    })
     .await
 }
 
@@ -181,7 +177,7 @@ async fn a_node_cannot_answer_a_logs_request_sent_to_another() -> Result<()> {
             payload: Some(apb::request_result::Payload::Logs(apb::AppLogs {
                 lines: vec!["2026-01-01T00:00:00Z forged-by-n-b: password=hunter2".into()],
                 cursor: "s=forged".into(),
-                ..Default::default()
+                truncated: false,
             })),
         })
         .await?;
@@ -203,5 +199,118 @@ async fn a_node_cannot_answer_a_logs_request_sent_to_another() -> Result<()> {
     );
     assert!(!err.message().contains("forged"), "{err}");
     drop(b);
+    Ok(())
+}
+
+/// `coloc app logs -n 1000` on an app whose journal lines are 4 KiB each
+/// (4 MiB in all, four times a session's message limit), against the real
+/// agent logic over the in-memory host: the node sends the newest lines
+/// that fit and says it cut; its session survives; following from a
+/// cursor goes through every line, in order.
+#[tokio::test]
+async fn a_large_log_page_is_cut_and_the_session_survives() -> Result<()> {
+    use coloc_agent::host::{FakeHost, UnitName};
+    use coloc_proto::MAX_LOG_PAGE_BYTES;
+
+    init_test_logging();
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let dir = tempfile::tempdir()?;
+    let host = FakeHost::new("n1");
+    let _agent = spawn_sim_node(&ctl, "n1", &token, dir.path(), &host)?;
+    wait_node_ready(&admin, "n1", DEADLINE).await?;
+    create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
+    create_pool(
+        &mut admin,
+        "n1",
+        "tank",
+        apb::PoolKind::Zfs,
+        "serial:SIM-n1-1",
+    )
+    .await?;
+    create_volume(
+        &mut admin,
+        NewVolume {
+            tenant: "asso-a",
+            name: "data",
+            node: "n1",
+            pool: "tank",
+            size_bytes: 1 << 30,
+            encrypted: false,
+        },
+    )
+    .await?;
+    let request = admin
+        .apps
+        .request_app(pb::RequestAppRequest {
+            tenant: "asso-a".into(),
+            app: "site".into(),
+            node: "n1".into(),
+            volume: String::new(),
+            comment: String::new(),
+        })
+        .await?
+        .into_inner();
+    admin
+        .apps
+        .approve_request(pb::DecideRequestRequest {
+            id: request.id,
+            comment: String::new(),
+        })
+        .await?;
+    let unit = UnitName::new("coloc-app-asso-a-site.service")?;
+    let journal: Vec<String> = (1..=1000)
+        .map(|i| format!("2026-01-01T00:00:00Z {i:04} {}", "x".repeat(4096)))
+        .collect();
+    host.journal.set_lines(&unit, journal.clone());
+    let stats = |mut api: Api| async move {
+        Ok::<_, anyhow::Error>(
+            api.nodes
+                .get_controller_stats(pb::GetControllerStatsRequest {})
+                .await?
+                .into_inner(),
+        )
+    };
+    let opened = stats(admin.clone()).await?.sessions_opened;
+
+    let ask = |after_cursor: &str| pb::GetInstanceLogsRequest {
+        instance: "asso-a/site".into(),
+        lines: 1000,
+        after_cursor: after_cursor.into(),
+    };
+    let page = admin.apps.get_instance_logs(ask("")).await?.into_inner();
+    assert!(page.truncated);
+    let n = page.lines.len();
+    assert!(n > 50 && n < 1000, "{n} lines");
+    let bytes: usize = page.lines.iter().map(String::len).sum();
+    assert!(bytes <= MAX_LOG_PAGE_BYTES, "{bytes} bytes");
+    assert_eq!(page.lines[..], journal[1000 - n..], "the newest lines");
+    assert_eq!(page.cursor, "s=fake;i=1000");
+
+    // The session is the same one, and it still answers.
+    admin
+        .nodes
+        .ping_node(pb::GetNodeRequest { name: "n1".into() })
+        .await?;
+    let now = stats(admin.clone()).await?;
+    assert_eq!((now.sessions, now.sessions_opened), (1, opened));
+
+    // Following from the start of the journal: cut pages, every line once.
+    let mut seen = Vec::new();
+    let mut cursor = "s=fake;i=0".to_string();
+    while seen.len() < journal.len() {
+        let page = admin
+            .apps
+            .get_instance_logs(ask(&cursor))
+            .await?
+            .into_inner();
+        assert!(!page.lines.is_empty(), "stuck at {cursor}");
+        seen.extend(page.lines);
+        cursor = page.cursor;
+    }
+    assert_eq!(seen, journal);
+    assert_eq!(stats(admin.clone()).await?.sessions_opened, opened);
     Ok(())
 }

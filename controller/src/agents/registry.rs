@@ -447,7 +447,9 @@ mod tests {
             request_id: id,
             ok: true,
             error: String::new(),
-            payload: Some(pb::request_result::Payload::Pong(pb::Pong { agent_unix_ms })),
+            payload: Some(pb::request_result::Payload::Pong(pb::Pong {
+                agent_unix_ms,
+            })),
         }
     }
 
@@ -462,7 +464,12 @@ mod tests {
         });
         let asked = next_request(&mut out_a).await;
         // n-b answers with the id it read, and with ids around it.
-        for id in [asked.id, asked.id.wrapping_add(1), asked.id.wrapping_sub(1), 1] {
+        for id in [
+            asked.id,
+            asked.id.wrapping_add(1),
+            asked.id.wrapping_sub(1),
+            1,
+        ] {
             assert!(!reg.resolve(&node("n-b"), b, pong(id, 666)));
         }
         // n-a's own previous session (replaced) answers nothing either.
@@ -492,10 +499,7 @@ mod tests {
         }
         // Random 64-bit ids: consecutive ones are not a step apart (a false
         // failure has odds of about 2^-62).
-        assert!(
-            ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1),
-            "{ids:?}"
-        );
+        assert!(ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1), "{ids:?}");
     }
 
     #[tokio::test]

@@ -521,10 +521,13 @@ impl Apps for AppsApi {
                         other => other,
                     })?;
                 // The agent is trusted with the journal, not with the count.
+                // Its answer fitted the session's message limit, so what is
+                // passed on fits the caller's.
                 let skip = logs.lines.len().saturating_sub(r.lines as usize);
                 Ok(pb::InstanceLogs {
                     lines: logs.lines.into_iter().skip(skip).collect(),
                     cursor: logs.cursor,
+                    truncated: logs.truncated,
                 })
             },
         )

@@ -165,7 +165,10 @@ async fn a_token_is_checked_without_being_spent() {
         .unwrap();
     for _ in 0..2 {
         let token = store.usable_join_token("hash-of-jt-1", NOW).await.unwrap();
-        assert_eq!((token.id.as_str(), token.site.as_str()), ("jt-1", "paris-1"));
+        assert_eq!(
+            (token.id.as_str(), token.site.as_str()),
+            ("jt-1", "paris-1")
+        );
         assert_eq!(token.used_by_node, None);
     }
     assert_eq!(store.list_join_tokens().await.unwrap()[0].used_unix, None);
