@@ -19,7 +19,7 @@ use tonic::Request;
 
 use crate::ca::fingerprint_der;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Store, TenantRecord, UserRecord};
+use crate::store::{SiteRecord, Store, TenantRecord, UserRecord};
 use crate::time::Clock;
 
 /// How the caller proved who they are.
@@ -345,6 +345,37 @@ pub fn require_grace_change(caller: &Caller, tenant: &TenantRecord, days: u32) -
         )));
     }
     Ok(())
+}
+
+/// Nodes are only in France: a join token is made, and a node enrolls,
+/// only at a site there (sites elsewhere are refused when created; this
+/// also covers a database written by hand).
+pub fn require_site_in_france(site: &SiteRecord) -> ApiResult<()> {
+    if site.country == "FR" {
+        Ok(())
+    } else {
+        Err(ApiError::Policy(format!(
+            "site {} is not in France",
+            site.name
+        )))
+    }
+}
+
+/// A check on an object found by an identifier the caller may have read
+/// or guessed (a volume id, a request number, a token id), before the
+/// caller may see it: its refusal becomes [`ApiError::Hidden`], which the
+/// caller reads as `kind` `name` not found, the answer for an identifier
+/// that names nothing. So the refusal tells them neither that the object
+/// exists nor whose it is; the audit log records the refusal itself.
+pub fn unseen(kind: &'static str, name: impl ToString, check: ApiResult<()>) -> ApiResult<()> {
+    check.map_err(|e| match e {
+        ApiError::PermissionDenied(reason) => ApiError::Hidden {
+            kind,
+            name: name.to_string(),
+            reason,
+        },
+        other => other,
+    })
 }
 
 /// Acting on one's own account (tokens, certificates), or an admin on

@@ -18,6 +18,17 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// Something the caller may not see, found by an identifier they may
+    /// have read or guessed (a volume id, a request number, a token id):
+    /// they read exactly what a missing one gives, so they learn neither
+    /// that it exists nor whose it is. The audit log, and this text, keep
+    /// the refusal ([`crate::auth::unseen`]).
+    #[error("permission denied: {reason}")]
+    Hidden {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
     /// A rule of the cooperative refuses the request (e.g. a site outside
     /// France).
     #[error("refused by policy: {0}")]
@@ -48,7 +59,7 @@ impl ApiError {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_)
+            ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_) | ApiError::Hidden { .. }
         )
     }
 
@@ -57,6 +68,13 @@ impl ApiError {
             ApiError::Invalid(e) => Status::invalid_argument(e.to_string()),
             ApiError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
             ApiError::PermissionDenied(m) => Status::permission_denied(m.clone()),
+            ApiError::Hidden { kind, name, .. } => Status::not_found(
+                StoreError::NotFound {
+                    kind,
+                    name: name.clone(),
+                }
+                .to_string(),
+            ),
             ApiError::Policy(m) => Status::failed_precondition(format!("refused by policy: {m}")),
             ApiError::Conflict(m) => Status::failed_precondition(m.clone()),
             ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
@@ -77,9 +95,14 @@ impl ApiError {
                 StoreError::NotFound { .. } => Status::not_found(e.to_string()),
                 StoreError::Conflict { .. } => Status::failed_precondition(e.to_string()),
                 StoreError::QuotaExceeded { .. } => Status::resource_exhausted(e.to_string()),
-                StoreError::JoinTokenUnknown
-                | StoreError::JoinTokenExpired
-                | StoreError::JoinTokenUsed { .. } => Status::unauthenticated(e.to_string()),
+                StoreError::JoinTokenUnknown | StoreError::JoinTokenExpired => {
+                    Status::unauthenticated(e.to_string())
+                }
+                // The caller is anonymous: which node took the token is for
+                // the audit log (this error's text), not for them.
+                StoreError::JoinTokenUsed { .. } => {
+                    Status::unauthenticated("join token was already used")
+                }
                 StoreError::Backend(_) | StoreError::SchemaTooNew { .. } => internal(self),
             },
             ApiError::Ca(e) => match e {

@@ -369,14 +369,22 @@ pub async fn start(
         .await;
     health_reporter.set_serving::<AppsServer<AppsApi>>().await;
     health_reporter.set_serving::<TasksServer<TasksApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Io {
-            path: PathBuf::from("reflection"),
-            source: std::io::Error::other(e),
-        })?;
+    // Reflection answers anyone, like health: it describes the contracts
+    // published in the repository and nothing of the data
+    // (docs/DECISIONS.md, "Who may call reflection"). Both versions, for
+    // clients that only speak v1alpha (Python's grpcio-reflection, older
+    // grpcurl).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(coloc_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_err = |e| ServerError::Io {
+        path: PathBuf::from("reflection"),
+        source: std::io::Error::other(e),
+    };
+    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
     macro_rules! limited {
         ($server:ident, $api:expr) => {
@@ -394,7 +402,16 @@ pub async fn start(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(
+            reflection_v1
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            reflection_v1alpha
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(limited!(AgentServiceServer, AgentApi(ctx.clone())))
         .add_service(limited!(SitesServer, SitesApi(ctx.clone())))
         .add_service(limited!(NodesServer, NodesApi(ctx.clone())))

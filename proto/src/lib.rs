@@ -49,6 +49,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// few kilobytes; anything near this limit is a bug or an attack.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Most bytes of journal lines one page of an app's logs carries (each
+/// line counted with its protobuf framing): half of
+/// [`MAX_MESSAGE_BYTES`], the rest is margin for the cursor and the
+/// envelopes, so that a node's answer never ends its own session. The
+/// agent leaves lines out past it and says so (`AppLogs.truncated`).
+pub const MAX_LOG_PAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
+
 /// The DNS name every colocd server certificate carries, so that agents and
 /// the CLI can verify the controller whatever address they reach it by.
 pub const CONTROLLER_TLS_NAME: &str = "colocd";

@@ -563,6 +563,7 @@ async fn an_app_goes_from_request_to_a_running_unit_and_back_out() -> Result<()>
                 // One more than asked: colocd keeps the last three.
                 lines: vec!["a".into(), "b".into(), "c".into(), "d".into()],
                 cursor: "s=ab;i=5".into(),
+                truncated: false,
             })),
         })
         .await?;
@@ -727,6 +728,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
         code(w.op_b.apps.get_instance(iref("asso-a/notes")).await),
         Code::PermissionDenied
     );
+    // Another tenant's request, by number, reads as no request at all.
     assert_eq!(
         code(
             w.op_b
@@ -734,7 +736,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
                 .get_request(pb::GetRequestRequest { id: 1 })
                 .await
         ),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(
         code(
@@ -746,7 +748,7 @@ async fn who_may_do_what_with_apps() -> Result<()> {
                 })
                 .await
         ),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(
         code(

@@ -1,6 +1,9 @@
 //! The authorization matrix: each role x each API family x its own or
-//! another association, checking both the answer and the audit entry.
+//! another association, checking both the answer and the audit entry; and
+//! what a refusal tells: nothing about another association (an object of
+//! theirs found by id reads as one that does not exist).
 
+use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
 use tonic::Code;
@@ -26,6 +29,20 @@ enum Op {
     TokenCreateFor,
     TokenRevoke,
     AuditList,
+    VolumeGetById,
+    RequestGet,
+    RequestComment,
+}
+
+/// What the policy answers a call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Allowed,
+    /// PermissionDenied, for a refusal decided on what the caller sent.
+    Denied,
+    /// NotFound, word for word what a missing object gives: the object
+    /// was found by an id and belongs to someone the caller may not see.
+    Hidden,
 }
 
 impl Op {
@@ -37,6 +54,8 @@ impl Op {
             Op::UserCreate | Op::UserList => "users",
             Op::TokenCreateFor | Op::TokenRevoke => "tokens",
             Op::AuditList => "audit",
+            Op::VolumeGetById => "storage",
+            Op::RequestGet | Op::RequestComment => "apps",
         }
     }
     /// Audit action name, and whether it is a mutation (always audited).
@@ -54,6 +73,9 @@ impl Op {
             Op::TokenCreateFor => ("token.create", true),
             Op::TokenRevoke => ("token.revoke", true),
             Op::AuditList => ("audit.list", false),
+            Op::VolumeGetById => ("volume.show", false),
+            Op::RequestGet => ("app.request.show", false),
+            Op::RequestComment => ("app.request.comment", true),
         }
     }
 }
@@ -65,6 +87,26 @@ struct World {
     mem_a: Api,
     op_b_token_ids: Vec<String>,
     own_token_ids: std::collections::HashMap<&'static str, Vec<String>>,
+    /// Volume asso-a/data on n-a and asso-b/data on n-b, by id.
+    volume_ids: Own<String>,
+    /// A pending request of each tenant for the site app.
+    request_ids: Own<u64>,
+}
+
+/// One for the caller's own association (asso-a), one for the other.
+struct Own<T> {
+    own: T,
+    other: T,
+}
+
+impl<T: Clone> Own<T> {
+    fn pick(&self, own: bool) -> T {
+        if own {
+            self.own.clone()
+        } else {
+            self.other.clone()
+        }
+    }
 }
 
 async fn world() -> Result<World> {
@@ -89,6 +131,36 @@ async fn world() -> Result<World> {
                 node: n.into(),
             })
             .await?;
+    }
+    let mut volume_ids = Vec::new();
+    let mut request_ids = Vec::new();
+    for (tenant, node) in [("asso-a", "n-a"), ("asso-b", "n-b")] {
+        create_pool(&mut admin, node, "tank", apb::PoolKind::Zfs, "serial:d1").await?;
+        let v = create_volume(
+            &mut admin,
+            NewVolume {
+                tenant,
+                name: "data",
+                node,
+                pool: "tank",
+                size_bytes: 1 << 30,
+                encrypted: false,
+            },
+        )
+        .await?;
+        volume_ids.push(v.id);
+        let r = admin
+            .apps
+            .request_app(pb::RequestAppRequest {
+                tenant: tenant.into(),
+                app: "site".into(),
+                node: node.into(),
+                volume: String::new(),
+                comment: String::new(),
+            })
+            .await?
+            .into_inner();
+        request_ids.push(r.id);
     }
     // Tokens of op-b (other tenant) and of mem-a (own tenant) to try revoking.
     let mut op_b_token_ids = Vec::new();
@@ -123,17 +195,25 @@ async fn world() -> Result<World> {
         mem_a,
         op_b_token_ids,
         own_token_ids,
+        volume_ids: Own {
+            own: volume_ids[0].clone(),
+            other: volume_ids[1].clone(),
+        },
+        request_ids: Own {
+            own: request_ids[0],
+            other: request_ids[1],
+        },
     })
 }
 
-/// Runs one call; Ok(()) when allowed, Err(code) when refused.
+/// Runs one call; Ok(()) when allowed, the refusal otherwise.
 async fn call(
     w: &mut World,
     who: Who,
     op: Op,
     own: bool,
     n: usize,
-) -> std::result::Result<(), Code> {
+) -> std::result::Result<(), tonic::Status> {
     let tag = format!(
         "{}-{}-{n}",
         who_name(who),
@@ -153,12 +233,14 @@ async fn call(
         (Op::TokenRevoke, false) => w.op_b_token_ids.pop().expect("enough tokens to revoke"),
         _ => String::new(),
     };
+    let volume_id = w.volume_ids.pick(own);
+    let request_id = w.request_ids.pick(own);
     let api = match who {
         Who::Admin => &mut w.admin,
         Who::Operator => &mut w.op_a,
         Who::Member => &mut w.mem_a,
     };
-    let r = match op {
+    match op {
         Op::SiteCreate => api
             .sites
             .create_site(pb::CreateSiteRequest {
@@ -251,8 +333,35 @@ async fn call(
             })
             .await
             .map(drop),
-    };
-    r.map_err(|s| s.code())
+        Op::VolumeGetById => api
+            .storage
+            .get_volume(pb::VolumeRef { volume: volume_id })
+            .await
+            .map(drop),
+        Op::RequestGet => api
+            .apps
+            .get_request(pb::GetRequestRequest { id: request_id })
+            .await
+            .map(drop),
+        Op::RequestComment => api
+            .apps
+            .comment_request(pb::CommentRequestRequest {
+                id: request_id,
+                text: format!("comment {tag}"),
+            })
+            .await
+            .map(drop),
+    }
+}
+
+/// The name a missing object of `op` has in its NotFound answer.
+fn missing_name(w: &World, op: Op, own: bool, token_id: &str) -> String {
+    match op {
+        Op::TokenRevoke => format!("api token {token_id:?}"),
+        Op::VolumeGetById => format!("volume {:?}", w.volume_ids.pick(own)),
+        Op::RequestGet | Op::RequestComment => format!("request \"{}\"", w.request_ids.pick(own)),
+        _ => unreachable!("{op:?} hides nothing"),
+    }
 }
 
 fn who_name(w: Who) -> &'static str {
@@ -264,10 +373,13 @@ fn who_name(w: Who) -> &'static str {
 }
 
 /// The policy, written independently of the controller's code.
-fn expected(who: Who, op: Op, own: bool) -> bool {
+fn expected(who: Who, op: Op, own: bool) -> Expect {
+    let own_only = if own { Expect::Allowed } else { Expect::Denied };
+    // Found by id, someone else's reads as missing.
+    let own_or_hidden = if own { Expect::Allowed } else { Expect::Hidden };
     match (who, op) {
-        (Who::Admin, _) => true,
-        (_, Op::SiteList) => true,
+        (Who::Admin, _) => Expect::Allowed,
+        (_, Op::SiteList) => Expect::Allowed,
         (
             _,
             Op::SiteCreate
@@ -275,12 +387,15 @@ fn expected(who: Who, op: Op, own: bool) -> bool {
             | Op::NodeDrain
             | Op::TenantCreate
             | Op::UserCreate,
-        ) => false,
-        (Who::Operator, Op::NodeGet) => own,
-        (Who::Member, Op::NodeGet) => false,
-        (_, Op::TenantGet | Op::UserList | Op::AuditList) => own,
+        ) => Expect::Denied,
+        (Who::Operator, Op::NodeGet) => own_only,
+        (Who::Member, Op::NodeGet) => Expect::Denied,
+        (_, Op::TenantGet | Op::UserList | Op::AuditList) => own_only,
         // One's own tokens: yes; another user's: admin work.
-        (_, Op::TokenCreateFor | Op::TokenRevoke) => own,
+        (_, Op::TokenCreateFor) => own_only,
+        (_, Op::TokenRevoke | Op::VolumeGetById | Op::RequestGet | Op::RequestComment) => {
+            own_or_hidden
+        }
     }
 }
 
@@ -300,6 +415,9 @@ async fn every_role_family_and_tenant() -> Result<()> {
         Op::TokenCreateFor,
         Op::TokenRevoke,
         Op::AuditList,
+        Op::VolumeGetById,
+        Op::RequestGet,
+        Op::RequestComment,
     ];
     let mut families = std::collections::BTreeSet::new();
     let mut n = 0;
@@ -308,13 +426,25 @@ async fn every_role_family_and_tenant() -> Result<()> {
             for own in [true, false] {
                 n += 1;
                 families.insert(op.family());
-                let allowed = expected(who, op, own);
+                let expect = expected(who, op, own);
+                let allowed = expect == Expect::Allowed;
+                // Read before the call: a revocation pops the token it uses.
+                let token_id = match (op, own) {
+                    (Op::TokenRevoke, true) => w.own_token_ids[who_name(who)].last().cloned(),
+                    (Op::TokenRevoke, false) => w.op_b_token_ids.last().cloned(),
+                    _ => None,
+                }
+                .unwrap_or_default();
                 let got = call(&mut w, who, op, own, n).await;
                 let ctx = format!("{who:?} {op:?} own={own}");
-                if allowed {
-                    assert_eq!(got, Ok(()), "{ctx} should be allowed");
-                } else {
-                    assert_eq!(got, Err(Code::PermissionDenied), "{ctx} should be denied");
+                match (expect, got) {
+                    (Expect::Allowed, Ok(())) => {}
+                    (Expect::Denied, Err(s)) if s.code() == Code::PermissionDenied => {}
+                    (Expect::Hidden, Err(s)) if s.code() == Code::NotFound => {
+                        let missing = missing_name(&w, op, own, &token_id);
+                        assert_eq!(s.message(), format!("{missing} not found"), "{ctx}");
+                    }
+                    (expect, got) => panic!("{ctx}: expected {expect:?}, got {got:?}"),
                 }
                 let (action, mutation) = op.action();
                 let entries =
@@ -337,7 +467,7 @@ async fn every_role_family_and_tenant() -> Result<()> {
             }
         }
     }
-    assert_eq!(families.len(), 6);
+    assert_eq!(families.len(), 8);
     Ok(())
 }
 
@@ -488,5 +618,155 @@ async fn role_rules_for_accounts() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    Ok(())
+}
+
+/// The answer to `found` (something of asso-b's, or a node op-a and mem-a
+/// may not see) must be the answer to `missing` (an identifier naming
+/// nothing), word for word but for the identifier itself.
+fn same_refusal<T: std::fmt::Debug>(
+    what: &str,
+    found: (&str, std::result::Result<T, tonic::Status>),
+    missing: (&str, std::result::Result<T, tonic::Status>),
+) -> tonic::Status {
+    let refused = found.1.expect_err(what);
+    let unknown = missing.1.expect_err(what);
+    assert_eq!(
+        refused.code(),
+        unknown.code(),
+        "{what}: {refused} / {unknown}"
+    );
+    assert_eq!(
+        refused.message(),
+        unknown.message().replace(missing.0, found.0),
+        "{what}"
+    );
+    for secret in ["asso-b", "op-b", "mem-b"] {
+        assert!(!refused.message().contains(secret), "{what}: {refused}");
+    }
+    refused
+}
+
+#[tokio::test]
+async fn refusals_tell_nothing_of_another_association() -> Result<()> {
+    let mut w = world().await?;
+    let op_b_token = w.op_b_token_ids[0].clone();
+    let other_volume = w.volume_ids.other.clone();
+    let other_request = w.request_ids.other;
+    for api in [w.mem_a.clone(), w.op_a.clone()] {
+        let mut api = api;
+        // Another user's API token, by id: not who holds it, not even that
+        // it exists.
+        let found = api
+            .tokens
+            .revoke_token(pb::RevokeTokenRequest {
+                id: op_b_token.clone(),
+            })
+            .await;
+        let missing = api
+            .tokens
+            .revoke_token(pb::RevokeTokenRequest {
+                id: "tok-000000000000".into(),
+            })
+            .await;
+        let s = same_refusal("token", (&op_b_token, found), ("tok-000000000000", missing));
+        assert_eq!(s.code(), Code::NotFound);
+        // Another association's volume, by id.
+        let found = api
+            .storage
+            .get_volume(pb::VolumeRef {
+                volume: other_volume.clone(),
+            })
+            .await;
+        let missing = api
+            .storage
+            .get_volume(pb::VolumeRef {
+                volume: "0123456789abcdef".into(),
+            })
+            .await;
+        same_refusal(
+            "volume",
+            (&other_volume, found),
+            ("0123456789abcdef", missing),
+        );
+        // Another association's install request, by its number (they
+        // are sequential, so the next one is easy to guess).
+        let found = api
+            .apps
+            .get_request(pb::GetRequestRequest { id: other_request })
+            .await;
+        let missing = api
+            .apps
+            .get_request(pb::GetRequestRequest { id: 999_999 })
+            .await;
+        same_refusal(
+            "request",
+            (&other_request.to_string(), found),
+            ("999999", missing),
+        );
+        let found = api
+            .apps
+            .comment_request(pb::CommentRequestRequest {
+                id: other_request,
+                text: "hello".into(),
+            })
+            .await;
+        let missing = api
+            .apps
+            .comment_request(pb::CommentRequestRequest {
+                id: 999_999,
+                text: "hello".into(),
+            })
+            .await;
+        same_refusal(
+            "comment",
+            (&other_request.to_string(), found),
+            ("999999", missing),
+        );
+        // A node they may not see: the same answer as no node at all.
+        let found = api
+            .nodes
+            .get_node(pb::GetNodeRequest { name: "n-b".into() })
+            .await;
+        let missing = api
+            .nodes
+            .get_node(pb::GetNodeRequest {
+                name: "ghost".into(),
+            })
+            .await;
+        same_refusal("node", ("n-b", found), ("ghost", missing));
+        // Asking for an app on a node: whether it exists is not told either.
+        let ask = |node: &str| pb::RequestAppRequest {
+            tenant: "asso-a".into(),
+            app: "site".into(),
+            node: node.into(),
+            volume: String::new(),
+            comment: String::new(),
+        };
+        let found = api.apps.request_app(ask("n-b")).await;
+        let missing = api.apps.request_app(ask("ghost")).await;
+        same_refusal("app request", ("n-b", found), ("ghost", missing));
+    }
+    // The refusals are in asso-b's audit log, where its people and the
+    // admins read them; asso-a's shows none of it.
+    let b = tenant_audit(&mut w.admin, "asso-b").await?;
+    for action in ["token.revoke", "app.request.comment"] {
+        assert!(
+            has_audit_entry(&b, "user:mem-a", action, pb::AuditOutcome::Denied),
+            "{action}: {b:#?}"
+        );
+    }
+    let own_view = w
+        .mem_a
+        .audit
+        .list_audit(pb::ListAuditRequest::default())
+        .await?
+        .into_inner()
+        .entries;
+    assert!(
+        own_view.iter().all(|e| e.tenant == "asso-a"),
+        "{own_view:#?}"
+    );
+    drop(w.ctl);
     Ok(())
 }

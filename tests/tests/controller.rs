@@ -126,6 +126,126 @@ async fn expired_unknown_and_malformed_join_tokens_are_refused() -> Result<()> {
     Ok(())
 }
 
+const GARBAGE_CSR: &str =
+    "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+
+/// Enrolls with `token` and a CSR that cannot be parsed.
+async fn enroll_with_garbage_csr(
+    ctl: &TestController,
+    token: &str,
+    node: &str,
+) -> Result<tonic::Status> {
+    let mut client = ctl.agent_client().await?;
+    Ok(client
+        .enroll(apb::EnrollRequest {
+            join_token: token.into(),
+            node_name: node.into(),
+            csr_pem: GARBAGE_CSR.into(),
+            facts: None,
+        })
+        .await
+        .expect_err("a garbage CSR never enrolls"))
+}
+
+#[tokio::test]
+async fn the_join_token_is_checked_before_anything_else_and_names_no_node() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let used = join_token(&mut admin, "paris-1", 3600).await?;
+    enroll_raw(&ctl, &used, "secret-node").await?;
+    let expired = join_token(&mut admin, "paris-1", 60).await?;
+    ctl.clock.advance_secs(61);
+
+    // Without a usable token the CSR is never read: the refusal is about
+    // the token, whatever the CSR holds.
+    for (token, says) in [
+        ("cjt_0000", "join token is not valid"),
+        (used.as_str(), "join token was already used"),
+        (expired.as_str(), "join token has expired"),
+    ] {
+        let err = enroll_with_garbage_csr(&ctl, token, "n2").await?;
+        assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+        assert_eq!(err.message(), says);
+        // An anonymous caller with a spent token learns nothing of the
+        // node that spent it.
+        assert!(!err.message().contains("secret-node"), "{err}");
+        let err = enroll_raw(&ctl, token, "n2").await.unwrap_err();
+        assert_eq!(err.message(), says);
+    }
+    // The admins still read in the audit log who took the token.
+    let entries = audit_entries(&mut admin, "anonymous").await?;
+    assert!(
+        entries.iter().any(|e| e.action == "node.enroll"
+            && e.outcome == pb::AuditOutcome::Denied as i32
+            && e.detail.contains("secret-node")),
+        "{entries:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_site_outside_france_refuses_enrollment_without_spending_the_token() -> Result<()> {
+    use coloc_controller::auth::hash_secret;
+    use coloc_controller::store::{JoinTokenRecord, SiteRecord};
+    use coloc_proto::domain::SiteName;
+
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    // No API makes a site abroad; a database from elsewhere could hold one.
+    let store = &ctl.running().ctx.store;
+    let berlin = SiteName::new("berlin-1")?;
+    store
+        .create_site(SiteRecord {
+            name: berlin.clone(),
+            country: "DE".into(),
+            city: "Berlin".into(),
+            description: String::new(),
+            created_unix: ctl.now(),
+        })
+        .await?;
+    let secret = "cjt_abroad";
+    store
+        .create_join_token(JoinTokenRecord {
+            id: "jt-abroad".into(),
+            site: berlin,
+            secret_hash: hash_secret(secret),
+            created_unix: ctl.now(),
+            expires_unix: ctl.now() + 3600,
+            created_by: "user:admin".into(),
+            used_by_node: None,
+            used_unix: None,
+        })
+        .await?;
+    // The rule refuses before the CSR is read and before the token is
+    // spent.
+    let err = enroll_with_garbage_csr(&ctl, secret, "n-de").await?;
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert_eq!(
+        err.message(),
+        "refused by policy: site berlin-1 is not in France"
+    );
+    let err = enroll_raw(&ctl, secret, "n-de").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    let tokens = admin
+        .nodes
+        .list_join_tokens(pb::ListJoinTokensRequest {})
+        .await?
+        .into_inner()
+        .tokens;
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].used_by_node, "", "the token is still usable");
+    let err = admin
+        .nodes
+        .get_node(pb::GetNodeRequest {
+            name: "n-de".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    Ok(())
+}
+
 #[tokio::test]
 async fn only_france_is_accepted() -> Result<()> {
     let ctl = TestController::start().await?;
@@ -496,14 +616,34 @@ async fn crafted_names_and_text_are_refused() -> Result<()> {
     Ok(())
 }
 
+/// The services a reflection client of `$v` (`v1` or `v1alpha`) lists,
+/// connecting without any credential.
+macro_rules! reflected_services {
+    ($v:ident, $ch:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new($ch)
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await?
+            .into_inner();
+        let resp = stream.message().await?.context("a reflection answer")?;
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            bail!("unexpected reflection answer {resp:?}");
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+    }};
+}
+
 #[tokio::test]
 async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let ctl = TestController::start().await?;
     let ch = ctl.channel().await?;
@@ -521,34 +661,30 @@ async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
             .into_inner();
         assert_eq!(resp.status, ServingStatus::Serving as i32, "{service:?}");
     }
-    let mut reflection = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = reflection
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await?
-        .into_inner();
-    let resp = stream.message().await?.context("a reflection answer")?;
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        bail!("unexpected reflection answer {resp:?}");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "coloc.agent.v1.AgentService",
-        "coloc.controller.v1.Sites",
-        "coloc.controller.v1.Nodes",
-        "coloc.controller.v1.Tenants",
-        "coloc.controller.v1.Users",
-        "coloc.controller.v1.Tokens",
-        "coloc.controller.v1.Audit",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
+    // grpcurl speaks v1; Python's grpcio-reflection and older tools only
+    // v1alpha. Neither needs a credential.
+    let v1 = reflected_services!(v1, ch.clone());
+    let v1alpha = reflected_services!(v1alpha, ch);
+    for (version, names) in [("v1", &v1), ("v1alpha", &v1alpha)] {
+        for want in [
+            "coloc.agent.v1.AgentService",
+            "coloc.controller.v1.Sites",
+            "coloc.controller.v1.Nodes",
+            "coloc.controller.v1.Tenants",
+            "coloc.controller.v1.Users",
+            "coloc.controller.v1.Tokens",
+            "coloc.controller.v1.Audit",
+            "coloc.controller.v1.Storage",
+            "coloc.controller.v1.Apps",
+            "coloc.controller.v1.Tasks",
+            "grpc.health.v1.Health",
+            &format!("grpc.reflection.{version}.ServerReflection"),
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{version}: {want} missing from {names:?}"
+            );
+        }
     }
     Ok(())
 }

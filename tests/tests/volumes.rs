@@ -893,9 +893,14 @@ async fn who_may_do_what_with_volumes() -> Result<()> {
         );
         if let Err(s) = read_a {
             assert_eq!(s.code(), Code::PermissionDenied);
-            // By id too.
+            // By id, another tenant's volume reads as no volume at all.
             let err = get_volume(api, &base_a.id).await.unwrap_err();
-            assert_eq!(err.code(), Code::PermissionDenied, "{who:?}");
+            assert_eq!(err.code(), Code::NotFound, "{who:?}");
+            assert_eq!(
+                err.message(),
+                format!("volume {:?} not found", base_a.id),
+                "{who:?}"
+            );
         }
         let pools = api
             .storage

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::runner::{CommandError, Runner};
-use crate::{HostError, Journal, JournalPage, UnitName};
+use crate::{HostError, Journal, JournalEntry, JournalPage, UnitName};
 
 /// Longest cursor accepted. systemd's are about 140 characters.
 pub const MAX_CURSOR_LEN: usize = 512;
@@ -59,7 +59,7 @@ pub fn parse_journal_json(
     after_cursor: Option<&str>,
 ) -> Result<JournalPage, HostError> {
     let mut page = JournalPage {
-        lines: Vec::new(),
+        entries: Vec::new(),
         cursor: after_cursor.unwrap_or_default().to_owned(),
     };
     for (number, line) in output.lines().enumerate() {
@@ -87,11 +87,14 @@ pub fn parse_journal_json(
         }
         .ok_or_else(|| bad("no valid __REALTIME_TIMESTAMP".into()))?;
         let message = fields.get("MESSAGE").map(message_text).unwrap_or_default();
-        page.lines.push(format!(
-            "{} {}",
-            rfc3339_utc_seconds(micros / 1_000_000),
-            escape_controls(message.trim_end())
-        ));
+        page.entries.push(JournalEntry {
+            line: format!(
+                "{} {}",
+                rfc3339_utc_seconds(micros / 1_000_000),
+                escape_controls(message.trim_end())
+            ),
+            cursor: cursor.to_owned(),
+        });
         page.cursor = cursor.to_owned();
     }
     Ok(page)
@@ -201,7 +204,7 @@ impl Journal for RealJournal {
         let lines = lines.min(MAX_LINES);
         if lines == 0 {
             return Ok(JournalPage {
-                lines: Vec::new(),
+                entries: Vec::new(),
                 cursor: after_cursor.unwrap_or_default().to_owned(),
             });
         }
@@ -234,9 +237,9 @@ impl Journal for RealJournal {
 const FAKE_CURSOR_PREFIX: &str = "s=fake;i=";
 
 /// In-memory [`Journal`]: lines per unit as tests set them, already in the
-/// `"<time> <message>"` form. Cursors are `s=fake;i=<n>`, `n` the 1-based
-/// position of the line; a cursor of another form fails the way
-/// journalctl fails to seek to it.
+/// `"<time> <message>"` form. An entry's cursor is `s=fake;i=<n>`, `n` its
+/// 1-based position; a cursor of another form fails the way journalctl
+/// fails to seek to it.
 #[derive(Debug, Default)]
 pub struct FakeJournal {
     units: Mutex<BTreeMap<UnitName, Vec<String>>>,
@@ -301,7 +304,14 @@ impl Journal for FakeJournal {
         };
         let end = start.saturating_add(limit).min(all.len());
         Ok(JournalPage {
-            lines: all[start..end].to_vec(),
+            entries: all[start..end]
+                .iter()
+                .zip(start + 1..)
+                .map(|(line, position)| JournalEntry {
+                    line: line.clone(),
+                    cursor: format!("{FAKE_CURSOR_PREFIX}{position}"),
+                })
+                .collect(),
             cursor: if end > start {
                 format!("{FAKE_CURSOR_PREFIX}{end}")
             } else {
@@ -331,7 +341,7 @@ mod tests {
         // build machines. To be replaced by a recording from the QEMU guest.
         let page = parse_journal_json(&fixture("journal-app-crashloop.json"), None).unwrap();
         assert_eq!(
-            page.lines,
+            page.lines(),
             vec![
                 "2026-11-28T21:10:00Z Started coloc-app-acme-wiki.service - Wiki of tenant acme.",
                 "2026-11-28T21:10:00Z wiki 1.4.2 listening on 127.0.0.1:8080",
@@ -352,6 +362,15 @@ mod tests {
             page.cursor
                 .starts_with("s=8f1c2a6e5b9d4c7fa3e2d1c0b9a8f7e6;i=2f61;")
         );
+        // Each entry keeps its own cursor; the page's is the last one's.
+        assert_eq!(page.entries.last().map(|e| &e.cursor), Some(&page.cursor));
+        assert!(
+            page.entries[0]
+                .cursor
+                .starts_with("s=8f1c2a6e5b9d4c7fa3e2d1c0b9a8f7e6;i=2f40;"),
+            "{}",
+            page.entries[0].cursor
+        );
         validate_cursor(&page.cursor).expect("journald's cursors pass our check");
     }
 
@@ -360,7 +379,7 @@ mod tests {
         assert_eq!(
             parse_journal_json("", Some("s=abc;i=1")).unwrap(),
             JournalPage {
-                lines: vec![],
+                entries: vec![],
                 cursor: "s=abc;i=1".into()
             }
         );
@@ -372,12 +391,12 @@ mod tests {
         let repeated =
             r#"{"__CURSOR":"c1","__REALTIME_TIMESTAMP":"0","MESSAGE":["one",[116,119,111]]}"#;
         assert_eq!(
-            parse_journal_json(repeated, None).unwrap().lines,
+            parse_journal_json(repeated, None).unwrap().lines(),
             vec!["1970-01-01T00:00:00Z one two"]
         );
         let no_message = r#"{"__CURSOR":"c1","__REALTIME_TIMESTAMP":"0"}"#;
         assert_eq!(
-            parse_journal_json(no_message, None).unwrap().lines,
+            parse_journal_json(no_message, None).unwrap().lines(),
             vec!["1970-01-01T00:00:00Z "]
         );
         for bad in [
@@ -444,26 +463,33 @@ mod tests {
         }
         let last = journal.unit_lines(&app, 2, None).await.unwrap();
         assert_eq!(
-            last.lines,
+            last.lines(),
             vec!["2026-11-28T21:10:04Z line 4", "2026-11-28T21:10:05Z line 5"]
+        );
+        assert_eq!(
+            last.entries
+                .iter()
+                .map(|e| e.cursor.as_str())
+                .collect::<Vec<_>>(),
+            ["s=fake;i=4", "s=fake;i=5"]
         );
         assert!(
             journal
                 .unit_lines(&app, 10, Some(&last.cursor))
                 .await
                 .unwrap()
-                .lines
+                .entries
                 .is_empty()
         );
 
         let first = journal.unit_lines(&app, 10, None).await.unwrap();
-        assert_eq!(first.lines.len(), 5);
+        assert_eq!(first.entries.len(), 5);
         journal.push(&app, "2026-11-28T21:10:09Z line 6");
         let next = journal
             .unit_lines(&app, 10, Some(&first.cursor))
             .await
             .unwrap();
-        assert_eq!(next.lines, vec!["2026-11-28T21:10:09Z line 6"]);
+        assert_eq!(next.lines(), vec!["2026-11-28T21:10:09Z line 6"]);
         let none = journal
             .unit_lines(&app, 10, Some(&next.cursor))
             .await
@@ -481,7 +507,7 @@ mod tests {
         ));
         journal.set_lines(&app, vec!["x".into()]);
         assert_eq!(
-            journal.unit_lines(&app, 10, None).await.unwrap().lines,
+            journal.unit_lines(&app, 10, None).await.unwrap().lines(),
             ["x"]
         );
     }

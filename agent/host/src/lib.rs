@@ -164,13 +164,34 @@ pub trait Accounts: Send + Sync {
     async fn ensure(&self, uid: u32, gid: u32) -> Result<(), HostError>;
 }
 
+/// One journal entry as one line, with the cursor that points at it (a
+/// page cut after this entry goes on from there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// "2026-11-28T21:10:00Z message".
+    pub line: String,
+    pub cursor: String,
+}
+
 /// One page of a unit's journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JournalPage {
-    /// "2026-11-28T21:10:00Z message", oldest first.
-    pub lines: Vec<String>,
-    /// The cursor of the last line (or the one given when no line came).
+    /// Oldest first.
+    pub entries: Vec<JournalEntry>,
+    /// The cursor of the last entry (or the one given when none came).
     pub cursor: String,
+}
+
+impl JournalPage {
+    /// The entries' lines, oldest first.
+    pub fn lines(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.line.as_str()).collect()
+    }
+
+    /// The entries' lines, oldest first, without their cursors.
+    pub fn into_lines(self) -> Vec<String> {
+        self.entries.into_iter().map(|e| e.line).collect()
+    }
 }
 
 /// The systemd journal.

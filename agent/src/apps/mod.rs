@@ -12,7 +12,8 @@
 //! file changed, then enables and starts it (or restarts it, when the
 //! restart nonce moved or its files changed), stops and disables it, or
 //! removes it. It then reads each unit's state, probes its health
-//! ([`probe`]) and, for a failed unit, attaches the end of its journal.
+//! ([`probe`]) and, for a failed unit, attaches the end of its journal
+//! (`logs`, which also answers `coloc app logs` within the message limit).
 //! Last, the proxy: Caddy's configuration
 //! ([`proxy`]) routes every RUNNING instance's host name to its port.
 //!
@@ -24,6 +25,7 @@
 //! and deletes the unit file and configuration, the data stays.
 
 mod fsops;
+mod logs;
 pub mod probe;
 pub mod proxy;
 pub mod unit;
@@ -31,9 +33,9 @@ pub mod unit;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use coloc_proto::agent::v1::{AppLogs, AppState, AppStatus, GetAppLogs, VolumePhase, VolumeStatus};
+use coloc_proto::agent::v1::{AppState, AppStatus, VolumePhase, VolumeStatus};
 pub use coloc_proto::apps::{AppDecl, AppIdentity, HealthCheck};
-use coloc_proto::apps::{AppName, ProxyDecl, app_unit};
+use coloc_proto::apps::{AppName, ProxyDecl};
 use coloc_proto::domain::{InvalidInput, TenantName, clip};
 
 use crate::desired::AppEntry;
@@ -42,6 +44,7 @@ use crate::logging::ids;
 use coloc_proto::error_chain;
 pub use fsops::FsError;
 use fsops::{Dir, Owner};
+pub use logs::{MAX_LOG_LINE_BYTES, STATUS_LOG_LINE_BYTES, app_logs};
 pub use probe::{PROBE_TIMEOUT, ProbeOutcome};
 pub use proxy::{CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, Site, render_caddyfile};
 pub use unit::{UNIT_DIR, render_unit};
@@ -564,7 +567,7 @@ async fn observe(host: &Host, instance: &mut Instance) {
     let crashing = details.sub_state == "auto-restart";
     if details.active_state == "failed" || crashing {
         match host.journal.unit_lines(&unit, FAILED_LOG_LINES, None).await {
-            Ok(page) => instance.status.last_log_lines = page.lines,
+            Ok(page) => instance.status.last_log_lines = logs::status_lines(page),
             Err(e) => {
                 tracing::warn!(unit = %unit, error = %error_chain(&e), "cannot read the journal of a failed app")
             }
@@ -816,38 +819,6 @@ fn write_caddyfile(root: &Path, text: &str, deployed: bool) -> Result<bool, AppE
         },
     )
     .map_err(files_err("write the Caddyfile"))
-}
-
-/// Answers `GetAppLogs`: the journal of the instance's unit, at most
-/// [`LOG_LINES_RANGE`] lines, after the cursor when one is given.
-pub async fn app_logs(host: &Host, request: &GetAppLogs) -> Result<AppLogs, AppError> {
-    let tenant = TenantName::new(request.tenant.as_str())?;
-    let unit = app_unit(&tenant, &AppName::new(request.app.as_str())?);
-    let lines = request
-        .lines
-        .clamp(*LOG_LINES_RANGE.start(), *LOG_LINES_RANGE.end());
-    let cursor = if request.after_cursor.is_empty() {
-        None
-    } else {
-        // Journal cursors are `s=...;i=...;...`: visible ASCII.
-        let cursor = request.after_cursor.as_str();
-        if cursor.len() > 1024 || !cursor.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(AppError::Invalid(InvalidInput::field(
-                "cursor",
-                "not a journal cursor (visible ASCII, at most 1024 bytes)",
-            )));
-        }
-        Some(cursor)
-    };
-    let page = host
-        .journal
-        .unit_lines(&unit, lines, cursor)
-        .await
-        .map_err(host_err("read the journal of", &unit))?;
-    Ok(AppLogs {
-        lines: page.lines,
-        cursor: page.cursor,
-    })
 }
 
 /// The root an agent works under when none is configured.

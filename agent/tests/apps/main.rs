@@ -19,8 +19,8 @@ use coloc_agent::apps::{
 };
 use coloc_agent::desired::Desired;
 use coloc_agent::host::{
-    FakeHost, Host, HostError, Journal, JournalPage, Packages, UnitDetails, UnitName, UnitOp,
-    UnitState, Units,
+    FakeHost, Host, HostError, Journal, JournalEntry, JournalPage, Packages, UnitDetails, UnitName,
+    UnitOp, UnitState, Units,
 };
 use coloc_agent::reconcile::Reconciler;
 use coloc_agent::status::{AgentStatus, Outcome, StatusHub};
@@ -306,10 +306,17 @@ impl Journal for TestJournal {
             .cloned()
             .unwrap_or_default();
         let n = usize::try_from(lines).unwrap_or(usize::MAX);
-        let tail = all[all.len().saturating_sub(n)..].to_vec();
+        let start = all.len().saturating_sub(n);
         Ok(JournalPage {
             cursor: format!("s=1;i={}", all.len()),
-            lines: tail,
+            entries: all[start..]
+                .iter()
+                .zip(start + 1..)
+                .map(|(line, i)| JournalEntry {
+                    line: line.clone(),
+                    cursor: format!("s=1;i={i}"),
+                })
+                .collect(),
         })
     }
 }

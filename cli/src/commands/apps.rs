@@ -12,8 +12,8 @@ use crate::error::Failure;
 use crate::input::{InstanceRef, check_remove_confirm};
 use crate::output::apps::{
     catalog_json, catalog_table, instance_details, instance_has_error, instance_json,
-    instance_name, instances_table, log_lines, logs_json, request_details, request_json,
-    request_state_word, requests_table,
+    instance_name, instances_table, log_lines, logs_json, logs_truncated_note, request_details,
+    request_json, request_state_word, requests_table,
 };
 use crate::output::{self, Printer};
 
@@ -200,10 +200,17 @@ async fn logs(
             out.note(&format!("no journal lines for {instance} yet"));
             return Ok(());
         }
-        return out.emit(logs_json(&first), || log_lines(&first.lines));
+        out.emit(logs_json(&first), || log_lines(&first.lines))?;
+        if first.truncated {
+            out.note(&logs_truncated_note(first.lines.len()));
+        }
+        return Ok(());
     };
     if !print_follow_page(out, &first)? {
         return Ok(());
+    }
+    if first.truncated {
+        out.note(&logs_truncated_note(first.lines.len()));
     }
     let mut cursor = first.cursor;
     let poll = async {
@@ -211,8 +218,12 @@ async fn logs(
             tokio::time::interval_at(tokio::time::Instant::now() + FOLLOW_EVERY, FOLLOW_EVERY);
         // A slow answer delays the next poll rather than bunching them.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A page the node cut to fit one answer: the rest comes at once.
+        let mut more = false;
         loop {
-            tick.tick().await;
+            if !more {
+                tick.tick().await;
+            }
             let page = call(
                 &api,
                 api.apps()
@@ -222,6 +233,7 @@ async fn logs(
             if !print_follow_page(out, &page)? {
                 return Ok(());
             }
+            more = page.truncated;
             // An empty cursor means nothing new: keep the one we have.
             if !page.cursor.is_empty() {
                 cursor = page.cursor;

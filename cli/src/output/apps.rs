@@ -313,7 +313,16 @@ pub fn instance_details(i: &pb::AppInstance) -> String {
 }
 
 pub fn logs_json(l: &pb::InstanceLogs) -> Value {
-    json!({ "lines": l.lines, "cursor": l.cursor })
+    json!({ "lines": l.lines, "cursor": l.cursor, "truncated": l.truncated })
+}
+
+/// What `coloc app logs` says on stderr when the node cut its answer.
+pub fn logs_truncated_note(lines: usize) -> String {
+    format!(
+        "note: the node sent only the newest {lines} lines: one answer carries at most {} KiB \
+         of log; ask for fewer with -n",
+        coloc_proto::MAX_LOG_PAGE_BYTES / 1024
+    )
 }
 
 /// Journal lines as they came, escaped, one per line.

@@ -333,6 +333,7 @@ pub fn stats_json(s: &pb::ControllerStats) -> Value {
         "sessions_opened": s.sessions_opened,
         "heartbeats": s.heartbeats,
         "observed": s.observed,
+        "unmatched_results": s.unmatched_results,
         "started_unix": s.started_unix,
     })
 }
@@ -344,6 +345,7 @@ pub fn stats_details(s: &pb::ControllerStats) -> String {
         .field("Sessions opened", s.sessions_opened.to_string())
         .field("Heartbeats", s.heartbeats.to_string())
         .field("Observed reports", s.observed.to_string())
+        .field("Unmatched results", s.unmatched_results.to_string())
         .render()
 }
 

@@ -7,7 +7,13 @@
 //! matters, so it travels through a `watch` channel and a slow agent simply
 //! skips intermediate generations. Imperative requests (ping, facts,
 //! rollback, logs) go through an `mpsc` queue and are matched with their
-//! result by id.
+//! result by id, within the session they were sent on: each session holds
+//! its own requests waiting for an answer, so a node can only ever answer
+//! what it was asked. A result from any other session (another node
+//! answering with an id it read or guessed, or a late answer after the
+//! asker gave up) resolves nothing; it is dropped and counted
+//! ([`SessionStats::unmatched_results`]). Request ids are random, not a
+//! counter, so that one node cannot even predict the ids sent to others.
 //!
 //! This is memory only, per controller process: it never reads or writes
 //! the store (the agent service and the background tasks do, with what it
@@ -43,6 +49,12 @@ struct SessionEntry {
     id: u64,
     desired: watch::Sender<Option<pb::DesiredConfig>>,
     requests: mpsc::Sender<Result<pb::ControllerMessage, Status>>,
+    /// Requests sent on this session and not answered yet, by id. Dropped
+    /// with the session, which tells their askers at once that the node
+    /// went away.
+    pending: HashMap<u64, oneshot::Sender<pb::RequestResult>>,
+    /// Results of this session that matched none of its requests.
+    unmatched: u64,
     /// Last message from the agent, ms on the registry's monotonic clock
     /// ([`SessionRegistry::monotonic_ms`]): a step of the wall clock (or a
     /// test moving the controller's clock by days) must not make every
@@ -56,6 +68,9 @@ pub struct SessionStats {
     pub sessions_opened: AtomicU64,
     pub heartbeats: AtomicU64,
     pub observed: AtomicU64,
+    /// Request results that answered nothing this node was asked (late,
+    /// or forged): dropped.
+    pub unmatched_results: AtomicU64,
 }
 
 /// The live sessions of this colocd process, by node; one per node (a new
@@ -66,8 +81,8 @@ pub struct SessionRegistry {
     sessions: Mutex<HashMap<NodeName, SessionEntry>>,
     /// Last-seen times waiting to be flushed to the store.
     seen: Mutex<HashMap<NodeName, i64>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<pb::RequestResult>>>,
-    next_id: AtomicU64,
+    /// Session ids (internal, never sent to a node).
+    next_session: AtomicU64,
     pub stats: SessionStats,
 }
 
@@ -95,8 +110,7 @@ impl SessionRegistry {
             epoch: std::time::Instant::now(),
             sessions: Mutex::default(),
             seen: Mutex::default(),
-            pending: Mutex::default(),
-            next_id: AtomicU64::new(0),
+            next_session: AtomicU64::new(0),
             stats: SessionStats::default(),
         }
     }
@@ -142,7 +156,7 @@ impl SessionRegistry {
         params: pb::SessionParams,
         desired: pb::DesiredConfig,
     ) -> (u64, Arc<AtomicI64>, OutStream) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let (desired_tx, desired_rx) = watch::channel(Some(desired));
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         // Cannot fail: the queue is empty and its receiver is right here.
@@ -154,6 +168,8 @@ impl SessionRegistry {
             id,
             desired: desired_tx,
             requests: req_tx,
+            pending: HashMap::new(),
+            unmatched: 0,
             last_message_ms: last.clone(),
         };
         if lock(&self.sessions).insert(node.clone(), entry).is_some() {
@@ -211,19 +227,29 @@ impl SessionRegistry {
             .collect()
     }
 
+    /// Sends `kind` to the node's current session and waits for that
+    /// session's answer to it.
     async fn request(
         &self,
         node: &NodeName,
         kind: pb::request::Kind,
         timeout: Duration,
     ) -> ApiResult<pb::RequestResult> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let sender = lock(&self.sessions)
-            .get(node)
-            .map(|e| e.requests.clone())
-            .ok_or_else(|| ApiError::NodeOffline(node.to_string()))?;
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
+        let (session, id, sender, rx) = {
+            let mut sessions = lock(&self.sessions);
+            let entry = sessions
+                .get_mut(node)
+                .ok_or_else(|| ApiError::NodeOffline(node.to_string()))?;
+            let id = loop {
+                let id: u64 = rand::random();
+                if !entry.pending.contains_key(&id) {
+                    break id;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            entry.pending.insert(id, tx);
+            (entry.id, id, entry.requests.clone(), rx)
+        };
         let msg = pb::ControllerMessage {
             body: Some(pb::controller_message::Body::Request(pb::Request {
                 id,
@@ -237,6 +263,7 @@ impl SessionRegistry {
                 .map_err(|_| ApiError::NodeOffline(node.to_string()))?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(res)) => Ok(res),
+                // The session ended, and its waiting requests with it.
                 Ok(Err(_)) => Err(ApiError::NodeOffline(node.to_string())),
                 Err(_) => Err(ApiError::NodeTimeout {
                     node: node.to_string(),
@@ -245,7 +272,11 @@ impl SessionRegistry {
             }
         }
         .await;
-        lock(&self.pending).remove(&id);
+        if let Some(entry) = lock(&self.sessions).get_mut(node)
+            && entry.id == session
+        {
+            entry.pending.remove(&id);
+        }
         let res = outcome?;
         if res.ok {
             Ok(res)
@@ -341,10 +372,151 @@ impl SessionRegistry {
         }
     }
 
-    pub(super) fn resolve(&self, result: pb::RequestResult) {
-        if let Some(tx) = lock(&self.pending).remove(&result.request_id) {
-            // The requester may have timed out meanwhile; nothing to do then.
-            let _ = tx.send(result);
+    /// Hands a result that arrived on session `session` of `node` to
+    /// whoever asked that session for it. A result matching no request of
+    /// that very session is dropped and counted: it is either late (its
+    /// asker gave up) or an answer to something this node was never asked.
+    /// Returns whether it matched.
+    pub(super) fn resolve(&self, node: &NodeName, session: u64, result: pb::RequestResult) -> bool {
+        let request_id = result.request_id;
+        // None: the session was replaced meanwhile, and nobody waits for
+        // what it answers.
+        let unmatched_in_session = {
+            let mut sessions = lock(&self.sessions);
+            match sessions.get_mut(node).filter(|e| e.id == session) {
+                Some(entry) => match entry.pending.remove(&request_id) {
+                    Some(tx) => {
+                        // The asker may have timed out meanwhile; nothing
+                        // to do then.
+                        let _ = tx.send(result);
+                        return true;
+                    }
+                    None => {
+                        entry.unmatched += 1;
+                        Some(entry.unmatched)
+                    }
+                },
+                None => None,
+            }
+        };
+        self.stats.unmatched_results.fetch_add(1, Ordering::Relaxed);
+        // At warn once per session: a node can send these as fast as it
+        // likes, and the counter keeps the total.
+        if unmatched_in_session == Some(1) {
+            tracing::warn!(
+                node = %node,
+                request_id,
+                "request result matching nothing this node was asked: dropped"
+            );
+        } else {
+            tracing::debug!(node = %node, request_id, "request result matching nothing: dropped");
         }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeName {
+        NodeName::new(name).unwrap()
+    }
+
+    fn open(reg: &SessionRegistry, name: &str) -> (u64, OutStream) {
+        let (id, _, out) = reg.open(
+            &node(name),
+            pb::SessionParams::default(),
+            pb::DesiredConfig::default(),
+        );
+        (id, out)
+    }
+
+    /// The next imperative request on a session's outbound stream.
+    async fn next_request(out: &mut OutStream) -> pb::Request {
+        loop {
+            let msg = out.next().await.expect("session open").expect("no error");
+            if let Some(pb::controller_message::Body::Request(r)) = msg.body {
+                return r;
+            }
+        }
+    }
+
+    fn pong(id: u64, agent_unix_ms: u64) -> pb::RequestResult {
+        pb::RequestResult {
+            request_id: id,
+            ok: true,
+            error: String::new(),
+            payload: Some(pb::request_result::Payload::Pong(pb::Pong {
+                agent_unix_ms,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_resolves_only_a_request_of_its_own_session() {
+        let reg = Arc::new(SessionRegistry::new(0));
+        let (a, mut out_a) = open(&reg, "n-a");
+        let (b, _out_b) = open(&reg, "n-b");
+        let asker = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.ping(&node("n-a")).await }
+        });
+        let asked = next_request(&mut out_a).await;
+        // n-b answers with the id it read, and with ids around it.
+        for id in [
+            asked.id,
+            asked.id.wrapping_add(1),
+            asked.id.wrapping_sub(1),
+            1,
+        ] {
+            assert!(!reg.resolve(&node("n-b"), b, pong(id, 666)));
+        }
+        // n-a's own previous session (replaced) answers nothing either.
+        assert!(!reg.resolve(&node("n-a"), a + 100, pong(asked.id, 666)));
+        assert_eq!(reg.stats.unmatched_results.load(Ordering::Relaxed), 5);
+        assert!(!asker.is_finished());
+        assert!(reg.resolve(&node("n-a"), a, pong(asked.id, 42)));
+        assert_eq!(asker.await.unwrap().unwrap(), 42);
+        // Answered once: the same result again matches nothing.
+        assert!(!reg.resolve(&node("n-a"), a, pong(asked.id, 42)));
+    }
+
+    #[tokio::test]
+    async fn request_ids_are_not_a_sequence() {
+        let reg = Arc::new(SessionRegistry::new(0));
+        let (a, mut out) = open(&reg, "n-a");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let asker = tokio::spawn({
+                let reg = reg.clone();
+                async move { reg.ping(&node("n-a")).await }
+            });
+            let asked = next_request(&mut out).await;
+            ids.push(asked.id);
+            assert!(reg.resolve(&node("n-a"), a, pong(asked.id, 1)));
+            asker.await.unwrap().unwrap();
+        }
+        // Random 64-bit ids: consecutive ones are not a step apart (a false
+        // failure has odds of about 2^-62).
+        assert!(ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1), "{ids:?}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_fails_its_waiting_requests_at_once() {
+        let reg = Arc::new(SessionRegistry::new(0));
+        let (a, mut out) = open(&reg, "n-a");
+        let asker = tokio::spawn({
+            let reg = reg.clone();
+            async move { reg.ping(&node("n-a")).await }
+        });
+        let asked = next_request(&mut out).await;
+        assert!(reg.close(&node("n-a"), a));
+        assert!(matches!(
+            asker.await.unwrap(),
+            Err(ApiError::NodeOffline(n)) if n == "n-a"
+        ));
+        // Its answer, arriving after the session closed, matches nothing.
+        assert!(!reg.resolve(&node("n-a"), a, pong(asked.id, 1)));
     }
 }

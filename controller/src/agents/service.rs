@@ -69,15 +69,23 @@ impl AgentApi {
             );
         }
         let now = ctx.clock.now();
-        // Signing first is harmless: the certificate is worthless until its
-        // fingerprint is stored, which happens only if the token is good.
+        let secret_hash = auth::hash_secret(&r.join_token);
+        // The token first: without a usable one, nothing else the caller
+        // sent is looked at (the CSR is not even parsed).
+        let token = ctx.store.usable_join_token(&secret_hash, now).await?;
+        // The cooperative's rule before the token is spent, so that a
+        // refused enrollment leaves it usable once the site is fixed.
+        auth::require_site_in_france(&ctx.store.get_site(&token.site).await?)?;
         let issued =
             ctx.ca
                 .sign_client_csr(&r.csr_pem, name.as_str(), "node", now, NODE_CERT_TTL_SECS)?;
+        // The token is checked again, and spent, in the transaction that
+        // creates the node: a certificate signed for a token spent
+        // meanwhile matches no node and opens nothing.
         let rec = ctx
             .store
             .enroll_node(
-                &auth::hash_secret(&r.join_token),
+                &secret_hash,
                 NewNode {
                     name: name.clone(),
                     cert_fingerprint: issued.fingerprint.clone(),
@@ -86,13 +94,6 @@ impl AgentApi {
                 now,
             )
             .await?;
-        let site = ctx.store.get_site(&rec.site).await?;
-        if site.country != "FR" {
-            return Err(ApiError::Policy(format!(
-                "site {} is not in France",
-                site.name
-            )));
-        }
         tracing::info!(node = %name, site = %rec.site, "node enrolled");
         Ok(pb::EnrollResponse {
             node_name: name.to_string(),
@@ -271,7 +272,9 @@ async fn read_inbound(
             }
             Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
             Some(pb::agent_message::Body::Result(r)) => {
-                ctx.sessions.resolve(r);
+                // Matched within this session only: a node answers for
+                // itself.
+                ctx.sessions.resolve(&name, id, r);
                 Ok(())
             }
             Some(pb::agent_message::Body::Hello(_)) | None => {

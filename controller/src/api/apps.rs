@@ -258,7 +258,12 @@ impl Apps for AppsApi {
                         tenant.offer
                     )));
                 }
-                ctx.store.get_node(&r.node).await?;
+                // Whether a node exists is for those who may see it: anyone
+                // else reads the same answer (no volume of theirs there) for
+                // a node that exists and for one that does not.
+                if auth::can_see_node(&caller, &r.node) {
+                    ctx.store.get_node(&r.node).await?;
+                }
                 let volumes = ctx
                     .store
                     .list_volumes(VolumeFilter {
@@ -318,10 +323,15 @@ impl Apps for AppsApi {
             "app.request.show",
             |r| format!("request:{}", r.id),
             async |caller, r, audit| {
-                // Any id is well-formed: an unknown one is not found.
+                // Any id is well-formed: an unknown one is not found, and so
+                // is another tenant's (numbers are sequential).
                 let rec = ctx.store.get_app_request(r.id).await?;
                 audit.tenant = Some(rec.tenant.clone());
-                auth::require_tenant_read(&caller, &rec.tenant)?;
+                auth::unseen(
+                    "request",
+                    r.id,
+                    auth::require_tenant_read(&caller, &rec.tenant),
+                )?;
                 Ok(convert::app_request(rec))
             },
         )
@@ -341,7 +351,11 @@ impl Apps for AppsApi {
                 let CommentRequest { id, text } = r.try_into()?;
                 let rec = ctx.store.get_app_request(id).await?;
                 audit.tenant = Some(rec.tenant.clone());
-                auth::require_tenant_read(&caller, &rec.tenant)?;
+                auth::unseen(
+                    "request",
+                    id,
+                    auth::require_tenant_read(&caller, &rec.tenant),
+                )?;
                 let comment = CommentRecord {
                     author: caller.user.name.clone(),
                     at_unix: ctx.clock.now(),
@@ -507,10 +521,13 @@ impl Apps for AppsApi {
                         other => other,
                     })?;
                 // The agent is trusted with the journal, not with the count.
+                // Its answer fitted the session's message limit, so what is
+                // passed on fits the caller's.
                 let skip = logs.lines.len().saturating_sub(r.lines as usize);
                 Ok(pb::InstanceLogs {
                     lines: logs.lines.into_iter().skip(skip).collect(),
                     cursor: logs.cursor,
+                    truncated: logs.truncated,
                 })
             },
         )

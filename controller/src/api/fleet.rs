@@ -96,12 +96,7 @@ impl Nodes for NodesApi {
                 auth::require_admin(&caller, "creating a join token")?;
                 let CreateJoinToken { site, ttl_secs } = r.try_into()?;
                 let site = ctx.store.get_site(&site).await?;
-                if site.country != "FR" {
-                    return Err(ApiError::Policy(format!(
-                        "site {} is not in France",
-                        site.name
-                    )));
-                }
+                auth::require_site_in_france(&site)?;
                 let (secret, id) = auth::new_secret(JOIN_TOKEN_PREFIX, "jt-");
                 let now = ctx.clock.now();
                 let rec = JoinTokenRecord {
@@ -317,6 +312,7 @@ impl Nodes for NodesApi {
                     sessions_opened: s.stats.sessions_opened.load(Relaxed),
                     heartbeats: s.stats.heartbeats.load(Relaxed),
                     observed: s.stats.observed.load(Relaxed),
+                    unmatched_results: s.stats.unmatched_results.load(Relaxed),
                     started_unix: s.started_unix(),
                 })
             },

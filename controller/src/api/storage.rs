@@ -75,7 +75,9 @@ impl StorageApi {
         };
         audit.tenant = Some(v.tenant.clone());
         audit.target = target_of(&v);
-        auth::require_tenant_read(caller, &v.tenant)?;
+        // Reached by id only: another tenant's volume is not found, as an
+        // unknown id is.
+        auth::unseen("volume", arg, auth::require_tenant_read(caller, &v.tenant))?;
         Ok(v)
     }
 

@@ -377,7 +377,13 @@ impl Tokens for TokensApi {
                 // Known before the policy check, so that a refusal is visible
                 // in the owner's tenant's audit log too.
                 audit.tenant = ctx.store.get_user(&token.user).await?.tenant;
-                auth::require_self_or_admin(&caller, &token.user)?;
+                // Another user's token is not found, as an unknown id is:
+                // the caller learns neither that it exists nor whose it is.
+                auth::unseen(
+                    "api token",
+                    &id,
+                    auth::require_self_or_admin(&caller, &token.user),
+                )?;
                 let rec = ctx.store.revoke_api_token(&id, ctx.clock.now()).await?;
                 Ok(convert::api_token(rec))
             },

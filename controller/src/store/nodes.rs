@@ -139,6 +139,16 @@ pub trait NodeStore: Send + Sync + 'static {
     // ---- join tokens and enrollment
     async fn create_join_token(&self, token: JoinTokenRecord) -> StoreResult<()>;
     async fn list_join_tokens(&self) -> StoreResult<Vec<JoinTokenRecord>>;
+    /// The join token with this hash, if it can enroll a node at `now`;
+    /// otherwise the refusal [`NodeStore::enroll_node`] would give
+    /// (JoinTokenUnknown / JoinTokenUsed / JoinTokenExpired). Changes
+    /// nothing: enrollment looks at the token before anything else of the
+    /// request, and `enroll_node` checks it again in its transaction.
+    async fn usable_join_token(
+        &self,
+        secret_hash: &str,
+        now: UnixSecs,
+    ) -> StoreResult<JoinTokenRecord>;
     /// In one transaction: find the unused, unexpired token with this
     /// hash, mark it used by `node.name`, and create the node at the
     /// token's site (conn_state Enrolling, generation 1). Errors:

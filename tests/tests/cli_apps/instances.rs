@@ -355,10 +355,55 @@ async fn logs_follow_in_json_lines() -> Result<()> {
     let next: serde_json::Value = serde_json::from_str(&run.line().await?)?;
     assert_eq!(
         next,
-        serde_json::json!({ "lines": ["later"], "cursor": "c4" })
+        serde_json::json!({ "lines": ["later"], "cursor": "c4", "truncated": false })
     );
     run.interrupt()?;
     let (status, _) = run.wait().await?;
     assert_eq!(status.code(), Some(0));
+    Ok(())
+}
+
+/// A node cuts a page too large for one answer: `coloc app logs` says so
+/// on stderr (and in JSON), and following still shows every line, in
+/// order, the rest of a cut page coming with the next polls.
+#[tokio::test]
+async fn a_page_the_node_cut_says_so_and_following_loses_nothing() -> Result<()> {
+    let w = world().await?;
+    let admin = w.admin();
+    w.cap_pages(2);
+    let o = admin
+        .run(&["app", "logs", "asso-x/radicale", "-n", "1000"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "Jan 01 01:00:01 n1 radicale[812]: Listening on 127.0.0.1:20000\n\
+         Jan 01 01:00:02 n1 radicale[812]: Radicale server ready\n"
+    );
+    assert_eq!(
+        stderr(&o),
+        "note: the node sent only the newest 2 lines: one answer carries at most 512 KiB of \
+         log; ask for fewer with -n\n"
+    );
+    let v = admin
+        .json(&["app", "logs", "asso-x/radicale", "-n", "1000", "--json"])
+        .await;
+    assert_eq!(v["truncated"], true);
+    assert_eq!(v["lines"].as_array().map(Vec::len), Some(2));
+
+    let mut run = admin.spawn(&["app", "logs", "asso-x/radicale", "-f", "-n", "1"])?;
+    assert_eq!(
+        run.line().await?,
+        "Jan 01 01:00:02 n1 radicale[812]: Radicale server ready"
+    );
+    let burst: Vec<String> = (1..=7).map(|i| format!("burst line {i}")).collect();
+    w.journal_push(&burst.iter().map(String::as_str).collect::<Vec<_>>());
+    for line in &burst {
+        assert_eq!(&run.line().await?, line);
+    }
+    run.interrupt()?;
+    let (status, err) = run.wait().await?;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(err.is_empty(), "{err}");
     Ok(())
 }

@@ -108,6 +108,10 @@ struct Journals {
     lines: HashMap<String, Vec<String>>,
     /// (after_cursor, lines) of every read that reached n1, in order.
     asks: Vec<(String, u32)>,
+    /// At most this many lines per answer, as a node cuts a page too
+    /// large for one message: the newest when reading the end, the
+    /// oldest when reading after a cursor, saying so.
+    page_cap: Option<usize>,
 }
 
 impl Journals {
@@ -129,13 +133,26 @@ impl Journals {
         let after = &journal[start..];
         // The last lines, like journalctl -n.
         let skip = after.len().saturating_sub(ask.lines as usize);
-        let lines = after[skip..].to_vec();
+        let mut lines = after[skip..].to_vec();
+        let mut end = journal.len();
+        let cap = self.page_cap.unwrap_or(usize::MAX);
+        let truncated = lines.len() > cap;
+        if truncated && ask.after_cursor.is_empty() {
+            lines.drain(..lines.len() - cap);
+        } else if truncated {
+            lines.truncate(cap);
+            end = start + skip + cap;
+        }
         let cursor = if lines.is_empty() {
             String::new()
         } else {
-            format!("c{}", journal.len())
+            format!("c{end}")
         };
-        Ok(apb::AppLogs { lines, cursor })
+        Ok(apb::AppLogs {
+            lines,
+            cursor,
+            truncated,
+        })
     }
 }
 
@@ -184,6 +201,11 @@ impl World {
             .entry("asso-x/radicale".into())
             .or_default()
             .extend(lines.iter().map(|l| l.to_string()));
+    }
+
+    /// n1 answers at most `lines` lines per page from now on.
+    fn cap_pages(&self, lines: usize) {
+        lock(&self.journals).page_cap = Some(lines);
     }
 
     /// The id of the newest audit entry.

@@ -39,6 +39,16 @@ impl VolumeArg {
     }
 }
 
+/// As the caller wrote it, and as a missing volume is named.
+impl std::fmt::Display for VolumeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VolumeArg::Named(tenant, name) => write!(f, "{tenant}/{name}"),
+            VolumeArg::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
 /// The requests that name one volume and change it, as the handlers'
 /// shared shape takes them: the caller's text (for the audit entry, before
 /// it is checked) and, once converted, the volume.

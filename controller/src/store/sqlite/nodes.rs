@@ -62,6 +62,35 @@ macro_rules! node_select {
     };
 }
 
+const JOIN_TOKEN_SELECT: &str = "SELECT id, site, secret_hash, created_unix, expires_unix, \
+     created_by, used_by_node, used_unix FROM join_tokens";
+
+/// The join token with this hash if it can enroll a node at `now`, or why
+/// not; the one check behind [`NodeStore::usable_join_token`] and
+/// [`NodeStore::enroll_node`].
+fn usable_join_token(
+    conn: &Connection,
+    secret_hash: &str,
+    now: UnixSecs,
+) -> StoreResult<JoinTokenRecord> {
+    let token = query_opt(
+        conn,
+        &format!("{JOIN_TOKEN_SELECT} WHERE secret_hash = ?1"),
+        [secret_hash],
+        join_token_from_row,
+    )?
+    .ok_or(StoreError::JoinTokenUnknown)?;
+    if let Some(node) = &token.used_by_node {
+        return Err(StoreError::JoinTokenUsed {
+            node: node.to_string(),
+        });
+    }
+    if token.expires_unix <= now {
+        return Err(StoreError::JoinTokenExpired);
+    }
+    Ok(token)
+}
+
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
     Ok(NodeRecord {
         name: parsed(row, 0, NodeName::new)?,
@@ -201,13 +230,22 @@ impl NodeStore for SqliteStore {
         self.run(|conn| {
             query_all(
                 conn,
-                "SELECT id, site, secret_hash, created_unix, expires_unix, created_by, \
-                 used_by_node, used_unix FROM join_tokens ORDER BY id",
+                &format!("{JOIN_TOKEN_SELECT} ORDER BY id"),
                 [],
                 join_token_from_row,
             )
         })
         .await
+    }
+
+    async fn usable_join_token(
+        &self,
+        secret_hash: &str,
+        now: UnixSecs,
+    ) -> StoreResult<JoinTokenRecord> {
+        let secret_hash = secret_hash.to_owned();
+        self.run(move |conn| usable_join_token(conn, &secret_hash, now))
+            .await
     }
 
     async fn enroll_node(
@@ -219,29 +257,10 @@ impl NodeStore for SqliteStore {
         let secret_hash = secret_hash.to_owned();
         self.run(move |conn| {
             let tx = immediate(conn)?;
-            let token = query_opt(
-                &tx,
-                "SELECT id, site, expires_unix, used_by_node FROM join_tokens \
-                     WHERE secret_hash = ?1",
-                [&secret_hash],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, Option<String>>(3)?,
-                    ))
-                },
-            )?;
-            let Some((token_id, site, expires_unix, used_by)) = token else {
-                return Err(StoreError::JoinTokenUnknown);
-            };
-            if let Some(node) = used_by {
-                return Err(StoreError::JoinTokenUsed { node });
-            }
-            if expires_unix <= now {
-                return Err(StoreError::JoinTokenExpired);
-            }
+            let JoinTokenRecord {
+                id: token_id, site, ..
+            } = usable_join_token(&tx, &secret_hash, now)?;
+            let site = site.as_str();
             let name = node.name.as_str();
             // Checked before touching the token, so that a refused name
             // leaves the token usable for a second try.
@@ -274,7 +293,7 @@ impl NodeStore for SqliteStore {
                 facts,
                 node.cert_fingerprint
             ])
-            .map_err(|e| insert_err(e, ("node", name), ("site", &site)))?;
+            .map_err(|e| insert_err(e, ("node", name), ("site", site)))?;
             let record = load_node(&tx, name)?;
             tx.commit().db()?;
             tracing::debug!(node = name, site = %site, token = %token_id, "node enrolled");

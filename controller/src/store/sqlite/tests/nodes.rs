@@ -157,6 +157,47 @@ async fn enrollment_refuses_expired_and_unknown_tokens() {
 }
 
 #[tokio::test]
+async fn a_token_is_checked_without_being_spent() {
+    let store = fleet(&[]).await;
+    store
+        .create_join_token(join_token("jt-1", "paris-1", NOW + 60))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let token = store.usable_join_token("hash-of-jt-1", NOW).await.unwrap();
+        assert_eq!(
+            (token.id.as_str(), token.site.as_str()),
+            ("jt-1", "paris-1")
+        );
+        assert_eq!(token.used_by_node, None);
+    }
+    assert_eq!(store.list_join_tokens().await.unwrap()[0].used_unix, None);
+    // The same refusals as enrollment, in the same order.
+    let err = store
+        .usable_join_token("hash-of-nothing", NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::JoinTokenUnknown), "{err:?}");
+    let err = store
+        .usable_join_token("hash-of-jt-1", NOW + 60)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::JoinTokenExpired), "{err:?}");
+    store
+        .enroll_node("hash-of-jt-1", new_node("n1"), NOW)
+        .await
+        .unwrap();
+    let err = store
+        .usable_join_token("hash-of-jt-1", NOW + 60)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::JoinTokenUsed { ref node } if node == "n1"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn duplicate_node_name_leaves_the_token_unused() {
     let store = fleet(&["n1"]).await;
     store
