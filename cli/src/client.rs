@@ -2,8 +2,12 @@
 //! cooperative's CA under the name `colocd`, the bearer token attached to
 //! every call, and a typed client per service. Turning a failed call into
 //! a [`Failure`] goes through [`Api::fail`] so every message names the
-//! server and the credential in use.
+//! server and the credential in use; what colocd says about the caller's
+//! association on any answer (an expired membership, a freeze, a
+//! suspension) is printed on stderr by [`Api::show_notices`].
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use coloc_proto::controller::v1::apps_client::AppsClient;
@@ -15,8 +19,8 @@ use coloc_proto::controller::v1::tasks_client::TasksClient;
 use coloc_proto::controller::v1::tenants_client::TenantsClient;
 use coloc_proto::controller::v1::tokens_client::TokensClient;
 use coloc_proto::controller::v1::users_client::UsersClient;
-use coloc_proto::{CONTROLLER_TLS_NAME, MAX_MESSAGE_BYTES, error_chain};
-use tonic::metadata::{Ascii, MetadataValue};
+use coloc_proto::{CONTROLLER_TLS_NAME, MAX_MESSAGE_BYTES, TENANT_NOTICE_HEADER, error_chain};
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -24,6 +28,7 @@ use tonic::{Request, Status};
 
 use crate::config::{Credential, Settings};
 use crate::error::{CredentialKind, Exit, Failure, StatusContext, from_status};
+use crate::output::clean;
 
 /// For the TCP connection, and again for the whole connection (TCP, TLS
 /// and HTTP/2 handshakes): tonic's own limit covers TCP only, and a server
@@ -54,6 +59,9 @@ pub struct Api {
     channel: Channel,
     auth: BearerAuth,
     context: StatusContext,
+    /// Notices already printed: a command making several calls says each
+    /// once.
+    notices_shown: Mutex<BTreeSet<String>>,
 }
 
 fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
@@ -180,7 +188,22 @@ impl Api {
             channel,
             auth,
             context,
+            notices_shown: Mutex::default(),
         })
+    }
+
+    /// Prints on stderr, once each, the notices colocd attached to an
+    /// answer or a refusal ([`TENANT_NOTICE_HEADER`]), except one the
+    /// refusal's own message already says (`said`).
+    pub fn show_notices(&self, metadata: &MetadataMap, said: &str) {
+        let new = new_notices(
+            metadata,
+            said,
+            &mut self.notices_shown.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        for notice in new {
+            eprintln!("coloc: notice: {notice}");
+        }
     }
 
     /// The sentence and exit code for a failed call.
@@ -191,6 +214,18 @@ impl Api {
     fn intercepted(&self) -> Service {
         InterceptedService::new(self.channel.clone(), self.auth.clone())
     }
+}
+
+/// The notices in `metadata` not yet in `shown` (added to it) nor said
+/// by `said`, escaped for the terminal.
+fn new_notices(metadata: &MetadataMap, said: &str, shown: &mut BTreeSet<String>) -> Vec<String> {
+    metadata
+        .get_all(TENANT_NOTICE_HEADER)
+        .iter()
+        .map(|v| clean(&String::from_utf8_lossy(v.as_bytes())).into_owned())
+        .filter(|n| !n.is_empty() && !said.contains(n.as_str()))
+        .filter(|n| shown.insert(n.clone()))
+        .collect()
 }
 
 /// One typed client per service, each over the shared channel with the
@@ -252,6 +287,26 @@ mod tests {
                 .message
                 .contains("cannot read")
         );
+    }
+
+    #[test]
+    fn notices_are_printed_once_and_not_twice_with_a_refusal() {
+        let mut m = MetadataMap::new();
+        let expired = "the membership of association asso-x has expired";
+        m.append(TENANT_NOTICE_HEADER, expired.parse().unwrap());
+        m.append(TENANT_NOTICE_HEADER, "frozen".parse().unwrap());
+        m.append(TENANT_NOTICE_HEADER, "the admins' notice".parse().unwrap());
+        let mut shown = BTreeSet::new();
+        assert_eq!(
+            new_notices(&m, "association asso-x is frozen", &mut shown),
+            [expired, "the admins' notice"]
+        );
+        assert!(
+            new_notices(&m, "", &mut shown).len() == 1,
+            "only 'frozen' is new"
+        );
+        assert!(new_notices(&m, "", &mut shown).is_empty());
+        assert!(new_notices(&MetadataMap::new(), "", &mut BTreeSet::new()).is_empty());
     }
 
     #[test]

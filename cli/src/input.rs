@@ -97,6 +97,17 @@ pub fn parse_token_description(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// Why admins suspend a tenant: its users read it, so it is not empty.
+pub fn parse_suspension_reason(text: &str) -> Result<String, String> {
+    Text::SuspensionReason
+        .check(text)
+        .map_err(|e| e.to_string())?;
+    if text.trim().is_empty() {
+        return Err("say why the tenant is suspended: its users read it".to_string());
+    }
+    Ok(text.to_string())
+}
+
 pub fn parse_city(text: &str) -> Result<String, String> {
     Text::City.check(text).map_err(|e| e.to_string())?;
     Ok(text.to_string())

@@ -19,6 +19,7 @@ use tonic::Request;
 
 use crate::ca::fingerprint_der;
 use crate::error::{ApiError, ApiResult};
+use crate::rules::standing::Membership;
 use crate::store::{SiteRecord, Store, TenantRecord, UserRecord};
 use crate::time::Clock;
 
@@ -378,6 +379,30 @@ pub fn unseen(kind: &'static str, name: impl ToString, check: ApiResult<()>) -> 
     })
 }
 
+/// What the users of a frozen association may still change: only what
+/// takes access away, so that a leaked token can be cut off. Everything
+/// else that changes something (volumes, apps, requests and their
+/// comments, storage settings, new tokens and certificates) waits for the
+/// renewal; reads are not changes and always work.
+const ALLOWED_WHILE_FROZEN: &[&str] = &["token.revoke"];
+
+/// A change (`action`, the audit action of a mutation) by a user of a
+/// frozen association is refused; admins belong to none and are never
+/// frozen. `membership` is the caller's association's
+/// ([`crate::rules::standing`]).
+pub fn require_not_frozen(caller: &Caller, membership: &Membership, action: &str) -> ApiResult<()> {
+    let Some(tenant) = caller.tenant() else {
+        return Ok(());
+    };
+    if caller.is_admin() || ALLOWED_WHILE_FROZEN.contains(&action) {
+        return Ok(());
+    }
+    match membership.frozen(tenant) {
+        Some(refusal) => Err(refusal.into()),
+        None => Ok(()),
+    }
+}
+
 /// Acting on one's own account (tokens, certificates), or an admin on
 /// anyone's.
 pub fn require_self_or_admin(caller: &Caller, user: &UserName) -> ApiResult<()> {
@@ -470,7 +495,9 @@ mod tests {
             name: TenantName::new(name).unwrap(),
             display_name: String::new(),
             offer,
-            membership_expires: "2099-12-31".into(),
+            membership_expires: time::macros::date!(2099 - 12 - 31),
+            membership_noted: crate::store::MembershipPhase::Current,
+            suspension: None,
             created_unix: 0,
             storage_quota_bytes: 1 << 30,
             volume_grace_days: 30,
@@ -521,6 +548,47 @@ mod tests {
             require_app_request(&mem_r, &a.name).is_err(),
             "other tenant"
         );
+    }
+
+    #[test]
+    fn frozen_users_change_nothing_but_may_cut_off_a_token() {
+        use crate::rules::standing::membership;
+        use crate::store::MembershipPhase;
+        use time::macros::date;
+        let paid = date!(2026 - 01 - 31);
+        let frozen = membership(paid, 30, date!(2026 - 06 - 01));
+        let expired = membership(paid, 30, date!(2026 - 02 - 01));
+        let current = membership(paid, 30, date!(2026 - 01 - 01));
+        assert_eq!(frozen.phase, MembershipPhase::Frozen);
+        let admin = user(Role::Admin, None, &[]);
+        let op = user(Role::Operator, Some("asso-a"), &["n1"]);
+        let member = user(Role::Member, Some("asso-a"), &[]);
+        for action in [
+            "volume.create",
+            "app.start",
+            "token.create",
+            "user.cert.issue",
+        ] {
+            assert!(require_not_frozen(&admin, &frozen, action).is_ok());
+            for c in [&op, &member] {
+                assert!(require_not_frozen(c, &current, action).is_ok());
+                assert!(
+                    require_not_frozen(c, &expired, action).is_ok(),
+                    "only warned"
+                );
+                match require_not_frozen(c, &frozen, action) {
+                    Err(e @ ApiError::Frozen(_)) => {
+                        assert!(e.is_denial());
+                        assert_eq!(e.to_status().code(), tonic::Code::FailedPrecondition);
+                        assert!(e.to_string().starts_with("association asso-a is frozen"));
+                    }
+                    other => panic!("{action}: expected a freeze, got {other:?}"),
+                }
+            }
+        }
+        for c in [&op, &member] {
+            assert!(require_not_frozen(c, &frozen, "token.revoke").is_ok());
+        }
     }
 
     /// Each refusal of the one rule, for both things it guards, with the

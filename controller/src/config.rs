@@ -43,7 +43,16 @@ pub struct ControllerConfig {
     /// colocd; relative to the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_dir: Option<PathBuf>,
+    /// Days between a membership's expiry and the freeze of its
+    /// association (read-only for its users), the same for every
+    /// association; 0 freezes the day after the last paid day.
+    #[serde(default = "default_membership_grace")]
+    pub membership_grace_days: u32,
 }
+
+/// Longest `membership_grace_days`: past a year, the membership is two
+/// fees behind.
+pub const MAX_MEMBERSHIP_GRACE_DAYS: u32 = 365;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7443))
@@ -59,6 +68,9 @@ fn default_flush() -> u64 {
 }
 fn default_tenant_quota() -> u64 {
     100 << 30
+}
+fn default_membership_grace() -> u32 {
+    30
 }
 fn default_apps_domain() -> String {
     "coloc.test".into()
@@ -76,6 +88,7 @@ impl Default for ControllerConfig {
             apps_domain: default_apps_domain(),
             acme_email: String::new(),
             catalog_dir: None,
+            membership_grace_days: default_membership_grace(),
         }
     }
 }
@@ -138,6 +151,9 @@ impl ControllerConfig {
         if i64::try_from(self.default_tenant_quota_bytes).is_err() {
             return Err(invalid("default_tenant_quota_bytes is too large"));
         }
+        if self.membership_grace_days > MAX_MEMBERSHIP_GRACE_DAYS {
+            return Err(invalid("membership_grace_days must be between 0 and 365"));
+        }
         // The agents check the proxy settings with the same rules: a value
         // colocd accepts is one every node accepts.
         check_apps_domain("apps_domain", &self.apps_domain)
@@ -172,6 +188,7 @@ mod tests {
         assert_eq!(cfg.apps_domain, "apps.coloc.example");
         assert_eq!(cfg.acme_email, "admins@coloc.example");
         assert_eq!(cfg.catalog_dir, None);
+        assert_eq!(cfg.membership_grace_days, 30);
     }
 
     #[test]
@@ -254,6 +271,27 @@ mod tests {
     fn bounds() {
         assert!(ControllerConfig::parse("heartbeat_interval_secs = 0", "x").is_err());
         assert!(ControllerConfig::parse("unreachable_after_secs = 0", "x").is_err());
+        assert_eq!(
+            ControllerConfig::parse("", "x")
+                .unwrap()
+                .membership_grace_days,
+            30
+        );
+        for ok in [0, 365] {
+            let text = format!("membership_grace_days = {ok}");
+            assert_eq!(
+                ControllerConfig::parse(&text, "x")
+                    .unwrap()
+                    .membership_grace_days,
+                ok
+            );
+        }
+        for bad in ["366", "-1", "\"30\"", "4294967296"] {
+            assert!(
+                ControllerConfig::parse(&format!("membership_grace_days = {bad}"), "x").is_err(),
+                "{bad}"
+            );
+        }
         assert!(
             ControllerConfig::parse("default_tenant_quota_bytes = 18446744073709551615", "x")
                 .is_err()

@@ -2,8 +2,10 @@
 //! agent service holds ([`Ctx`]: store, CA, clock, configuration, live
 //! sessions, catalog, background task statuses), the frame every public
 //! API handler runs in ([`Ctx::mutation`], [`Ctx::read`]: authenticate,
-//! open the audit entry, run the handler's body, write the entry), and the
-//! audit entry of a call in the making ([`AuditScope`]).
+//! open the audit entry, refuse a frozen association's changes, run the
+//! handler's body, write the entry, add the caller's association's
+//! notices to the answer), and the audit entry of a call in the making
+//! ([`AuditScope`]).
 //!
 //! It sits below both `api/` and `agents/` so that neither has to import
 //! the other to reach the shared state. It decides nothing: policy is in
@@ -11,7 +13,9 @@
 
 use std::sync::Arc;
 
+use coloc_proto::TENANT_NOTICE_HEADER;
 use coloc_proto::domain::TenantName;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use crate::agents::registry::SessionRegistry;
@@ -21,6 +25,7 @@ use crate::ca::CertificateAuthority;
 use crate::catalog::Catalog;
 use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::rules::standing::{self, Membership};
 use crate::store::{AuditOutcome, AuditRecord, Store};
 use crate::time::Clock;
 
@@ -53,7 +58,11 @@ impl Ctx {
     /// runs only for an authenticated caller, with the caller, the request
     /// and the entry, where it may fill in the tenant, a better target and
     /// a detail as it learns them. The entry records the outcome of `body`
-    /// (or the refused authentication).
+    /// (or the refused authentication). A user of a frozen association
+    /// is refused here, before `body`, whatever the handler
+    /// ([`auth::require_not_frozen`]); every answer to a user of an
+    /// expired, frozen or suspended association, refusals included,
+    /// carries its notices ([`TENANT_NOTICE_HEADER`]).
     pub async fn mutation<W, T, A>(
         &self,
         req: Request<W>,
@@ -107,12 +116,75 @@ impl Ctx {
             detail: String::new(),
             mutation,
         };
+        let mut notices = Vec::new();
         let result = match caller {
             // Unauthenticated: refused before anything else.
-            Ok(caller) => body(caller, r, &mut audit).await,
+            Ok(caller) => match self.standing(&caller).await {
+                Ok(standing) => {
+                    let frozen = match &standing {
+                        Some(s) if mutation => {
+                            auth::require_not_frozen(&caller, &s.membership, action)
+                                .inspect_err(|_| audit.tenant = Some(s.tenant.clone()))
+                        }
+                        _ => Ok(()),
+                    };
+                    notices = standing.map(|s| s.notices).unwrap_or_default();
+                    match frozen {
+                        Ok(()) => body(caller, r, &mut audit).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
-        audit.finish(result).await.map(Response::new)
+        let mut answer = audit.finish(result).await.map(Response::new);
+        match &mut answer {
+            Ok(response) => add_notices(response.metadata_mut(), &notices),
+            Err(status) => add_notices(status.metadata_mut(), &notices),
+        }
+        answer
+    }
+
+    /// Where the caller's association stands (None for admins, who
+    /// belong to none): read once per call, for the freeze and the
+    /// notices.
+    async fn standing(&self, caller: &Caller) -> ApiResult<Option<CallerStanding>> {
+        let Some(name) = caller.tenant().filter(|_| !caller.is_admin()) else {
+            return Ok(None);
+        };
+        let tenant = self.store.get_tenant(name).await?;
+        let membership =
+            Membership::of(&tenant, self.config.membership_grace_days, self.clock.now());
+        Ok(Some(CallerStanding {
+            notices: standing::notices(&tenant, &membership),
+            tenant: tenant.name,
+            membership,
+        }))
+    }
+}
+
+/// The caller's association, its membership today and what its users are
+/// told on every answer.
+struct CallerStanding {
+    tenant: TenantName,
+    membership: Membership,
+    notices: Vec<String>,
+}
+
+/// One [`TENANT_NOTICE_HEADER`] per notice, on an answer or a refusal.
+fn add_notices(metadata: &mut MetadataMap, notices: &[String]) {
+    for notice in notices {
+        match MetadataValue::try_from(notice.as_str()) {
+            Ok(value) => {
+                metadata.append(TENANT_NOTICE_HEADER, value);
+            }
+            // The rules word notices in ASCII; one that is not is a bug
+            // worth a log line, not a failed call.
+            Err(_) => {
+                tracing::error!(notice = %notice, "tenant notice is not a valid header value")
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::ca::CaError;
 use crate::catalog::CatalogError;
+use crate::rules::standing::Frozen;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,10 @@ pub enum ApiError {
     /// The request is well-formed but the current state forbids it.
     #[error("{0}")]
     Conflict(String),
+    /// A change by a user of an association frozen for an expired
+    /// membership.
+    #[error(transparent)]
+    Frozen(#[from] Frozen),
     #[error("node {0} is not connected")]
     NodeOffline(String),
     #[error("node {node} did not answer within {secs} s")]
@@ -59,7 +64,10 @@ impl ApiError {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_) | ApiError::Hidden { .. }
+            ApiError::Unauthenticated(_)
+                | ApiError::PermissionDenied(_)
+                | ApiError::Hidden { .. }
+                | ApiError::Frozen(_)
         )
     }
 
@@ -77,6 +85,7 @@ impl ApiError {
             ),
             ApiError::Policy(m) => Status::failed_precondition(format!("refused by policy: {m}")),
             ApiError::Conflict(m) => Status::failed_precondition(m.clone()),
+            ApiError::Frozen(e) => Status::failed_precondition(e.to_string()),
             ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
             ApiError::NodeTimeout { .. } => Status::deadline_exceeded(self.to_string()),
             ApiError::Unavailable(m) => Status::unavailable(m.clone()),

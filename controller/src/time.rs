@@ -51,6 +51,16 @@ pub fn date_of(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The day (UTC) of a Unix time; a time outside the calendar `time`
+/// knows (years -9999 to 9999) gives its nearest end.
+pub fn day_of(unix: i64) -> time::Date {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => t.date(),
+        Err(_) if unix < 0 => time::Date::MIN,
+        Err(_) => time::Date::MAX,
+    }
+}
+
 /// Parses "YYYY-MM-DD" strictly.
 pub fn parse_date(s: &str) -> Option<time::Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -72,6 +82,9 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(day_of(86_399).to_string(), "1970-01-01");
+        assert_eq!(day_of(86_400).to_string(), "1970-01-02");
+        assert_eq!(day_of(i64::MAX), time::Date::MAX);
         assert!(parse_date("2027-06-30").is_some());
         for bad in ["2027-6-30", "2027-02-30", "tomorrow", "", "2027-06-30\n"] {
             assert!(parse_date(bad).is_none(), "{bad:?}");

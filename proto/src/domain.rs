@@ -390,6 +390,8 @@ pub enum Text {
     Actor,
     /// A message in an app request's discussion.
     Comment,
+    /// Why admins suspended a tenant.
+    SuspensionReason,
 }
 
 impl Text {
@@ -401,6 +403,7 @@ impl Text {
             Text::SiteDescription | Text::TokenDescription => "description",
             Text::Actor => "actor",
             Text::Comment => "comment",
+            Text::SuspensionReason => "reason",
         }
     }
 
@@ -409,7 +412,7 @@ impl Text {
         match self {
             Text::DisplayName | Text::City | Text::Actor => 100,
             Text::TokenDescription => 200,
-            Text::SiteDescription => 500,
+            Text::SiteDescription | Text::SuspensionReason => 500,
             Text::Comment => 2000,
         }
     }

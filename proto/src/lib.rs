@@ -59,3 +59,8 @@ pub const MAX_LOG_PAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
 /// The DNS name every colocd server certificate carries, so that agents and
 /// the CLI can verify the controller whatever address they reach it by.
 pub const CONTROLLER_TLS_NAME: &str = "colocd";
+
+/// Response header colocd adds to every public API answer for a user of an
+/// association whose membership expired or that is suspended: one value
+/// per notice, an ASCII sentence for people, which `coloc` prints.
+pub const TENANT_NOTICE_HEADER: &str = "coloc-tenant-notice";

@@ -24,6 +24,9 @@ enum Op {
     NodeGet,
     TenantCreate,
     TenantGet,
+    TenantRenew,
+    TenantSuspend,
+    TenantResume,
     UserCreate,
     UserList,
     TokenCreateFor,
@@ -50,7 +53,11 @@ impl Op {
         match self {
             Op::SiteCreate | Op::SiteList => "sites",
             Op::JoinTokenCreate | Op::NodeDrain | Op::NodeGet => "nodes",
-            Op::TenantCreate | Op::TenantGet => "tenants",
+            Op::TenantCreate
+            | Op::TenantGet
+            | Op::TenantRenew
+            | Op::TenantSuspend
+            | Op::TenantResume => "tenants",
             Op::UserCreate | Op::UserList => "users",
             Op::TokenCreateFor | Op::TokenRevoke => "tokens",
             Op::AuditList => "audit",
@@ -68,6 +75,9 @@ impl Op {
             Op::NodeGet => ("node.show", false),
             Op::TenantCreate => ("tenant.create", true),
             Op::TenantGet => ("tenant.show", false),
+            Op::TenantRenew => ("tenant.renew", true),
+            Op::TenantSuspend => ("tenant.suspend", true),
+            Op::TenantResume => ("tenant.resume", true),
             Op::UserCreate => ("user.create", true),
             Op::UserList => ("user.list", false),
             Op::TokenCreateFor => ("token.create", true),
@@ -294,6 +304,29 @@ async fn call(
             })
             .await
             .map(drop),
+        Op::TenantRenew => api
+            .tenants
+            .renew_membership(pb::RenewMembershipRequest {
+                name: tenant.into(),
+                membership_expires: "2099-06-30".into(),
+            })
+            .await
+            .map(drop),
+        Op::TenantSuspend => api
+            .tenants
+            .suspend_tenant(pb::SuspendTenantRequest {
+                name: tenant.into(),
+                reason: format!("matrix {tag}"),
+            })
+            .await
+            .map(drop),
+        Op::TenantResume => api
+            .tenants
+            .resume_tenant(pb::ResumeTenantRequest {
+                name: tenant.into(),
+            })
+            .await
+            .map(drop),
         Op::UserCreate => api
             .users
             .create_user(pb::CreateUserRequest {
@@ -386,6 +419,9 @@ fn expected(who: Who, op: Op, own: bool) -> Expect {
             | Op::JoinTokenCreate
             | Op::NodeDrain
             | Op::TenantCreate
+            | Op::TenantRenew
+            | Op::TenantSuspend
+            | Op::TenantResume
             | Op::UserCreate,
         ) => Expect::Denied,
         (Who::Operator, Op::NodeGet) => own_only,
@@ -410,6 +446,9 @@ async fn every_role_family_and_tenant() -> Result<()> {
         Op::NodeGet,
         Op::TenantCreate,
         Op::TenantGet,
+        Op::TenantRenew,
+        Op::TenantSuspend,
+        Op::TenantResume,
         Op::UserCreate,
         Op::UserList,
         Op::TokenCreateFor,

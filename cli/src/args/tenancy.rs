@@ -7,8 +7,8 @@ use clap::{Subcommand, ValueEnum};
 use coloc_proto::domain::{self, NodeName, TenantName, UserName};
 
 use crate::input::{
-    Ttl, parse_date, parse_display_name, parse_size, parse_token_description, parse_token_id,
-    parse_ttl,
+    Ttl, parse_date, parse_display_name, parse_size, parse_suspension_reason,
+    parse_token_description, parse_token_id, parse_ttl,
 };
 
 /// The cooperative's two plans.
@@ -65,6 +65,34 @@ pub enum TenantCommand {
         /// Days a deleted volume is kept before it is destroyed, 1 to 3650 (operators may only lengthen it).
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
         grace_days: Option<u32>,
+    },
+    /// Record a paid membership: its new last day (admins). An expired or
+    /// frozen tenant is current again at once.
+    #[command(after_help = "Example:\n  coloc tenant renew asso-x --expires 2027-12-31")]
+    Renew {
+        /// Tenant name.
+        name: TenantName,
+        /// New last day of membership, YYYY-MM-DD, today or later.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        expires: String,
+    },
+    /// Stop every app of a tenant on its nodes until it is resumed (admins).
+    /// Nothing is deleted: instances, volumes and data stay; its users are
+    /// told why on every call.
+    #[command(
+        after_help = "Example:\n  coloc tenant suspend asso-x --reason \"relays spam, see ticket 42\""
+    )]
+    Suspend {
+        /// Tenant name.
+        name: TenantName,
+        /// Why, in a sentence: the tenant's users read it (at most 500 characters).
+        #[arg(long, value_parser = parse_suspension_reason)]
+        reason: String,
+    },
+    /// Start a suspended tenant's apps again (admins).
+    Resume {
+        /// Tenant name.
+        name: TenantName,
     },
 }
 

@@ -52,15 +52,22 @@ async fn connect(global: &GlobalArgs) -> Result<Api, Failure> {
     Api::connect(&settings).await
 }
 
-/// Awaits a call and turns its status into a [`Failure`].
+/// Awaits a call, prints the notices colocd attached about the caller's
+/// association, and turns a refusal into a [`Failure`].
 async fn call<T>(
     api: &Api,
     request: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<T, Failure> {
-    request
-        .await
-        .map(Response::into_inner)
-        .map_err(|s| api.fail(s))
+    match request.await {
+        Ok(answer) => {
+            api.show_notices(answer.metadata(), "");
+            Ok(answer.into_inner())
+        }
+        Err(status) => {
+            api.show_notices(status.metadata(), status.message());
+            Err(api.fail(status))
+        }
+    }
 }
 
 fn now_unix() -> i64 {

@@ -75,6 +75,42 @@ pub async fn tenant(
                 format!("Updated tenant storage:\n{}", tenant_details(&tenant))
             })
         }
+        TenantCommand::Renew { name, expires } => {
+            let request = pb::RenewMembershipRequest {
+                name: name.into(),
+                membership_expires: expires,
+            };
+            let api = connect(global).await?;
+            let tenant = call(&api, api.tenants().renew_membership(request)).await?;
+            out.emit(tenant_json(&tenant), || {
+                format!("Renewed membership:\n{}", tenant_details(&tenant))
+            })
+        }
+        TenantCommand::Suspend { name, reason } => {
+            let request = pb::SuspendTenantRequest {
+                name: name.into(),
+                reason,
+            };
+            let api = connect(global).await?;
+            let tenant = call(&api, api.tenants().suspend_tenant(request)).await?;
+            out.emit(tenant_json(&tenant), || {
+                format!(
+                    "Suspended tenant (its apps are stopped on their nodes; nothing is deleted):\n{}",
+                    tenant_details(&tenant)
+                )
+            })
+        }
+        TenantCommand::Resume { name } => {
+            let request = pb::ResumeTenantRequest { name: name.into() };
+            let api = connect(global).await?;
+            let tenant = call(&api, api.tenants().resume_tenant(request)).await?;
+            out.emit(tenant_json(&tenant), || {
+                format!(
+                    "Resumed tenant (its apps that were running start again):\n{}",
+                    tenant_details(&tenant)
+                )
+            })
+        }
     }
 }
 

@@ -20,6 +20,17 @@ pub fn request_state_word(state: i32) -> &'static str {
     }
 }
 
+/// The wanted state, with `(tenant suspended)` when admins keep the
+/// tenant's apps stopped whatever it says.
+fn wanted_state(i: &pb::AppInstance) -> String {
+    let word = instance_state_word(i.state);
+    if i.tenant_suspended && i.state != pb::InstanceState::Removed as i32 {
+        format!("{word} (tenant suspended)")
+    } else {
+        word.to_string()
+    }
+}
+
 pub fn instance_state_word(state: i32) -> &'static str {
     match pb::InstanceState::try_from(state) {
         Ok(pb::InstanceState::Running) => "running",
@@ -198,6 +209,7 @@ pub fn instance_json(i: &pb::AppInstance) -> Value {
         "url": i.url,
         "port": i.port,
         "state": instance_state_word(i.state),
+        "tenant_suspended": i.tenant_suspended,
         "request_id": i.request_id,
         "created_unix": i.created_unix,
         "observed": i.observed.as_ref().map(app_status_json),
@@ -245,7 +257,7 @@ pub fn instances_table(instances: &[pb::AppInstance]) -> String {
             instance_name(i),
             clean(&i.node).into(),
             or_dash(&i.url).into(),
-            instance_state_word(i.state).to_string(),
+            wanted_state(i),
             unit_state(i),
             i.observed
                 .as_ref()
@@ -279,7 +291,7 @@ pub fn instance_details(i: &pb::AppInstance) -> String {
         .field("Node", clean(&i.node))
         .field("Volume", volume)
         .field("Port", port)
-        .field("Wanted state", instance_state_word(i.state))
+        .field("Wanted state", wanted_state(i))
         .field("Request", request)
         .field("Created", fmt_time(i.created_unix));
     let mut lines: &[String] = &[];
@@ -351,7 +363,19 @@ mod tests {
             request_id: 3,
             created_unix: 1_767_225_600,
             observed: None,
+            tenant_suspended: false,
         }
+    }
+
+    #[test]
+    fn a_suspended_tenant_s_instances_say_so() {
+        let mut i = sample_instance();
+        i.tenant_suspended = true;
+        assert!(instances_table(std::slice::from_ref(&i)).contains("running (tenant suspended)"));
+        assert!(instance_details(&i).contains("running (tenant suspended)"));
+        assert_eq!(instance_json(&i)["tenant_suspended"], true);
+        i.state = pb::InstanceState::Removed as i32;
+        assert_eq!(wanted_state(&i), "removed");
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub fn tenant_json(t: &pb::Tenant) -> Value {
         "offer": offer_word(t.offer),
         "membership_expires": t.membership_expires,
         "membership_expired": t.membership_expired,
+        "membership_state": membership_word(t),
+        "frozen_from": t.frozen_from,
+        "suspended": t.suspended,
+        "suspended_unix": t.suspended_unix,
+        "suspended_by": t.suspended_by,
+        "suspended_reason": t.suspended_reason,
         "created_unix": t.created_unix,
         "storage_quota_bytes": t.storage_quota_bytes,
         "storage_used_bytes": t.storage_used_bytes,
@@ -46,12 +52,52 @@ pub fn tenant_json(t: &pb::Tenant) -> Value {
     })
 }
 
-fn membership(t: &pb::Tenant) -> String {
-    if t.membership_expired {
-        format!("{} (expired)", clean(&t.membership_expires))
-    } else {
-        clean(&t.membership_expires).into_owned()
+/// `current`, `expired` (its users are warned) or `frozen` (they read
+/// but change nothing); a server that does not say gives `expired` or
+/// `current` from `membership_expired`.
+pub fn membership_word(t: &pb::Tenant) -> &'static str {
+    match pb::MembershipState::try_from(t.membership_state) {
+        Ok(pb::MembershipState::Current) => "current",
+        Ok(pb::MembershipState::Expired) => "expired",
+        Ok(pb::MembershipState::Frozen) => "frozen",
+        _ if t.membership_expired => "expired",
+        _ => "current",
     }
+}
+
+fn membership(t: &pb::Tenant) -> String {
+    let until = clean(&t.membership_expires);
+    let from = clean(&t.frozen_from);
+    match membership_word(t) {
+        "expired" if !from.is_empty() => {
+            format!("{until} (expired; frozen from {from} unless renewed)")
+        }
+        "frozen" if !from.is_empty() => format!("{until} (frozen since {from})"),
+        "current" => until.into_owned(),
+        word => format!("{until} ({word})"),
+    }
+}
+
+/// The membership phase, and `suspended` when admins stopped its apps.
+fn standing(t: &pb::Tenant) -> String {
+    let word = membership_word(t);
+    if t.suspended {
+        format!("{word}, suspended")
+    } else {
+        word.to_string()
+    }
+}
+
+fn suspension(t: &pb::Tenant) -> String {
+    if !t.suspended {
+        return "no".to_string();
+    }
+    format!(
+        "since {} by {}: {} (its apps are stopped; nothing is deleted)",
+        fmt_time(t.suspended_unix),
+        clean(&t.suspended_by),
+        clean(&t.suspended_reason)
+    )
 }
 
 /// `20.0 GiB / 100.0 GiB`: used, then quota.
@@ -86,6 +132,7 @@ pub fn tenant_details(t: &pb::Tenant) -> String {
         .field("Display name", or_dash(&t.display_name))
         .field("Offer", offer_word(t.offer))
         .field("Membership until", membership(t))
+        .field("Suspended", suspension(t))
         .field("Storage quota", fmt_bytes(t.storage_quota_bytes))
         .field(
             "Storage used",
@@ -105,6 +152,7 @@ pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
         "NAME",
         "OFFER",
         "MEMBERSHIP UNTIL",
+        "STANDING",
         "STORAGE USED/QUOTA",
         "GRACE",
         "POSIX ID",
@@ -115,7 +163,8 @@ pub fn tenants_table(tenants: &[pb::Tenant]) -> String {
         vec![
             clean(&x.name).into(),
             offer_word(x.offer).to_string(),
-            membership(x),
+            clean(&x.membership_expires).into(),
+            standing(x),
             storage_use(x),
             grace(x.volume_grace_days),
             posix_id(x.posix_id),
@@ -266,9 +315,43 @@ mod tests {
             membership_expired: true,
             ..Default::default()
         };
-        let text = tenants_table(&[t]);
+        let text = tenants_table(std::slice::from_ref(&t));
         assert!(text.contains("responsable"), "{text}");
-        assert!(text.contains("2026-01-31 (expired)"), "{text}");
+        assert!(text.contains("2026-01-31        expired"), "{text}");
+        assert!(tenant_details(&t).contains("2026-01-31 (expired)\n"));
+        let frozen = pb::Tenant {
+            membership_state: pb::MembershipState::Frozen as i32,
+            frozen_from: "2026-03-03".into(),
+            suspended: true,
+            suspended_unix: 1_772_539_200,
+            suspended_by: "root".into(),
+            suspended_reason: "spam\u{1b}[2J".into(),
+            ..t.clone()
+        };
+        let text = tenants_table(std::slice::from_ref(&frozen));
+        assert!(text.contains("frozen, suspended"), "{text}");
+        let text = tenant_details(&frozen);
+        assert!(
+            text.contains("2026-01-31 (frozen since 2026-03-03)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "since 2026-03-03 12:00 by root: spam\\u{1b}[2J (its apps are stopped; nothing is deleted)"
+            ),
+            "{text}"
+        );
+        let expired = pb::Tenant {
+            membership_state: pb::MembershipState::Expired as i32,
+            frozen_from: "2026-03-03".into(),
+            ..t.clone()
+        };
+        assert!(
+            tenant_details(&expired)
+                .contains("2026-01-31 (expired; frozen from 2026-03-03 unless renewed)")
+        );
+        assert_eq!(tenant_json(&frozen)["membership_state"], "frozen");
+        assert_eq!(tenant_json(&expired)["suspended"], false);
         let u = pb::User {
             name: "root".into(),
             role: pb::Role::Admin as i32,

@@ -32,15 +32,20 @@ fn volume_state(l: VolumeLifecycle) -> Option<pb::VolumeState> {
 /// What an instance is told to be on its node. An instance whose volume
 /// is not active (deleted, being destroyed) is sent STOPPED whatever its
 /// recorded state: its data directory is unmounted or read-only, and it
-/// comes back by itself if the volume is restored.
+/// comes back by itself if the volume is restored. So is an instance of
+/// a tenant an admin suspended, until it is resumed: stopped, never
+/// removed, its unit, route and data kept. A membership's expiry or
+/// freeze plays no part here: apps keep serving.
 fn app_state(i: &InstanceRecord) -> pb::AppState {
-    match (i.state, i.volume_lifecycle) {
-        (InstanceState::Removed, _) => pb::AppState::Removed,
-        (InstanceState::Stopped, _) => pb::AppState::Stopped,
-        (InstanceState::Running, VolumeLifecycle::Active) => pb::AppState::Running,
+    match (i.state, i.volume_lifecycle, i.tenant_suspended) {
+        (InstanceState::Removed, _, _) => pb::AppState::Removed,
+        (InstanceState::Stopped, _, _) => pb::AppState::Stopped,
+        (InstanceState::Running, VolumeLifecycle::Active, false) => pb::AppState::Running,
+        (InstanceState::Running, VolumeLifecycle::Active, true) => pb::AppState::Stopped,
         (
             InstanceState::Running,
             VolumeLifecycle::Retained | VolumeLifecycle::Purging | VolumeLifecycle::Destroyed,
+            _,
         ) => pb::AppState::Stopped,
     }
 }
@@ -224,6 +229,7 @@ cpu_percent = 10
                 created_unix: 0,
                 gone: false,
                 observed: None,
+                tenant_suspended: false,
             },
             owner: 200_000,
         }
@@ -274,6 +280,34 @@ cpu_percent = 10
             ("encommun.org", "admins@encommun.org")
         );
         assert!(desired(Vec::new()).proxy.is_none());
+    }
+
+    #[test]
+    fn a_suspended_tenant_s_instances_are_sent_stopped_not_removed() {
+        use InstanceState::*;
+        use VolumeLifecycle::*;
+        for (state, volume, sent) in [
+            (Running, Active, pb::AppState::Stopped),
+            (Stopped, Active, pb::AppState::Stopped),
+            (Removed, Active, pb::AppState::Removed),
+            (Running, Retained, pb::AppState::Stopped),
+        ] {
+            let mut i = instance("notes", state, volume);
+            let running = desired(vec![i.clone()]);
+            i.instance.tenant_suspended = true;
+            let d = desired(vec![i]);
+            assert_eq!(d.apps.len(), 1);
+            assert_eq!(
+                d.apps[0].state, sent as i32,
+                "{state:?} on a {volume:?} volume"
+            );
+            // Everything but the state is what it was: unit, port, data
+            // directory and route stay, so resuming starts the same thing.
+            let mut same = d.apps[0].clone();
+            same.state = running.apps[0].state;
+            assert_eq!(same, running.apps[0]);
+            assert_eq!(d.proxy, running.proxy);
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::auth::{self, Caller, TenantChange};
 use crate::catalog::RenderContext;
 use crate::context::{AuditScope, AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
+use crate::rules::standing::check_apps_may_run;
 use crate::store::{
     AppName, CommentRecord, FIRST_APP_PORT, InstanceChange, InstanceFilter, InstanceRecord,
     NewAppRequest, RequestState, StoreError, VolumeFilter, VolumeLifecycle, VolumeRecord,
@@ -175,6 +176,13 @@ impl AppsApi {
                             &i.node,
                             TenantChange::Apps,
                         )?;
+                        // The node keeps a suspended tenant's apps
+                        // stopped: say so rather than accept a start that
+                        // does nothing.
+                        if change != InstanceChange::Stop {
+                            check_apps_may_run(&tenant)
+                                .map_err(|e| ApiError::Conflict(e.to_string()))?;
+                        }
                     }
                 }
                 let before = i.state;

@@ -4,12 +4,12 @@
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::mount_path;
 
+use crate::rules::standing::Membership;
 use crate::store::{
     ApiTokenRecord, AppRequestRecord, AuditOutcome, AuditRecord, ConnState, InstanceRecord,
-    InstanceState, JoinTokenRecord, NodeRecord, PoolRecord, RequestState, SiteRecord, TenantRecord,
-    UserRecord, VolumeLifecycle, VolumeRecord,
+    InstanceState, JoinTokenRecord, MembershipPhase, NodeRecord, PoolRecord, RequestState,
+    SiteRecord, TenantRecord, UserRecord, VolumeLifecycle, VolumeRecord,
 };
-use crate::time::date_of;
 use coloc_proto::apps::app_hostname;
 
 pub fn site(r: SiteRecord) -> pb::Site {
@@ -70,19 +70,36 @@ pub fn join_token(r: JoinTokenRecord) -> pb::JoinToken {
     }
 }
 
-pub fn tenant(r: TenantRecord, now_unix: i64) -> pb::Tenant {
-    let expired = r.membership_expires < date_of(now_unix);
+/// A tenant with its membership at `now_unix`, `grace_days` being
+/// colocd.toml's `membership_grace_days`.
+pub fn tenant(r: TenantRecord, grace_days: u32, now_unix: i64) -> pb::Tenant {
+    let m = Membership::of(&r, grace_days, now_unix);
+    let state = match m.phase {
+        MembershipPhase::Current => pb::MembershipState::Current,
+        MembershipPhase::Expired => pb::MembershipState::Expired,
+        MembershipPhase::Frozen => pb::MembershipState::Frozen,
+    };
+    let (suspended, suspended_unix, suspended_by, suspended_reason) = match r.suspension {
+        Some(s) => (true, s.since_unix, s.by.into(), s.reason),
+        None => (false, 0, String::new(), String::new()),
+    };
     pb::Tenant {
         name: r.name.into(),
         display_name: r.display_name,
         offer: coloc_proto::controller::v1::Offer::from(r.offer) as i32,
-        membership_expires: r.membership_expires,
+        membership_expires: r.membership_expires.to_string(),
         created_unix: r.created_unix,
-        membership_expired: expired,
+        membership_expired: m.phase != MembershipPhase::Current,
         storage_quota_bytes: r.storage_quota_bytes,
         storage_used_bytes: r.storage_used_bytes,
         volume_grace_days: r.volume_grace_days,
         posix_id: r.posix_id,
+        membership_state: state as i32,
+        frozen_from: m.frozen_from.to_string(),
+        suspended,
+        suspended_unix,
+        suspended_by,
+        suspended_reason,
     }
 }
 
@@ -223,5 +240,6 @@ pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
         request_id: r.request_id,
         created_unix: r.created_unix,
         observed: r.observed,
+        tenant_suspended: r.tenant_suspended,
     }
 }

@@ -17,6 +17,7 @@ use coloc_proto::storage::{VolumeId, check_reservation, format_size};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::tenancy::tenant_view;
 use super::wire::storage::{
     CreatePool, CreateVolume, ListPools, OnVolume, ResizeVolume, RollbackVolume, SetTenantStorage,
     VolumeArg, VolumeRequest, VolumeSnapshot,
@@ -511,7 +512,7 @@ impl Storage for StorageApi {
                     format_size(rec.storage_quota_bytes),
                     rec.volume_grace_days
                 );
-                Ok(convert::tenant(rec, ctx.clock.now()))
+                Ok(tenant_view(ctx, rec))
             },
         )
         .await

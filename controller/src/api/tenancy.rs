@@ -4,22 +4,24 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::tenants_server::Tenants;
 use coloc_proto::controller::v1::tokens_server::Tokens;
 use coloc_proto::controller::v1::users_server::Users;
-use coloc_proto::domain::{InvalidInput, Offer, Role};
+use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role};
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::wire::tenancy::{
     CreateTenant, CreateToken, CreateUser, GetTenant, IssueUserCertificate, ListTokens, ListUsers,
-    NodeGrant, RevokeToken,
+    NodeGrant, RenewMembership, ResumeTenant, RevokeToken, SuspendTenant,
 };
 use super::wire::{audit_tenant, shown};
+use crate::agents::push_nodes;
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::context::{AuditTarget, Ctx};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::store::{
-    ApiTokenRecord, DEFAULT_VOLUME_GRACE_DAYS, TenantRecord, UserCertRecord, UserRecord,
+    ApiTokenRecord, DEFAULT_VOLUME_GRACE_DAYS, MembershipPhase, Suspension, TenantRecord,
+    UserCertRecord, UserRecord,
 };
-use crate::time::date_of;
+use crate::time::{date_of, day_of};
 
 #[derive(Debug, Clone)]
 pub struct TenantsApi(pub Ctx);
@@ -39,20 +41,14 @@ impl Tenants for TenantsApi {
                 auth::require_admin(&caller, "creating a tenant")?;
                 let r: CreateTenant = r.try_into()?;
                 let now = ctx.clock.now();
-                // Both "YYYY-MM-DD": compared as text.
-                let expires = r.membership_expires.to_string();
-                if expires < date_of(now) {
-                    return Err(InvalidInput::field(
-                        "membership expiry",
-                        format!("{expires} is in the past"),
-                    )
-                    .into());
-                }
+                not_past(r.membership_expires, now)?;
                 let rec = TenantRecord {
                     name: r.name,
                     display_name: r.display_name,
                     offer: r.offer,
-                    membership_expires: expires,
+                    membership_expires: r.membership_expires,
+                    membership_noted: MembershipPhase::Current,
+                    suspension: None,
                     created_unix: now,
                     storage_quota_bytes: ctx.config.default_tenant_quota_bytes,
                     volume_grace_days: DEFAULT_VOLUME_GRACE_DAYS,
@@ -61,7 +57,7 @@ impl Tenants for TenantsApi {
                     storage_used_bytes: 0,
                 };
                 let rec = ctx.store.create_tenant(rec).await?;
-                Ok(convert::tenant(rec, now))
+                Ok(tenant_view(ctx, rec))
             },
         )
         .await
@@ -77,13 +73,12 @@ impl Tenants for TenantsApi {
             "tenant.list",
             |_| "tenants",
             async |caller, _, _| {
-                let now = ctx.clock.now();
                 let tenants = ctx.store.list_tenants().await?;
                 Ok(pb::ListTenantsResponse {
                     tenants: tenants
                         .into_iter()
                         .filter(|t| caller.is_admin() || caller.tenant() == Some(&t.name))
-                        .map(|t| convert::tenant(t, now))
+                        .map(|t| tenant_view(ctx, t))
                         .collect(),
                 })
             },
@@ -103,14 +98,121 @@ impl Tenants for TenantsApi {
             async |caller, r, _| {
                 let GetTenant { name } = r.try_into()?;
                 auth::require_tenant_read(&caller, &name)?;
-                Ok(convert::tenant(
-                    ctx.store.get_tenant(&name).await?,
-                    ctx.clock.now(),
-                ))
+                Ok(tenant_view(ctx, ctx.store.get_tenant(&name).await?))
             },
         )
         .await
     }
+
+    async fn renew_membership(
+        &self,
+        req: Request<pb::RenewMembershipRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "tenant.renew",
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "renewing a membership")?;
+                let r: RenewMembership = r.try_into()?;
+                not_past(r.membership_expires, ctx.clock.now())?;
+                let before = ctx.store.get_tenant(&r.name).await?;
+                let rec = ctx
+                    .store
+                    .renew_membership(&r.name, r.membership_expires)
+                    .await?;
+                audit.detail = format!(
+                    "membership paid until {} (was {})",
+                    rec.membership_expires, before.membership_expires
+                );
+                Ok(tenant_view(ctx, rec))
+            },
+        )
+        .await
+    }
+
+    async fn suspend_tenant(
+        &self,
+        req: Request<pb::SuspendTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "tenant.suspend",
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "suspending a tenant")?;
+                let r: SuspendTenant = r.try_into()?;
+                let suspension = Suspension {
+                    since_unix: ctx.clock.now(),
+                    by: caller.user.name.clone(),
+                    reason: r.reason,
+                };
+                let (rec, nodes) = ctx.store.set_suspension(&r.name, Some(suspension)).await?;
+                push_nodes(ctx, &nodes).await;
+                audit.detail = suspension_detail(&rec, &nodes, "stopped");
+                Ok(tenant_view(ctx, rec))
+            },
+        )
+        .await
+    }
+
+    async fn resume_tenant(
+        &self,
+        req: Request<pb::ResumeTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "tenant.resume",
+            |r| AuditTarget::new(format!("tenant:{}", shown(&r.name)), audit_tenant(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "resuming a tenant")?;
+                let ResumeTenant { name } = r.try_into()?;
+                let (rec, nodes) = ctx.store.set_suspension(&name, None).await?;
+                push_nodes(ctx, &nodes).await;
+                audit.detail = suspension_detail(&rec, &nodes, "started again");
+                Ok(tenant_view(ctx, rec))
+            },
+        )
+        .await
+    }
+}
+
+/// Refuses a membership that would already be over.
+fn not_past(expires: time::Date, now: i64) -> ApiResult<()> {
+    if expires < day_of(now) {
+        return Err(
+            InvalidInput::field("membership expiry", format!("{expires} is in the past")).into(),
+        );
+    }
+    Ok(())
+}
+
+/// The audit detail of a suspension or a resumption: what the nodes were
+/// told, or that nothing changed.
+fn suspension_detail(rec: &TenantRecord, nodes: &[NodeName], apps: &str) -> String {
+    let names: Vec<&str> = nodes.iter().map(NodeName::as_str).collect();
+    let on_nodes = if names.is_empty() {
+        "no node hosts its apps".to_string()
+    } else {
+        format!("its apps are {apps} on nodes {}", names.join(", "))
+    };
+    match &rec.suspension {
+        Some(s) => format!(
+            "suspended since {} by {} ({}); {on_nodes}",
+            date_of(s.since_unix),
+            s.by,
+            s.reason
+        ),
+        None => format!("not suspended; {on_nodes}"),
+    }
+}
+
+/// A tenant as the API shows it, with its membership today.
+pub(super) fn tenant_view(ctx: &Ctx, rec: TenantRecord) -> pb::Tenant {
+    convert::tenant(rec, ctx.config.membership_grace_days, ctx.clock.now())
 }
 
 #[derive(Debug, Clone)]

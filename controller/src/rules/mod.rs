@@ -1,5 +1,5 @@
-//! The cooperative's rules about tenants' storage and apps, as plain
-//! functions.
+//! The cooperative's rules about tenants' membership, storage and apps,
+//! as plain functions.
 //!
 //! Each rule takes the facts it needs (a tenant's quota and usage, the
 //! ports in use on a node, a request's state, a volume's lifecycle) and
@@ -20,11 +20,14 @@
 //! Layout: [`quota`] (whether a change to a tenant's volumes fits its
 //! quota), [`volumes`] (a volume's lifecycle, resize, snapshots, purge
 //! due), [`ports`] (the local port of a new instance), [`requests`] (an
-//! install request's decision) and [`instances`] (what people's changes
-//! and nodes' reports do to an app instance).
+//! install request's decision), [`instances`] (what people's changes
+//! and nodes' reports do to an app instance) and [`standing`] (an
+//! association's membership phase, its suspension, and the notices its
+//! users read).
 
 pub mod instances;
 pub mod ports;
 pub mod quota;
 pub mod requests;
+pub mod standing;
 pub mod volumes;

@@ -132,6 +132,9 @@ pub struct InstanceRecord {
     pub gone: bool,
     /// As the agent last reported it; None before the first report.
     pub observed: Option<AppStatus>,
+    /// The tenant's apps are suspended by an admin (read from the tenant):
+    /// the node is told to keep the instance stopped.
+    pub tenant_suspended: bool,
 }
 
 #[derive(Debug, Clone, Default)]

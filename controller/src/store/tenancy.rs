@@ -14,13 +14,61 @@ use super::{StoreResult, UnixSecs};
 /// people's accounts.
 pub const FIRST_POSIX_ID: u32 = 200_000;
 
+/// Where an association's membership stands: paid ([`Current`]), past
+/// its last day ([`Expired`]: its users are warned), past the grace
+/// period too ([`Frozen`]: its users read but change nothing). Computed
+/// by [`crate::rules::standing`]; the store only remembers the phase last
+/// written to the audit log ([`TenantRecord::membership_noted`]).
+///
+/// [`Current`]: MembershipPhase::Current
+/// [`Expired`]: MembershipPhase::Expired
+/// [`Frozen`]: MembershipPhase::Frozen
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipPhase {
+    Current,
+    Expired,
+    Frozen,
+}
+
+impl MembershipPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MembershipPhase::Current => "current",
+            MembershipPhase::Expired => "expired",
+            MembershipPhase::Frozen => "frozen",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "current" => Some(MembershipPhase::Current),
+            "expired" => Some(MembershipPhase::Expired),
+            "frozen" => Some(MembershipPhase::Frozen),
+            _ => None,
+        }
+    }
+}
+
+/// An admin's suspension of a tenant's apps (`coloc tenant suspend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub since_unix: UnixSecs,
+    pub by: UserName,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantRecord {
     pub name: TenantName,
     pub display_name: String,
     pub offer: Offer,
-    /// "YYYY-MM-DD".
-    pub membership_expires: String,
+    /// The membership's last paid day (UTC).
+    pub membership_expires: time::Date,
+    /// The phase the `membership` background task last recorded in the
+    /// audit log; `create_tenant` stores `Current` whatever it is given.
+    pub membership_noted: MembershipPhase,
+    /// Set while an admin has the tenant's apps suspended;
+    /// `create_tenant` ignores it.
+    pub suspension: Option<Suspension>,
     pub created_unix: UnixSecs,
     pub storage_quota_bytes: u64,
     pub volume_grace_days: u32,
@@ -86,6 +134,34 @@ pub trait TenancyStore: Send + Sync + 'static {
         name: &TenantName,
         change: TenantStorageChange,
     ) -> StoreResult<TenantRecord>;
+    /// Sets the membership's last paid day. NotFound for an unknown
+    /// tenant.
+    async fn renew_membership(
+        &self,
+        name: &TenantName,
+        expires: time::Date,
+    ) -> StoreResult<TenantRecord>;
+    /// Records that the phase `to` was written to the audit log, if the
+    /// recorded one is still `from`; false when it was not (another pass
+    /// got there first, or the tenant is unknown), so that each transition
+    /// is audited once.
+    async fn note_membership(
+        &self,
+        name: &TenantName,
+        from: MembershipPhase,
+        to: MembershipPhase,
+    ) -> StoreResult<bool>;
+    /// Suspends the tenant's apps (`Some`) or resumes them (`None`). When
+    /// that changes anything, the generation of every node with an
+    /// instance of the tenant that is not gone is bumped in the same
+    /// transaction and those nodes are returned, to be told; suspending a
+    /// suspended tenant keeps the first suspension and changes nothing.
+    /// NotFound for an unknown tenant.
+    async fn set_suspension(
+        &self,
+        name: &TenantName,
+        suspension: Option<Suspension>,
+    ) -> StoreResult<(TenantRecord, Vec<NodeName>)>;
 
     // ---- users
     /// NotFound if the tenant does not exist.

@@ -554,7 +554,7 @@ async fn tenants_show_their_storage() -> Result<()> {
     let table = admin.ok(&["tenant", "list"]).await;
     assert_eq!(
         table.lines().next().unwrap_or_default(),
-        "NAME    OFFER         MEMBERSHIP UNTIL  STORAGE USED/QUOTA    GRACE    POSIX ID  CREATED           DISPLAY NAME"
+        "NAME    OFFER         MEMBERSHIP UNTIL  STANDING  STORAGE USED/QUOTA    GRACE    POSIX ID  CREATED           DISPLAY NAME"
     );
     let x = row(&table, "asso-x");
     assert!(

@@ -1,7 +1,7 @@
 //! Tenants, users and tokens requests.
 
 use coloc_proto::controller::v1 as pb;
-use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role, TenantName, Text, UserName};
+use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role, TenantName, Text, UserName, clip};
 
 use super::{optional, required};
 use crate::time::parse_date;
@@ -40,18 +40,23 @@ pub struct CreateTenant {
     pub membership_expires: time::Date,
 }
 
+/// A membership's last day, "YYYY-MM-DD".
+fn membership_expiry(text: &str) -> Result<time::Date, InvalidInput> {
+    parse_date(text).ok_or_else(|| {
+        InvalidInput::field(
+            "membership expiry",
+            format!("{:?} is not a date YYYY-MM-DD", clip(text)),
+        )
+    })
+}
+
 impl TryFrom<pb::CreateTenantRequest> for CreateTenant {
     type Error = InvalidInput;
     fn try_from(r: pb::CreateTenantRequest) -> Result<Self, InvalidInput> {
         let name = required(r.name)?;
         let offer = Offer::try_from(r.offer)?;
         Text::DisplayName.check(&r.display_name)?;
-        let membership_expires = parse_date(&r.membership_expires).ok_or_else(|| {
-            InvalidInput::field(
-                "membership expiry",
-                format!("{:?} is not a date YYYY-MM-DD", r.membership_expires),
-            )
-        })?;
+        let membership_expires = membership_expiry(&r.membership_expires)?;
         Ok(CreateTenant {
             name,
             offer,
@@ -71,6 +76,65 @@ impl TryFrom<pb::GetTenantRequest> for GetTenant {
     type Error = InvalidInput;
     fn try_from(r: pb::GetTenantRequest) -> Result<Self, InvalidInput> {
         Ok(GetTenant {
+            name: required(r.name)?,
+        })
+    }
+}
+
+/// `RenewMembership`. Whether the date is already past depends on the
+/// clock: the handler's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewMembership {
+    pub name: TenantName,
+    pub membership_expires: time::Date,
+}
+
+impl TryFrom<pb::RenewMembershipRequest> for RenewMembership {
+    type Error = InvalidInput;
+    fn try_from(r: pb::RenewMembershipRequest) -> Result<Self, InvalidInput> {
+        Ok(RenewMembership {
+            name: required(r.name)?,
+            membership_expires: membership_expiry(&r.membership_expires)?,
+        })
+    }
+}
+
+/// `SuspendTenant`: a reason is required, since the tenant's users read
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspendTenant {
+    pub name: TenantName,
+    pub reason: String,
+}
+
+impl TryFrom<pb::SuspendTenantRequest> for SuspendTenant {
+    type Error = InvalidInput;
+    fn try_from(r: pb::SuspendTenantRequest) -> Result<Self, InvalidInput> {
+        let name = required(r.name)?;
+        Text::SuspensionReason.check(&r.reason)?;
+        if r.reason.trim().is_empty() {
+            return Err(InvalidInput::field(
+                Text::SuspensionReason.field(),
+                "say why the tenant is suspended: its users read it",
+            ));
+        }
+        Ok(SuspendTenant {
+            name,
+            reason: r.reason,
+        })
+    }
+}
+
+/// `ResumeTenant`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeTenant {
+    pub name: TenantName,
+}
+
+impl TryFrom<pb::ResumeTenantRequest> for ResumeTenant {
+    type Error = InvalidInput;
+    fn try_from(r: pb::ResumeTenantRequest) -> Result<Self, InvalidInput> {
+        Ok(ResumeTenant {
             name: required(r.name)?,
         })
     }
@@ -292,6 +356,45 @@ mod tests {
                 "membership expiry",
             );
         }
+        let r = RenewMembership::try_from(pb::RenewMembershipRequest {
+            name: "asso-x".into(),
+            membership_expires: "2027-01-31".into(),
+        })
+        .unwrap();
+        assert_eq!(r.membership_expires.to_string(), "2027-01-31");
+        for (name, expires, field) in [
+            ("", "2027-01-31", "tenant name"),
+            ("asso-x", "", "membership expiry"),
+            ("asso-x", "2027-02-29", "membership expiry"),
+            ("asso-x", "next year", "membership expiry"),
+        ] {
+            refused(
+                RenewMembership::try_from(pb::RenewMembershipRequest {
+                    name: name.into(),
+                    membership_expires: expires.into(),
+                }),
+                field,
+            );
+        }
+        let suspend = |name: &str, reason: &str| {
+            SuspendTenant::try_from(pb::SuspendTenantRequest {
+                name: name.into(),
+                reason: reason.into(),
+            })
+        };
+        assert_eq!(
+            suspend("asso-x", "spam relay").unwrap().reason,
+            "spam relay"
+        );
+        refused(suspend("asso-x", ""), "reason");
+        refused(suspend("asso-x", "  "), "reason");
+        refused(suspend("asso-x", "a\u{1b}[2Jb"), "reason");
+        refused(suspend("asso-x", &"r".repeat(501)), "reason");
+        refused(suspend("Asso", "spam"), "tenant name");
+        refused(
+            ResumeTenant::try_from(pb::ResumeTenantRequest { name: "".into() }),
+            "tenant name",
+        );
         let t = GetTenant::try_from(pb::GetTenantRequest {
             name: "asso-x".into(),
         })

@@ -42,7 +42,8 @@ macro_rules! instance_select {
         concat!(
             "SELECT i.tenant, i.app, i.node, i.volume_id, v.name, v.lifecycle, i.port, ",
             "i.state, i.restart_nonce, i.request_id, i.created_unix, i.gone, i.observed, ",
-            "t.posix_id FROM app_instances AS i JOIN volumes AS v ON v.id = i.volume_id ",
+            "t.posix_id, t.suspended_unix IS NOT NULL ",
+            "FROM app_instances AS i JOIN volumes AS v ON v.id = i.volume_id ",
             "JOIN tenants AS t ON t.name = i.tenant ",
             $rest
         )
@@ -139,6 +140,7 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
         created_unix: row.get(10)?,
         gone: row.get(11)?,
         observed: blob::<AppStatus>(row, 12)?,
+        tenant_suspended: row.get(14)?,
     })
 }
 

@@ -10,38 +10,57 @@ use async_trait::async_trait;
 use coloc_proto::domain::{NodeName, TenantName, UserName};
 use rusqlite::{Connection, Row, params};
 
-use super::nodes::node_exists;
+use super::nodes::{bump_generation, node_exists};
 use super::{
-    Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, query_all, query_opt,
-    small, to_i64, unsigned,
+    Db, SqliteStore, corrupt, immediate, insert_err, not_found, parsed, parsed_opt, query_all,
+    query_opt, small, to_i64, unsigned,
 };
 use crate::store::{
-    ApiTokenRecord, FIRST_POSIX_ID, StoreResult, TenancyStore, TenantRecord, TenantStorageChange,
-    UnixSecs, UserCertRecord, UserRecord,
+    ApiTokenRecord, FIRST_POSIX_ID, MembershipPhase, StoreResult, Suspension, TenancyStore,
+    TenantRecord, TenantStorageChange, UnixSecs, UserCertRecord, UserRecord,
 };
+use crate::time::parse_date;
 
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
+    let since: Option<UnixSecs> = row.get(10)?;
+    let by = parsed_opt(row, 11, UserName::new)?;
+    let suspension = match (since, by) {
+        (Some(since_unix), Some(by)) => Some(Suspension {
+            since_unix,
+            by,
+            reason: row.get(12)?,
+        }),
+        // The table's CHECK keeps both set or both NULL.
+        _ => None,
+    };
     Ok(TenantRecord {
         name: parsed(row, 0, TenantName::new)?,
         display_name: row.get(1)?,
         offer: parsed(row, 2, |s| s.parse())?,
-        membership_expires: row.get(3)?,
+        membership_expires: parsed(row, 3, |s| {
+            parse_date(&s).ok_or_else(|| corrupt("tenants.membership_expires", s))
+        })?,
         created_unix: row.get(4)?,
         storage_quota_bytes: unsigned(row, 5)?,
         volume_grace_days: small(row, 6)?,
         // NULL (a row the migration did not fill) fails here, as it should.
         posix_id: small(row, 7)?,
         storage_used_bytes: unsigned(row, 8)?,
+        membership_noted: parsed(row, 9, |s| {
+            MembershipPhase::parse(&s).ok_or_else(|| corrupt("tenants.membership_noted", s))
+        })?,
+        suspension,
     })
 }
 
-/// The last column is what counts against the quota
-/// ([`crate::rules::quota`]): the tenant's volumes in use or restorable,
-/// both still on disk (docs/STORAGE.md).
+/// Column 8 is what counts against the quota ([`crate::rules::quota`]):
+/// the tenant's volumes in use or restorable, both still on disk
+/// (docs/STORAGE.md).
 const TENANT_SELECT: &str = "SELECT name, display_name, offer, membership_expires, created_unix, \
      storage_quota_bytes, volume_grace_days, posix_id, \
      (SELECT coalesce(sum(v.size_bytes), 0) FROM volumes AS v \
-      WHERE v.tenant = tenants.name AND v.lifecycle IN ('active', 'retained')) \
+      WHERE v.tenant = tenants.name AND v.lifecycle IN ('active', 'retained')), \
+     membership_noted, suspended_unix, suspended_by, suspended_reason \
      FROM tenants";
 
 pub(super) fn load_tenant(conn: &Connection, name: &str) -> StoreResult<TenantRecord> {
@@ -154,7 +173,7 @@ impl TenancyStore for SqliteStore {
                 tenant.name.as_str(),
                 tenant.display_name,
                 tenant.offer.as_str(),
-                tenant.membership_expires,
+                tenant.membership_expires.to_string(),
                 tenant.created_unix,
                 to_i64("storage quota", tenant.storage_quota_bytes)?,
                 tenant.volume_grace_days,
@@ -208,6 +227,86 @@ impl TenancyStore for SqliteStore {
             }
             let record = load_tenant(tx, name.as_str())?;
             Ok(record)
+        })
+        .await
+    }
+
+    async fn renew_membership(
+        &self,
+        name: &TenantName,
+        expires: time::Date,
+    ) -> StoreResult<TenantRecord> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE tenants SET membership_expires = ?2 WHERE name = ?1")
+                .db()?
+                .execute(params![name.as_str(), expires.to_string()])
+                .db()?;
+            if changed == 0 {
+                return Err(not_found("tenant", name.as_str()));
+            }
+            load_tenant(tx, name.as_str())
+        })
+        .await
+    }
+
+    async fn note_membership(
+        &self,
+        name: &TenantName,
+        from: MembershipPhase,
+        to: MembershipPhase,
+    ) -> StoreResult<bool> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE tenants SET membership_noted = ?3 \
+                     WHERE name = ?1 AND membership_noted = ?2",
+                )
+                .db()?
+                .execute(params![name.as_str(), from.as_str(), to.as_str()])
+                .db()?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn set_suspension(
+        &self,
+        name: &TenantName,
+        suspension: Option<Suspension>,
+    ) -> StoreResult<(TenantRecord, Vec<NodeName>)> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let before = load_tenant(tx, name.as_str())?;
+            if before.suspension.is_some() == suspension.is_some() {
+                return Ok((before, Vec::new()));
+            }
+            let (since, by, reason) = match &suspension {
+                Some(s) => (Some(s.since_unix), Some(s.by.as_str()), s.reason.as_str()),
+                None => (None, None, ""),
+            };
+            tx.prepare_cached(
+                "UPDATE tenants SET suspended_unix = ?2, suspended_by = ?3, \
+                 suspended_reason = ?4 WHERE name = ?1",
+            )
+            .db()?
+            .execute(params![name.as_str(), since, by, reason])
+            .db()?;
+            // Every node told about one of its instances (removed ones
+            // included, until they are gone) renders them again.
+            let nodes: Vec<NodeName> = query_all(
+                tx,
+                "SELECT DISTINCT node FROM app_instances \
+                 WHERE tenant = ?1 AND gone = 0 ORDER BY node",
+                [name.as_str()],
+                |row| parsed(row, 0, NodeName::new),
+            )?;
+            for node in &nodes {
+                bump_generation(tx, node.as_str())?;
+            }
+            Ok((load_tenant(tx, name.as_str())?, nodes))
         })
         .await
     }

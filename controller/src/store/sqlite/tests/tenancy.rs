@@ -341,3 +341,115 @@ async fn user_certificates_are_found_by_fingerprint() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn memberships_are_renewed_and_noted_once_per_phase() {
+    use crate::store::MembershipPhase::*;
+    let store = SqliteStore::open_in_memory().unwrap();
+    let t = store.create_tenant(tenant("asso-x")).await.unwrap();
+    assert_eq!((t.membership_noted, t.suspension), (Current, None));
+    let name = tenant_name("asso-x");
+    let renewed = store
+        .renew_membership(&name, time::macros::date!(2028 - 06 - 30))
+        .await
+        .unwrap();
+    assert_eq!(renewed.membership_expires.to_string(), "2028-06-30");
+    assert_eq!(store.get_tenant(&name).await.unwrap(), renewed);
+    let err = store
+        .renew_membership(&tenant_name("ghost"), time::macros::date!(2028 - 06 - 30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "tenant", .. }),
+        "{err:?}"
+    );
+
+    // A compare-and-set: the second of two passes loses.
+    assert!(
+        store
+            .note_membership(&name, Current, Expired)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .note_membership(&name, Current, Expired)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_tenant(&name).await.unwrap().membership_noted,
+        Expired
+    );
+    assert!(store.note_membership(&name, Expired, Frozen).await.unwrap());
+    assert!(
+        !store
+            .note_membership(&tenant_name("ghost"), Current, Expired)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_suspension_tells_the_nodes_of_the_tenant_s_instances_and_keeps_everything() {
+    use crate::store::{InstanceFilter, InstanceState, Suspension};
+    let store = fleet(&["n1", "n2"]).await;
+    let data = app_fleet(&store).await;
+    let r = store
+        .create_app_request(new_request("asso-a", "radicale", "n1", &data), NOW)
+        .await
+        .unwrap();
+    store
+        .approve_app_request(r.id, &user_name("root"), "go", NOW + 1)
+        .await
+        .unwrap();
+    let name = tenant_name("asso-a");
+    let (n1, n2) = (
+        generation(&store, "n1").await,
+        generation(&store, "n2").await,
+    );
+    let s = Suspension {
+        since_unix: NOW + 5,
+        by: user_name("root"),
+        reason: "spam".into(),
+    };
+    let (t, nodes) = store.set_suspension(&name, Some(s.clone())).await.unwrap();
+    assert_eq!(t.suspension.as_ref(), Some(&s));
+    assert_eq!(nodes, [node_name("n1")]);
+    assert_eq!(generation(&store, "n1").await, n1 + 1);
+    assert_eq!(generation(&store, "n2").await, n2, "no instance there");
+    let instances = store
+        .list_instances(InstanceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(instances.len(), 1);
+    assert!(instances[0].tenant_suspended);
+    assert_eq!(instances[0].state, InstanceState::Running, "kept as wanted");
+    // Suspending again keeps the first suspension and tells no one.
+    let later = Suspension {
+        since_unix: NOW + 9,
+        reason: "again".into(),
+        ..s.clone()
+    };
+    let (t, nodes) = store.set_suspension(&name, Some(later)).await.unwrap();
+    assert_eq!((t.suspension, nodes.len()), (Some(s), 0));
+    assert_eq!(generation(&store, "n1").await, n1 + 1);
+    // Resumed: the node is told again; the volume was never touched.
+    let (t, nodes) = store.set_suspension(&name, None).await.unwrap();
+    assert_eq!((t.suspension, nodes), (None, vec![node_name("n1")]));
+    assert_eq!(generation(&store, "n1").await, n1 + 2);
+    let instances = store
+        .list_instances(InstanceFilter::default())
+        .await
+        .unwrap();
+    assert!(!instances[0].tenant_suspended);
+    assert_eq!(store.get_volume(&data.id).await.unwrap(), data);
+    let err = store
+        .set_suspension(&tenant_name("ghost"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "tenant", .. }),
+        "{err:?}"
+    );
+}
