@@ -43,6 +43,19 @@ pub struct ControllerConfig {
     /// colocd; relative to the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_dir: Option<PathBuf>,
+    /// Connections colocd holds open at once (agents hold one each, so
+    /// this is above the fleet's size, and below the process's open-file
+    /// limit); further clients wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connections one address (an IPv4 address or an IPv6 /64) may hold
+    /// at once; further ones are closed as they come.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+    /// Enrollment attempts one address may make per minute; further ones
+    /// are refused at once (agents retry with backoff).
+    #[serde(default = "default_enrollments_per_minute")]
+    pub enrollments_per_minute: u32,
 }
 
 fn default_listen() -> SocketAddr {
@@ -63,6 +76,15 @@ fn default_tenant_quota() -> u64 {
 fn default_apps_domain() -> String {
     "coloc.test".into()
 }
+fn default_max_connections() -> u32 {
+    16_384
+}
+fn default_max_connections_per_address() -> u32 {
+    256
+}
+fn default_enrollments_per_minute() -> u32 {
+    30
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -76,6 +98,9 @@ impl Default for ControllerConfig {
             apps_domain: default_apps_domain(),
             acme_email: String::new(),
             catalog_dir: None,
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+            enrollments_per_minute: default_enrollments_per_minute(),
         }
     }
 }
@@ -144,6 +169,19 @@ impl ControllerConfig {
             .map_err(|e| invalid(&error_chain(&e)))?;
         if !self.acme_email.is_empty() {
             check_acme_email(&self.acme_email).map_err(|e| invalid(&error_chain(&e)))?;
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections must be between 1 and 1000000"));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_address) {
+            return Err(invalid(
+                "max_connections_per_address must be between 1 and max_connections",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.enrollments_per_minute) {
+            return Err(invalid(
+                "enrollments_per_minute must be between 1 and 1000000",
+            ));
         }
         Ok(())
     }
@@ -264,5 +302,40 @@ mod tests {
                 .default_tenant_quota_bytes,
             100 << 30
         );
+    }
+
+    #[test]
+    fn transport_limits_default_and_are_checked() {
+        let cfg = ControllerConfig::parse("", "x").unwrap();
+        assert_eq!(
+            (
+                cfg.max_connections,
+                cfg.max_connections_per_address,
+                cfg.enrollments_per_minute
+            ),
+            (16_384, 256, 30)
+        );
+        let cfg = ControllerConfig::parse(
+            "max_connections = 100\nmax_connections_per_address = 100\nenrollments_per_minute = 5",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(cfg.max_connections_per_address, 100);
+        for (bad, says) in [
+            ("max_connections = 0", "max_connections must"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            (
+                "max_connections = 10\nmax_connections_per_address = 11",
+                "max_connections_per_address",
+            ),
+            ("enrollments_per_minute = 0", "enrollments_per_minute"),
+            ("max_connections = -1", "not a valid"),
+        ] {
+            let err = ControllerConfig::parse(bad, "x").unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
     }
 }

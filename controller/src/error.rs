@@ -33,6 +33,14 @@ pub enum ApiError {
     /// whose session is down); trying again later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many calls of a kind anyone can make (without credentials,
+    /// enrollment) from one address; refused without any other work.
+    #[error("too many {what} from {peer}; try again in {retry_after_secs} s")]
+    RateLimited {
+        what: &'static str,
+        peer: String,
+        retry_after_secs: u64,
+    },
     /// The catalog refuses to render an instance with these values.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -48,7 +56,9 @@ impl ApiError {
     pub fn is_denial(&self) -> bool {
         matches!(
             self,
-            ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_)
+            ApiError::Unauthenticated(_)
+                | ApiError::PermissionDenied(_)
+                | ApiError::RateLimited { .. }
         )
     }
 
@@ -62,6 +72,7 @@ impl ApiError {
             ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
             ApiError::NodeTimeout { .. } => Status::deadline_exceeded(self.to_string()),
             ApiError::Unavailable(m) => Status::unavailable(m.clone()),
+            ApiError::RateLimited { .. } => Status::resource_exhausted(self.to_string()),
             ApiError::Catalog(e) => match e {
                 // The catalog was checked when colocd started; what is left
                 // is a value this instance brings that the app cannot take.

@@ -1,5 +1,6 @@
-//! The authorization matrix: each role x each API family x its own or
-//! another association, checking both the answer and the audit entry.
+//! The authorization matrix: each role (and a caller without credentials)
+//! x each API family x its own or another association, checking both the
+//! answer and the audit entry.
 
 use coloc_proto::controller::v1 as pb;
 use coloc_tests::*;
@@ -10,6 +11,8 @@ enum Who {
     Admin,
     Operator,
     Member,
+    /// No credential at all.
+    Anonymous,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +66,7 @@ struct World {
     admin: Api,
     op_a: Api,
     mem_a: Api,
+    anon: Api,
     op_b_token_ids: Vec<String>,
     own_token_ids: std::collections::HashMap<&'static str, Vec<String>>,
 }
@@ -116,11 +120,13 @@ async fn world() -> Result<World> {
     }
     let op_a = ctl.api(&op_a).await?;
     let mem_a = ctl.api(&mem_a).await?;
+    let anon = ctl.anonymous().await?;
     Ok(World {
         ctl,
         admin,
         op_a,
         mem_a,
+        anon,
         op_b_token_ids,
         own_token_ids,
     })
@@ -145,6 +151,8 @@ async fn call(
         ("asso-b", "n-b", "op-b")
     };
     let token_id = match (op, own) {
+        // Refused before it is looked at.
+        (Op::TokenRevoke, _) if who == Who::Anonymous => "tok-anything".to_string(),
         (Op::TokenRevoke, true) => w
             .own_token_ids
             .get_mut(who_name(who))
@@ -157,6 +165,7 @@ async fn call(
         Who::Admin => &mut w.admin,
         Who::Operator => &mut w.op_a,
         Who::Member => &mut w.mem_a,
+        Who::Anonymous => &mut w.anon,
     };
     let r = match op {
         Op::SiteCreate => api
@@ -260,12 +269,22 @@ fn who_name(w: Who) -> &'static str {
         Who::Admin => "admin",
         Who::Operator => "op-a",
         Who::Member => "mem-a",
+        Who::Anonymous => "anonymous",
+    }
+}
+
+/// The actor its audit entries name.
+fn actor(w: Who) -> String {
+    match w {
+        Who::Anonymous => "anonymous".to_string(),
+        _ => format!("user:{}", who_name(w)),
     }
 }
 
 /// The policy, written independently of the controller's code.
 fn expected(who: Who, op: Op, own: bool) -> bool {
     match (who, op) {
+        (Who::Anonymous, _) => false,
         (Who::Admin, _) => true,
         (_, Op::SiteList) => true,
         (
@@ -303,35 +322,51 @@ async fn every_role_family_and_tenant() -> Result<()> {
     ];
     let mut families = std::collections::BTreeSet::new();
     let mut n = 0;
-    for who in [Who::Admin, Who::Operator, Who::Member] {
+    for who in [Who::Admin, Who::Operator, Who::Member, Who::Anonymous] {
         for op in ops {
             for own in [true, false] {
                 n += 1;
                 families.insert(op.family());
                 let allowed = expected(who, op, own);
+                let (action, mutation) = op.action();
+                let before = audit_entries(&mut w.admin, &actor(who)).await?;
+                let written_before = before.iter().filter(|e| e.action == action).count();
+                if who == Who::Anonymous {
+                    // Each in a minute of its own: a few refusals per
+                    // address and minute get an entry each (tests/limits.rs
+                    // has the rest).
+                    w.ctl.clock.advance_secs(61);
+                }
                 let got = call(&mut w, who, op, own, n).await;
                 let ctx = format!("{who:?} {op:?} own={own}");
                 if allowed {
                     assert_eq!(got, Ok(()), "{ctx} should be allowed");
+                } else if who == Who::Anonymous {
+                    assert_eq!(got, Err(Code::Unauthenticated), "{ctx} should be refused");
                 } else {
                     assert_eq!(got, Err(Code::PermissionDenied), "{ctx} should be denied");
                 }
-                let (action, mutation) = op.action();
-                let entries =
-                    audit_entries(&mut w.admin, &format!("user:{}", who_name(who))).await?;
-                let newest = entries.iter().find(|e| e.action == action);
+                let entries = audit_entries(&mut w.admin, &actor(who)).await?;
                 if allowed && !mutation {
                     continue;
                 }
-                let e = newest.unwrap_or_else(|| panic!("{ctx}: no audit entry {action}"));
+                let written = entries.iter().filter(|e| e.action == action).count();
+                assert_eq!(written, written_before + 1, "{ctx}: one new entry {action}");
+                let e = entries
+                    .iter()
+                    .find(|e| e.action == action)
+                    .unwrap_or_else(|| panic!("{ctx}: no audit entry {action}"));
                 let want = if allowed {
                     pb::AuditOutcome::Allowed
                 } else {
                     pb::AuditOutcome::Denied
                 } as i32;
                 assert_eq!(e.outcome, want, "{ctx}: audit outcome of {e:?}");
-                assert_eq!(e.actor, format!("user:{}", who_name(who)));
-                if !allowed {
+                assert_eq!(e.actor, actor(who));
+                if who == Who::Anonymous {
+                    assert!(e.detail.contains("not authenticated"), "{ctx}: {e:?}");
+                    assert!(e.detail.ends_with("(from 127.0.0.1)"), "{ctx}: {e:?}");
+                } else if !allowed {
                     assert!(e.detail.contains("permission denied"), "{ctx}: {e:?}");
                 }
             }

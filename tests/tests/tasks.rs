@@ -13,11 +13,12 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 4] = [
+const TASKS: [&str; 5] = [
     "heartbeat-flush",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",
+    "refusal-summaries",
 ];
 
 /// `Tasks.ListTasks` with `token`.
@@ -70,6 +71,7 @@ async fn admins_see_what_each_background_task_did() -> Result<()> {
         assert_eq!(by_name(n).period_ms, 100, "{n}");
     }
     assert_eq!(by_name("volume-purge").period_ms, 2000);
+    assert_eq!(by_name("refusal-summaries").period_ms, 1000);
     for t in &all.tasks {
         assert!(!t.description.is_empty(), "{}", t.name);
         assert!(t.last_start_unix_ms > 0, "{}", t.name);
@@ -192,7 +194,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     let stdout = stdout(&out);
     assert!(out.status.success(), "coloc tasks failed: {}", stderr(&out));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 6, "{stdout}");
     for header in [
         "NAME", "PERIOD", "LAST RUN", "DURATION", "RUNS", "OUTCOME", "ERROR",
     ] {
@@ -207,13 +209,17 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
         );
     }
     assert!(lines[4].contains("2 s"), "volume-purge every 2 s: {stdout}");
+    assert!(
+        lines[5].contains("1 s"),
+        "refusal-summaries every 1 s: {stdout}"
+    );
     assert!(lines[1].contains("100 ms"), "flush every 100 ms: {stdout}");
 
     let out = root.run(&["--json", "tasks"]).await;
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let tasks = json.as_array().expect("--json prints an array");
-    assert_eq!(tasks.len(), 4, "{json}");
+    assert_eq!(tasks.len(), TASKS.len(), "{json}");
     for (t, name) in tasks.iter().zip(TASKS) {
         assert_eq!(t["name"], name, "{json}");
         assert!(t["runs"].as_u64() > Some(0), "{json}");

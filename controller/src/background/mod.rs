@@ -10,6 +10,7 @@
 //! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
+//! | `refusal-summaries` | 1 s | writes one audit entry per address for the refusals the per-address limits counted without writing them ("N further refused calls from ADDR") |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -21,11 +22,12 @@
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
 //! task, named after it: `heartbeat_flush`, `silent_sessions`,
-//! `unreachable_nodes`, `volume_purge`. A new task is a new module here
+//! `unreachable_nodes`, `volume_purge`, `refusal_summaries`. A new task is a new module here
 //! and one entry in [`colocd_tasks`].
 
 pub mod driver;
 mod heartbeat_flush;
+pub mod refusal_summaries;
 mod silent_sessions;
 pub mod status;
 mod summary;
@@ -42,6 +44,8 @@ use crate::context::Ctx;
 /// How often retained volumes are checked for the end of their grace
 /// period.
 const PURGE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often closed refusal windows are summed up in the audit log.
+const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// colocd's tasks, with their periods from the configuration.
 pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
@@ -74,6 +78,13 @@ pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
             period: PURGE_INTERVAL,
             activate_on_shutdown: false,
             task: Box::new(volume_purge::VolumePurge::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "refusal-summaries",
+            description: "sum up in the audit log the refusals the per-address limits did not write one by one",
+            period: REFUSAL_SUMMARY_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(refusal_summaries::RefusalSummaries::new(ctx.clone())),
         },
     ]
 }
