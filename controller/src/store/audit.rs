@@ -300,7 +300,7 @@ mod tests {
         let shown = audit_text(&escapes, 64);
         assert!(shown.len() <= 64);
         let kept = shown.split('…').next().unwrap();
-        assert!(kept.len() % "\\u{1b}".len() == 0, "{shown}");
+        assert!(kept.len().is_multiple_of("\\u{1b}".len()), "{shown}");
         assert!(kept.chars().all(|c| "\\u{1b}".contains(c)), "{shown}");
     }
 
