@@ -48,6 +48,19 @@ pub struct ControllerConfig {
     /// association; 0 freezes the day after the last paid day.
     #[serde(default = "default_membership_grace")]
     pub membership_grace_days: u32,
+    /// Connections colocd holds open at once (agents hold one each, so
+    /// this is above the fleet's size, and below the process's open-file
+    /// limit); further clients wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connections one address (an IPv4 address or an IPv6 /64) may hold
+    /// at once; further ones are closed as they come.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: u32,
+    /// Enrollment attempts one address may make per minute; further ones
+    /// are refused at once (agents retry with backoff).
+    #[serde(default = "default_enrollments_per_minute")]
+    pub enrollments_per_minute: u32,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two
@@ -75,6 +88,15 @@ fn default_membership_grace() -> u32 {
 fn default_apps_domain() -> String {
     "coloc.test".into()
 }
+fn default_max_connections() -> u32 {
+    16_384
+}
+fn default_max_connections_per_address() -> u32 {
+    256
+}
+fn default_enrollments_per_minute() -> u32 {
+    30
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -89,6 +111,9 @@ impl Default for ControllerConfig {
             acme_email: String::new(),
             catalog_dir: None,
             membership_grace_days: default_membership_grace(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+            enrollments_per_minute: default_enrollments_per_minute(),
         }
     }
 }
@@ -160,6 +185,19 @@ impl ControllerConfig {
             .map_err(|e| invalid(&error_chain(&e)))?;
         if !self.acme_email.is_empty() {
             check_acme_email(&self.acme_email).map_err(|e| invalid(&error_chain(&e)))?;
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections must be between 1 and 1000000"));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_address) {
+            return Err(invalid(
+                "max_connections_per_address must be between 1 and max_connections",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.enrollments_per_minute) {
+            return Err(invalid(
+                "enrollments_per_minute must be between 1 and 1000000",
+            ));
         }
         Ok(())
     }
@@ -302,5 +340,40 @@ mod tests {
                 .default_tenant_quota_bytes,
             100 << 30
         );
+    }
+
+    #[test]
+    fn transport_limits_default_and_are_checked() {
+        let cfg = ControllerConfig::parse("", "x").unwrap();
+        assert_eq!(
+            (
+                cfg.max_connections,
+                cfg.max_connections_per_address,
+                cfg.enrollments_per_minute
+            ),
+            (16_384, 256, 30)
+        );
+        let cfg = ControllerConfig::parse(
+            "max_connections = 100\nmax_connections_per_address = 100\nenrollments_per_minute = 5",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(cfg.max_connections_per_address, 100);
+        for (bad, says) in [
+            ("max_connections = 0", "max_connections must"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            (
+                "max_connections = 10\nmax_connections_per_address = 11",
+                "max_connections_per_address",
+            ),
+            ("enrollments_per_minute = 0", "enrollments_per_minute"),
+            ("max_connections = -1", "not a valid"),
+        ] {
+            let err = ControllerConfig::parse(bad, "x").unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -5,7 +5,10 @@
 //! open the audit entry, refuse a frozen association's changes, run the
 //! handler's body, write the entry, add the caller's association's
 //! notices to the answer), and the audit entry of a call in the making
-//! ([`AuditScope`]).
+//! ([`AuditScope`]). Calls refused for want of a valid credential are
+//! limited per address here ([`crate::limiter`]): a few are written each
+//! minute, the rest counted into one summary entry, and past the
+//! allowance refused at once.
 //!
 //! It sits below both `api/` and `agents/` so that neither has to import
 //! the other to reach the shared state. It decides nothing: policy is in
@@ -25,8 +28,9 @@ use crate::ca::CertificateAuthority;
 use crate::catalog::Catalog;
 use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::limiter::{Limiters, Peer};
 use crate::rules::standing::{self, Membership};
-use crate::store::{AuditOutcome, AuditRecord, Store};
+use crate::store::{AuditFields, AuditOutcome, AuditRecord, Store};
 use crate::time::Clock;
 
 /// Everything a handler needs, shared by all services.
@@ -41,6 +45,8 @@ pub struct Ctx {
     pub catalog: Arc<Catalog>,
     /// What colocd's background tasks did last (`coloc tasks`).
     pub tasks: Arc<TaskBoard>,
+    /// Per-address limits on what callers without credentials can do.
+    pub limits: Arc<Limiters>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -101,6 +107,7 @@ impl Ctx {
     where
         A: Into<AuditTarget>,
     {
+        let peer = Peer::of(req.remote_addr());
         let caller = auth::authenticate(&self.store, &self.clock, &req).await;
         let r = req.into_inner();
         let AuditTarget { target, tenant } = target(&r).into();
@@ -115,10 +122,10 @@ impl Ctx {
             tenant,
             detail: String::new(),
             mutation,
+            anonymous_from: None,
         };
         let mut notices = Vec::new();
         let result = match caller {
-            // Unauthenticated: refused before anything else.
             Ok(caller) => match self.standing(&caller).await {
                 Ok(standing) => {
                     let frozen = match &standing {
@@ -136,7 +143,21 @@ impl Ctx {
                 }
                 Err(e) => Err(e),
             },
-            Err(e) => Err(e),
+            // Unauthenticated: refused before anything else.
+            Err(e) => {
+                let now = self.clock.now_ms();
+                let limiter = &self.limits.api_refusals;
+                match limiter.admit(peer, now) {
+                    Err(limited) => {
+                        audit.anonymous_from = Some((peer, false));
+                        Err(limited.error("calls without valid credentials", peer))
+                    }
+                    Ok(()) => {
+                        audit.anonymous_from = Some((peer, limiter.refusal(peer, now)));
+                        Err(e)
+                    }
+                }
+            }
         };
         let mut answer = audit.finish(result).await.map(Response::new);
         match &mut answer {
@@ -229,6 +250,10 @@ pub struct AuditScope<'a> {
     pub tenant: Option<TenantName>,
     pub detail: String,
     mutation: bool,
+    /// For a call refused for want of a valid credential: where it came
+    /// from, and whether it gets an entry of its own (the limiter's
+    /// answer; the others are summed up per address).
+    anonymous_from: Option<(Peer, bool)>,
 }
 
 impl AuditScope<'_> {
@@ -240,17 +265,20 @@ impl AuditScope<'_> {
             Err(e) if e.is_denial() => (AuditOutcome::Denied, e.to_string()),
             Err(e) => (AuditOutcome::Failed, e.to_string()),
         };
-        if self.mutation || outcome == AuditOutcome::Denied {
-            let entry = AuditRecord {
-                id: 0,
+        let (detail, written) = match self.anonymous_from {
+            Some((peer, written)) => (format!("{detail} (from {peer})"), written),
+            None => (detail, true),
+        };
+        if written && (self.mutation || outcome == AuditOutcome::Denied) {
+            let entry = AuditRecord::new(AuditFields {
                 at_unix_ms: self.ctx.clock.now_ms(),
                 actor: self.actor,
                 action: self.action.to_string(),
                 target: self.target,
                 tenant: self.tenant,
                 outcome,
-                detail: detail.chars().take(500).collect(),
-            };
+                detail,
+            });
             if let Err(err) = self.ctx.store.append_audit(entry).await {
                 // The action itself already happened (or was refused); a
                 // lost audit entry is reported loudly rather than undone.
@@ -261,7 +289,13 @@ impl AuditScope<'_> {
             }
         }
         if let Err(e) = &result {
-            tracing::info!(action = self.action, error = %e, "request refused");
+            // Refusals the limiter sums up are not logged one by one
+            // either: the log would fill as the database would have.
+            if written {
+                tracing::info!(action = self.action, error = %e, "request refused");
+            } else {
+                tracing::debug!(action = self.action, error = %e, "request refused");
+            }
         }
         result.map_err(|e| e.to_status())
     }

@@ -49,6 +49,14 @@ pub enum ApiError {
     /// whose session is down); trying again later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many calls of a kind anyone can make (without credentials,
+    /// enrollment) from one address; refused without any other work.
+    #[error("too many {what} from {peer}; try again in {retry_after_secs} s")]
+    RateLimited {
+        what: &'static str,
+        peer: String,
+        retry_after_secs: u64,
+    },
     /// The catalog refuses to render an instance with these values.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -68,6 +76,7 @@ impl ApiError {
                 | ApiError::PermissionDenied(_)
                 | ApiError::Hidden { .. }
                 | ApiError::Frozen(_)
+                | ApiError::RateLimited { .. }
         )
     }
 
@@ -89,6 +98,7 @@ impl ApiError {
             ApiError::NodeOffline(_) => Status::unavailable(self.to_string()),
             ApiError::NodeTimeout { .. } => Status::deadline_exceeded(self.to_string()),
             ApiError::Unavailable(m) => Status::unavailable(m.clone()),
+            ApiError::RateLimited { .. } => Status::resource_exhausted(self.to_string()),
             ApiError::Catalog(e) => match e {
                 // The catalog was checked when colocd started; what is left
                 // is a value this instance brings that the app cannot take.

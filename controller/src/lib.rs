@@ -18,7 +18,10 @@
 //! configurations), [`catalog`] (the app catalog and the rendering of one
 //! instance), [`background`] (colocd's periodic tasks and their status),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
-//! [`config`] (`colocd.toml`) and [`time`] (the clock, which tests move).
+//! [`transport`] (what one port lets anyone hold: connections, call
+//! deadlines), [`limiter`] (per-address limits on calls without
+//! credentials and on enrollment), [`config`] (`colocd.toml`) and
+//! [`time`] (the clock, which tests move).
 //!
 //! Dependencies go one way: `api` and `agents` sit on `context`; `api`
 //! calls into `agents` (pushes, the registry), `background` into both
@@ -33,7 +36,9 @@ pub mod catalog;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod limiter;
 pub mod rules;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod transport;

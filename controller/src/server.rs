@@ -1,5 +1,7 @@
 //! Wiring: data directory layout, `init`, and the one TLS endpoint that
-//! serves agents, the public API, gRPC health and reflection.
+//! serves agents, the public API, gRPC health and reflection, with its
+//! limits: message sizes, streams per connection, the TLS handshake's
+//! time, and (from [`crate::transport`]) connections and call deadlines.
 //!
 //! Data directory (mode 0700):
 //! `colocd.toml`, `colocd.db` (+ WAL files), `ca.pem`, `ca.key`,
@@ -41,15 +43,33 @@ use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
+use crate::limiter::Limiters;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    ApiTokenRecord, AuditOutcome, AuditRecord, ConnState, InstanceFilter, InstanceState, Store,
-    UserRecord,
+    ApiTokenRecord, AuditFields, AuditOutcome, AuditRecord, ConnState, InstanceFilter,
+    InstanceState, Store, UserRecord,
 };
 use crate::time::Clock;
+use crate::transport::{ConnectionLimits, DeadlineLayer, capped_incoming};
 
 pub const DB_FILE: &str = "colocd.db";
+
+/// Largest request the public API decodes. Its biggest requests are a
+/// user certificate's CSR (16 KiB) and a label change naming nodes one by
+/// one (this fits some 3,900 names); anything near the limit is a mistake
+/// or an attack, refused before a handler or the audit log sees it.
+/// Answers keep [`MAX_MESSAGE_BYTES`] (listings are paged within it), and
+/// so does the agent service both ways: a node's report of its volumes
+/// and apps is larger than any request a person sends.
+pub const MAX_PUBLIC_REQUEST_BYTES: usize = 256 * 1024;
+/// HTTP/2 streams one connection may have open at once: the CLI makes one
+/// call at a time, an agent holds its session and a few calls; 100 is the
+/// floor RFC 9113 recommends.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// A client that has not finished its TLS handshake by then is dropped,
+/// giving its connection slot back.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ADMIN_CONFIG_FILE: &str = "admin.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +181,7 @@ pub async fn init(
         })
         .await?;
     store
-        .append_audit(AuditRecord {
-            id: 0,
+        .append_audit(AuditRecord::new(AuditFields {
             at_unix_ms: clock.now_ms(),
             actor: "colocd-init".into(),
             action: "user.create".into(),
@@ -170,7 +189,7 @@ pub async fn init(
             tenant: None,
             outcome: AuditOutcome::Allowed,
             detail: format!("first admin, token {id}"),
-        })
+        }))
         .await?;
     let admin_config = data_dir.join(ADMIN_CONFIG_FILE);
     let listen = opts.config.listen;
@@ -247,6 +266,10 @@ impl Running {
             }
         };
         self.background.join().await;
+        // What the limits counted in windows still open would be lost.
+        if let Err(err) = background::refusal_summaries::write_summaries(&self.ctx, true).await {
+            tracing::error!(error = %err, "cannot write the last refusal summaries");
+        }
         served
     }
 
@@ -333,10 +356,13 @@ pub async fn start(
         .local_addr()
         .map_err(|source| ServerError::Listen { addr, source })?;
 
+    let connections =
+        ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
     let ctx = Ctx {
         store,
         ca: Arc::new(ca),
         clock,
+        limits: Arc::new(Limiters::new(&config)),
         config: Arc::new(config),
         sessions: Arc::new(SessionRegistry::new(now)),
         catalog: Arc::new(catalog),
@@ -348,7 +374,8 @@ pub async fn start(
         .client_ca_root(Certificate::from_pem(ctx.ca.cert_pem()))
         // Enrollment and token-authenticated API calls come without a
         // client certificate; each handler decides what it requires.
-        .client_auth_optional(true);
+        .client_auth_optional(true)
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -387,10 +414,13 @@ pub async fn start(
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
     macro_rules! limited {
-        ($server:ident, $api:expr) => {
+        ($server:ident, $api:expr, $max_request:expr) => {
             $server::new($api)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size($max_request)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        };
+        ($server:ident, $api:expr) => {
+            limited!($server, $api, MAX_PUBLIC_REQUEST_BYTES)
         };
     }
 
@@ -401,6 +431,8 @@ pub async fn start(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(DeadlineLayer)
         .add_service(health_service)
         .add_service(
             reflection_v1
@@ -412,7 +444,11 @@ pub async fn start(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(limited!(AgentServiceServer, AgentApi(ctx.clone())))
+        .add_service(limited!(
+            AgentServiceServer,
+            AgentApi(ctx.clone()),
+            MAX_MESSAGE_BYTES
+        ))
         .add_service(limited!(SitesServer, SitesApi(ctx.clone())))
         .add_service(limited!(NodesServer, NodesApi(ctx.clone())))
         .add_service(limited!(TenantsServer, TenantsApi(ctx.clone())))
@@ -424,7 +460,7 @@ pub async fn start(
         .add_service(limited!(TasksServer, TasksApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = capped_incoming(listener, connections);
     let server = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async move {

@@ -109,6 +109,25 @@ impl TestController {
         self.clock.advance_secs(unix - self.clock.now());
     }
 
+    /// The database's size once everything is in the main file: the
+    /// write-ahead log is checkpointed into `colocd.db` and truncated
+    /// (through a second connection, as `sqlite3` would), then the size is
+    /// `page_count × page_size`, free pages included: what the database
+    /// takes on disk. Comparing two readings gives what a test's calls
+    /// wrote, whatever the state of the WAL before.
+    pub fn db_bytes(&self) -> Result<u64> {
+        let conn = rusqlite::Connection::open(self.dir.path().join(server::DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        anyhow::ensure!(busy == 0, "the WAL checkpoint could not complete");
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(u64::try_from(pages * page_size)?)
+    }
+
     pub async fn stop(&mut self) -> Result<()> {
         if let Some(r) = self.running.take() {
             r.stop().await?;

@@ -1,7 +1,8 @@
-//! The authorization matrix: each role x each API family x its own or
-//! another association, checking both the answer and the audit entry; and
-//! what a refusal tells: nothing about another association (an object of
-//! theirs found by id reads as one that does not exist).
+//! The authorization matrix: each role (and a caller without credentials)
+//! x each API family x its own or another association, checking both the
+//! answer and the audit entry; and what a refusal tells: nothing about
+//! another association (an object of theirs found by id reads as one that
+//! does not exist).
 
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
@@ -13,6 +14,8 @@ enum Who {
     Admin,
     Operator,
     Member,
+    /// No credential at all.
+    Anonymous,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +49,8 @@ enum Expect {
     /// NotFound, word for word what a missing object gives: the object
     /// was found by an id and belongs to someone the caller may not see.
     Hidden,
+    /// Unauthenticated: no credential, refused before any policy.
+    Unauthenticated,
 }
 
 impl Op {
@@ -95,6 +100,7 @@ struct World {
     admin: Api,
     op_a: Api,
     mem_a: Api,
+    anon: Api,
     op_b_token_ids: Vec<String>,
     own_token_ids: std::collections::HashMap<&'static str, Vec<String>>,
     /// Volume asso-a/data on n-a and asso-b/data on n-b, by id.
@@ -198,11 +204,13 @@ async fn world() -> Result<World> {
     }
     let op_a = ctl.api(&op_a).await?;
     let mem_a = ctl.api(&mem_a).await?;
+    let anon = ctl.anonymous().await?;
     Ok(World {
         ctl,
         admin,
         op_a,
         mem_a,
+        anon,
         op_b_token_ids,
         own_token_ids,
         volume_ids: Own {
@@ -235,6 +243,8 @@ async fn call(
         ("asso-b", "n-b", "op-b")
     };
     let token_id = match (op, own) {
+        // Refused before it is looked at.
+        (Op::TokenRevoke, _) if who == Who::Anonymous => "tok-anything".to_string(),
         (Op::TokenRevoke, true) => w
             .own_token_ids
             .get_mut(who_name(who))
@@ -249,6 +259,7 @@ async fn call(
         Who::Admin => &mut w.admin,
         Who::Operator => &mut w.op_a,
         Who::Member => &mut w.mem_a,
+        Who::Anonymous => &mut w.anon,
     };
     match op {
         Op::SiteCreate => api
@@ -402,6 +413,15 @@ fn who_name(w: Who) -> &'static str {
         Who::Admin => "admin",
         Who::Operator => "op-a",
         Who::Member => "mem-a",
+        Who::Anonymous => "anonymous",
+    }
+}
+
+/// The actor its audit entries name.
+fn actor(w: Who) -> String {
+    match w {
+        Who::Anonymous => "anonymous".to_string(),
+        _ => format!("user:{}", who_name(w)),
     }
 }
 
@@ -411,6 +431,7 @@ fn expected(who: Who, op: Op, own: bool) -> Expect {
     // Found by id, someone else's reads as missing.
     let own_or_hidden = if own { Expect::Allowed } else { Expect::Hidden };
     match (who, op) {
+        (Who::Anonymous, _) => Expect::Unauthenticated,
         (Who::Admin, _) => Expect::Allowed,
         (_, Op::SiteList) => Expect::Allowed,
         (
@@ -460,16 +481,28 @@ async fn every_role_family_and_tenant() -> Result<()> {
     ];
     let mut families = std::collections::BTreeSet::new();
     let mut n = 0;
-    for who in [Who::Admin, Who::Operator, Who::Member] {
+    for who in [Who::Admin, Who::Operator, Who::Member, Who::Anonymous] {
         for op in ops {
             for own in [true, false] {
                 n += 1;
                 families.insert(op.family());
                 let expect = expected(who, op, own);
                 let allowed = expect == Expect::Allowed;
+                let (action, mutation) = op.action();
+                let before = audit_entries(&mut w.admin, &actor(who)).await?;
+                let written_before = before.iter().filter(|e| e.action == action).count();
+                if who == Who::Anonymous {
+                    // Each in a minute of its own: a few refusals per
+                    // address and minute get an entry each (tests/limits.rs
+                    // has the rest).
+                    w.ctl.clock.advance_secs(61);
+                }
                 // Read before the call: a revocation pops the token it uses.
                 let token_id = match (op, own) {
-                    (Op::TokenRevoke, true) => w.own_token_ids[who_name(who)].last().cloned(),
+                    (Op::TokenRevoke, true) => w
+                        .own_token_ids
+                        .get(who_name(who))
+                        .and_then(|ids| ids.last().cloned()),
                     (Op::TokenRevoke, false) => w.op_b_token_ids.last().cloned(),
                     _ => None,
                 }
@@ -479,28 +512,34 @@ async fn every_role_family_and_tenant() -> Result<()> {
                 match (expect, got) {
                     (Expect::Allowed, Ok(())) => {}
                     (Expect::Denied, Err(s)) if s.code() == Code::PermissionDenied => {}
+                    (Expect::Unauthenticated, Err(s)) if s.code() == Code::Unauthenticated => {}
                     (Expect::Hidden, Err(s)) if s.code() == Code::NotFound => {
                         let missing = missing_name(&w, op, own, &token_id);
                         assert_eq!(s.message(), format!("{missing} not found"), "{ctx}");
                     }
                     (expect, got) => panic!("{ctx}: expected {expect:?}, got {got:?}"),
                 }
-                let (action, mutation) = op.action();
-                let entries =
-                    audit_entries(&mut w.admin, &format!("user:{}", who_name(who))).await?;
-                let newest = entries.iter().find(|e| e.action == action);
+                let entries = audit_entries(&mut w.admin, &actor(who)).await?;
                 if allowed && !mutation {
                     continue;
                 }
-                let e = newest.unwrap_or_else(|| panic!("{ctx}: no audit entry {action}"));
+                let written = entries.iter().filter(|e| e.action == action).count();
+                assert_eq!(written, written_before + 1, "{ctx}: one new entry {action}");
+                let e = entries
+                    .iter()
+                    .find(|e| e.action == action)
+                    .unwrap_or_else(|| panic!("{ctx}: no audit entry {action}"));
                 let want = if allowed {
                     pb::AuditOutcome::Allowed
                 } else {
                     pb::AuditOutcome::Denied
                 } as i32;
                 assert_eq!(e.outcome, want, "{ctx}: audit outcome of {e:?}");
-                assert_eq!(e.actor, format!("user:{}", who_name(who)));
-                if !allowed {
+                assert_eq!(e.actor, actor(who));
+                if who == Who::Anonymous {
+                    assert!(e.detail.contains("not authenticated"), "{ctx}: {e:?}");
+                    assert!(e.detail.ends_with("(from 127.0.0.1)"), "{ctx}: {e:?}");
+                } else if !allowed {
                     assert!(e.detail.contains("permission denied"), "{ctx}: {e:?}");
                 }
             }

@@ -13,12 +13,13 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 5] = [
+const TASKS: [&str; 6] = [
     "heartbeat-flush",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",
     "membership",
+    "refusal-summaries",
 ];
 
 /// `Tasks.ListTasks` with `token`.
@@ -72,6 +73,7 @@ async fn admins_see_what_each_background_task_did() -> Result<()> {
     }
     assert_eq!(by_name("volume-purge").period_ms, 2000);
     assert_eq!(by_name("membership").period_ms, 5000);
+    assert_eq!(by_name("refusal-summaries").period_ms, 1000);
     for t in &all.tasks {
         assert!(!t.description.is_empty(), "{}", t.name);
         assert!(t.last_start_unix_ms > 0, "{}", t.name);
@@ -214,13 +216,17 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     }
     assert!(lines[4].contains("2 s"), "volume-purge every 2 s: {stdout}");
     assert!(lines[5].contains("5 s"), "membership every 5 s: {stdout}");
+    assert!(
+        lines[6].contains("1 s"),
+        "refusal-summaries every 1 s: {stdout}"
+    );
     assert!(lines[1].contains("100 ms"), "flush every 100 ms: {stdout}");
 
     let out = root.run(&["--json", "tasks"]).await;
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let tasks = json.as_array().expect("--json prints an array");
-    assert_eq!(tasks.len(), 5, "{json}");
+    assert_eq!(tasks.len(), TASKS.len(), "{json}");
     for (t, name) in tasks.iter().zip(TASKS) {
         assert_eq!(t["name"], name, "{json}");
         assert!(t["runs"].as_u64() > Some(0), "{json}");

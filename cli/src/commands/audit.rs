@@ -1,5 +1,6 @@
-//! `coloc audit`: a page of the audit log, and the command that shows the
-//! next one.
+//! `coloc audit`: the entries asked for, read page by page (colocd
+//! bounds each page in bytes, so a log of large entries never yields a
+//! message too large to read), and the command that shows the next ones.
 
 use coloc_proto::controller::v1 as pb;
 
@@ -14,32 +15,66 @@ const AUDIT_DEFAULT_LIMIT: u32 = 100;
 
 pub async fn audit(global: &GlobalArgs, out: Printer, args: AuditArgs) -> Result<(), Failure> {
     let limit = args.limit.unwrap_or(AUDIT_DEFAULT_LIMIT);
-    let request = pb::ListAuditRequest {
-        before: args.before.unwrap_or(0),
-        limit,
-        tenant: args
-            .tenant
-            .as_ref()
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
-        actor: args.actor.clone().unwrap_or_default(),
-    };
     let api = connect(global).await?;
-    let list = call(&api, api.audit().list_audit(request)).await?;
-    out.list(&list.entries, audit_json, audit_table)?;
-    if let Some(hint) = next_audit_page(&args, limit, &list.entries) {
-        out.note(&format!("Older entries may exist: {hint}"));
+    let mut entries: Vec<pb::AuditEntry> = Vec::new();
+    let mut before = args.before.unwrap_or(0);
+    let more = loop {
+        let wanted = limit.saturating_sub(entries.len() as u32);
+        let request = pb::ListAuditRequest {
+            before,
+            limit: wanted,
+            tenant: args
+                .tenant
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            actor: args.actor.clone().unwrap_or_default(),
+        };
+        let page = call(&api, api.audit().list_audit(request)).await?;
+        let got = page.entries.len();
+        entries.extend(page.entries);
+        match next_page(
+            page.next_before,
+            got,
+            (limit as usize).saturating_sub(entries.len()),
+        ) {
+            Next::Fetch(next) => before = next,
+            Next::Done { more } => break more.then_some(page.next_before),
+        }
+    };
+    out.list(&entries, audit_json, audit_table)?;
+    if let Some(oldest) = more {
+        out.note(&format!(
+            "Older entries may exist: {}",
+            next_audit_command(&args, oldest)
+        ));
     }
     Ok(())
 }
 
-/// The command that shows the page after a full one (same filters, older
-/// entries), or None when the page was not full.
-fn next_audit_page(args: &AuditArgs, limit: u32, entries: &[pb::AuditEntry]) -> Option<String> {
-    if entries.len() < limit as usize {
-        return None;
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Ask again, before this id.
+    Fetch(u64),
+    /// Stop; `more` when colocd has older entries than those shown.
+    Done { more: bool },
+}
+
+/// What to do after a page of `got` entries whose cursor is
+/// `next_before` (0: none), with `left` entries still wanted.
+fn next_page(next_before: u64, got: usize, left: usize) -> Next {
+    match (next_before, left) {
+        (0, _) => Next::Done { more: false },
+        (_, 0) => Next::Done { more: true },
+        // A page without entries would never end; colocd always sends one.
+        _ if got == 0 => Next::Done { more: true },
+        (next, _) => Next::Fetch(next),
     }
-    let oldest = entries.iter().map(|e| e.id).min()?;
+}
+
+/// The command that shows the entries older than `oldest` with the same
+/// filters.
+fn next_audit_command(args: &AuditArgs, oldest: u64) -> String {
     let mut hint = format!("coloc audit --before {oldest}");
     if let Some(tenant) = &args.tenant {
         hint.push_str(&format!(" --tenant {tenant}"));
@@ -50,7 +85,7 @@ fn next_audit_page(args: &AuditArgs, limit: u32, entries: &[pb::AuditEntry]) -> 
     if let Some(limit) = args.limit {
         hint.push_str(&format!(" --limit {limit}"));
     }
-    Some(hint)
+    hint
 }
 
 /// Quotes a word for a POSIX shell when it needs it.
@@ -71,15 +106,6 @@ mod tests {
     use super::*;
     use coloc_proto::domain;
 
-    fn entries(ids: &[u64]) -> Vec<pb::AuditEntry> {
-        ids.iter()
-            .map(|&id| pb::AuditEntry {
-                id,
-                ..Default::default()
-            })
-            .collect()
-    }
-
     #[test]
     fn audit_paging_hint_keeps_the_filters() {
         let args = AuditArgs {
@@ -89,10 +115,9 @@ mod tests {
             before: None,
         };
         assert_eq!(
-            next_audit_page(&args, 3, &entries(&[12, 11, 9])).as_deref(),
-            Some("coloc audit --before 9 --tenant asso-x --actor user:alice --limit 3")
+            next_audit_command(&args, 9),
+            "coloc audit --before 9 --tenant asso-x --actor user:alice --limit 3"
         );
-        assert_eq!(next_audit_page(&args, 3, &entries(&[12, 11])), None);
         let plain = AuditArgs {
             tenant: None,
             actor: Some("it's me".into()),
@@ -100,8 +125,17 @@ mod tests {
             before: Some(50),
         };
         assert_eq!(
-            next_audit_page(&plain, 2, &entries(&[49, 48])).as_deref(),
-            Some("coloc audit --before 48 --actor 'it'\\''s me'")
+            next_audit_command(&plain, 48),
+            "coloc audit --before 48 --actor 'it'\\''s me'"
         );
+    }
+
+    #[test]
+    fn pages_are_followed_until_enough_or_the_end() {
+        assert_eq!(next_page(0, 100, 0), Next::Done { more: false });
+        assert_eq!(next_page(0, 40, 60), Next::Done { more: false });
+        assert_eq!(next_page(41, 100, 0), Next::Done { more: true });
+        assert_eq!(next_page(41, 40, 60), Next::Fetch(41));
+        assert_eq!(next_page(41, 0, 60), Next::Done { more: true });
     }
 }

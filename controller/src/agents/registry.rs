@@ -38,10 +38,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::AppName;
 
 /// How long an imperative request may wait for its answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// A rollback unmounts, rolls back (or merges a thin snapshot) and
 /// remounts: longer than a ping, still bounded.
-const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Queue of imperative requests per session.
 const REQUEST_QUEUE: usize = 64;
 

@@ -28,7 +28,10 @@ use crate::auth;
 use crate::ca::fingerprint_der;
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{AuditOutcome, AuditRecord, ConnState, NewNode, ObservedStorage, StoreError};
+use crate::limiter::Peer;
+use crate::store::{
+    AuditFields, AuditOutcome, AuditRecord, ConnState, NewNode, ObservedStorage, StoreError,
+};
 
 /// Lifetime of a node certificate. Renewal arrives with a later issue;
 /// until then a node re-enrolls with a new join token.
@@ -42,8 +45,7 @@ pub struct AgentApi(pub Ctx);
 
 impl AgentApi {
     async fn audit_enroll(&self, actor: String, node: &str, outcome: AuditOutcome, detail: String) {
-        let entry = AuditRecord {
-            id: 0,
+        let entry = AuditRecord::new(AuditFields {
             at_unix_ms: self.0.clock.now_ms(),
             actor,
             action: "node.enroll".into(),
@@ -51,7 +53,7 @@ impl AgentApi {
             tenant: None,
             outcome,
             detail,
-        };
+        });
         if let Err(err) = self.0.store.append_audit(entry).await {
             tracing::error!(error = %err, "cannot write audit entry");
         }
@@ -110,6 +112,12 @@ impl AgentService for AgentApi {
         &self,
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
+        // Anyone can try: attempts are limited per address before any work.
+        let peer = Peer::of(req.remote_addr());
+        let limiter = &self.0.limits.enrollments;
+        limiter
+            .admit(peer, self.0.clock.now_ms())
+            .map_err(|limited| limited.error("enrollment attempts", peer).to_status())?;
         let r = req.into_inner();
         let node = r.node_name.clone();
         match self.enroll_inner(r).await {
@@ -132,9 +140,18 @@ impl AgentService for AgentApi {
                     ) => AuditOutcome::Denied,
                     _ => AuditOutcome::Failed,
                 };
-                self.audit_enroll("anonymous".into(), &node, outcome, e.to_string())
+                // A few refusals per address and minute are written one by
+                // one, the rest summed up (`refusal-summaries`).
+                if limiter.refusal(peer, self.0.clock.now_ms()) {
+                    self.audit_enroll(
+                        "anonymous".into(),
+                        &node,
+                        outcome,
+                        format!("{e} (from {peer})"),
+                    )
                     .await;
-                tracing::warn!(node = %node.chars().take(63).collect::<String>(), error = %e, "enrollment refused");
+                    tracing::warn!(node = %node.chars().take(63).collect::<String>(), error = %e, "enrollment refused");
+                }
                 Err(e.to_status())
             }
         }

@@ -6,7 +6,7 @@
 use coloc_proto::domain::TenantName;
 
 use crate::context::Ctx;
-use crate::store::{AuditOutcome, AuditRecord, VolumeRecord};
+use crate::store::{AuditFields, AuditOutcome, AuditRecord, VolumeRecord};
 
 /// Writes an audit entry for something colocd did by itself.
 pub async fn audit_system_entry(
@@ -16,8 +16,7 @@ pub async fn audit_system_entry(
     tenant: &TenantName,
     detail: String,
 ) {
-    let entry = AuditRecord {
-        id: 0,
+    let entry = AuditRecord::new(AuditFields {
         at_unix_ms: ctx.clock.now_ms(),
         actor: "system".into(),
         action: action.into(),
@@ -25,7 +24,7 @@ pub async fn audit_system_entry(
         tenant: Some(tenant.clone()),
         outcome: AuditOutcome::Allowed,
         detail,
-    };
+    });
     if let Err(err) = ctx.store.append_audit(entry).await {
         tracing::error!(action, target = %target, error = %err, "cannot write audit entry");
     }

@@ -548,10 +548,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn audit_targets_mask_control_characters() {
+    fn audit_targets_escape_control_characters() {
         assert_eq!(
             app_target("asso-a", "x\nExecStart"),
-            "app:asso-a/x?ExecStart"
+            "app:asso-a/x\\nExecStart"
         );
     }
 }

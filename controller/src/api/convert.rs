@@ -171,8 +171,10 @@ pub fn api_token(r: ApiTokenRecord) -> pb::ApiToken {
 }
 
 pub fn audit(r: AuditRecord) -> pb::AuditEntry {
+    let id = r.id();
+    let r = r.into_fields();
     pb::AuditEntry {
-        id: r.id,
+        id,
         at_unix_ms: r.at_unix_ms,
         actor: r.actor,
         action: r.action,

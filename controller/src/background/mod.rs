@@ -11,6 +11,7 @@
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
 //! | `membership` | 5 s | writes to the audit log, once, that an association's membership expired or that it is now frozen |
+//! | `refusal-summaries` | 1 s | writes one audit entry per address for the refusals the per-address limits counted without writing them ("N further refused calls from ADDR") |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -22,12 +23,14 @@
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
 //! task, named after it: `heartbeat_flush`, `silent_sessions`,
-//! `unreachable_nodes`, `volume_purge`, `membership`. A new task is a new module here
+//! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`. A new task is a
+//! new module here
 //! and one entry in [`colocd_tasks`].
 
 pub mod driver;
 mod heartbeat_flush;
 mod membership;
+pub mod refusal_summaries;
 mod silent_sessions;
 pub mod status;
 mod summary;
@@ -44,6 +47,8 @@ use crate::context::Ctx;
 /// How often retained volumes are checked for the end of their grace
 /// period.
 const PURGE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often closed refusal windows are summed up in the audit log.
+const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often memberships are checked for a new phase. A phase changes at
 /// midnight UTC (or when an admin renews); a few seconds late is soon
@@ -88,6 +93,13 @@ pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
             period: MEMBERSHIP_INTERVAL,
             activate_on_shutdown: false,
             task: Box::new(membership::MembershipNotes::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "refusal-summaries",
+            description: "sum up in the audit log the refusals the per-address limits did not write one by one",
+            period: REFUSAL_SUMMARY_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(refusal_summaries::RefusalSummaries::new(ctx.clone())),
         },
     ]
 }

@@ -38,7 +38,7 @@ pub use self::apps::{
     AppName, AppRequestRecord, AppStore, CommentRecord, DesiredApp, FIRST_APP_PORT, InstanceChange,
     InstanceFilter, InstanceRecord, InstanceState, NewAppRequest, RequestState,
 };
-pub use self::audit::{AuditFilter, AuditOutcome, AuditRecord, AuditStore};
+pub use self::audit::{AuditFields, AuditFilter, AuditOutcome, AuditPage, AuditRecord, AuditStore};
 pub use self::nodes::{
     ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
     SiteRecord,

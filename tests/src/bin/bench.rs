@@ -107,6 +107,11 @@ impl Colocd {
         let mut cfg = ControllerConfig::load(&cfg_path)?;
         cfg.heartbeat_interval_secs = heartbeat;
         cfg.unreachable_after_secs = 120;
+        // Every simulated agent dials from 127.0.0.1: the per-address
+        // limits, meant for one site's few servers, would hold them back.
+        cfg.max_connections = 1_000_000;
+        cfg.max_connections_per_address = cfg.max_connections;
+        cfg.enrollments_per_minute = 1_000_000;
         std::fs::write(&cfg_path, cfg.to_toml())?;
         let log = std::fs::File::create(dir.join("colocd.log"))?;
         let child = programs::colocd(bin)

@@ -25,6 +25,8 @@ pub mod tenancy;
 
 use coloc_proto::domain::{InvalidInput, TenantName};
 
+use crate::store::audit::audit_text;
+
 /// A field every request of its kind must carry, checked by its type's
 /// own rule, whose error names the field (`invalid tenant name "": empty
 /// (...)`).
@@ -56,23 +58,21 @@ pub fn audit_tenant(text: &str) -> Option<TenantName> {
     TenantName::new(text).ok()
 }
 
-/// Longest piece of a caller's text an audit target keeps.
-pub const SHOWN_CHARS: usize = 100;
+/// Longest piece of a caller's text an audit target keeps, in bytes.
+pub const SHOWN_BYTES: usize = 128;
 
 /// What the caller wrote, for an audit target written before (or
-/// whether or not) the value is valid: at most [`SHOWN_CHARS`]
-/// characters, control characters masked, so that a crafted value can
-/// neither flood the log nor forge a line in it.
+/// whether or not) the value is valid: the audit log's one rule
+/// ([`audit_text`]) at [`SHOWN_BYTES`], applied to each value a target
+/// names so that one huge value does not push the others out. The entry
+/// applies the rule again to the whole field, which changes nothing here.
 pub fn shown(text: &str) -> String {
-    shown_up_to(text, SHOWN_CHARS)
+    shown_up_to(text, SHOWN_BYTES)
 }
 
 /// [`shown`] with another length, for a target that lists several values.
-pub fn shown_up_to(text: &str, max: usize) -> String {
-    text.chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+pub fn shown_up_to(text: &str, max_bytes: usize) -> String {
+    audit_text(text, max_bytes)
 }
 
 /// Test helper of the conversions: refused, with a message that says
@@ -119,9 +119,14 @@ mod tests {
 
     #[test]
     fn shown_text_is_short_and_single_line() {
-        assert_eq!(shown("asso-a\nforged"), "asso-a?forged");
-        assert_eq!(shown("\u{1b}[31m"), "?[31m");
-        assert_eq!(shown(&"é".repeat(300)).chars().count(), SHOWN_CHARS);
-        assert_eq!(shown_up_to("abcdef", 3), "abc");
+        assert_eq!(shown("asso-a\nforged"), "asso-a\\nforged");
+        assert_eq!(shown("\u{1b}[31m"), "\\u{1b}[31m");
+        let long = shown(&"é".repeat(300));
+        assert!(long.len() <= SHOWN_BYTES, "{long}");
+        assert!(long.ends_with("… (600 bytes)"), "{long}");
+        assert_eq!(
+            shown_up_to(&"a".repeat(100), 40),
+            format!("{}… (100 bytes)", "a".repeat(25))
+        );
     }
 }

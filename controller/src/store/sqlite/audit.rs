@@ -1,15 +1,15 @@
 //! The audit log in SQLite: appended, listed newest first, never changed
 //! (the schema's triggers refuse UPDATE and DELETE on the table whatever
-//! the code above does).
+//! the code above does). Rows are read one at a time and only as far as
+//! the page needs, each bounded as it is read ([`AuditRecord::stored`]).
 
 use async_trait::async_trait;
 use coloc_proto::domain::TenantName;
 use rusqlite::types::Value;
 use rusqlite::{Row, params, params_from_iter};
 
-use super::{
-    Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, query_all, unsigned,
-};
+use super::{Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, unsigned};
+use crate::store::audit::{AuditFields, AuditPage};
 use crate::store::{AuditFilter, AuditOutcome, AuditRecord, AuditStore, StoreResult};
 
 fn audit_outcome(s: String) -> Result<AuditOutcome, SqliteError> {
@@ -22,22 +22,25 @@ fn audit_outcome(s: String) -> Result<AuditOutcome, SqliteError> {
 }
 
 fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
-    Ok(AuditRecord {
-        id: unsigned(row, 0)?,
-        at_unix_ms: row.get(1)?,
-        actor: row.get(2)?,
-        action: row.get(3)?,
-        target: row.get(4)?,
-        tenant: parsed_opt(row, 5, TenantName::new)?,
-        outcome: parsed(row, 6, audit_outcome)?,
-        detail: row.get(7)?,
-    })
+    Ok(AuditRecord::stored(
+        unsigned(row, 0)?,
+        AuditFields {
+            at_unix_ms: row.get(1)?,
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            target: row.get(4)?,
+            tenant: parsed_opt(row, 5, TenantName::new)?,
+            outcome: parsed(row, 6, audit_outcome)?,
+            detail: row.get(7)?,
+        },
+    ))
 }
 
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: AuditRecord) -> StoreResult<u64> {
         self.run(move |conn| {
+            let e = entry.fields();
             let id: i64 = conn
                 .prepare_cached(
                     "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
@@ -46,13 +49,13 @@ impl AuditStore for SqliteStore {
                 .db()?
                 .query_row(
                     params![
-                        entry.at_unix_ms,
-                        entry.actor,
-                        entry.action,
-                        entry.target,
-                        entry.tenant.as_ref().map(TenantName::as_str),
-                        entry.outcome.as_str(),
-                        entry.detail
+                        e.at_unix_ms,
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.tenant.as_ref().map(TenantName::as_str),
+                        e.outcome.as_str(),
+                        e.detail
                     ],
                     |row| row.get(0),
                 )
@@ -62,8 +65,9 @@ impl AuditStore for SqliteStore {
         .await
     }
 
-    async fn list_audit(&self, filter: AuditFilter) -> StoreResult<Vec<AuditRecord>> {
-        let limit = filter.page_size();
+    async fn list_audit(&self, filter: AuditFilter) -> StoreResult<AuditPage> {
+        // One row past the page tells whether there is more.
+        let limit = filter.page_size() + 1;
         self.run(move |conn| {
             // Only the filters in use go into the statement, so that SQLite
             // can pick the (tenant, id) or (actor, id) index.
@@ -87,7 +91,11 @@ impl AuditStore for SqliteStore {
             }
             sql.push_str(" ORDER BY id DESC LIMIT ?");
             args.push(Value::Integer(i64::from(limit)));
-            query_all(conn, &sql, params_from_iter(args), audit_from_row)
+            let mut stmt = conn.prepare_cached(&sql).db()?;
+            let rows = stmt
+                .query_map(params_from_iter(args), audit_from_row)
+                .db()?;
+            AuditPage::collect(&filter, rows).db()
         })
         .await
     }

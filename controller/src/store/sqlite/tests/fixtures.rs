@@ -9,9 +9,9 @@ use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    ApiTokenRecord, AppName, AuditOutcome, AuditRecord, JoinTokenRecord, NewAppRequest, NewNode,
-    NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs, UserRecord,
-    VolumeLifecycle, VolumeRecord,
+    ApiTokenRecord, AppName, AuditFields, AuditOutcome, AuditRecord, JoinTokenRecord,
+    NewAppRequest, NewNode, NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs,
+    UserRecord, VolumeLifecycle, VolumeRecord,
 };
 
 pub(super) const NOW: UnixSecs = 1_800_000_000;
@@ -123,8 +123,7 @@ pub(super) fn audit(
     tenant: Option<&str>,
     outcome: AuditOutcome,
 ) -> AuditRecord {
-    AuditRecord {
-        id: 0,
+    AuditRecord::new(AuditFields {
         at_unix_ms: at,
         actor: actor.into(),
         action: "CreateApp".into(),
@@ -132,7 +131,7 @@ pub(super) fn audit(
         tenant: tenant.map(tenant_name),
         outcome,
         detail: String::new(),
-    }
+    })
 }
 
 /// A store with site `paris-1` and nodes enrolled through one token each.

@@ -53,6 +53,7 @@ async fn a_file_database_uses_wal_and_survives_reopening() {
             .list_audit(AuditFilter::default())
             .await
             .unwrap()
+            .entries
             .len(),
         1
     );
