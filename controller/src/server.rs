@@ -31,10 +31,11 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::agents::{AgentApi, SessionRegistry};
 use crate::api::apps::AppsApi;
 use crate::api::audit::AuditApi;
+use crate::api::credentials::TokensApi;
 use crate::api::fleet::{NodesApi, SitesApi};
 use crate::api::storage::StorageApi;
 use crate::api::tasks::TasksApi;
-use crate::api::tenancy::{TenantsApi, TokensApi, UsersApi};
+use crate::api::tenancy::{TenantsApi, UsersApi};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::background::{self, TaskBoard};
 use crate::ca::{self, CertificateAuthority};
@@ -146,6 +147,7 @@ pub async fn init(
             display_name: "first admin (colocd init)".into(),
             created_unix: now,
             node_grants: Vec::new(),
+            disabled_unix: None,
         })
         .await?;
     let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
@@ -158,6 +160,7 @@ pub async fn init(
             created_unix: now,
             expires_unix: now + opts.admin_token_ttl_secs,
             revoked_unix: None,
+            minted_by: None,
         })
         .await?;
     store

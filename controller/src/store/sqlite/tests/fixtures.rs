@@ -3,15 +3,15 @@
 //! on n1 and n2, an active volume for apps.
 
 use coloc_proto::agent::v1::{Disk, NodeFacts, PoolKind, PoolLayout};
-use coloc_proto::domain::{NodeName, Offer, Role, SiteName, TenantName, UserName};
+use coloc_proto::domain::{CertSerial, NodeName, Offer, Role, SiteName, TenantName, UserName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ApiTokenRecord, AppName, AuditOutcome, AuditRecord, JoinTokenRecord, NewAppRequest, NewNode,
-    NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs, UserRecord,
-    VolumeLifecycle, VolumeRecord,
+    NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs, UserCertRecord,
+    UserRecord, VolumeLifecycle, VolumeRecord,
 };
 
 pub(super) const NOW: UnixSecs = 1_800_000_000;
@@ -100,6 +100,7 @@ pub(super) fn user(name: &str, tenant: Option<&str>, role: Role) -> UserRecord {
         display_name: format!("User {name}"),
         created_unix: NOW,
         node_grants: Vec::new(),
+        disabled_unix: None,
     }
 }
 
@@ -112,6 +113,25 @@ pub(super) fn api_token(id: &str, user: &str) -> ApiTokenRecord {
         created_unix: NOW,
         expires_unix: NOW + 3600,
         revoked_unix: None,
+        minted_by: None,
+    }
+}
+
+pub(super) fn serial(s: &str) -> CertSerial {
+    CertSerial::new(s).unwrap()
+}
+
+/// A certificate of `user` valid for an hour from [`NOW`], fingerprint
+/// `fp-<serial>`, minted by colocd.
+pub(super) fn user_cert(serial_hex: &str, user: &str) -> UserCertRecord {
+    UserCertRecord {
+        serial: serial(serial_hex),
+        fingerprint: format!("fp-{serial_hex}"),
+        user: user_name(user),
+        created_unix: NOW,
+        expires_unix: NOW + 3600,
+        revoked_unix: None,
+        minted_by: None,
     }
 }
 
