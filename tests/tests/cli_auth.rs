@@ -90,7 +90,16 @@ async fn user_cert_then_authenticate_with_it() -> Result<()> {
     let out = out_dir.to_str().context("UTF-8 path")?;
 
     let said = root
-        .ok(&["user", "cert", "alice", "--out-dir", out, "--ttl", "30d"])
+        .ok(&[
+            "user",
+            "cert",
+            "issue",
+            "alice",
+            "--out-dir",
+            out,
+            "--ttl",
+            "30d",
+        ])
         .await;
     assert!(said.starts_with("Wrote "), "{said}");
     let key = out_dir.join("alice.key");
@@ -128,7 +137,7 @@ async fn user_cert_then_authenticate_with_it() -> Result<()> {
 
     // A second run does not clobber the key, and asks colocd for nothing.
     let err = root
-        .fails(&["user", "cert", "alice", "--out-dir", out], 6)
+        .fails(&["user", "cert", "issue", "alice", "--out-dir", out], 6)
         .await;
     assert!(err.contains("already exists"), "{err}");
     let after = audit_entries(&mut admin, "user:admin").await?;
