@@ -26,6 +26,13 @@ enum Op {
     TokenCreateFor,
     TokenRevoke,
     AuditList,
+    UserSetRole,
+    UserDisable,
+    UserEnable,
+    UserDelete,
+    CertIssue,
+    CertList,
+    CertRevoke,
 }
 
 impl Op {
@@ -34,7 +41,13 @@ impl Op {
             Op::SiteCreate | Op::SiteList => "sites",
             Op::JoinTokenCreate | Op::NodeDrain | Op::NodeGet => "nodes",
             Op::TenantCreate | Op::TenantGet => "tenants",
-            Op::UserCreate | Op::UserList => "users",
+            Op::UserCreate
+            | Op::UserList
+            | Op::UserSetRole
+            | Op::UserDisable
+            | Op::UserEnable
+            | Op::UserDelete => "users",
+            Op::CertIssue | Op::CertList | Op::CertRevoke => "certificates",
             Op::TokenCreateFor | Op::TokenRevoke => "tokens",
             Op::AuditList => "audit",
         }
@@ -54,6 +67,13 @@ impl Op {
             Op::TokenCreateFor => ("token.create", true),
             Op::TokenRevoke => ("token.revoke", true),
             Op::AuditList => ("audit.list", false),
+            Op::UserSetRole => ("user.set-role", true),
+            Op::UserDisable => ("user.disable", true),
+            Op::UserEnable => ("user.enable", true),
+            Op::UserDelete => ("user.delete", true),
+            Op::CertIssue => ("user.cert.issue", true),
+            Op::CertList => ("user.cert.list", false),
+            Op::CertRevoke => ("user.cert.revoke", true),
         }
     }
 }
@@ -65,6 +85,23 @@ struct World {
     mem_a: Api,
     op_b_token_ids: Vec<String>,
     own_token_ids: std::collections::HashMap<&'static str, Vec<String>>,
+    op_b_cert_serials: Vec<String>,
+    own_cert_serials: std::collections::HashMap<&'static str, Vec<String>>,
+}
+
+/// A user certificate for `user`, issued by the admin; returns its serial.
+async fn issue_cert(admin: &mut Api, user: &str) -> Result<String> {
+    let (_, csr) = key_and_csr(user)?;
+    Ok(admin
+        .users
+        .issue_user_certificate(pb::IssueUserCertificateRequest {
+            user: user.into(),
+            csr_pem: csr,
+            ttl_secs: 0,
+        })
+        .await?
+        .into_inner()
+        .serial)
 }
 
 async fn world() -> Result<World> {
@@ -114,6 +151,22 @@ async fn world() -> Result<World> {
             }
         }
     }
+    // Their certificates, likewise.
+    let mut op_b_cert_serials = Vec::new();
+    let mut own_cert_serials = std::collections::HashMap::new();
+    for user in ["op-b", "admin", "op-a", "mem-a"] {
+        for _ in 0..3 {
+            let serial = issue_cert(&mut admin, user).await?;
+            if user == "op-b" {
+                op_b_cert_serials.push(serial);
+            } else {
+                own_cert_serials
+                    .entry(user)
+                    .or_insert_with(Vec::new)
+                    .push(serial);
+            }
+        }
+    }
     let op_a = ctl.api(&op_a).await?;
     let mem_a = ctl.api(&mem_a).await?;
     Ok(World {
@@ -123,6 +176,8 @@ async fn world() -> Result<World> {
         mem_a,
         op_b_token_ids,
         own_token_ids,
+        op_b_cert_serials,
+        own_cert_serials,
     })
 }
 
@@ -153,6 +208,38 @@ async fn call(
         (Op::TokenRevoke, false) => w.op_b_token_ids.pop().expect("enough tokens to revoke"),
         _ => String::new(),
     };
+    let serial = match (op, own) {
+        (Op::CertRevoke, true) => w
+            .own_cert_serials
+            .get_mut(who_name(who))
+            .and_then(Vec::pop)
+            .expect("enough certificates to revoke"),
+        (Op::CertRevoke, false) => w
+            .op_b_cert_serials
+            .pop()
+            .expect("enough certificates to revoke"),
+        _ => String::new(),
+    };
+    // Accounts to change are made for each call, in the tenant it is
+    // about, so that no call changes a user another one relies on.
+    let victim = format!("v-{tag}");
+    if matches!(
+        op,
+        Op::UserSetRole | Op::UserDisable | Op::UserEnable | Op::UserDelete
+    ) {
+        create_user(&mut w.admin, &victim, tenant, pb::Role::Member)
+            .await
+            .expect("a victim account");
+        if let Op::UserEnable = op {
+            w.admin
+                .users
+                .disable_user(pb::UserRef {
+                    name: victim.clone(),
+                })
+                .await
+                .expect("disabled first");
+        }
+    }
     let api = match who {
         Who::Admin => &mut w.admin,
         Who::Operator => &mut w.op_a,
@@ -251,6 +338,54 @@ async fn call(
             })
             .await
             .map(drop),
+        Op::UserSetRole => api
+            .users
+            .set_user_role(pb::SetUserRoleRequest {
+                user: victim,
+                role: pb::Role::Operator as i32,
+                tenant: String::new(),
+            })
+            .await
+            .map(drop),
+        Op::UserDisable => api
+            .users
+            .disable_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::UserEnable => api
+            .users
+            .enable_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::UserDelete => api
+            .users
+            .delete_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::CertIssue => {
+            let (_, csr) = key_and_csr(user).expect("a CSR");
+            api.users
+                .issue_user_certificate(pb::IssueUserCertificateRequest {
+                    user: user.into(),
+                    csr_pem: csr,
+                    ttl_secs: 0,
+                })
+                .await
+                .map(drop)
+        }
+        Op::CertList => api
+            .users
+            .list_user_certificates(pb::ListUserCertificatesRequest {
+                user: user.into(),
+                all: false,
+            })
+            .await
+            .map(drop),
+        Op::CertRevoke => api
+            .users
+            .revoke_user_certificate(pb::RevokeUserCertificateRequest { serial })
+            .await
+            .map(drop),
     };
     r.map_err(|s| s.code())
 }
@@ -274,13 +409,20 @@ fn expected(who: Who, op: Op, own: bool) -> bool {
             | Op::JoinTokenCreate
             | Op::NodeDrain
             | Op::TenantCreate
-            | Op::UserCreate,
+            | Op::UserCreate
+            | Op::UserSetRole
+            | Op::UserDisable
+            | Op::UserEnable
+            | Op::UserDelete,
         ) => false,
         (Who::Operator, Op::NodeGet) => own,
         (Who::Member, Op::NodeGet) => false,
         (_, Op::TenantGet | Op::UserList | Op::AuditList) => own,
-        // One's own tokens: yes; another user's: admin work.
-        (_, Op::TokenCreateFor | Op::TokenRevoke) => own,
+        // One's own tokens and certificates: yes; another user's: admin work.
+        (
+            _,
+            Op::TokenCreateFor | Op::TokenRevoke | Op::CertIssue | Op::CertList | Op::CertRevoke,
+        ) => own,
     }
 }
 
@@ -300,6 +442,13 @@ async fn every_role_family_and_tenant() -> Result<()> {
         Op::TokenCreateFor,
         Op::TokenRevoke,
         Op::AuditList,
+        Op::UserSetRole,
+        Op::UserDisable,
+        Op::UserEnable,
+        Op::UserDelete,
+        Op::CertIssue,
+        Op::CertList,
+        Op::CertRevoke,
     ];
     let mut families = std::collections::BTreeSet::new();
     let mut n = 0;
@@ -337,7 +486,7 @@ async fn every_role_family_and_tenant() -> Result<()> {
             }
         }
     }
-    assert_eq!(families.len(), 6);
+    assert_eq!(families.len(), 7);
     Ok(())
 }
 
@@ -488,5 +637,192 @@ async fn role_rules_for_accounts() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+    Ok(())
+}
+
+/// Every call on accounts and credentials, tried by `api` against mem-b
+/// and one of mem-b's certificates; the codes it got, by action.
+async fn try_account_calls(api: &mut Api, serial: &str) -> Vec<(&'static str, Code)> {
+    let (_, csr) = key_and_csr("mem-b").expect("a CSR");
+    let mut got = Vec::new();
+    let mut note = |action, r: std::result::Result<(), tonic::Status>| {
+        got.push((action, r.map_or_else(|s| s.code(), |()| Code::Ok)));
+    };
+    let victim = || pb::UserRef {
+        name: "mem-b".into(),
+    };
+    note(
+        "user.whoami",
+        api.users.who_am_i(pb::WhoAmIRequest {}).await.map(drop),
+    );
+    note(
+        "token.create",
+        api.tokens
+            .create_token(pb::CreateTokenRequest {
+                user: "mem-b".into(),
+                description: String::new(),
+                ttl_secs: 0,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.issue",
+        api.users
+            .issue_user_certificate(pb::IssueUserCertificateRequest {
+                user: "mem-b".into(),
+                csr_pem: csr,
+                ttl_secs: 0,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.list",
+        api.users
+            .list_user_certificates(pb::ListUserCertificatesRequest {
+                user: String::new(),
+                all: true,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.revoke",
+        api.users
+            .revoke_user_certificate(pb::RevokeUserCertificateRequest {
+                serial: serial.into(),
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.set-role",
+        api.users
+            .set_user_role(pb::SetUserRoleRequest {
+                user: "mem-b".into(),
+                role: pb::Role::Admin as i32,
+                tenant: String::new(),
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.enable",
+        api.users.enable_user(victim()).await.map(drop),
+    );
+    note(
+        "user.disable",
+        api.users.disable_user(victim()).await.map(drop),
+    );
+    note(
+        "user.delete",
+        api.users.delete_user(victim()).await.map(drop),
+    );
+    got
+}
+
+/// Anonymous callers, a revoked token, a disabled user's token, an expired
+/// token, a member and another association's operator: none of them
+/// issues, lists or revokes another user's credentials or changes an
+/// account, and mem-b and her certificate are untouched afterwards.
+#[tokio::test]
+async fn account_calls_refuse_everyone_but_admins() -> Result<()> {
+    let mut w = world().await?;
+    let serial = issue_cert(&mut w.admin, "mem-b").await?;
+
+    // A token revoked, a user disabled, a token expired.
+    let revoked = create_user(&mut w.admin, "gone-a", "asso-a", pb::Role::Operator).await?;
+    let id = w
+        .admin
+        .tokens
+        .list_tokens(pb::ListTokensRequest {
+            user: "gone-a".into(),
+            all: false,
+        })
+        .await?
+        .into_inner()
+        .tokens[0]
+        .id
+        .clone();
+    w.admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest { id })
+        .await?;
+    let disabled = create_user(&mut w.admin, "off-a", "asso-a", pb::Role::Operator).await?;
+    w.admin
+        .users
+        .disable_user(pb::UserRef {
+            name: "off-a".into(),
+        })
+        .await?;
+    create_user(&mut w.admin, "old-a", "asso-a", pb::Role::Operator).await?;
+    let expiring = w
+        .admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            user: "old-a".into(),
+            description: "short".into(),
+            ttl_secs: 60,
+        })
+        .await?
+        .into_inner()
+        .secret;
+    let mut anonymous = w.ctl.anonymous().await?;
+    let mut revoked = w.ctl.api(&revoked).await?;
+    let mut disabled = w.ctl.api(&disabled).await?;
+    let mut expired = w.ctl.api(&expiring).await?;
+    w.ctl.set_now(w.ctl.now() + 61);
+
+    for (who, api) in [
+        ("anonymous", &mut anonymous),
+        ("revoked", &mut revoked),
+        ("disabled", &mut disabled),
+        ("expired", &mut expired),
+    ] {
+        for (action, code) in try_account_calls(api, &serial).await {
+            assert_eq!(code, Code::Unauthenticated, "{who} {action}");
+        }
+    }
+    for (who, api) in [("member", &mut w.mem_a), ("other tenant", &mut w.op_a)] {
+        for (action, code) in try_account_calls(api, &serial).await {
+            let want = if action == "user.whoami" {
+                Code::Ok
+            } else {
+                Code::PermissionDenied
+            };
+            assert_eq!(code, want, "{who} {action}");
+        }
+    }
+
+    // Nothing changed: mem-b is an enabled member, her certificate active
+    // and alone.
+    let users = w
+        .admin
+        .users
+        .list_users(pb::ListUsersRequest {
+            tenant: "asso-b".into(),
+        })
+        .await?
+        .into_inner()
+        .users;
+    let mem_b = users
+        .iter()
+        .find(|u| u.name == "mem-b")
+        .context("mem-b still exists")?;
+    assert_eq!(mem_b.role, pb::Role::Member as i32);
+    assert!(!mem_b.disabled);
+    let certs = w
+        .admin
+        .users
+        .list_user_certificates(pb::ListUserCertificatesRequest {
+            user: "mem-b".into(),
+            all: false,
+        })
+        .await?
+        .into_inner()
+        .certificates;
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    assert!(!certs[0].revoked);
     Ok(())
 }
