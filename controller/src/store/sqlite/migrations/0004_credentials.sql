@@ -4,7 +4,7 @@
 
 -- A minted credential names its minter: a token (minted_by_token) or a
 -- certificate (minted_by_cert, its serial), never both; neither for the
--- roots colocd mints itself (colocd init, colocd admin-token) and for the
+-- roots colocd mints itself (the first admin's token from colocd init) and for the
 -- credentials of schema version 3, whose minter was not recorded. History,
 -- not a reference: the minter's row goes when its user is deleted, after
 -- everything it minted was revoked.
