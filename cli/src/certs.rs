@@ -47,7 +47,7 @@ pub fn make_csr(user: &UserName) -> Result<KeyAndCsr, Failure> {
     })
 }
 
-/// Where `coloc user cert` writes.
+/// Where `coloc user cert issue` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertPaths {
     pub key: PathBuf,

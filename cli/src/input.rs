@@ -345,6 +345,26 @@ pub fn check_remove_confirm(instance: &InstanceRef, confirm: Option<&str>) -> Re
     }
 }
 
+/// Checks the `--confirm` of `coloc user delete` against the user: a
+/// deletion takes their credentials and cannot be undone, so the name is
+/// typed a second time.
+pub fn check_delete_confirm(user: &domain::UserName, confirm: Option<&str>) -> Result<(), Failure> {
+    let explain = format!(
+        "deleting {user} deletes their tokens and certificates and cannot be undone \
+         (coloc user disable {user} can)"
+    );
+    match confirm {
+        None => Err(Failure::usage(format!(
+            "{explain}; to go ahead, repeat the name: --confirm {user}"
+        ))),
+        Some(c) if c != user.as_str() => Err(Failure::invalid(format!(
+            "--confirm {:?} does not match the user {user}; {explain}; to go ahead, pass --confirm {user}",
+            c.chars().take(80).collect::<String>()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +372,17 @@ mod tests {
 
     fn words(w: &[&str]) -> Vec<String> {
         w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn deleting_a_user_is_confirmed_by_name() {
+        let mia = domain::UserName::new("mia").unwrap();
+        assert!(check_delete_confirm(&mia, Some("mia")).is_ok());
+        let err = check_delete_confirm(&mia, None).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+        assert!(err.message.contains("--confirm mia"), "{}", err.message);
+        let err = check_delete_confirm(&mia, Some("olga")).unwrap_err();
+        assert_eq!(err.exit, Exit::InvalidArgument);
     }
 
     #[test]

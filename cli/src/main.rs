@@ -1,13 +1,13 @@
 //! `coloc`, the command line of the cooperative's sysadmins and members: a
 //! client of colocd's public gRPC API (coloc.controller.v1) and nothing
 //! more. It owns no state besides the config file it reads and the key
-//! files `coloc user cert` writes; every decision is colocd's, the CLI only
+//! files `coloc user cert issue` writes; every decision is colocd's, the CLI only
 //! checks input early so that mistakes get a clear sentence.
 //!
 //! Layout: [`args`] is the command tree and [`input`] parses the values
 //! people type; [`config`] finds the server and credentials, [`client`]
 //! connects, [`commands`] runs each command, [`certs`] makes the key and
-//! writes the files of `coloc user cert`, [`output`] prints, [`error`]
+//! writes the files of `coloc user cert issue`, [`output`] prints, [`error`]
 //! decides messages and exit codes. [`args`], [`commands`] and
 //! [`output`] are split by area of colocd's API, as the controller's
 //! services are: `fleet` (sites, join tokens, nodes), `tenancy` (tenants,

@@ -3,6 +3,9 @@
 //! Authentication: a bearer token (`authorization: Bearer cat_…`, stored
 //! as its sha256) or a user certificate signed by the cooperative's CA
 //! (matched by fingerprint). Node certificates never authenticate a user.
+//! A credential is accepted only if it is neither revoked nor expired and
+//! its user is enabled, checked at every call, so that a revocation or a
+//! disabled user takes effect at once.
 //!
 //! Authorization is role-based and scoped: admins (the cooperative's
 //! sysadmins) may do everything; operators (members of a participatory
@@ -20,20 +23,19 @@ use tonic::Request;
 use crate::ca::fingerprint_der;
 use crate::error::{ApiError, ApiResult};
 use crate::rules::standing::Membership;
-use crate::store::{SiteRecord, Store, TenantRecord, UserRecord};
+use crate::store::{
+    CredentialRef, SiteRecord, Store, StoreError, TenantRecord, UnixSecs, UserRecord,
+};
 use crate::time::Clock;
-
-/// How the caller proved who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    Token { id: String },
-    Certificate { fingerprint: String },
-}
 
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: UserRecord,
-    pub credential: Credential,
+    /// The credential of this call: what a token or certificate minted
+    /// during it is minted with.
+    pub credential: CredentialRef,
+    /// When that credential expires; nothing minted with it lives longer.
+    pub credential_expires_unix: UnixSecs,
 }
 
 impl Caller {
@@ -71,13 +73,20 @@ pub fn hash_secret(secret: &str) -> String {
 /// Longest credential accepted before hashing, to bound work on garbage.
 const MAX_SECRET_LEN: usize = 256;
 
+/// A credential found in the store, before the checks every kind shares.
+struct Presented {
+    credential: CredentialRef,
+    user: UserName,
+    expires_unix: UnixSecs,
+    revoked: bool,
+}
+
 pub async fn authenticate<T>(
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
     req: &Request<T>,
 ) -> ApiResult<Caller> {
-    let now = clock.now();
-    if let Some(value) = req.metadata().get("authorization") {
+    let presented = if let Some(value) = req.metadata().get("authorization") {
         let value = value
             .to_str()
             .map_err(|_| ApiError::Unauthenticated("authorization header is not text".into()))?;
@@ -95,54 +104,72 @@ pub async fn authenticate<T>(
             .api_token_by_hash(&hash_secret(secret))
             .await?
             .ok_or_else(|| ApiError::Unauthenticated("unknown token".into()))?;
-        if token.revoked_unix.is_some() {
-            return Err(ApiError::Unauthenticated(format!(
-                "token {} has been revoked",
-                token.id
-            )));
+        Presented {
+            credential: CredentialRef::Token(token.id),
+            user: token.user,
+            expires_unix: token.expires_unix,
+            revoked: token.revoked_unix.is_some(),
         }
-        if token.expires_unix <= now {
-            return Err(ApiError::Unauthenticated(format!(
-                "token {} has expired",
-                token.id
-            )));
-        }
-        let user = store.get_user(&token.user).await?;
-        return Ok(Caller {
-            user,
-            credential: Credential::Token { id: token.id },
-        });
-    }
-    if let Some(certs) = req.peer_certs()
-        && let Some(first) = certs.first()
-    {
-        {
-            let fingerprint = fingerprint_der(first.as_ref());
-            let Some(cert) = store.user_cert_by_fingerprint(&fingerprint).await? else {
-                if store.node_by_fingerprint(&fingerprint).await?.is_some() {
-                    return Err(ApiError::Unauthenticated(
-                        "a node certificate cannot call the public API".into(),
-                    ));
-                }
+    } else if let Some(first) = req.peer_certs().as_deref().and_then(|c| c.first()) {
+        let fingerprint = fingerprint_der(first.as_ref());
+        let Some(cert) = store.user_cert_by_fingerprint(&fingerprint).await? else {
+            if store.node_by_fingerprint(&fingerprint).await?.is_some() {
                 return Err(ApiError::Unauthenticated(
-                    "client certificate is not registered to any user".into(),
-                ));
-            };
-            if cert.expires_unix <= now {
-                return Err(ApiError::Unauthenticated(
-                    "client certificate has expired".into(),
+                    "a node certificate cannot call the public API".into(),
                 ));
             }
-            let user = store.get_user(&cert.user).await?;
-            return Ok(Caller {
-                user,
-                credential: Credential::Certificate { fingerprint },
-            });
+            return Err(ApiError::Unauthenticated(
+                "client certificate is not registered to any user".into(),
+            ));
+        };
+        Presented {
+            credential: CredentialRef::Certificate(cert.serial),
+            user: cert.user,
+            expires_unix: cert.expires_unix,
+            revoked: cert.revoked_unix.is_some(),
         }
+    } else {
+        return Err(ApiError::Unauthenticated(
+            "no credentials: send a bearer token or a user certificate".into(),
+        ));
+    };
+    let Presented {
+        credential,
+        user,
+        expires_unix,
+        revoked,
+    } = presented;
+    if revoked {
+        return Err(ApiError::Unauthenticated(format!(
+            "{credential} has been revoked"
+        )));
     }
-    Err(ApiError::Unauthenticated(
-        "no credentials: send a bearer token or a user certificate".into(),
-    ))
+    if expires_unix <= clock.now() {
+        return Err(ApiError::Unauthenticated(format!(
+            "{credential} has expired"
+        )));
+    }
+    let user = match store.get_user(&user).await {
+        Ok(user) => user,
+        // Deleted meanwhile: its credentials went with it.
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ApiError::Unauthenticated(format!(
+                "user {user} no longer exists"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if user.disabled_unix.is_some() {
+        return Err(ApiError::Unauthenticated(format!(
+            "user {} is disabled",
+            user.name
+        )));
+    }
+    Ok(Caller {
+        user,
+        credential,
+        credential_expires_unix: expires_unix,
+    })
 }
 
 // ---- policy
@@ -429,8 +456,10 @@ mod tests {
                 display_name: String::new(),
                 created_unix: 0,
                 node_grants: grants.iter().map(|g| NodeName::new(*g).unwrap()).collect(),
+                disabled_unix: None,
             },
-            credential: Credential::Token { id: "t".into() },
+            credential: CredentialRef::Token("t".into()),
+            credential_expires_unix: i64::MAX,
         }
     }
 

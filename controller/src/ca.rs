@@ -49,6 +49,8 @@ pub enum CaError {
 pub struct Issued {
     pub pem: String,
     pub fingerprint: String,
+    /// Its serial number, lowercase hex, as `openssl x509 -serial` shows it.
+    pub serial: String,
     pub not_after_unix: i64,
 }
 
@@ -93,8 +95,10 @@ fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 
 fn random_serial() -> SerialNumber {
     let mut bytes: [u8; 16] = rand::random();
-    // Keep it positive in DER's two's complement.
-    bytes[0] &= 0x7f;
+    // Keep it positive in DER's two's complement, and its first byte
+    // non-zero so that DER's minimal encoding keeps all 16 bytes: the hex
+    // of these bytes is then the serial every tool shows.
+    bytes[0] = (bytes[0] & 0x7f).max(1);
     SerialNumber::from_slice(&bytes)
 }
 
@@ -261,7 +265,8 @@ impl CertificateAuthority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.serial_number = Some(random_serial());
+        let serial = random_serial();
+        params.serial_number = Some(serial.clone());
         let not_after = validity(&mut params, now_unix, ttl_secs);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
@@ -272,6 +277,7 @@ impl CertificateAuthority {
         Ok(Issued {
             pem: cert.pem(),
             fingerprint: fingerprint_der(cert.der()),
+            serial: hex::encode(serial.as_ref()),
             not_after_unix: not_after,
         })
     }
@@ -332,6 +338,15 @@ mod tests {
             .sign_client_csr(&pem, "n1", "node", 1_800_000_000, 3600)
             .unwrap();
         assert_ne!(issued.fingerprint, issued2.fingerprint);
+        assert_ne!(issued.serial, issued2.serial);
+        // The serial reported is the one the certificate carries.
+        let (_, pem) = x509_parser::pem::parse_x509_pem(issued.pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        assert_eq!(
+            hex::encode(cert.tbs_certificate.raw_serial()),
+            issued.serial
+        );
+        assert_eq!(issued.serial.len(), 32);
     }
 
     #[test]

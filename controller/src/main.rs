@@ -43,6 +43,24 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         admin_token_days: i64,
     },
+    /// Mint a new root token for an enabled admin, on colocd's host.
+    ///
+    /// Every token and certificate expires with the credential it was minted
+    /// with, so all of them descend from a root token like the one `colocd
+    /// init` prints; this makes a new one (audited) before the last expires
+    /// or after it was revoked. It needs the data directory, i.e. root on
+    /// this host.
+    AdminToken {
+        /// Data directory prepared by `colocd init`.
+        #[arg(long, env = "COLOCD_DATA_DIR", default_value = "/var/lib/colocd")]
+        data_dir: PathBuf,
+        /// The admin the token is for.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        /// Lifetime of the token, in days (1 to 365).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
+        days: i64,
+    },
     /// Run the controller.
     Serve {
         /// Data directory prepared by `colocd init`.
@@ -95,6 +113,20 @@ async fn run(cli: Cli) -> Result<(), server::ServerError> {
                 out.admin_config.display(),
                 out.admin_config.display()
             );
+            Ok(())
+        }
+        Command::AdminToken {
+            data_dir,
+            admin,
+            days,
+        } => {
+            let out =
+                server::admin_token(&data_dir, &admin, days * 86400, Arc::new(SystemClock)).await?;
+            eprintln!(
+                "token {} for {admin}, valid {days} days; shown once, store it now:",
+                out.id
+            );
+            println!("{}", out.token);
             Ok(())
         }
         Command::Serve { data_dir, listen } => {

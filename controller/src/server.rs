@@ -33,10 +33,11 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::agents::{AgentApi, SessionRegistry};
 use crate::api::apps::AppsApi;
 use crate::api::audit::AuditApi;
+use crate::api::credentials::TokensApi;
 use crate::api::fleet::{NodesApi, SitesApi};
 use crate::api::storage::StorageApi;
 use crate::api::tasks::TasksApi;
-use crate::api::tenancy::{TenantsApi, TokensApi, UsersApi};
+use crate::api::tenancy::{TenantsApi, UsersApi};
 use crate::auth::{self, API_TOKEN_PREFIX};
 use crate::background::{self, TaskBoard};
 use crate::ca::{self, CertificateAuthority};
@@ -103,6 +104,8 @@ pub enum ServerError {
     CatalogLacksApps { source_name: String, apps: String },
     #[error("invalid admin name")]
     AdminName(#[from] coloc_proto::domain::InvalidInput),
+    #[error("{user} {why}: `colocd admin-token` gives tokens to enabled admins only")]
+    NotAnEnabledAdmin { user: String, why: &'static str },
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -166,6 +169,7 @@ pub async fn init(
             display_name: "first admin (colocd init)".into(),
             created_unix: now,
             node_grants: Vec::new(),
+            disabled_unix: None,
         })
         .await?;
     let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
@@ -178,6 +182,7 @@ pub async fn init(
             created_unix: now,
             expires_unix: now + opts.admin_token_ttl_secs,
             revoked_unix: None,
+            minted_by: None,
         })
         .await?;
     store
@@ -320,6 +325,85 @@ async fn load_catalog(
 
 /// Opens the data directory and starts serving on `listen` (or the
 /// configured address when None; port 0 picks a free port).
+/// What `colocd admin-token` made.
+#[derive(Debug, Clone)]
+pub struct AdminTokenOutput {
+    pub token: String,
+    pub id: String,
+    pub expires_unix: i64,
+}
+
+/// `colocd admin-token`: a new root token for an enabled admin, minted by
+/// colocd itself (no minter), as `colocd init` mints the first one.
+///
+/// Every credential people mint expires with the one it was minted with,
+/// so everything descends from such a root and dies with it; this is how
+/// the cooperative gets a fresh root before (or after) the last one
+/// expires, or after it was revoked. Only whoever can read the data
+/// directory (root on colocd's host, who holds the CA key anyway) can run
+/// it, and it is audited. It may run while colocd serves: SQLite
+/// serializes the writes.
+pub async fn admin_token(
+    data_dir: &Path,
+    user: &str,
+    ttl_secs: i64,
+    clock: Arc<dyn Clock>,
+) -> Result<AdminTokenOutput, ServerError> {
+    if !data_dir.join(CONFIG_FILE).exists() {
+        return Err(ServerError::NotInitialized {
+            path: data_dir.to_owned(),
+        });
+    }
+    let name = UserName::new(user.to_string())?;
+    let store = SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let refuse = |why| ServerError::NotAnEnabledAdmin {
+        user: format!("user {name}"),
+        why,
+    };
+    let admin = match store.get_user(&name).await {
+        Ok(u) => u,
+        Err(crate::store::StoreError::NotFound { .. }) => return Err(refuse("does not exist")),
+        Err(e) => return Err(e.into()),
+    };
+    if admin.role != Role::Admin {
+        return Err(refuse("is not an admin"));
+    }
+    if admin.disabled_unix.is_some() {
+        return Err(refuse("is disabled"));
+    }
+    let now = clock.now();
+    let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
+    let expires_unix = now + ttl_secs;
+    store
+        .create_api_token(ApiTokenRecord {
+            id: id.clone(),
+            user: name.clone(),
+            description: "created by colocd admin-token".into(),
+            secret_hash: auth::hash_secret(&secret),
+            created_unix: now,
+            expires_unix,
+            revoked_unix: None,
+            minted_by: None,
+        })
+        .await?;
+    store
+        .append_audit(AuditRecord::new(AuditFields {
+            at_unix_ms: clock.now_ms(),
+            actor: "colocd-admin-token".into(),
+            action: "token.create".into(),
+            target: format!("token:{id}"),
+            tenant: None,
+            outcome: AuditOutcome::Allowed,
+            detail: format!("root token for admin {name}, minted by colocd on its host"),
+        }))
+        .await?;
+    Ok(AdminTokenOutput {
+        token: secret,
+        id,
+        expires_unix,
+    })
+}
+
 pub async fn start(
     data_dir: &Path,
     listen: Option<SocketAddr>,

@@ -164,6 +164,36 @@ validated_string!(
 validated_string!(
     /// A person's login.
     UserName, "user name", check_name);
+validated_string!(
+    /// A user certificate's serial, lowercase hex: how people name a
+    /// certificate to list or revoke it. colocd's serials are 32 digits;
+    /// a certificate issued before colocd recorded serials goes by its
+    /// sha256 fingerprint (64 digits) instead.
+    CertSerial, "certificate serial", check_cert_serial);
+
+/// Longest [`CertSerial`]: a sha256 fingerprint's 64 hex digits (an X.509
+/// serial has at most 40).
+pub const MAX_CERT_SERIAL_LEN: usize = 64;
+
+/// The rule of [`CertSerial`]: 1 to 64 lowercase hex digits.
+pub fn check_cert_serial(kind: &'static str, value: &str) -> Result<(), InvalidInput> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_CERT_SERIAL_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::field(
+            kind,
+            format!(
+                "{:?} is not 1 to {MAX_CERT_SERIAL_LEN} lowercase hex digits, as `coloc user cert list` shows it",
+                clip(value)
+            ),
+        ))
+    }
+}
 
 /// ISO 3166-1 alpha-2 country code, upper case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -470,6 +500,23 @@ mod tests {
         assert!(ok.is_ok());
         let bad: Result<NodeName, _> = serde_json::from_str("\"N 1\"");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn certificate_serials_are_lowercase_hex() {
+        for ok in [
+            "1",
+            "7f3a09",
+            &"a".repeat(32),
+            &"0".repeat(MAX_CERT_SERIAL_LEN),
+        ] {
+            assert_eq!(CertSerial::new(ok).unwrap().as_str(), ok);
+        }
+        let long = "a".repeat(MAX_CERT_SERIAL_LEN + 1);
+        for bad in ["", "7F3A", "7f:3a", "serial=7f", "0x7f", "7g", " 7f", &long] {
+            let err = CertSerial::new(bad).unwrap_err();
+            assert!(err.to_string().contains("certificate serial"), "{err}");
+        }
     }
 
     #[test]

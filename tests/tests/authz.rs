@@ -38,6 +38,13 @@ enum Op {
     VolumeGetById,
     RequestGet,
     RequestComment,
+    UserSetRole,
+    UserDisable,
+    UserEnable,
+    UserDelete,
+    CertIssue,
+    CertList,
+    CertRevoke,
 }
 
 /// What the policy answers a call.
@@ -63,7 +70,13 @@ impl Op {
             | Op::TenantRenew
             | Op::TenantSuspend
             | Op::TenantResume => "tenants",
-            Op::UserCreate | Op::UserList => "users",
+            Op::UserCreate
+            | Op::UserList
+            | Op::UserSetRole
+            | Op::UserDisable
+            | Op::UserEnable
+            | Op::UserDelete => "users",
+            Op::CertIssue | Op::CertList | Op::CertRevoke => "certificates",
             Op::TokenCreateFor | Op::TokenRevoke => "tokens",
             Op::AuditList => "audit",
             Op::VolumeGetById => "storage",
@@ -91,6 +104,13 @@ impl Op {
             Op::VolumeGetById => ("volume.show", false),
             Op::RequestGet => ("app.request.show", false),
             Op::RequestComment => ("app.request.comment", true),
+            Op::UserSetRole => ("user.set-role", true),
+            Op::UserDisable => ("user.disable", true),
+            Op::UserEnable => ("user.enable", true),
+            Op::UserDelete => ("user.delete", true),
+            Op::CertIssue => ("user.cert.issue", true),
+            Op::CertList => ("user.cert.list", false),
+            Op::CertRevoke => ("user.cert.revoke", true),
         }
     }
 }
@@ -107,6 +127,8 @@ struct World {
     volume_ids: Own<String>,
     /// A pending request of each tenant for the site app.
     request_ids: Own<u64>,
+    op_b_cert_serials: Vec<String>,
+    own_cert_serials: std::collections::HashMap<&'static str, Vec<String>>,
 }
 
 /// One for the caller's own association (asso-a), one for the other.
@@ -123,6 +145,21 @@ impl<T: Clone> Own<T> {
             self.other.clone()
         }
     }
+}
+
+/// A user certificate for `user`, issued by the admin; returns its serial.
+async fn issue_cert(admin: &mut Api, user: &str) -> Result<String> {
+    let (_, csr) = key_and_csr(user)?;
+    Ok(admin
+        .users
+        .issue_user_certificate(pb::IssueUserCertificateRequest {
+            user: user.into(),
+            csr_pem: csr,
+            ttl_secs: 0,
+        })
+        .await?
+        .into_inner()
+        .serial)
 }
 
 async fn world() -> Result<World> {
@@ -202,6 +239,22 @@ async fn world() -> Result<World> {
             }
         }
     }
+    // Their certificates, likewise.
+    let mut op_b_cert_serials = Vec::new();
+    let mut own_cert_serials = std::collections::HashMap::new();
+    for user in ["op-b", "admin", "op-a", "mem-a"] {
+        for _ in 0..3 {
+            let serial = issue_cert(&mut admin, user).await?;
+            if user == "op-b" {
+                op_b_cert_serials.push(serial);
+            } else {
+                own_cert_serials
+                    .entry(user)
+                    .or_insert_with(Vec::new)
+                    .push(serial);
+            }
+        }
+    }
     let op_a = ctl.api(&op_a).await?;
     let mem_a = ctl.api(&mem_a).await?;
     let anon = ctl.anonymous().await?;
@@ -221,6 +274,8 @@ async fn world() -> Result<World> {
             own: request_ids[0],
             other: request_ids[1],
         },
+        op_b_cert_serials,
+        own_cert_serials,
     })
 }
 
@@ -255,6 +310,40 @@ async fn call(
     };
     let volume_id = w.volume_ids.pick(own);
     let request_id = w.request_ids.pick(own);
+    let serial = match (op, own) {
+        // Refused before it is looked at.
+        (Op::CertRevoke, _) if who == Who::Anonymous => "abcd".to_string(),
+        (Op::CertRevoke, true) => w
+            .own_cert_serials
+            .get_mut(who_name(who))
+            .and_then(Vec::pop)
+            .expect("enough certificates to revoke"),
+        (Op::CertRevoke, false) => w
+            .op_b_cert_serials
+            .pop()
+            .expect("enough certificates to revoke"),
+        _ => String::new(),
+    };
+    // Accounts to change are made for each call, in the tenant it is
+    // about, so that no call changes a user another one relies on.
+    let victim = format!("v-{tag}");
+    if matches!(
+        op,
+        Op::UserSetRole | Op::UserDisable | Op::UserEnable | Op::UserDelete
+    ) {
+        create_user(&mut w.admin, &victim, tenant, pb::Role::Member)
+            .await
+            .expect("a victim account");
+        if let Op::UserEnable = op {
+            w.admin
+                .users
+                .disable_user(pb::UserRef {
+                    name: victim.clone(),
+                })
+                .await
+                .expect("disabled first");
+        }
+    }
     let api = match who {
         Who::Admin => &mut w.admin,
         Who::Operator => &mut w.op_a,
@@ -395,6 +484,54 @@ async fn call(
             })
             .await
             .map(drop),
+        Op::UserSetRole => api
+            .users
+            .set_user_role(pb::SetUserRoleRequest {
+                user: victim,
+                role: pb::Role::Operator as i32,
+                tenant: String::new(),
+            })
+            .await
+            .map(drop),
+        Op::UserDisable => api
+            .users
+            .disable_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::UserEnable => api
+            .users
+            .enable_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::UserDelete => api
+            .users
+            .delete_user(pb::UserRef { name: victim })
+            .await
+            .map(drop),
+        Op::CertIssue => {
+            let (_, csr) = key_and_csr(user).expect("a CSR");
+            api.users
+                .issue_user_certificate(pb::IssueUserCertificateRequest {
+                    user: user.into(),
+                    csr_pem: csr,
+                    ttl_secs: 0,
+                })
+                .await
+                .map(drop)
+        }
+        Op::CertList => api
+            .users
+            .list_user_certificates(pb::ListUserCertificatesRequest {
+                user: user.into(),
+                all: false,
+            })
+            .await
+            .map(drop),
+        Op::CertRevoke => api
+            .users
+            .revoke_user_certificate(pb::RevokeUserCertificateRequest { serial })
+            .await
+            .map(drop),
     }
 }
 
@@ -443,13 +580,17 @@ fn expected(who: Who, op: Op, own: bool) -> Expect {
             | Op::TenantRenew
             | Op::TenantSuspend
             | Op::TenantResume
-            | Op::UserCreate,
+            | Op::UserCreate
+            | Op::UserSetRole
+            | Op::UserDisable
+            | Op::UserEnable
+            | Op::UserDelete,
         ) => Expect::Denied,
         (Who::Operator, Op::NodeGet) => own_only,
         (Who::Member, Op::NodeGet) => Expect::Denied,
         (_, Op::TenantGet | Op::UserList | Op::AuditList) => own_only,
-        // One's own tokens: yes; another user's: admin work.
-        (_, Op::TokenCreateFor) => own_only,
+        // One's own tokens and certificates: yes; another user's: admin work.
+        (_, Op::TokenCreateFor | Op::CertIssue | Op::CertList | Op::CertRevoke) => own_only,
         (_, Op::TokenRevoke | Op::VolumeGetById | Op::RequestGet | Op::RequestComment) => {
             own_or_hidden
         }
@@ -478,6 +619,13 @@ async fn every_role_family_and_tenant() -> Result<()> {
         Op::VolumeGetById,
         Op::RequestGet,
         Op::RequestComment,
+        Op::UserSetRole,
+        Op::UserDisable,
+        Op::UserEnable,
+        Op::UserDelete,
+        Op::CertIssue,
+        Op::CertList,
+        Op::CertRevoke,
     ];
     let mut families = std::collections::BTreeSet::new();
     let mut n = 0;
@@ -545,7 +693,7 @@ async fn every_role_family_and_tenant() -> Result<()> {
             }
         }
     }
-    assert_eq!(families.len(), 8);
+    assert_eq!(families.len(), 9);
     Ok(())
 }
 
@@ -846,5 +994,192 @@ async fn refusals_tell_nothing_of_another_association() -> Result<()> {
         "{own_view:#?}"
     );
     drop(w.ctl);
+    Ok(())
+}
+
+/// Every call on accounts and credentials, tried by `api` against mem-b
+/// and one of mem-b's certificates; the codes it got, by action.
+async fn try_account_calls(api: &mut Api, serial: &str) -> Vec<(&'static str, Code)> {
+    let (_, csr) = key_and_csr("mem-b").expect("a CSR");
+    let mut got = Vec::new();
+    let mut note = |action, r: std::result::Result<(), tonic::Status>| {
+        got.push((action, r.map_or_else(|s| s.code(), |()| Code::Ok)));
+    };
+    let victim = || pb::UserRef {
+        name: "mem-b".into(),
+    };
+    note(
+        "user.whoami",
+        api.users.who_am_i(pb::WhoAmIRequest {}).await.map(drop),
+    );
+    note(
+        "token.create",
+        api.tokens
+            .create_token(pb::CreateTokenRequest {
+                user: "mem-b".into(),
+                description: String::new(),
+                ttl_secs: 0,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.issue",
+        api.users
+            .issue_user_certificate(pb::IssueUserCertificateRequest {
+                user: "mem-b".into(),
+                csr_pem: csr,
+                ttl_secs: 0,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.list",
+        api.users
+            .list_user_certificates(pb::ListUserCertificatesRequest {
+                user: String::new(),
+                all: true,
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.cert.revoke",
+        api.users
+            .revoke_user_certificate(pb::RevokeUserCertificateRequest {
+                serial: serial.into(),
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.set-role",
+        api.users
+            .set_user_role(pb::SetUserRoleRequest {
+                user: "mem-b".into(),
+                role: pb::Role::Admin as i32,
+                tenant: String::new(),
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        "user.enable",
+        api.users.enable_user(victim()).await.map(drop),
+    );
+    note(
+        "user.disable",
+        api.users.disable_user(victim()).await.map(drop),
+    );
+    note(
+        "user.delete",
+        api.users.delete_user(victim()).await.map(drop),
+    );
+    got
+}
+
+/// Anonymous callers, a revoked token, a disabled user's token, an expired
+/// token, a member and another association's operator: none of them
+/// issues, lists or revokes another user's credentials or changes an
+/// account, and mem-b and her certificate are untouched afterwards.
+#[tokio::test]
+async fn account_calls_refuse_everyone_but_admins() -> Result<()> {
+    let mut w = world().await?;
+    let serial = issue_cert(&mut w.admin, "mem-b").await?;
+
+    // A token revoked, a user disabled, a token expired.
+    let revoked = create_user(&mut w.admin, "gone-a", "asso-a", pb::Role::Operator).await?;
+    let id = w
+        .admin
+        .tokens
+        .list_tokens(pb::ListTokensRequest {
+            user: "gone-a".into(),
+            all: false,
+        })
+        .await?
+        .into_inner()
+        .tokens[0]
+        .id
+        .clone();
+    w.admin
+        .tokens
+        .revoke_token(pb::RevokeTokenRequest { id })
+        .await?;
+    let disabled = create_user(&mut w.admin, "off-a", "asso-a", pb::Role::Operator).await?;
+    w.admin
+        .users
+        .disable_user(pb::UserRef {
+            name: "off-a".into(),
+        })
+        .await?;
+    create_user(&mut w.admin, "old-a", "asso-a", pb::Role::Operator).await?;
+    let expiring = w
+        .admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            user: "old-a".into(),
+            description: "short".into(),
+            ttl_secs: 60,
+        })
+        .await?
+        .into_inner()
+        .secret;
+    let mut anonymous = w.ctl.anonymous().await?;
+    let mut revoked = w.ctl.api(&revoked).await?;
+    let mut disabled = w.ctl.api(&disabled).await?;
+    let mut expired = w.ctl.api(&expiring).await?;
+    w.ctl.set_now(w.ctl.now() + 61);
+
+    for (who, api) in [
+        ("anonymous", &mut anonymous),
+        ("revoked", &mut revoked),
+        ("disabled", &mut disabled),
+        ("expired", &mut expired),
+    ] {
+        for (action, code) in try_account_calls(api, &serial).await {
+            assert_eq!(code, Code::Unauthenticated, "{who} {action}");
+        }
+    }
+    for (who, api) in [("member", &mut w.mem_a), ("other tenant", &mut w.op_a)] {
+        for (action, code) in try_account_calls(api, &serial).await {
+            let want = if action == "user.whoami" {
+                Code::Ok
+            } else {
+                Code::PermissionDenied
+            };
+            assert_eq!(code, want, "{who} {action}");
+        }
+    }
+
+    // Nothing changed: mem-b is an enabled member, her certificate active
+    // and alone.
+    let users = w
+        .admin
+        .users
+        .list_users(pb::ListUsersRequest {
+            tenant: "asso-b".into(),
+        })
+        .await?
+        .into_inner()
+        .users;
+    let mem_b = users
+        .iter()
+        .find(|u| u.name == "mem-b")
+        .context("mem-b still exists")?;
+    assert_eq!(mem_b.role, pb::Role::Member as i32);
+    assert!(!mem_b.disabled);
+    let certs = w
+        .admin
+        .users
+        .list_user_certificates(pb::ListUserCertificatesRequest {
+            user: "mem-b".into(),
+            all: false,
+        })
+        .await?
+        .into_inner()
+        .certificates;
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    assert!(!certs[0].revoked);
     Ok(())
 }

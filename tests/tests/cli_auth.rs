@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::cli::{Coloc, fails, json, text};
+use coloc_tests::cli::{Coloc, fails, json, row, stderr, text};
 use coloc_tests::*;
 
 /// A controller with tenant asso-x and its member mia; returns mia's token.
@@ -90,7 +90,16 @@ async fn user_cert_then_authenticate_with_it() -> Result<()> {
     let out = out_dir.to_str().context("UTF-8 path")?;
 
     let said = root
-        .ok(&["user", "cert", "alice", "--out-dir", out, "--ttl", "30d"])
+        .ok(&[
+            "user",
+            "cert",
+            "issue",
+            "alice",
+            "--out-dir",
+            out,
+            "--ttl",
+            "30d",
+        ])
         .await;
     assert!(said.starts_with("Wrote "), "{said}");
     let key = out_dir.join("alice.key");
@@ -128,7 +137,7 @@ async fn user_cert_then_authenticate_with_it() -> Result<()> {
 
     // A second run does not clobber the key, and asks colocd for nothing.
     let err = root
-        .fails(&["user", "cert", "alice", "--out-dir", out], 6)
+        .fails(&["user", "cert", "issue", "alice", "--out-dir", out], 6)
         .await;
     assert!(err.contains("already exists"), "{err}");
     let after = audit_entries(&mut admin, "user:admin").await?;
@@ -227,5 +236,241 @@ async fn a_server_from_another_ca_is_unavailable() -> Result<()> {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // The same token against the right CA works: the CA made the difference.
     text(&coloc.user(&ctl.admin_token).run(&["whoami"]).await);
+    Ok(())
+}
+
+/// `coloc whoami` with a certificate and key written by `user cert issue`.
+async fn whoami_with_cert(coloc: &Coloc, dir: &Path, user: &str) -> std::process::Output {
+    let crt = dir.join(format!("{user}.crt"));
+    let key = dir.join(format!("{user}.key"));
+    coloc
+        .anonymous()
+        .run(&[
+            "whoami",
+            "--json",
+            "--cert",
+            crt.to_str().expect("UTF-8 path"),
+            "--key",
+            key.to_str().expect("UTF-8 path"),
+        ])
+        .await
+}
+
+/// The attack of issue 10 item 2: a member holding a token that lives one
+/// hour asks for a token and a certificate that live a year. Both are cut
+/// to the hour; once an admin revokes the hour-long token, neither the
+/// token nor the certificate minted with it authenticates any more.
+#[tokio::test]
+async fn a_credential_cannot_outlive_its_minter_and_dies_with_it() -> Result<()> {
+    const HOUR: i64 = 3600;
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_tenant(&mut admin, "asso-x", pb::Offer::Participatif).await?;
+    create_user(&mut admin, "mia", "asso-x", pb::Role::Member).await?;
+    let short = admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            user: "mia".into(),
+            description: "one hour".into(),
+            ttl_secs: HOUR as u64,
+        })
+        .await?
+        .into_inner();
+    let coloc = Coloc::new(&ctl).await?;
+    let mia = coloc.user(&short.secret);
+    let root = coloc.user(&ctl.admin_token);
+
+    // A year is asked for; the hour of the minter is what is given.
+    let o = mia
+        .run(&["token", "create", "--ttl", "365d", "--description", "long"])
+        .await;
+    let long_secret = text(&o).trim().to_string();
+    assert!(long_secret.starts_with("cat_"), "{long_secret}");
+    assert!(
+        stderr(&o).contains(&format!(
+            "Note: shorter than asked: it cannot outlive token {}",
+            short.id
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let toks = coloc
+        .user(&long_secret)
+        .json(&["token", "list", "--json"])
+        .await;
+    let long = toks
+        .as_array()
+        .context("a list")?
+        .iter()
+        .find(|t| t["description"] == "long")
+        .context("the new token is listed")?
+        .clone();
+    assert_eq!(long["expires_unix"], short.expires_unix);
+    assert_eq!(long["minted_by"]["token"], short.id.as_str());
+
+    let dir = coloc.home().join("mia-certs");
+    let out = dir.to_str().context("UTF-8 path")?;
+    let cert = mia
+        .json(&[
+            "user",
+            "cert",
+            "issue",
+            "mia",
+            "--out-dir",
+            out,
+            "--ttl",
+            "365d",
+            "--json",
+        ])
+        .await;
+    assert_eq!(cert["expiry_limited_by_minter"], true, "{cert}");
+    let cert_expires = cert["expires_unix"].as_i64().context("expires_unix")?;
+    assert!(
+        cert_expires <= short.expires_unix && cert_expires > ctl.now() + HOUR - 120,
+        "{cert_expires} vs {}",
+        short.expires_unix
+    );
+    let serial = cert["serial"].as_str().context("serial")?.to_string();
+    // Nor can a member mint for someone else, let alone an admin.
+    let err = mia
+        .fails(&["token", "create", "--user", "admin", "--ttl", "1h"], 4)
+        .await;
+    assert!(err.contains("permission denied"), "{err}");
+
+    // The certificate authenticates over mTLS, token-less.
+    let me = json(&whoami_with_cert(&coloc, &dir, "mia").await);
+    assert_eq!(me["name"], "mia");
+
+    // An admin revokes the hour-long token: what it minted goes with it.
+    let said = root.ok(&["token", "revoke", &short.id]).await;
+    assert!(said.contains("Also revoked, minted with it (2)"), "{said}");
+    assert!(said.contains(&format!("certificate {serial}")), "{said}");
+
+    let err = fails(&whoami_with_cert(&coloc, &dir, "mia").await, 3);
+    assert!(
+        err.contains(&format!("certificate {serial} has been revoked")),
+        "{err}"
+    );
+    let err = coloc.user(&long_secret).fails(&["whoami"], 3).await;
+    assert!(err.contains("has been revoked"), "{err}");
+    let err = mia.fails(&["whoami"], 3).await;
+    assert!(err.contains("has been revoked"), "{err}");
+
+    // The admin sees the certificate revoked, by serial.
+    let certs = root
+        .json(&["user", "cert", "list", "--user", "mia", "--json"])
+        .await;
+    let listed = certs
+        .as_array()
+        .context("a list")?
+        .iter()
+        .find(|c| c["serial"] == serial.as_str())
+        .context("the certificate is listed")?;
+    assert_eq!(listed["revoked"], true, "{listed}");
+    let revoked = audit_entries(&mut admin, "user:admin").await?;
+    let entry = revoked
+        .iter()
+        .find(|e| e.action == "token.revoke")
+        .context("token.revoke audited")?;
+    assert!(
+        entry.detail.contains(&format!("certificate {serial}")),
+        "{entry:?}"
+    );
+    Ok(())
+}
+
+/// An admin revokes one certificate by serial, disables, enables,
+/// re-roles and deletes a user, from the command line; each is audited,
+/// and the last enabled admin cannot be disabled.
+#[tokio::test]
+async fn admins_revoke_certificates_and_manage_accounts() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_tenant(&mut admin, "asso-x", pb::Offer::Participatif).await?;
+    let mia_token = create_user(&mut admin, "mia", "asso-x", pb::Role::Member).await?;
+    let coloc = Coloc::new(&ctl).await?;
+    let root = coloc.user(&ctl.admin_token);
+    let mia = coloc.user(&mia_token);
+    let dir = coloc.home().join("certs");
+    let out = dir.to_str().context("UTF-8 path")?;
+
+    let cert = mia
+        .json(&["user", "cert", "issue", "mia", "--out-dir", out, "--json"])
+        .await;
+    let serial = cert["serial"].as_str().context("serial")?.to_string();
+    let mine = mia.ok(&["user", "cert", "list"]).await;
+    assert!(row(&mine, &serial).contains("active"), "{mine}");
+    // Members see only their own certificates.
+    let err = mia.fails(&["user", "cert", "list", "--all"], 4).await;
+    assert!(err.contains("permission denied"), "{err}");
+    let err = mia.fails(&["user", "disable", "admin"], 4).await;
+    assert!(
+        err.contains("reserved to the cooperative's admins"),
+        "{err}"
+    );
+
+    assert_eq!(
+        json(&whoami_with_cert(&coloc, &dir, "mia").await)["name"],
+        "mia"
+    );
+    let said = root.ok(&["user", "cert", "revoke", &serial]).await;
+    assert!(said.starts_with("Revoked certificate:"), "{said}");
+    fails(&whoami_with_cert(&coloc, &dir, "mia").await, 3);
+    // Her token still works: one certificate went, not the user.
+    assert_eq!(mia.json(&["whoami", "--json"]).await["name"], "mia");
+
+    // Disabled: every credential refused at once; enabled: back.
+    let said = root.ok(&["user", "disable", "mia"]).await;
+    assert!(said.contains("State:         disabled since"), "{said}");
+    let err = mia.fails(&["whoami"], 3).await;
+    assert!(err.contains("user mia is disabled"), "{err}");
+    let users = root.ok(&["user", "list"]).await;
+    assert!(row(&users, "mia").contains("disabled"), "{users}");
+    root.ok(&["user", "enable", "mia"]).await;
+    assert_eq!(mia.json(&["whoami", "--json"]).await["name"], "mia");
+
+    // A new role, at once.
+    root.ok(&["user", "set-role", "mia", "--role", "operator"])
+        .await;
+    assert_eq!(mia.json(&["whoami", "--json"]).await["role"], "operator");
+
+    // The last enabled admin stays one.
+    let err = root.fails(&["user", "disable", "admin"], 6).await;
+    assert!(err.contains("admin"), "{err}");
+    let err = root
+        .fails(
+            &[
+                "user", "set-role", "admin", "--role", "member", "--tenant", "asso-x",
+            ],
+            6,
+        )
+        .await;
+    assert!(err.contains("admin"), "{err}");
+
+    // Deleting needs the name typed again; then nothing of hers works.
+    root.fails(&["user", "delete", "mia"], 2).await;
+    root.fails(&["user", "delete", "mia", "--confirm", "mio"], 7)
+        .await;
+    assert_eq!(mia.json(&["whoami", "--json"]).await["name"], "mia");
+    let said = root
+        .ok(&["user", "delete", "mia", "--confirm", "mia"])
+        .await;
+    assert!(said.starts_with("Deleted user mia"), "{said}");
+    let err = mia.fails(&["whoami"], 3).await;
+    assert!(err.contains("not authenticated"), "{err}");
+
+    let entries = audit_entries(&mut admin, "user:admin").await?;
+    for action in [
+        "user.cert.revoke",
+        "user.disable",
+        "user.enable",
+        "user.set-role",
+        "user.delete",
+    ] {
+        assert!(
+            has_audit_entry(&entries, "user:admin", action, pb::AuditOutcome::Allowed),
+            "{action} not audited: {entries:#?}"
+        );
+    }
     Ok(())
 }

@@ -688,3 +688,85 @@ async fn ordinary_grpc_tools_can_talk_to_colocd() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every credential descends from a root token and expires with it: when
+/// the root from `colocd init` runs out, so does everything minted with
+/// it. `colocd admin-token` (on colocd's host) gives an enabled admin a new
+/// root, audited; a member or a disabled admin gets none.
+#[tokio::test]
+async fn a_new_root_token_outlives_the_first() -> Result<()> {
+    use coloc_controller::server;
+    use std::sync::Arc;
+    const DAY: i64 = 86400;
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_tenant(&mut admin, "asso-x", pb::Offer::Participatif).await?;
+    create_user(&mut admin, "mia", "asso-x", pb::Role::Member).await?;
+    let root = admin
+        .tokens
+        .list_tokens(pb::ListTokensRequest::default())
+        .await?
+        .into_inner()
+        .tokens
+        .into_iter()
+        .find(|t| t.minted_by.is_none())
+        .context("the root token of colocd init")?;
+    let child = admin
+        .tokens
+        .create_token(pb::CreateTokenRequest {
+            user: String::new(),
+            description: "a year".into(),
+            ttl_secs: 365 * DAY as u64,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(child.expires_unix, root.expires_unix);
+
+    ctl.set_now(root.expires_unix + 1);
+    for secret in [&ctl.admin_token, &child.secret] {
+        let err = ctl
+            .api(secret)
+            .await?
+            .users
+            .who_am_i(pb::WhoAmIRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert!(err.message().contains("has expired"), "{err:?}");
+    }
+
+    let dir = ctl.data_dir();
+    let clock: Arc<dyn coloc_controller::time::Clock> = ctl.clock.clone();
+    for (who, why) in [("mia", "is not an admin"), ("nobody", "does not exist")] {
+        let err = server::admin_token(&dir, who, 30 * DAY, clock.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let fresh = server::admin_token(&dir, "admin", 30 * DAY, clock.clone()).await?;
+    let mut admin = ctl.api(&fresh.token).await?;
+    let me = admin
+        .users
+        .who_am_i(pb::WhoAmIRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(me.name, "admin");
+    assert_eq!(fresh.expires_unix, ctl.now() + 30 * DAY);
+    let entries = audit_entries(&mut admin, "colocd-admin-token").await?;
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0].target, format!("token:{}", fresh.id));
+
+    // A disabled admin gets no root either (a second admin disables her).
+    create_user(&mut admin, "root2", "", pb::Role::Admin).await?;
+    admin
+        .users
+        .disable_user(pb::UserRef {
+            name: "admin".into(),
+        })
+        .await?;
+    let err = server::admin_token(&dir, "admin", DAY, clock)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is disabled"), "{err}");
+    Ok(())
+}

@@ -369,7 +369,10 @@ async fn an_expired_membership_warns_then_freezes_and_only_admins_suspend() -> R
         .apps
         .list_instances(pb::ListInstancesRequest::default())
         .await?;
-    assert_eq!(notices(answer.metadata()), std::slice::from_ref(&frozen_text));
+    assert_eq!(
+        notices(answer.metadata()),
+        std::slice::from_ref(&frozen_text)
+    );
     let instances = answer.into_inner().instances;
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].state, pb::InstanceState::Running as i32);

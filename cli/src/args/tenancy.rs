@@ -1,10 +1,10 @@
-//! `coloc tenant`, `coloc user` and `coloc token`, with the offers and
-//! roles they take.
+//! `coloc tenant`, `coloc user` (with `coloc user cert`) and `coloc
+//! token`, with the offers and roles they take.
 
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use coloc_proto::domain::{self, NodeName, TenantName, UserName};
+use coloc_proto::domain::{self, CertSerial, NodeName, TenantName, UserName};
 
 use crate::input::{
     Ttl, parse_date, parse_display_name, parse_size, parse_suspension_reason,
@@ -155,8 +155,55 @@ pub enum UserCommand {
         #[arg(long)]
         node: NodeName,
     },
-    /// Get a client certificate for a user: the key is generated here and never leaves this machine.
+    /// Client certificates: get one, list them, revoke one.
     Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Change a user's role (admins); an operator who stops being one loses their node grants.
+    #[command(
+        after_help = "Users keep their tenant; an admin who becomes an operator or a member joins the --tenant given. The last enabled admin cannot be made anything else.\n\nExamples:\n  coloc user set-role mia --role operator\n  coloc user set-role root2 --role member --tenant asso-x"
+    )]
+    SetRole {
+        /// User whose role changes.
+        user: UserName,
+        /// The new role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Only for an admin who becomes an operator or member: the tenant they join.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+    },
+    /// Refuse every credential of a user at once, until enabled again (admins).
+    Disable {
+        /// User to disable.
+        user: UserName,
+    },
+    /// Accept a disabled user's credentials again (admins).
+    Enable {
+        /// User to enable.
+        user: UserName,
+    },
+    /// Delete a user and their tokens and certificates (admins); the name is never given again.
+    #[command(
+        after_help = "Credentials other users minted with the deleted user's are revoked. Without --confirm nothing is sent (exit 2); with a --confirm that does not match, neither (exit 7).\n\nExample:\n  coloc user delete mia --confirm mia"
+    )]
+    Delete {
+        /// User to delete.
+        user: UserName,
+        /// The user's name typed again, to confirm.
+        #[arg(long, value_name = "USER")]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Get a client certificate for a user: the key is generated here and never leaves this machine.
+    #[command(
+        after_help = "The certificate expires no later than the credential you ask with, and is revoked with it.\n\nExample:\n  coloc user cert issue mia --out-dir ~/.config/coloc --ttl 90d"
+    )]
+    Issue {
         /// User the certificate is for (its common name).
         user: UserName,
         /// Folder to write USER.key (mode 0600) and USER.crt into; created if missing.
@@ -169,11 +216,28 @@ pub enum UserCommand {
         #[arg(long)]
         force: bool,
     },
+    /// List client certificates by serial.
+    List {
+        /// Only this user's certificates (default: yours).
+        #[arg(long, conflicts_with = "all")]
+        user: Option<UserName>,
+        /// Every user's certificates (admins only).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a client certificate at once, with every credential minted with it.
+    Revoke {
+        /// Serial, as shown by 'coloc user cert list'.
+        serial: CertSerial,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a bearer token for yourself or (admins) another user; the secret is shown only once.
+    #[command(
+        after_help = "The token expires no later than the credential you ask with, and is revoked with it."
+    )]
     Create {
         /// User the token is for (default: yourself).
         #[arg(long)]
@@ -194,7 +258,7 @@ pub enum TokenCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Revoke a token at once.
+    /// Revoke a token at once, with every credential minted with it.
     Revoke {
         /// Token id, as shown by 'coloc token list'.
         #[arg(value_parser = parse_token_id)]

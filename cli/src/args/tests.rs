@@ -249,3 +249,50 @@ fn audit_limits() {
     assert!(parse(&["audit", "--limit", "1001"]).is_err());
     assert!(parse(&["audit", "--limit", "1000", "--before", "42"]).is_ok());
 }
+
+#[test]
+fn user_certificates_and_accounts() {
+    use super::tenancy::{CertCommand, RoleArg, UserCommand};
+    let cli = parse(&["user", "cert", "issue", "mia", "--out-dir", "/tmp/c"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::User {
+            command: UserCommand::Cert {
+                command: CertCommand::Issue { ref user, .. }
+            }
+        } if user.as_str() == "mia"
+    ));
+    let cli = parse(&["user", "cert", "revoke", "7f3a09"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::User {
+            command: UserCommand::Cert {
+                command: CertCommand::Revoke { ref serial }
+            }
+        } if serial.as_str() == "7f3a09"
+    ));
+    let err = parse(&["user", "cert", "revoke", "7F:3A"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    assert!(err.to_string().contains("certificate serial"), "{err}");
+    let err = parse(&["user", "cert", "list", "--user", "mia", "--all"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    let cli = parse(&["user", "set-role", "mia", "--role", "operator"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::User {
+            command: UserCommand::SetRole {
+                role: RoleArg::Operator,
+                tenant: None,
+                ..
+            }
+        }
+    ));
+    let cli = parse(&["user", "delete", "mia", "--confirm", "mia"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::User {
+            command: UserCommand::Delete { confirm: Some(ref c), .. }
+        } if c == "mia"
+    ));
+    assert!(parse(&["user", "disable", "Mia"]).is_err());
+}

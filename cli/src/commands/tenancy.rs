@@ -6,12 +6,14 @@ use coloc_proto::domain::{self, Role};
 
 use super::{call, connect, now_unix, print_secret};
 use crate::args::GlobalArgs;
-use crate::args::tenancy::{TenantCommand, TokenCommand, UserCommand};
+use crate::args::tenancy::{CertCommand, TenantCommand, TokenCommand, UserCommand};
 use crate::certs;
 use crate::error::Failure;
+use crate::input::check_delete_confirm;
 use crate::output::tenancy::{
-    api_token_details, api_token_json, api_tokens_table, tenant_details, tenant_json,
-    tenants_table, user_details, user_json, users_table,
+    also_revoked_text, api_token_details, api_token_json, api_tokens_table, deleted_user_json,
+    deleted_user_text, limited_note, tenant_details, tenant_json, tenants_table, user_cert_details,
+    user_cert_json, user_certs_table, user_details, user_json, users_table,
 };
 use crate::output::{self, Printer};
 
@@ -175,7 +177,57 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
             let user = call(&api, api.users().revoke_node_grant(request)).await?;
             out.emit(user_json(&user), || user_details(&user))
         }
-        UserCommand::Cert {
+        UserCommand::Cert { command } => cert(global, out, command).await,
+        UserCommand::SetRole { user, role, tenant } => {
+            let request = pb::SetUserRoleRequest {
+                user: user.into(),
+                role: pb::Role::from(Role::from(role)) as i32,
+                tenant: tenant.map(String::from).unwrap_or_default(),
+            };
+            let api = connect(global).await?;
+            let user = call(&api, api.users().set_user_role(request)).await?;
+            out.emit(user_json(&user), || {
+                format!("Changed role:\n{}", user_details(&user))
+            })
+        }
+        UserCommand::Disable { user } => {
+            let api = connect(global).await?;
+            let request = pb::UserRef { name: user.into() };
+            let user = call(&api, api.users().disable_user(request)).await?;
+            out.emit(user_json(&user), || {
+                format!(
+                    "Disabled: every credential of {} is refused from now on.\n{}",
+                    output::clean(&user.name),
+                    user_details(&user)
+                )
+            })
+        }
+        UserCommand::Enable { user } => {
+            let api = connect(global).await?;
+            let request = pb::UserRef { name: user.into() };
+            let user = call(&api, api.users().enable_user(request)).await?;
+            out.emit(user_json(&user), || {
+                format!(
+                    "Enabled: the credentials of {} that are neither revoked nor expired work again.\n{}",
+                    output::clean(&user.name),
+                    user_details(&user)
+                )
+            })
+        }
+        UserCommand::Delete { user, confirm } => {
+            check_delete_confirm(&user, confirm.as_deref())?;
+            let api = connect(global).await?;
+            let request = pb::UserRef { name: user.into() };
+            let gone = call(&api, api.users().delete_user(request)).await?;
+            out.emit(deleted_user_json(&gone), || deleted_user_text(&gone))
+        }
+    }
+}
+
+/// `coloc user cert issue|list|revoke`.
+async fn cert(global: &GlobalArgs, out: Printer, command: CertCommand) -> Result<(), Failure> {
+    match command {
+        CertCommand::Issue {
             user,
             out_dir,
             ttl,
@@ -207,20 +259,55 @@ pub async fn user(global: &GlobalArgs, out: Printer, command: UserCommand) -> Re
                 "user": user.as_str(),
                 "key_file": paths.key,
                 "cert_file": paths.cert,
+                "serial": issued.serial,
                 "fingerprint": issued.fingerprint,
                 "expires_unix": issued.expires_unix,
+                "expiry_limited_by_minter": issued.expiry_limited_by_minter,
             });
+            if let Some(note) =
+                limited_note(issued.expiry_limited_by_minter, issued.minted_by.as_ref())
+            {
+                out.note(&note);
+            }
             out.emit(json, || {
                 format!(
                     "Wrote {} (private key, mode 0600) and {} for {user}.\n\
-                     Valid until {} UTC, sha256 {}.\n\
+                     Serial {}, valid until {} UTC, sha256 {}.\n\
                      Use them with --cert {} --key {}, or cert_file and key_file in the config file.\n",
                     paths.key.display(),
                     paths.cert.display(),
+                    output::clean(&issued.serial),
                     output::fmt_time(issued.expires_unix),
                     output::clean(&issued.fingerprint),
                     paths.cert.display(),
                     paths.key.display(),
+                )
+            })
+        }
+        CertCommand::List { user, all } => {
+            let request = pb::ListUserCertificatesRequest {
+                user: user.map(String::from).unwrap_or_default(),
+                all,
+            };
+            let api = connect(global).await?;
+            let list = call(&api, api.users().list_user_certificates(request)).await?;
+            let now = now_unix();
+            out.list(&list.certificates, user_cert_json, |x| {
+                user_certs_table(x, now)
+            })
+        }
+        CertCommand::Revoke { serial } => {
+            let request = pb::RevokeUserCertificateRequest {
+                serial: serial.into(),
+            };
+            let api = connect(global).await?;
+            let cert = call(&api, api.users().revoke_user_certificate(request)).await?;
+            let now = now_unix();
+            out.emit(user_cert_json(&cert), || {
+                format!(
+                    "Revoked certificate:\n{}{}",
+                    user_cert_details(&cert, now),
+                    also_revoked_text(&cert.also_revoked)
                 )
             })
         }
@@ -245,12 +332,17 @@ pub async fn token(
             };
             let api = connect(global).await?;
             let token = call(&api, api.tokens().create_token(request)).await?;
-            let about = format!(
+            let mut about = format!(
                 "Token {} for {}, valid until {} UTC.",
                 output::clean(&token.id),
                 output::clean(&token.user),
                 output::fmt_time(token.expires_unix)
             );
+            if let Some(note) =
+                limited_note(token.expiry_limited_by_minter, token.minted_by.as_ref())
+            {
+                about = format!("{about}\n{note}");
+            }
             print_secret(out, api_token_json(&token), &token.secret, about)
         }
         TokenCommand::List { user, all } => {
@@ -272,7 +364,11 @@ pub async fn token(
             .await?;
             let now = now_unix();
             out.emit(api_token_json(&token), || {
-                format!("Revoked token:\n{}", api_token_details(&token, now))
+                format!(
+                    "Revoked token:\n{}{}",
+                    api_token_details(&token, now),
+                    also_revoked_text(&token.also_revoked)
+                )
             })
         }
     }

@@ -1,5 +1,6 @@
 //! Tenancy: tenants (member associations, with their storage quota and
-//! use), users with their roles and node grants, and API tokens.
+//! use), users with their roles and node grants, and their credentials
+//! (API tokens, client certificates).
 
 use std::borrow::Cow;
 
@@ -27,6 +28,74 @@ pub fn api_token_state(t: &pb::ApiToken, now_unix: i64) -> &'static str {
     } else {
         "active"
     }
+}
+
+/// A user certificate's state, as a token's.
+pub fn user_cert_state(c: &pb::UserCertificate, now_unix: i64) -> &'static str {
+    if c.revoked {
+        "revoked"
+    } else if c.expires_unix > 0 && c.expires_unix <= now_unix {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+pub fn user_state(u: &pb::User) -> &'static str {
+    if u.disabled { "disabled" } else { "enabled" }
+}
+
+// ---------------------------------------------------------------- credentials
+
+/// `token tok-1`, `certificate 7f3a…`: a credential as colocd names it.
+pub fn credential_name(c: &pb::CredentialRef) -> String {
+    use pb::credential_ref::Kind;
+    match &c.kind {
+        Some(Kind::TokenId(id)) => format!("token {}", clean(id)),
+        Some(Kind::CertificateSerial(s)) => format!("certificate {}", clean(s)),
+        None => "unknown credential".to_string(),
+    }
+}
+
+/// What minted a credential: `-` for colocd's own roots.
+fn minted_by(c: Option<&pb::CredentialRef>) -> String {
+    c.map_or_else(|| "- (colocd)".to_string(), credential_name)
+}
+
+fn credential_json(c: &pb::CredentialRef) -> Value {
+    use pb::credential_ref::Kind;
+    match &c.kind {
+        Some(Kind::TokenId(id)) => json!({"token": id}),
+        Some(Kind::CertificateSerial(s)) => json!({"certificate": s}),
+        None => Value::Null,
+    }
+}
+
+fn credentials_json(list: &[pb::CredentialRef]) -> Value {
+    Value::Array(list.iter().map(credential_json).collect())
+}
+
+/// "Also revoked, minted with it: …" after a revocation; empty if none.
+pub fn also_revoked_text(list: &[pb::CredentialRef]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = list.iter().map(credential_name).collect();
+    format!(
+        "Also revoked, minted with it ({}): {}\n",
+        list.len(),
+        names.join(", ")
+    )
+}
+
+/// The note when colocd shortened a new credential's lifetime.
+pub fn limited_note(limited: bool, minted_by: Option<&pb::CredentialRef>) -> Option<String> {
+    limited.then(|| {
+        format!(
+            "Note: shorter than asked: it cannot outlive {}, the credential you asked with.",
+            self::minted_by(minted_by)
+        )
+    })
 }
 
 // ---------------------------------------------------------------- tenants
@@ -185,6 +254,8 @@ pub fn user_json(u: &pb::User) -> Value {
         "display_name": u.display_name,
         "node_grants": u.node_grants,
         "created_unix": u.created_unix,
+        "disabled": u.disabled,
+        "disabled_unix": u.disabled_unix,
     })
 }
 
@@ -196,10 +267,20 @@ fn tenant_of(u: &pb::User) -> Cow<'_, str> {
     }
 }
 
+/// `enabled`, or `disabled since …`.
+fn disabled_since(u: &pb::User) -> String {
+    if u.disabled {
+        format!("disabled since {} UTC", fmt_time(u.disabled_unix))
+    } else {
+        user_state(u).to_string()
+    }
+}
+
 pub fn user_details(u: &pb::User) -> String {
     Details::new()
         .field("Name", clean(&u.name))
         .field("Role", role_word(u.role))
+        .field("State", disabled_since(u))
         .field("Tenant", tenant_of(u))
         .field("Display name", or_dash(&u.display_name))
         .field("Node grants", joined(&u.node_grants))
@@ -211,6 +292,7 @@ pub fn users_table(users: &[pb::User]) -> String {
     Table::new(&[
         "NAME",
         "ROLE",
+        "STATE",
         "TENANT",
         "NODE GRANTS",
         "CREATED",
@@ -220,6 +302,7 @@ pub fn users_table(users: &[pb::User]) -> String {
         vec![
             clean(&u.name).into(),
             role_word(u.role).to_string(),
+            user_state(u).to_string(),
             or_dash(&u.tenant).into(),
             joined(&u.node_grants),
             fmt_time(u.created_unix),
@@ -239,6 +322,10 @@ pub fn api_token_json(t: &pb::ApiToken) -> Value {
         "created_unix": t.created_unix,
         "expires_unix": t.expires_unix,
         "revoked": t.revoked,
+        "revoked_unix": t.revoked_unix,
+        "minted_by": t.minted_by.as_ref().map_or(Value::Null, credential_json),
+        "expiry_limited_by_minter": t.expiry_limited_by_minter,
+        "also_revoked": credentials_json(&t.also_revoked),
     });
     with_secret(v, &t.secret)
 }
@@ -251,6 +338,7 @@ pub fn api_token_details(t: &pb::ApiToken, now_unix: i64) -> String {
         .field("Description", or_dash(&t.description))
         .field("Created", fmt_time(t.created_unix))
         .field("Expires", fmt_time(t.expires_unix))
+        .field("Minted with", minted_by(t.minted_by.as_ref()))
         .render()
 }
 
@@ -267,6 +355,83 @@ pub fn api_tokens_table(tokens: &[pb::ApiToken], now_unix: i64) -> String {
             ]
         })
         .render_or("no tokens")
+}
+
+// ---------------------------------------------------------------- user certificates
+
+pub fn user_cert_json(c: &pb::UserCertificate) -> Value {
+    json!({
+        "serial": c.serial,
+        "fingerprint": c.fingerprint,
+        "user": c.user,
+        "created_unix": c.created_unix,
+        "expires_unix": c.expires_unix,
+        "revoked": c.revoked,
+        "revoked_unix": c.revoked_unix,
+        "minted_by": c.minted_by.as_ref().map_or(Value::Null, credential_json),
+        "also_revoked": credentials_json(&c.also_revoked),
+    })
+}
+
+pub fn user_cert_details(c: &pb::UserCertificate, now_unix: i64) -> String {
+    Details::new()
+        .field("Serial", clean(&c.serial))
+        .field("User", clean(&c.user))
+        .field("State", user_cert_state(c, now_unix))
+        .field("Created", fmt_time(c.created_unix))
+        .field("Expires", fmt_time(c.expires_unix))
+        .field("Minted with", minted_by(c.minted_by.as_ref()))
+        .field("Sha256", clean(&c.fingerprint))
+        .render()
+}
+
+pub fn user_certs_table(certs: &[pb::UserCertificate], now_unix: i64) -> String {
+    Table::new(&[
+        "SERIAL",
+        "USER",
+        "STATE",
+        "CREATED",
+        "EXPIRES",
+        "MINTED WITH",
+    ])
+    .rows(certs, |c| {
+        vec![
+            clean(&c.serial).into(),
+            clean(&c.user).into(),
+            user_cert_state(c, now_unix).to_string(),
+            fmt_time(c.created_unix),
+            fmt_time(c.expires_unix),
+            minted_by(c.minted_by.as_ref()),
+        ]
+    })
+    .render_or("no certificates")
+}
+
+/// `coloc user delete`: who went, what went with them.
+pub fn deleted_user_json(d: &pb::DeleteUserResponse) -> Value {
+    json!({
+        "user": d.user.as_ref().map_or(Value::Null, user_json),
+        "deleted": credentials_json(&d.deleted),
+        "also_revoked": credentials_json(&d.also_revoked),
+    })
+}
+
+pub fn deleted_user_text(d: &pb::DeleteUserResponse) -> String {
+    let name = d.user.as_ref().map_or("?", |u| u.name.as_str());
+    let mut text = format!(
+        "Deleted user {} and {} credential(s) of theirs; the name will not be given again.\n",
+        clean(name),
+        d.deleted.len()
+    );
+    if !d.also_revoked.is_empty() {
+        let names: Vec<String> = d.also_revoked.iter().map(credential_name).collect();
+        text += &format!(
+            "Revoked, minted by other users with theirs ({}): {}\n",
+            d.also_revoked.len(),
+            names.join(", ")
+        );
+    }
+    text
 }
 
 #[cfg(test)]
@@ -304,6 +469,63 @@ mod tests {
         assert_eq!(api_token_state(&a, now), "expired");
         a.revoked = true;
         assert_eq!(api_token_state(&a, now), "revoked");
+    }
+
+    #[test]
+    fn credentials_are_named_and_minters_shown() {
+        let tok = pb::CredentialRef {
+            kind: Some(pb::credential_ref::Kind::TokenId("tok-1".into())),
+        };
+        let cert = pb::CredentialRef {
+            kind: Some(pb::credential_ref::Kind::CertificateSerial("7f3a".into())),
+        };
+        assert_eq!(credential_name(&tok), "token tok-1");
+        assert_eq!(credential_name(&cert), "certificate 7f3a");
+        assert_eq!(also_revoked_text(&[]), "");
+        assert_eq!(
+            also_revoked_text(&[tok.clone(), cert.clone()]),
+            "Also revoked, minted with it (2): token tok-1, certificate 7f3a\n"
+        );
+        assert_eq!(limited_note(false, Some(&tok)), None);
+        assert_eq!(
+            limited_note(true, Some(&tok)).unwrap(),
+            "Note: shorter than asked: it cannot outlive token tok-1, the credential you asked with."
+        );
+        let c = pb::UserCertificate {
+            serial: "7f3a".into(),
+            user: "mia".into(),
+            expires_unix: 2_000,
+            minted_by: Some(tok),
+            ..Default::default()
+        };
+        let table = user_certs_table(std::slice::from_ref(&c), 1_000);
+        assert!(table.contains("active"), "{table}");
+        assert!(table.contains("token tok-1"), "{table}");
+        assert_eq!(user_cert_state(&c, 3_000), "expired");
+        assert_eq!(user_cert_json(&c)["minted_by"]["token"], "tok-1");
+        let root = pb::UserCertificate { revoked: true, ..c };
+        assert_eq!(user_cert_state(&root, 1_000), "revoked");
+        assert!(user_cert_details(&root, 1_000).contains("Minted with:  token tok-1"));
+    }
+
+    #[test]
+    fn disabled_users_say_so() {
+        let mut u = pb::User {
+            name: "mia".into(),
+            role: pb::Role::Member as i32,
+            tenant: "asso-x".into(),
+            ..Default::default()
+        };
+        assert!(user_details(&u).contains("State:         enabled"));
+        u.disabled = true;
+        u.disabled_unix = 86_400;
+        assert!(
+            user_details(&u).contains("State:         disabled since 1970-01-02 00:00 UTC"),
+            "{}",
+            user_details(&u)
+        );
+        assert!(users_table(&[u.clone()]).contains("disabled"));
+        assert_eq!(user_json(&u)["disabled"], true);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use coloc_proto::storage::mount_path;
 
 use crate::rules::standing::Membership;
 use crate::store::{
-    ApiTokenRecord, AppRequestRecord, AuditOutcome, AuditRecord, ConnState, InstanceRecord,
-    InstanceState, JoinTokenRecord, MembershipPhase, NodeRecord, PoolRecord, RequestState,
-    SiteRecord, TenantRecord, UserRecord, VolumeLifecycle, VolumeRecord,
+    ApiTokenRecord, AppRequestRecord, AuditOutcome, AuditRecord, ConnState, CredentialRef,
+    InstanceRecord, InstanceState, JoinTokenRecord, MembershipPhase, NodeRecord, PoolRecord,
+    RequestState, SiteRecord, TenantRecord, UserCertRecord, UserRecord, VolumeLifecycle,
+    VolumeRecord,
 };
 use coloc_proto::apps::app_hostname;
 
@@ -155,7 +156,24 @@ pub fn user(r: UserRecord) -> pb::User {
         display_name: r.display_name,
         node_grants: r.node_grants.into_iter().map(String::from).collect(),
         created_unix: r.created_unix,
+        disabled: r.disabled_unix.is_some(),
+        disabled_unix: r.disabled_unix.unwrap_or(0),
     }
+}
+
+pub fn credential(r: CredentialRef) -> pb::CredentialRef {
+    pb::CredentialRef {
+        kind: Some(match r {
+            CredentialRef::Token(id) => pb::credential_ref::Kind::TokenId(id),
+            CredentialRef::Certificate(serial) => {
+                pb::credential_ref::Kind::CertificateSerial(serial.into())
+            }
+        }),
+    }
+}
+
+pub fn credentials(r: Vec<CredentialRef>) -> Vec<pb::CredentialRef> {
+    r.into_iter().map(credential).collect()
 }
 
 pub fn api_token(r: ApiTokenRecord) -> pb::ApiToken {
@@ -167,6 +185,24 @@ pub fn api_token(r: ApiTokenRecord) -> pb::ApiToken {
         created_unix: r.created_unix,
         expires_unix: r.expires_unix,
         revoked: r.revoked_unix.is_some(),
+        revoked_unix: r.revoked_unix.unwrap_or(0),
+        minted_by: r.minted_by.map(credential),
+        expiry_limited_by_minter: false,
+        also_revoked: Vec::new(),
+    }
+}
+
+pub fn user_certificate(r: UserCertRecord) -> pb::UserCertificate {
+    pb::UserCertificate {
+        serial: r.serial.into(),
+        fingerprint: r.fingerprint,
+        user: r.user.into(),
+        created_unix: r.created_unix,
+        expires_unix: r.expires_unix,
+        revoked: r.revoked_unix.is_some(),
+        revoked_unix: r.revoked_unix.unwrap_or(0),
+        minted_by: r.minted_by.map(credential),
+        also_revoked: Vec::new(),
     }
 }
 

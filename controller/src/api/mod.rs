@@ -31,7 +31,8 @@
 //! [`crate::agents::SessionRegistry`].
 //!
 //! One module per service family: [`fleet`] (Sites, Nodes), [`tenancy`]
-//! (Tenants, Users, Tokens), [`storage`] (Pools, Volumes, tenant storage),
+//! (Tenants, Users) with [`credentials`] (Tokens, and the user
+//! certificates of Users), [`storage`] (Pools, Volumes, tenant storage),
 //! [`apps`] (catalog, requests, instances), [`audit`], [`tasks`] (colocd's
 //! background tasks). The two edges of the wire: [`wire`] turns requests
 //! into validated domain values (one `TryFrom` per request message, split
@@ -40,6 +41,7 @@
 pub mod apps;
 pub mod audit;
 pub mod convert;
+pub mod credentials;
 pub mod fleet;
 pub mod storage;
 pub mod tasks;

@@ -1,25 +1,26 @@
-//! Associations, their people and their credentials.
+//! Associations and their people: tenants, users with their roles, node
+//! grants, and whether they may sign in at all. Their credentials (tokens,
+//! certificates) are [`super::credentials`]'.
 
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::controller::v1::tenants_server::Tenants;
-use coloc_proto::controller::v1::tokens_server::Tokens;
 use coloc_proto::controller::v1::users_server::Users;
-use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role};
+use coloc_proto::domain::{InvalidInput, NodeName, Role};
 use tonic::{Request, Response, Status};
 
-use super::convert;
 use super::wire::tenancy::{
-    CreateTenant, CreateToken, CreateUser, GetTenant, IssueUserCertificate, ListTokens, ListUsers,
-    NodeGrant, RenewMembership, ResumeTenant, RevokeToken, SuspendTenant,
+    CreateTenant, CreateUser, GetTenant, ListUsers, NodeGrant, RenewMembership, ResumeTenant,
+    SetUserRole, SuspendTenant, UserRef,
 };
 use super::wire::{audit_tenant, shown};
+use super::{convert, credentials};
 use crate::agents::push_nodes;
-use crate::auth::{self, API_TOKEN_PREFIX};
+use crate::auth;
 use crate::context::{AuditTarget, Ctx};
 use crate::error::{ApiError, ApiResult};
+use crate::rules::users::operator_offer;
 use crate::store::{
-    ApiTokenRecord, DEFAULT_VOLUME_GRACE_DAYS, MembershipPhase, Suspension, TenantRecord,
-    UserCertRecord, UserRecord,
+    DEFAULT_VOLUME_GRACE_DAYS, MembershipPhase, Suspension, TenantRecord, UserRecord,
 };
 use crate::time::{date_of, day_of};
 
@@ -258,6 +259,37 @@ impl UsersApi {
     }
 }
 
+impl UsersApi {
+    /// `DisableUser` (every credential refused from the next call on) and
+    /// `EnableUser`.
+    async fn set_disabled(
+        &self,
+        req: Request<pb::UserRef>,
+        disable: bool,
+    ) -> Result<Response<pb::User>, Status> {
+        let ctx = &self.0;
+        let action = if disable {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        ctx.mutation(
+            req,
+            action,
+            |r| format!("user:{}", shown(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "disabling or enabling a user")?;
+                let UserRef { name } = r.try_into()?;
+                audit.tenant = ctx.store.get_user(&name).await?.tenant;
+                let at = disable.then(|| ctx.clock.now());
+                let user = ctx.store.set_user_disabled(&name, at).await?;
+                Ok(convert::user(user))
+            },
+        )
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl Users for UsersApi {
     async fn create_user(
@@ -274,13 +306,7 @@ impl Users for UsersApi {
                 let r: CreateUser = r.try_into()?;
                 if let Some(t) = &r.tenant {
                     let t = ctx.store.get_tenant(t).await?;
-                    if r.role == Role::Operator && t.offer != Offer::Participatif {
-                        return Err(ApiError::Policy(format!(
-                            "tenant {} has the {} offer; operators exist only in participatif \
-                         tenants",
-                            t.name, t.offer
-                        )));
-                    }
+                    operator_offer(r.role, &t).map_err(|e| ApiError::Policy(e.to_string()))?;
                 }
                 let rec = UserRecord {
                     name: r.name,
@@ -289,6 +315,7 @@ impl Users for UsersApi {
                     display_name: r.display_name,
                     created_unix: ctx.clock.now(),
                     node_grants: Vec::new(),
+                    disabled_unix: None,
                 };
                 ctx.store.create_user(rec.clone()).await?;
                 Ok(convert::user(rec))
@@ -361,133 +388,108 @@ impl Users for UsersApi {
             "user.cert.issue",
             |r| format!("user:{}", shown(&r.user)),
             async |caller, r, audit| {
-                let r: IssueUserCertificate = r.try_into()?;
-                let user = r.user.unwrap_or_else(|| caller.user.name.clone());
-                auth::require_self_or_admin(&caller, &user)?;
-                let rec = ctx.store.get_user(&user).await?;
-                let now = ctx.clock.now();
-                let ttl = r.ttl_secs as i64;
-                let issued = ctx
-                    .ca
-                    .sign_client_csr(&r.csr_pem, user.as_str(), "user", now, ttl)?;
-                ctx.store
-                    .add_user_cert(UserCertRecord {
-                        fingerprint: issued.fingerprint.clone(),
-                        user,
-                        created_unix: now,
-                        expires_unix: issued.not_after_unix,
-                    })
-                    .await?;
-                audit.tenant = rec.tenant;
-                audit.detail = format!("certificate {}", issued.fingerprint);
-                Ok(pb::IssueUserCertificateResponse {
-                    certificate_pem: issued.pem,
-                    ca_certificate_pem: ctx.ca.cert_pem().to_string(),
-                    fingerprint: issued.fingerprint,
-                    expires_unix: issued.not_after_unix,
-                })
-            },
-        )
-        .await
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct TokensApi(pub Ctx);
-
-#[tonic::async_trait]
-impl Tokens for TokensApi {
-    async fn create_token(
-        &self,
-        req: Request<pb::CreateTokenRequest>,
-    ) -> Result<Response<pb::ApiToken>, Status> {
-        let ctx = &self.0;
-        ctx.mutation(
-            req,
-            "token.create",
-            |r| format!("user:{}", shown(&r.user)),
-            async |caller, r, audit| {
-                let r: CreateToken = r.try_into()?;
-                let user = r.user.unwrap_or_else(|| caller.user.name.clone());
-                auth::require_self_or_admin(&caller, &user)?;
-                let owner = ctx.store.get_user(&user).await?;
-                let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
-                let now = ctx.clock.now();
-                let rec = ApiTokenRecord {
-                    id,
-                    user,
-                    description: r.description,
-                    secret_hash: auth::hash_secret(&secret),
-                    created_unix: now,
-                    expires_unix: now + r.ttl_secs as i64,
-                    revoked_unix: None,
-                };
-                ctx.store.create_api_token(rec.clone()).await?;
-                let mut out = convert::api_token(rec);
-                out.secret = secret;
-                audit.tenant = owner.tenant;
-                audit.target = format!("token:{}", out.id);
-                audit.detail = format!("for user {}", out.user);
-                Ok(out)
+                credentials::issue_user_certificate(ctx, caller, r, audit).await
             },
         )
         .await
     }
 
-    async fn list_tokens(
+    async fn list_user_certificates(
         &self,
-        req: Request<pb::ListTokensRequest>,
-    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        req: Request<pb::ListUserCertificatesRequest>,
+    ) -> Result<Response<pb::ListUserCertificatesResponse>, Status> {
         let ctx = &self.0;
         ctx.read(
             req,
-            "token.list",
+            "user.cert.list",
             |r| format!("user:{}", shown(&r.user)),
-            async |caller, r, _| {
-                let filter = match ListTokens::try_from(r)? {
-                    ListTokens::All => {
-                        auth::require_admin(&caller, "listing every token")?;
-                        None
-                    }
-                    ListTokens::Own => Some(caller.user.name.clone()),
-                    ListTokens::Of(u) => {
-                        auth::require_self_or_admin(&caller, &u)?;
-                        Some(u)
-                    }
-                };
-                let tokens = ctx.store.list_api_tokens(filter.as_ref()).await?;
-                Ok(pb::ListTokensResponse {
-                    tokens: tokens.into_iter().map(convert::api_token).collect(),
-                })
+            async |caller, r, _| credentials::list_user_certificates(ctx, caller, r).await,
+        )
+        .await
+    }
+
+    async fn revoke_user_certificate(
+        &self,
+        req: Request<pb::RevokeUserCertificateRequest>,
+    ) -> Result<Response<pb::UserCertificate>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "user.cert.revoke",
+            |r| format!("certificate:{}", shown(&r.serial)),
+            async |caller, r, audit| {
+                credentials::revoke_user_certificate(ctx, caller, r, audit).await
             },
         )
         .await
     }
 
-    async fn revoke_token(
+    async fn set_user_role(
         &self,
-        req: Request<pb::RevokeTokenRequest>,
-    ) -> Result<Response<pb::ApiToken>, Status> {
+        req: Request<pb::SetUserRoleRequest>,
+    ) -> Result<Response<pb::User>, Status> {
         let ctx = &self.0;
         ctx.mutation(
             req,
-            "token.revoke",
-            |r| format!("token:{}", shown(&r.id)),
+            "user.set-role",
+            |r| format!("user:{}", shown(&r.user)),
             async |caller, r, audit| {
-                let RevokeToken { id } = r.try_into()?;
-                let token = ctx.store.get_api_token(&id).await?;
-                // Known before the policy check, so that a refusal is visible
-                // in the owner's tenant's audit log too.
-                audit.tenant = ctx.store.get_user(&token.user).await?.tenant;
-                // Another user's token is not found, as an unknown id is:
-                // the caller learns neither that it exists nor whose it is.
-                auth::unseen(
-                    "api token",
-                    &id,
-                    auth::require_self_or_admin(&caller, &token.user),
-                )?;
-                let rec = ctx.store.revoke_api_token(&id, ctx.clock.now()).await?;
-                Ok(convert::api_token(rec))
+                auth::require_admin(&caller, "changing a user's role")?;
+                let SetUserRole { user, change } = r.try_into()?;
+                let before = ctx.store.get_user(&user).await?;
+                audit.tenant = change.tenant.clone().or(before.tenant.clone());
+                audit.detail = format!("from {} to {}", before.role, change.role);
+                let after = ctx.store.set_user_role(&user, change).await?;
+                audit.tenant = after.tenant.clone().or(before.tenant);
+                let dropped: Vec<String> = before
+                    .node_grants
+                    .iter()
+                    .filter(|n| !after.node_grants.contains(n))
+                    .map(ToString::to_string)
+                    .collect();
+                if !dropped.is_empty() {
+                    audit.detail += &format!("; node grants dropped: {}", dropped.join(", "));
+                }
+                Ok(convert::user(after))
+            },
+        )
+        .await
+    }
+
+    async fn disable_user(&self, req: Request<pb::UserRef>) -> Result<Response<pb::User>, Status> {
+        self.set_disabled(req, true).await
+    }
+
+    async fn enable_user(&self, req: Request<pb::UserRef>) -> Result<Response<pb::User>, Status> {
+        self.set_disabled(req, false).await
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<pb::UserRef>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "user.delete",
+            |r| format!("user:{}", shown(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "deleting a user")?;
+                let UserRef { name } = r.try_into()?;
+                audit.tenant = ctx.store.get_user(&name).await?.tenant;
+                let gone = ctx.store.delete_user(&name, ctx.clock.now()).await?;
+                audit.detail = format!(
+                    "{} role, {} credentials deleted, {} credentials of other users minted \
+                     from them revoked",
+                    gone.user.role,
+                    gone.deleted.len(),
+                    gone.also_revoked.len()
+                );
+                Ok(pb::DeleteUserResponse {
+                    user: Some(convert::user(gone.user)),
+                    deleted: convert::credentials(gone.deleted),
+                    also_revoked: convert::credentials(gone.also_revoked),
+                })
             },
         )
         .await

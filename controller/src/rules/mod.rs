@@ -1,5 +1,5 @@
 //! The cooperative's rules about tenants' membership, storage and apps,
-//! as plain functions.
+//! users and their credentials, as plain functions.
 //!
 //! Each rule takes the facts it needs (a tenant's quota and usage, the
 //! ports in use on a node, a request's state, a volume's lifecycle) and
@@ -21,13 +21,16 @@
 //! quota), [`volumes`] (a volume's lifecycle, resize, snapshots, purge
 //! due), [`ports`] (the local port of a new instance), [`requests`] (an
 //! install request's decision), [`instances`] (what people's changes
-//! and nodes' reports do to an app instance) and [`standing`] (an
+//! and nodes' reports do to an app instance), [`standing`] (an
 //! association's membership phase, its suspension, and the notices its
-//! users read).
+//! users read), [`users`] (roles and tenants, the last enabled admin) and
+//! [`credentials`] (a credential's lifetime under the one that minted it).
 
+pub mod credentials;
 pub mod instances;
 pub mod ports;
 pub mod quota;
 pub mod requests;
 pub mod standing;
+pub mod users;
 pub mod volumes;

@@ -48,8 +48,9 @@ pub use self::storage::{
     PoolRecord, StorageStore, VolumeFilter, VolumeLifecycle, VolumeRecord,
 };
 pub use self::tenancy::{
-    ApiTokenRecord, FIRST_POSIX_ID, MembershipPhase, Suspension, TenancyStore, TenantRecord,
-    TenantStorageChange, UserCertRecord, UserRecord,
+    ApiTokenRecord, CredentialRef, DeletedUser, FIRST_POSIX_ID, MembershipPhase, Revoked,
+    RoleChange, Suspension, TenancyStore, TenantRecord, TenantStorageChange, UserCertRecord,
+    UserRecord,
 };
 
 /// The area traits, for callers that hold a `dyn Store`: a method of a

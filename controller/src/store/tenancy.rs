@@ -2,11 +2,20 @@
 //! storage settings, users and their node grants, API tokens and user
 //! certificates.
 //!
+//! Credentials form trees: each token and certificate records the
+//! credential that minted it ([`CredentialRef`]), expires no later than
+//! it, and is revoked with it. The backend applies
+//! [`crate::rules::credentials`] and [`crate::rules::users`] inside its
+//! transactions, so that a credential revoked meanwhile mints nothing and
+//! the last enabled admin stays.
+//!
 //! This module declares records and the trait; it holds no SQL and no
 //! policy (who may do what is [`crate::auth`]'s).
 
+use std::fmt;
+
 use async_trait::async_trait;
-use coloc_proto::domain::{NodeName, Offer, Role, TenantName, UserName};
+use coloc_proto::domain::{CertSerial, NodeName, Offer, Role, TenantName, UserName};
 
 use super::{StoreResult, UnixSecs};
 
@@ -97,6 +106,28 @@ pub struct UserRecord {
     pub created_unix: UnixSecs,
     /// Nodes this user (an operator) holds rights on, sorted.
     pub node_grants: Vec<NodeName>,
+    /// When the user was disabled: every credential of theirs is refused.
+    /// Ignored by `create_user` (a user is created enabled).
+    pub disabled_unix: Option<UnixSecs>,
+}
+
+/// One credential, as another names it (its minter) or a revocation
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CredentialRef {
+    /// An API token, by id.
+    Token(String),
+    /// A user certificate, by serial.
+    Certificate(CertSerial),
+}
+
+impl fmt::Display for CredentialRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialRef::Token(id) => write!(f, "token {id}"),
+            CredentialRef::Certificate(serial) => write!(f, "certificate {serial}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,15 +141,48 @@ pub struct ApiTokenRecord {
     pub created_unix: UnixSecs,
     pub expires_unix: UnixSecs,
     pub revoked_unix: Option<UnixSecs>,
+    /// The credential it was minted with; None for the roots colocd mints
+    /// itself (and the tokens of an older colocd, which did not record it).
+    pub minted_by: Option<CredentialRef>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserCertRecord {
-    /// sha256 of the certificate's DER, hex.
+    /// How people name it (see [`CertSerial`]).
+    pub serial: CertSerial,
+    /// sha256 of the certificate's DER, hex: how TLS finds it.
     pub fingerprint: String,
     pub user: UserName,
     pub created_unix: UnixSecs,
     pub expires_unix: UnixSecs,
+    pub revoked_unix: Option<UnixSecs>,
+    /// As [`ApiTokenRecord::minted_by`].
+    pub minted_by: Option<CredentialRef>,
+}
+
+/// A credential revoked, and everything minted from it, directly or not,
+/// that this revocation revoked (what was revoked before is not listed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revoked<T> {
+    pub record: T,
+    pub also_revoked: Vec<CredentialRef>,
+}
+
+/// A user deleted: the record as it was, their credentials (deleted with
+/// them) and other users' credentials minted from those (revoked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedUser {
+    pub user: UserRecord,
+    pub deleted: Vec<CredentialRef>,
+    pub also_revoked: Vec<CredentialRef>,
+}
+
+/// A user's new role; `tenant` only for an admin who becomes an operator
+/// or a member (see [`crate::rules::users::role_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    pub role: Role,
+    pub tenant: Option<TenantName>,
 }
 
 #[async_trait]
@@ -164,7 +228,8 @@ pub trait TenancyStore: Send + Sync + 'static {
     ) -> StoreResult<(TenantRecord, Vec<NodeName>)>;
 
     // ---- users
-    /// NotFound if the tenant does not exist.
+    /// NotFound if the tenant does not exist; AlreadyExists if the name is
+    /// taken or was a deleted user's.
     async fn create_user(&self, user: UserRecord) -> StoreResult<()>;
     async fn get_user(&self, name: &UserName) -> StoreResult<UserRecord>;
     async fn list_users(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<UserRecord>>;
@@ -172,18 +237,53 @@ pub trait TenancyStore: Send + Sync + 'static {
     async fn grant_node(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord>;
     /// Idempotent. NotFound for an unknown user.
     async fn revoke_node_grant(&self, user: &UserName, node: &NodeName) -> StoreResult<UserRecord>;
+    /// Changes a user's role under [`crate::rules::users::role_change`]
+    /// (an operator who stops being one loses their node grants), refused
+    /// if it would leave no enabled admin. Setting the role a user has
+    /// changes nothing.
+    async fn set_user_role(&self, name: &UserName, change: RoleChange) -> StoreResult<UserRecord>;
+    /// `Some(now)` disables (keeping the first time if already disabled),
+    /// refused if it would leave no enabled admin; `None` enables.
+    async fn set_user_disabled(
+        &self,
+        name: &UserName,
+        disabled: Option<UnixSecs>,
+    ) -> StoreResult<UserRecord>;
+    /// Revokes everything minted from the user's credentials, deletes
+    /// those credentials, the grants and the user, and keeps the name from
+    /// being given again; refused if it would leave no enabled admin.
+    async fn delete_user(&self, name: &UserName, now: UnixSecs) -> StoreResult<DeletedUser>;
 
     // ---- API tokens and user certificates
+    /// Inside one transaction with the insertion: the owner is enabled,
+    /// and the minter (if any) exists, is not revoked and expires no
+    /// earlier than the token ([`crate::rules::credentials::within_minter`]).
     async fn create_api_token(&self, token: ApiTokenRecord) -> StoreResult<()>;
     async fn api_token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiTokenRecord>>;
     async fn get_api_token(&self, id: &str) -> StoreResult<ApiTokenRecord>;
     /// None: every token.
     async fn list_api_tokens(&self, user: Option<&UserName>) -> StoreResult<Vec<ApiTokenRecord>>;
-    /// Idempotent: revoking twice keeps the first revocation time.
-    async fn revoke_api_token(&self, id: &str, now: UnixSecs) -> StoreResult<ApiTokenRecord>;
+    /// Revokes the token and, in the same transaction, every credential
+    /// minted from it, directly or not. Idempotent: revoking twice keeps
+    /// the first revocation time.
+    async fn revoke_api_token(
+        &self,
+        id: &str,
+        now: UnixSecs,
+    ) -> StoreResult<Revoked<ApiTokenRecord>>;
+    /// Checked as [`TenancyStore::create_api_token`].
     async fn add_user_cert(&self, cert: UserCertRecord) -> StoreResult<()>;
     async fn user_cert_by_fingerprint(
         &self,
         fingerprint: &str,
     ) -> StoreResult<Option<UserCertRecord>>;
+    async fn get_user_cert(&self, serial: &CertSerial) -> StoreResult<UserCertRecord>;
+    /// None: every certificate.
+    async fn list_user_certs(&self, user: Option<&UserName>) -> StoreResult<Vec<UserCertRecord>>;
+    /// As [`TenancyStore::revoke_api_token`].
+    async fn revoke_user_cert(
+        &self,
+        serial: &CertSerial,
+        now: UnixSecs,
+    ) -> StoreResult<Revoked<UserCertRecord>>;
 }

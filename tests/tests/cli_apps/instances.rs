@@ -407,3 +407,26 @@ async fn a_page_the_node_cut_says_so_and_following_loses_nothing() -> Result<()>
     assert!(err.is_empty(), "{err}");
     Ok(())
 }
+
+/// A user disabled while following logs is cut off at the next poll: the
+/// follow ends with exit 3 (not authenticated) and says why.
+#[tokio::test]
+async fn a_disabled_users_follow_is_closed() -> Result<()> {
+    let w = world().await?;
+    let mut run = w
+        .mia()
+        .spawn(&["app", "logs", "asso-x/radicale", "-f", "-n", "1"])?;
+    assert_eq!(
+        run.line().await?,
+        "Jan 01 01:00:02 n1 radicale[812]: Radicale server ready"
+    );
+    w.journal_push(&["before"]);
+    assert_eq!(run.line().await?, "before");
+
+    w.admin().ok(&["user", "disable", "mia"]).await;
+    let (status, err) = run.wait().await?;
+    assert_eq!(status.code(), Some(3), "{status:?} {err}");
+    assert!(err.contains("user mia is disabled"), "{err}");
+    assert_eq!(run.next_line().await?, None);
+    Ok(())
+}

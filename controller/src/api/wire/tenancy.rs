@@ -1,18 +1,19 @@
-//! Tenants, users and tokens requests.
+//! Tenants, users, tokens and user certificates requests.
 
 use coloc_proto::controller::v1 as pb;
-use coloc_proto::domain::{InvalidInput, NodeName, Offer, Role, TenantName, Text, UserName, clip};
+use coloc_proto::domain::{
+    CertSerial, InvalidInput, NodeName, Offer, Role, TenantName, Text, UserName, clip,
+};
 
 use super::{optional, required};
+pub use crate::rules::credentials::{MAX_CREDENTIAL_TTL, MIN_CREDENTIAL_TTL};
+use crate::store::RoleChange;
 use crate::time::parse_date;
 
 /// Lifetime of an API token and of a user certificate when the caller
 /// asks for 0.
 pub const API_TOKEN_DEFAULT_TTL: u64 = 30 * 86400;
 pub const USER_CERT_DEFAULT_TTL: u64 = 90 * 86400;
-/// Shortest and longest lifetime of a credential.
-pub const MIN_CREDENTIAL_TTL: u64 = 60;
-pub const MAX_CREDENTIAL_TTL: u64 = 365 * 86400;
 /// A P-256 CSR is well under 1 KiB; this leaves room for RSA.
 pub const MAX_CSR_BYTES: usize = 16 * 1024;
 /// Longest API token id (`tok-` and a few hex digits today).
@@ -214,6 +215,42 @@ impl TryFrom<pb::GrantNodeRequest> for NodeGrant {
     }
 }
 
+/// `DisableUser`, `EnableUser`, `DeleteUser`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub name: UserName,
+}
+
+impl TryFrom<pb::UserRef> for UserRef {
+    type Error = InvalidInput;
+    fn try_from(r: pb::UserRef) -> Result<Self, InvalidInput> {
+        Ok(UserRef {
+            name: required(r.name)?,
+        })
+    }
+}
+
+/// `SetUserRole`: the role, and the tenant only as given (the store's
+/// rule decides whether one is needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetUserRole {
+    pub user: UserName,
+    pub change: RoleChange,
+}
+
+impl TryFrom<pb::SetUserRoleRequest> for SetUserRole {
+    type Error = InvalidInput;
+    fn try_from(r: pb::SetUserRoleRequest) -> Result<Self, InvalidInput> {
+        Ok(SetUserRole {
+            user: required(r.user)?,
+            change: RoleChange {
+                role: Role::try_from(r.role)?,
+                tenant: optional(&r.tenant, TenantName::new)?,
+            },
+        })
+    }
+}
+
 /// `IssueUserCertificate`, its lifetime resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueUserCertificate {
@@ -261,9 +298,9 @@ impl TryFrom<pb::CreateTokenRequest> for CreateToken {
     }
 }
 
-/// `ListTokens`: whose tokens.
+/// `ListTokens`, `ListUserCertificates`: whose credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListTokens {
+pub enum Whose {
     /// Everyone's (admins only); the user field is then ignored.
     All,
     /// The caller's.
@@ -271,13 +308,41 @@ pub enum ListTokens {
     Of(UserName),
 }
 
-impl TryFrom<pb::ListTokensRequest> for ListTokens {
+impl Whose {
+    fn new(user: &str, all: bool) -> Result<Self, InvalidInput> {
+        if all {
+            return Ok(Whose::All);
+        }
+        Ok(optional(user, UserName::new)?.map_or(Whose::Own, Whose::Of))
+    }
+}
+
+impl TryFrom<pb::ListTokensRequest> for Whose {
     type Error = InvalidInput;
     fn try_from(r: pb::ListTokensRequest) -> Result<Self, InvalidInput> {
-        if r.all {
-            return Ok(ListTokens::All);
-        }
-        Ok(optional(&r.user, UserName::new)?.map_or(ListTokens::Own, ListTokens::Of))
+        Whose::new(&r.user, r.all)
+    }
+}
+
+impl TryFrom<pb::ListUserCertificatesRequest> for Whose {
+    type Error = InvalidInput;
+    fn try_from(r: pb::ListUserCertificatesRequest) -> Result<Self, InvalidInput> {
+        Whose::new(&r.user, r.all)
+    }
+}
+
+/// `RevokeUserCertificate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeUserCertificate {
+    pub serial: CertSerial,
+}
+
+impl TryFrom<pb::RevokeUserCertificateRequest> for RevokeUserCertificate {
+    type Error = InvalidInput;
+    fn try_from(r: pb::RevokeUserCertificateRequest) -> Result<Self, InvalidInput> {
+        Ok(RevokeUserCertificate {
+            serial: required(r.serial)?,
+        })
     }
 }
 
@@ -507,14 +572,14 @@ mod tests {
     #[test]
     fn token_listings_and_ids() {
         let l = |user: &str, all| {
-            ListTokens::try_from(pb::ListTokensRequest {
+            Whose::try_from(pb::ListTokensRequest {
                 user: user.into(),
                 all,
             })
         };
-        assert_eq!(l("", false).unwrap(), ListTokens::Own);
-        assert_eq!(l("Not Checked", true).unwrap(), ListTokens::All);
-        assert!(matches!(l("bob", false).unwrap(), ListTokens::Of(u) if u.as_str() == "bob"));
+        assert_eq!(l("", false).unwrap(), Whose::Own);
+        assert_eq!(l("Not Checked", true).unwrap(), Whose::All);
+        assert!(matches!(l("bob", false).unwrap(), Whose::Of(u) if u.as_str() == "bob"));
         refused(l("B", false), "user name");
         let r = |id: &str| RevokeToken::try_from(pb::RevokeTokenRequest { id: id.into() });
         assert_eq!(r("tok-1a2b").unwrap().id, "tok-1a2b");
@@ -527,5 +592,60 @@ mod tests {
         ] {
             refused(r(bad), "token id");
         }
+    }
+
+    #[test]
+    fn certificate_listings_and_serials() {
+        let l = |user: &str, all| {
+            Whose::try_from(pb::ListUserCertificatesRequest {
+                user: user.into(),
+                all,
+            })
+        };
+        assert_eq!(l("", false).unwrap(), Whose::Own);
+        assert_eq!(l("", true).unwrap(), Whose::All);
+        assert!(matches!(l("mia", false).unwrap(), Whose::Of(u) if u.as_str() == "mia"));
+        refused(l("Mia", false), "user name");
+        let r = |serial: &str| {
+            RevokeUserCertificate::try_from(pb::RevokeUserCertificateRequest {
+                serial: serial.into(),
+            })
+        };
+        assert_eq!(r("7f3a").unwrap().serial.as_str(), "7f3a");
+        for bad in ["", "7F3A", "7f:3a", "../x", &"a".repeat(65)] {
+            refused(r(bad), "certificate serial");
+        }
+    }
+
+    #[test]
+    fn user_refs_and_role_changes() {
+        assert_eq!(
+            UserRef::try_from(pb::UserRef { name: "mia".into() })
+                .unwrap()
+                .name
+                .as_str(),
+            "mia"
+        );
+        refused(UserRef::try_from(pb::UserRef::default()), "user name");
+        let set = |user: &str, role: pb::Role, tenant: &str| {
+            SetUserRole::try_from(pb::SetUserRoleRequest {
+                user: user.into(),
+                role: role as i32,
+                tenant: tenant.into(),
+            })
+        };
+        let ok = set("mia", pb::Role::Operator, "").unwrap();
+        assert_eq!(
+            ok.change,
+            RoleChange {
+                role: Role::Operator,
+                tenant: None
+            }
+        );
+        let ok = set("root", pb::Role::Member, "asso-x").unwrap();
+        assert_eq!(ok.change.tenant.unwrap().as_str(), "asso-x");
+        refused(set("mia", pb::Role::Unspecified, ""), "invalid role");
+        refused(set("mia", pb::Role::Member, "A b"), "tenant name");
+        refused(set("", pb::Role::Member, ""), "user name");
     }
 }

@@ -17,15 +17,17 @@
 //!
 //! This module owns the connection, the migrations, the mapping of SQLite
 //! errors to [`StoreError`] and the row helpers every area shares; each
-//! area's SQL and row mapping is in its own module (`nodes`, `tenancy`,
-//! `storage`, `apps`, `audit`), which implements that area's trait, and
-//! is tested in `tests/` (one module per area, plus the schema). The SQL
+//! area's SQL and row mapping is in its own module (`nodes`, `tenancy`
+//! with its `credentials`, `storage`, `apps`, `audit`), which implements
+//! that area's trait, and is tested in `tests/` (one module per area,
+//! plus the schema). The SQL
 //! validates nothing about names beyond refusing rows that no longer
 //! parse, and takes no decision of its own: it reads the facts, asks
 //! [`crate::rules`] and writes the answer, inside one transaction.
 
 mod apps;
 mod audit;
+mod credentials;
 mod nodes;
 mod storage;
 mod tenancy;
@@ -50,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_storage.sql"),
     include_str!("migrations/0003_apps.sql"),
     include_str!("migrations/0004_membership.sql"),
+    include_str!("migrations/0005_credentials.sql"),
 ];
 
 /// The schema version this code writes and understands.

@@ -1,5 +1,6 @@
-//! Tenants, users, node grants, API tokens and user certificates in
-//! SQLite.
+//! Tenants, users and node grants in SQLite, and the trait of the
+//! tenancy area, whose API tokens and user certificates are
+//! [`super::credentials`]'.
 //!
 //! A tenant's record carries what its volumes use (the sum over the
 //! storage area's `volumes` table, in [`TENANT_SELECT`]), because the
@@ -7,17 +8,20 @@
 //! apps areas read inside their transactions.
 
 use async_trait::async_trait;
-use coloc_proto::domain::{NodeName, TenantName, UserName};
+use coloc_proto::domain::{CertSerial, NodeName, TenantName, UserName};
 use rusqlite::{Connection, Row, params};
 
+use super::credentials;
 use super::nodes::{bump_generation, node_exists};
 use super::{
-    Db, SqliteStore, corrupt, immediate, insert_err, not_found, parsed, parsed_opt, query_all,
-    query_opt, small, to_i64, unsigned,
+    Db, SqliteStore, conflict, corrupt, immediate, insert_err, not_found, parsed, parsed_opt,
+    query_all, query_opt, small, to_i64, unsigned,
 };
+use crate::rules::users::{AdminLoss, keeps_an_admin, operator_offer, role_change};
 use crate::store::{
-    ApiTokenRecord, FIRST_POSIX_ID, MembershipPhase, StoreResult, Suspension, TenancyStore,
-    TenantRecord, TenantStorageChange, UnixSecs, UserCertRecord, UserRecord,
+    ApiTokenRecord, CredentialRef, DeletedUser, FIRST_POSIX_ID, MembershipPhase, Revoked,
+    RoleChange, StoreError, StoreResult, Suspension, TenancyStore, TenantRecord,
+    TenantStorageChange, UnixSecs, UserCertRecord, UserRecord,
 };
 use crate::time::parse_date;
 
@@ -82,10 +86,12 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         display_name: row.get(3)?,
         created_unix: row.get(4)?,
         node_grants: Vec::new(),
+        disabled_unix: row.get(5)?,
     })
 }
 
-const USER_SELECT: &str = "SELECT name, tenant, role, display_name, created_unix FROM users";
+const USER_SELECT: &str =
+    "SELECT name, tenant, role, display_name, created_unix, disabled_unix FROM users";
 
 fn with_grants(conn: &Connection, mut user: UserRecord) -> StoreResult<UserRecord> {
     user.node_grants = query_all(
@@ -115,38 +121,22 @@ fn user_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
         .db()
 }
 
-fn api_token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
-    Ok(ApiTokenRecord {
-        id: row.get(0)?,
-        user: parsed(row, 1, UserName::new)?,
-        description: row.get(2)?,
-        secret_hash: row.get(3)?,
-        created_unix: row.get(4)?,
-        expires_unix: row.get(5)?,
-        revoked_unix: row.get(6)?,
-    })
+/// A refusal of one of [`crate::rules::users`]' rules about `user`.
+fn refused(user: &UserName, why: impl ToString) -> StoreError {
+    conflict("user", user.as_str(), why.to_string())
 }
 
-const API_TOKEN_SELECT: &str = "SELECT id, user_name, description, secret_hash, created_unix, \
-     expires_unix, revoked_unix FROM api_tokens";
-
-fn load_api_token(conn: &Connection, id: &str) -> StoreResult<ApiTokenRecord> {
-    query_opt(
-        conn,
-        &format!("{API_TOKEN_SELECT} WHERE id = ?1"),
-        [id],
-        api_token_from_row,
-    )?
-    .ok_or_else(|| not_found("api token", id))
-}
-
-fn user_cert_from_row(row: &Row<'_>) -> rusqlite::Result<UserCertRecord> {
-    Ok(UserCertRecord {
-        fingerprint: row.get(0)?,
-        user: parsed(row, 1, UserName::new)?,
-        created_unix: row.get(2)?,
-        expires_unix: row.get(3)?,
-    })
+/// Enabled admins other than `name`.
+fn other_enabled_admins(conn: &Connection, name: &str) -> StoreResult<usize> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_unix IS NULL \
+             AND name <> ?1",
+        )
+        .db()?
+        .query_row([name], |row| row.get(0))
+        .db()?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 #[async_trait]
@@ -318,6 +308,19 @@ impl TenancyStore for SqliteStore {
             let tx = immediate(conn)?;
             let name = user.name.as_str();
             let tenant = user.tenant.as_ref().map(TenantName::as_str);
+            let deleted = tx
+                .prepare_cached("SELECT 1 FROM deleted_users WHERE name = ?1")
+                .db()?
+                .exists([name])
+                .db()?;
+            if deleted {
+                return Err(conflict(
+                    "user",
+                    name,
+                    "was a deleted user's name, which is never given again (the audit log and \
+                     requests keep naming that person)",
+                ));
+            }
             tx.prepare_cached(
                 "INSERT INTO users (name, tenant, role, display_name, created_unix) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -412,104 +415,136 @@ impl TenancyStore for SqliteStore {
         .await
     }
 
+    async fn set_user_role(&self, name: &UserName, change: RoleChange) -> StoreResult<UserRecord> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let user = load_user(tx, name.as_str())?;
+            let outcome = role_change(&user, &change).map_err(|e| refused(&name, e))?;
+            if let Some(t) = &outcome.tenant {
+                let tenant = load_tenant(tx, t.as_str())?;
+                operator_offer(outcome.role, &tenant).map_err(|e| refused(&name, e))?;
+            }
+            let others = other_enabled_admins(tx, name.as_str())?;
+            keeps_an_admin(&user, AdminLoss::Demoted(outcome.role), others)
+                .map_err(|e| refused(&name, e))?;
+            tx.prepare_cached("UPDATE users SET role = ?2, tenant = ?3 WHERE name = ?1")
+                .db()?
+                .execute(params![
+                    name.as_str(),
+                    outcome.role.as_str(),
+                    outcome.tenant.as_ref().map(TenantName::as_str)
+                ])
+                .db()?;
+            if outcome.drops_grants {
+                tx.prepare_cached("DELETE FROM node_grants WHERE user_name = ?1")
+                    .db()?
+                    .execute([name.as_str()])
+                    .db()?;
+            }
+            load_user(tx, name.as_str())
+        })
+        .await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        name: &UserName,
+        disabled: Option<UnixSecs>,
+    ) -> StoreResult<UserRecord> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let user = load_user(tx, name.as_str())?;
+            if disabled.is_some() {
+                let others = other_enabled_admins(tx, name.as_str())?;
+                keeps_an_admin(&user, AdminLoss::Disabled, others)
+                    .map_err(|e| refused(&name, e))?;
+            }
+            tx.prepare_cached(
+                "UPDATE users SET disabled_unix = \
+                 CASE WHEN ?2 IS NULL THEN NULL ELSE coalesce(disabled_unix, ?2) END \
+                 WHERE name = ?1",
+            )
+            .db()?
+            .execute(params![name.as_str(), disabled])
+            .db()?;
+            load_user(tx, name.as_str())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &UserName, now: UnixSecs) -> StoreResult<DeletedUser> {
+        let name = name.clone();
+        self.write(move |tx| {
+            let user = load_user(tx, name.as_str())?;
+            let others = other_enabled_admins(tx, name.as_str())?;
+            keeps_an_admin(&user, AdminLoss::Deleted, others).map_err(|e| refused(&name, e))?;
+            let (deleted, also_revoked) = credentials::delete_credentials_of(tx, &name, now)?;
+            tx.prepare_cached("DELETE FROM node_grants WHERE user_name = ?1")
+                .db()?
+                .execute([name.as_str()])
+                .db()?;
+            tx.prepare_cached("DELETE FROM users WHERE name = ?1")
+                .db()?
+                .execute([name.as_str()])
+                .db()?;
+            tx.prepare_cached("INSERT INTO deleted_users (name, deleted_unix) VALUES (?1, ?2)")
+                .db()?
+                .execute(params![name.as_str(), now])
+                .db()?;
+            Ok(DeletedUser {
+                user,
+                deleted,
+                also_revoked,
+            })
+        })
+        .await
+    }
+
     // ---- API tokens and user certificates
 
     async fn create_api_token(&self, token: ApiTokenRecord) -> StoreResult<()> {
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO api_tokens (id, user_name, description, secret_hash, created_unix, \
-                 expires_unix, revoked_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .db()?
-            .execute(params![
-                token.id,
-                token.user.as_str(),
-                token.description,
-                token.secret_hash,
-                token.created_unix,
-                token.expires_unix,
-                token.revoked_unix
-            ])
-            .map_err(|e| insert_err(e, ("api token", &token.id), ("user", token.user.as_str())))?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| credentials::insert_api_token(tx, &token))
+            .await
     }
 
     async fn api_token_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
         let secret_hash = secret_hash.to_owned();
-        self.run(move |conn| {
-            query_opt(
-                conn,
-                &format!("{API_TOKEN_SELECT} WHERE secret_hash = ?1"),
-                [&secret_hash],
-                api_token_from_row,
-            )
-        })
-        .await
+        self.run(move |conn| credentials::api_token_by_hash(conn, &secret_hash))
+            .await
     }
 
     async fn get_api_token(&self, id: &str) -> StoreResult<ApiTokenRecord> {
         let id = id.to_owned();
-        self.run(move |conn| load_api_token(conn, &id)).await
+        self.run(move |conn| credentials::load_api_token(conn, &id))
+            .await
     }
 
     async fn list_api_tokens(&self, user: Option<&UserName>) -> StoreResult<Vec<ApiTokenRecord>> {
         let user = user.cloned();
-        self.run(move |conn| {
-            query_all(
-                conn,
-                &format!("{API_TOKEN_SELECT} WHERE ?1 IS NULL OR user_name = ?1 ORDER BY id"),
-                [user.as_ref().map(UserName::as_str)],
-                api_token_from_row,
-            )
-        })
-        .await
+        self.run(move |conn| credentials::list_api_tokens(conn, user.as_ref()))
+            .await
     }
 
-    async fn revoke_api_token(&self, id: &str, now: UnixSecs) -> StoreResult<ApiTokenRecord> {
+    async fn revoke_api_token(
+        &self,
+        id: &str,
+        now: UnixSecs,
+    ) -> StoreResult<Revoked<ApiTokenRecord>> {
         let id = id.to_owned();
         self.write(move |tx| {
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE api_tokens SET revoked_unix = coalesce(revoked_unix, ?2) \
-                     WHERE id = ?1",
-                )
-                .db()?
-                .execute(params![id, now])
-                .db()?;
-            if changed == 0 {
-                return Err(not_found("api token", id));
-            }
-            let record = load_api_token(tx, &id)?;
-            Ok(record)
+            credentials::load_api_token(tx, &id)?;
+            let also_revoked = credentials::revoke(tx, &CredentialRef::Token(id.clone()), now)?;
+            Ok(Revoked {
+                record: credentials::load_api_token(tx, &id)?,
+                also_revoked,
+            })
         })
         .await
     }
 
     async fn add_user_cert(&self, cert: UserCertRecord) -> StoreResult<()> {
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO user_certs (fingerprint, user_name, created_unix, expires_unix) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .db()?
-            .execute(params![
-                cert.fingerprint,
-                cert.user.as_str(),
-                cert.created_unix,
-                cert.expires_unix
-            ])
-            .map_err(|e| {
-                insert_err(
-                    e,
-                    ("user certificate", &cert.fingerprint),
-                    ("user", cert.user.as_str()),
-                )
-            })?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| credentials::insert_user_cert(tx, &cert))
+            .await
     }
 
     async fn user_cert_by_fingerprint(
@@ -517,14 +552,36 @@ impl TenancyStore for SqliteStore {
         fingerprint: &str,
     ) -> StoreResult<Option<UserCertRecord>> {
         let fingerprint = fingerprint.to_owned();
-        self.run(move |conn| {
-            query_opt(
-                conn,
-                "SELECT fingerprint, user_name, created_unix, expires_unix FROM user_certs \
-                 WHERE fingerprint = ?1",
-                [&fingerprint],
-                user_cert_from_row,
-            )
+        self.run(move |conn| credentials::user_cert_by_fingerprint(conn, &fingerprint))
+            .await
+    }
+
+    async fn get_user_cert(&self, serial: &CertSerial) -> StoreResult<UserCertRecord> {
+        let serial = serial.clone();
+        self.run(move |conn| credentials::load_user_cert(conn, serial.as_str()))
+            .await
+    }
+
+    async fn list_user_certs(&self, user: Option<&UserName>) -> StoreResult<Vec<UserCertRecord>> {
+        let user = user.cloned();
+        self.run(move |conn| credentials::list_user_certs(conn, user.as_ref()))
+            .await
+    }
+
+    async fn revoke_user_cert(
+        &self,
+        serial: &CertSerial,
+        now: UnixSecs,
+    ) -> StoreResult<Revoked<UserCertRecord>> {
+        let serial = serial.clone();
+        self.write(move |tx| {
+            credentials::load_user_cert(tx, serial.as_str())?;
+            let root = CredentialRef::Certificate(serial.clone());
+            let also_revoked = credentials::revoke(tx, &root, now)?;
+            Ok(Revoked {
+                record: credentials::load_user_cert(tx, serial.as_str())?,
+                also_revoked,
+            })
         })
         .await
     }

@@ -3,7 +3,7 @@
 //! on n1 and n2, an active volume for apps.
 
 use coloc_proto::agent::v1::{Disk, NodeFacts, PoolKind, PoolLayout};
-use coloc_proto::domain::{NodeName, Offer, Role, SiteName, TenantName, UserName};
+use coloc_proto::domain::{CertSerial, NodeName, Offer, Role, SiteName, TenantName, UserName};
 use coloc_proto::storage::{DiskRef, PoolName, SnapshotName, VolumeId, VolumeName};
 
 use crate::store::prelude::*;
@@ -11,7 +11,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ApiTokenRecord, AppName, AuditFields, AuditOutcome, AuditRecord, JoinTokenRecord,
     NewAppRequest, NewNode, NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs,
-    UserRecord, VolumeLifecycle, VolumeRecord,
+    UserCertRecord, UserRecord, VolumeLifecycle, VolumeRecord,
 };
 
 pub(super) const NOW: UnixSecs = 1_800_000_000;
@@ -102,6 +102,7 @@ pub(super) fn user(name: &str, tenant: Option<&str>, role: Role) -> UserRecord {
         display_name: format!("User {name}"),
         created_unix: NOW,
         node_grants: Vec::new(),
+        disabled_unix: None,
     }
 }
 
@@ -114,6 +115,25 @@ pub(super) fn api_token(id: &str, user: &str) -> ApiTokenRecord {
         created_unix: NOW,
         expires_unix: NOW + 3600,
         revoked_unix: None,
+        minted_by: None,
+    }
+}
+
+pub(super) fn serial(s: &str) -> CertSerial {
+    CertSerial::new(s).unwrap()
+}
+
+/// A certificate of `user` valid for an hour from [`NOW`], fingerprint
+/// `fp-<serial>`, minted by colocd.
+pub(super) fn user_cert(serial_hex: &str, user: &str) -> UserCertRecord {
+    UserCertRecord {
+        serial: serial(serial_hex),
+        fingerprint: format!("fp-{serial_hex}"),
+        user: user_name(user),
+        created_unix: NOW,
+        expires_unix: NOW + 3600,
+        revoked_unix: None,
+        minted_by: None,
     }
 }
 

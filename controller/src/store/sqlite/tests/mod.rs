@@ -5,6 +5,7 @@
 
 mod apps;
 mod audit;
+mod credentials;
 mod fixtures;
 mod nodes;
 mod schema;

@@ -118,3 +118,41 @@ async fn the_storage_migration_gives_existing_tenants_ids_and_defaults() {
     let d = store.create_tenant(tenant("asso-d")).await.unwrap();
     assert_eq!(d.posix_id, 200_003);
 }
+
+#[tokio::test]
+async fn the_credentials_migration_keeps_existing_credentials_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colocd.db");
+    let fingerprint = "ab".repeat(32);
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO users (name, tenant, role, display_name, created_unix) \
+             VALUES ('root', NULL, 'admin', '', 0); \
+             INSERT INTO api_tokens (id, user_name, description, secret_hash, created_unix, \
+             expires_unix, revoked_unix) VALUES ('tok-1', 'root', '', 'h1', 0, {NOW}, NULL); \
+             INSERT INTO user_certs (fingerprint, user_name, created_unix, expires_unix) \
+             VALUES ('{fingerprint}', 'root', 0, {NOW});"
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let root = store.get_user(&user_name("root")).await.unwrap();
+    assert_eq!(root.disabled_unix, None);
+    let token = store.get_api_token("tok-1").await.unwrap();
+    assert_eq!((token.minted_by, token.revoked_unix), (None, None));
+    // A certificate from before goes by its fingerprint, and is revocable.
+    let cert = store
+        .user_cert_by_fingerprint(&fingerprint)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cert.serial.as_str(), fingerprint);
+    assert_eq!((cert.minted_by, cert.revoked_unix), (None, None));
+    let revoked = store.revoke_user_cert(&cert.serial, 5).await.unwrap();
+    assert_eq!(revoked.record.revoked_unix, Some(5));
+}

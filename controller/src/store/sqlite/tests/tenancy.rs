@@ -1,14 +1,17 @@
-//! Tenants and their POSIX ids, users and grants, API tokens and user
-//! certificates.
+//! Tenants and their POSIX ids, users, their grants, roles, disabling and
+//! deletion, and API tokens as records (their trees are in
+//! `credentials`).
 
 use std::collections::BTreeSet;
 
-use coloc_proto::domain::Role;
+use coloc_proto::domain::{Offer, Role};
 
 use super::fixtures::*;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{FIRST_POSIX_ID, StoreError, TenantRecord, UserCertRecord};
+use crate::store::{
+    ApiTokenRecord, CredentialRef, FIRST_POSIX_ID, RoleChange, StoreError, TenantRecord,
+};
 
 #[tokio::test]
 async fn tenants_are_created_listed_and_unique() {
@@ -255,10 +258,11 @@ async fn api_tokens_are_found_listed_and_revoked_once() {
     );
 
     let revoked = store.revoke_api_token("tok-1", NOW + 10).await.unwrap();
-    assert_eq!(revoked.revoked_unix, Some(NOW + 10));
+    assert_eq!(revoked.record.revoked_unix, Some(NOW + 10));
+    assert!(revoked.also_revoked.is_empty());
     let again = store.revoke_api_token("tok-1", NOW + 99).await.unwrap();
-    assert_eq!(again.revoked_unix, Some(NOW + 10));
-    assert_eq!(store.get_api_token("tok-1").await.unwrap(), again);
+    assert_eq!(again.record.revoked_unix, Some(NOW + 10));
+    assert_eq!(store.get_api_token("tok-1").await.unwrap(), again.record);
 
     let err = store.revoke_api_token("tok-9", NOW).await.unwrap_err();
     assert!(
@@ -294,50 +298,277 @@ async fn api_tokens_are_found_listed_and_revoked_once() {
     );
 }
 
-#[tokio::test]
-async fn user_certificates_are_found_by_fingerprint() {
-    let store = SqliteStore::open_in_memory().unwrap();
+// ---- roles, disabling, deletion
+
+/// A cooperative with admins root and ada, tenants asso-p (participatif)
+/// and asso-r (responsable), operator olga of asso-p granted n1, member
+/// mia of asso-p, on nodes n1 and n2.
+async fn cooperative() -> SqliteStore {
+    let store = fleet(&["n1", "n2"]).await;
+    store.create_tenant(tenant("asso-p")).await.unwrap();
     store
-        .create_user(user("alice", None, Role::Admin))
+        .create_tenant(TenantRecord {
+            offer: Offer::Responsable,
+            ..tenant("asso-r")
+        })
         .await
         .unwrap();
-    let cert = UserCertRecord {
-        fingerprint: "ab".repeat(32),
-        user: user_name("alice"),
-        created_unix: NOW,
-        expires_unix: NOW + 86400,
-    };
-    store.add_user_cert(cert.clone()).await.unwrap();
+    for u in [
+        user("root", None, Role::Admin),
+        user("ada", None, Role::Admin),
+        user("olga", Some("asso-p"), Role::Operator),
+        user("mia", Some("asso-p"), Role::Member),
+    ] {
+        store.create_user(u).await.unwrap();
+    }
+    store
+        .grant_node(&user_name("olga"), &node_name("n1"))
+        .await
+        .unwrap();
+    store
+}
+
+fn to(role: Role, tenant: Option<&str>) -> RoleChange {
+    RoleChange {
+        role,
+        tenant: tenant.map(tenant_name),
+    }
+}
+
+fn refused_because(err: StoreError, user: &str, why: &str) {
+    match &err {
+        StoreError::Conflict {
+            kind: "user",
+            name,
+            reason,
+        } if name == user => {
+            assert!(reason.contains(why), "{reason:?} does not say {why:?}");
+        }
+        other => panic!("expected a refusal of user {user}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn roles_change_within_the_invariants() {
+    let store = cooperative().await;
+    let mia = user_name("mia");
+    let olga = user_name("olga");
+
+    // A member of a participatif tenant becomes its operator, and back.
+    let op = store
+        .set_user_role(&mia, to(Role::Operator, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (op.role, op.tenant.clone()),
+        (Role::Operator, Some(tenant_name("asso-p")))
+    );
+    assert_eq!(store.get_user(&mia).await.unwrap(), op);
+    // The same role again changes nothing.
     assert_eq!(
         store
-            .user_cert_by_fingerprint(&cert.fingerprint)
+            .set_user_role(&mia, to(Role::Operator, Some("asso-p")))
             .await
             .unwrap(),
-        Some(cert.clone())
+        op
     );
-    assert_eq!(store.user_cert_by_fingerprint("cd").await.unwrap(), None);
 
-    let err = store.add_user_cert(cert.clone()).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::AlreadyExists {
-                kind: "user certificate",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // An operator who becomes a member loses their grants.
+    let member = store
+        .set_user_role(&olga, to(Role::Member, None))
+        .await
+        .unwrap();
+    assert_eq!(member.role, Role::Member);
+    assert!(member.node_grants.is_empty());
+
+    // No move between tenants; admins have none; admins who step down join one.
     let err = store
-        .add_user_cert(UserCertRecord {
-            fingerprint: "ef".repeat(32),
-            user: user_name("nobody"),
-            ..cert
-        })
+        .set_user_role(&mia, to(Role::Member, Some("asso-r")))
+        .await
+        .unwrap_err();
+    refused_because(err, "mia", "do not move between tenants");
+    let err = store
+        .set_user_role(&mia, to(Role::Admin, Some("asso-p")))
+        .await
+        .unwrap_err();
+    refused_because(err, "mia", "belong to no tenant");
+    let ada = user_name("ada");
+    let err = store
+        .set_user_role(&ada, to(Role::Member, None))
+        .await
+        .unwrap_err();
+    refused_because(err, "ada", "joins a tenant");
+    let err = store
+        .set_user_role(&ada, to(Role::Operator, Some("asso-r")))
+        .await
+        .unwrap_err();
+    refused_because(err, "ada", "operators exist only in participatif tenants");
+    let err = store
+        .set_user_role(&ada, to(Role::Member, Some("asso-q")))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::NotFound { kind: "user", ref name } if name == "nobody"),
+        matches!(err, StoreError::NotFound { kind: "tenant", ref name } if name == "asso-q"),
+        "{err:?}"
+    );
+    // Nothing of the refusals stuck.
+    assert_eq!(store.get_user(&ada).await.unwrap().role, Role::Admin);
+    let joined = store
+        .set_user_role(&ada, to(Role::Member, Some("asso-r")))
+        .await
+        .unwrap();
+    assert_eq!(joined.tenant, Some(tenant_name("asso-r")));
+    // A member of a responsable tenant cannot become an operator there.
+    let err = store
+        .set_user_role(&ada, to(Role::Operator, None))
+        .await
+        .unwrap_err();
+    refused_because(err, "ada", "participatif");
+
+    // A promotion takes the user out of their tenant.
+    let admin = store
+        .set_user_role(&mia, to(Role::Admin, None))
+        .await
+        .unwrap();
+    assert_eq!((admin.role, admin.tenant), (Role::Admin, None));
+
+    let err = store
+        .set_user_role(&user_name("nobody"), to(Role::Member, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_last_enabled_admin_is_never_lost() {
+    let store = cooperative().await;
+    let root = user_name("root");
+    let ada = user_name("ada");
+    // Two admins: one may go.
+    let off = store.set_user_disabled(&ada, Some(NOW)).await.unwrap();
+    assert_eq!(off.disabled_unix, Some(NOW));
+    // Disabling again keeps the first time.
+    let again = store.set_user_disabled(&ada, Some(NOW + 50)).await.unwrap();
+    assert_eq!(again.disabled_unix, Some(NOW));
+    // Now root is the only enabled admin: not disabled, demoted nor deleted.
+    let err = store.set_user_disabled(&root, Some(NOW)).await.unwrap_err();
+    refused_because(err, "root", "only enabled admin: disabling them");
+    let err = store
+        .set_user_role(&root, to(Role::Member, Some("asso-p")))
+        .await
+        .unwrap_err();
+    refused_because(err, "root", "only enabled admin: making them a member");
+    let err = store.delete_user(&root, NOW).await.unwrap_err();
+    refused_because(err, "root", "only enabled admin: deleting them");
+    let kept = store.get_user(&root).await.unwrap();
+    assert_eq!((kept.role, kept.disabled_unix), (Role::Admin, None));
+    // The disabled admin may be demoted or deleted: it takes no admin away.
+    store
+        .set_user_role(&ada, to(Role::Member, Some("asso-p")))
+        .await
+        .unwrap();
+    // Enabled again, a member now.
+    let on = store.set_user_disabled(&ada, None).await.unwrap();
+    assert_eq!((on.role, on.disabled_unix), (Role::Member, None));
+    let err = store
+        .set_user_disabled(&user_name("nobody"), Some(NOW))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_user_takes_their_credentials_and_keeps_their_name() {
+    let store = cooperative().await;
+    let olga = user_name("olga");
+    store
+        .create_api_token(api_token("tok-olga", "olga"))
+        .await
+        .unwrap();
+    store
+        .add_user_cert(user_cert("0a01", "olga"))
+        .await
+        .unwrap();
+    // root minted a token for olga; olga's token minted one for olga and
+    // (as if she had been an admin then) one for mia.
+    store
+        .create_api_token(api_token("tok-root", "root"))
+        .await
+        .unwrap();
+    for (id, owner, minter) in [
+        ("tok-for-olga", "olga", "tok-root"),
+        ("tok-olga-2", "olga", "tok-olga"),
+        ("tok-mia", "mia", "tok-olga"),
+    ] {
+        store
+            .create_api_token(ApiTokenRecord {
+                minted_by: Some(CredentialRef::Token(minter.into())),
+                ..api_token(id, owner)
+            })
+            .await
+            .unwrap();
+    }
+
+    let gone = store.delete_user(&olga, NOW + 5).await.unwrap();
+    assert_eq!(gone.user.name, olga);
+    assert_eq!(gone.user.node_grants, [node_name("n1")]);
+    let mut deleted = gone.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            CredentialRef::Token("tok-for-olga".into()),
+            CredentialRef::Token("tok-olga".into()),
+            CredentialRef::Token("tok-olga-2".into()),
+            CredentialRef::Certificate(serial("0a01")),
+        ]
+    );
+    assert_eq!(gone.also_revoked, [CredentialRef::Token("tok-mia".into())]);
+
+    let err = store.get_user(&olga).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
+        "{err:?}"
+    );
+    assert!(store.list_api_tokens(Some(&olga)).await.unwrap().is_empty());
+    assert!(store.list_user_certs(Some(&olga)).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_api_token("tok-mia").await.unwrap().revoked_unix,
+        Some(NOW + 5)
+    );
+    // The minter of a token she did not own is untouched.
+    assert_eq!(
+        store.get_api_token("tok-root").await.unwrap().revoked_unix,
+        None
+    );
+    // Her grants went with her: the node can be granted to others.
+    let grants: i64 = store
+        .conn
+        .lock()
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM node_grants WHERE user_name = 'olga'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(grants, 0);
+
+    // Her name is never given again.
+    let err = store
+        .create_user(user("olga", Some("asso-p"), Role::Member))
+        .await
+        .unwrap_err();
+    refused_because(err, "olga", "never given again");
+    let err = store.delete_user(&olga, NOW).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { kind: "user", .. }),
         "{err:?}"
     );
 }
