@@ -43,7 +43,14 @@ pub struct ControllerConfig {
     /// colocd; relative to the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_dir: Option<PathBuf>,
+    /// Lifetime of the node certificates colocd signs, at enrollment and
+    /// at each renewal (renewed over the session after two thirds of it).
+    #[serde(default = "default_node_cert_days")]
+    pub node_cert_days: u32,
 }
+
+/// Shortest and longest node certificate lifetime `node_cert_days` takes.
+pub const NODE_CERT_DAYS: std::ops::RangeInclusive<u32> = 30..=1825;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7443))
@@ -63,6 +70,9 @@ fn default_tenant_quota() -> u64 {
 fn default_apps_domain() -> String {
     "coloc.test".into()
 }
+fn default_node_cert_days() -> u32 {
+    365
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -76,6 +86,7 @@ impl Default for ControllerConfig {
             apps_domain: default_apps_domain(),
             acme_email: String::new(),
             catalog_dir: None,
+            node_cert_days: default_node_cert_days(),
         }
     }
 }
@@ -134,6 +145,14 @@ impl ControllerConfig {
         if !(10..=60_000).contains(&self.seen_flush_ms) {
             return Err(invalid("seen_flush_ms must be between 10 and 60000"));
         }
+        if !NODE_CERT_DAYS.contains(&self.node_cert_days) {
+            return Err(invalid(&format!(
+                "node_cert_days must be between {} and {} (a node offline for more than a \
+                 third of it may find its certificate expired)",
+                NODE_CERT_DAYS.start(),
+                NODE_CERT_DAYS.end()
+            )));
+        }
         // The store keeps sizes in signed 64-bit integers.
         if i64::try_from(self.default_tenant_quota_bytes).is_err() {
             return Err(invalid("default_tenant_quota_bytes is too large"));
@@ -146,6 +165,11 @@ impl ControllerConfig {
             check_acme_email(&self.acme_email).map_err(|e| invalid(&error_chain(&e)))?;
         }
         Ok(())
+    }
+
+    /// Lifetime of a node certificate, in seconds.
+    pub fn node_cert_ttl_secs(&self) -> i64 {
+        i64::from(self.node_cert_days) * 86_400
     }
 
     /// The catalog directory, resolved against the data directory; None
@@ -172,6 +196,7 @@ mod tests {
         assert_eq!(cfg.apps_domain, "apps.coloc.example");
         assert_eq!(cfg.acme_email, "admins@coloc.example");
         assert_eq!(cfg.catalog_dir, None);
+        assert_eq!(cfg.node_cert_days, 365);
     }
 
     #[test]
@@ -254,6 +279,19 @@ mod tests {
     fn bounds() {
         assert!(ControllerConfig::parse("heartbeat_interval_secs = 0", "x").is_err());
         assert!(ControllerConfig::parse("unreachable_after_secs = 0", "x").is_err());
+        assert_eq!(
+            ControllerConfig::parse("", "x")
+                .unwrap()
+                .node_cert_ttl_secs(),
+            365 * 86_400
+        );
+        for bad in [0, 29, 1826, 100_000] {
+            let err = ControllerConfig::parse(&format!("node_cert_days = {bad}"), "x").unwrap_err();
+            assert!(err.to_string().contains("node_cert_days"), "{err}");
+        }
+        for ok in [30, 90, 1825] {
+            assert!(ControllerConfig::parse(&format!("node_cert_days = {ok}"), "x").is_ok());
+        }
         assert!(
             ControllerConfig::parse("default_tenant_quota_bytes = 18446744073709551615", "x")
                 .is_err()

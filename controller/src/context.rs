@@ -1,7 +1,8 @@
 //! The request context: what every handler of the public API and of the
 //! agent service holds ([`Ctx`]: store, CA, clock, configuration, live
-//! sessions, catalog, background task statuses), the frame every public
-//! API handler runs in ([`Ctx::mutation`], [`Ctx::read`]: authenticate,
+//! sessions, catalog, background task statuses, the server certificate),
+//! the frame every public API handler runs in ([`Ctx::mutation`],
+//! [`Ctx::read`]: authenticate,
 //! open the audit entry, run the handler's body, write the entry), and the
 //! audit entry of a call in the making ([`AuditScope`]).
 //!
@@ -23,6 +24,7 @@ use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{AuditOutcome, AuditRecord, Store};
 use crate::time::Clock;
+use crate::tls::ServerCertificate;
 
 /// Everything a handler needs, shared by all services.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct Ctx {
     pub catalog: Arc<Catalog>,
     /// What colocd's background tasks did last (`coloc tasks`).
     pub tasks: Arc<TaskBoard>,
+    /// The certificate colocd's TLS endpoint presents (renewed in place).
+    pub server_cert: Arc<ServerCertificate>,
 }
 
 impl std::fmt::Debug for dyn Store {

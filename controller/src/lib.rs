@@ -18,6 +18,7 @@
 //! configurations), [`catalog`] (the app catalog and the rendering of one
 //! instance), [`background`] (colocd's periodic tasks and their status),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
+//! [`tls`] (the handshake, with a server certificate renewed in place),
 //! [`config`] (`colocd.toml`) and [`time`] (the clock, which tests move).
 //!
 //! Dependencies go one way: `api` and `agents` sit on `context`; `api`
@@ -37,3 +38,4 @@ pub mod rules;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tls;

@@ -6,8 +6,8 @@
 //! Desired configuration is level-triggered: only the latest generation
 //! matters, so it travels through a `watch` channel and a slow agent simply
 //! skips intermediate generations. Imperative requests (ping, facts,
-//! rollback, logs) go through an `mpsc` queue and are matched with their
-//! result by id.
+//! rollback, logs, certificate renewal) go through an `mpsc` queue and are
+//! matched with their result by id.
 //!
 //! This is memory only, per controller process: it never reads or writes
 //! the store (the agent service and the background tasks do, with what it
@@ -183,6 +183,13 @@ impl SessionRegistry {
         }
     }
 
+    /// Ends the node's session, whichever it is (the node was removed, its
+    /// certificate renewed or expired): its outbound stream finishes and
+    /// the agent's next message finds it closed. Whether one was open.
+    pub fn close_node(&self, node: &NodeName) -> bool {
+        lock(&self.sessions).remove(node).is_some()
+    }
+
     /// Ends every session (controller shutdown): the outbound streams
     /// finish, and agents reconnect to whichever controller comes next.
     pub fn close_all(&self) {
@@ -339,6 +346,43 @@ impl SessionRegistry {
                 "node {node} answered a logs request for {tenant}/{app} with something else"
             ))),
         }
+    }
+
+    /// Asks the node for a new key and a CSR for it; returns the CSR, PEM.
+    pub async fn certificate_request(&self, node: &NodeName) -> ApiResult<String> {
+        let res = self
+            .request(
+                node,
+                pb::request::Kind::RenewCertificate(pb::RenewCertificate {}),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Csr(c)) => Ok(c.csr_pem),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a certificate renewal with something else"
+            ))),
+        }
+    }
+
+    /// Sends the node the certificate signed for its new key; Ok once the
+    /// node says it stored it.
+    pub async fn install_certificate(
+        &self,
+        node: &NodeName,
+        certificate_pem: String,
+        not_after_unix: i64,
+    ) -> ApiResult<()> {
+        self.request(
+            node,
+            pb::request::Kind::InstallCertificate(pb::InstallCertificate {
+                certificate_pem,
+                not_after_unix,
+            }),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub(super) fn resolve(&self, result: pb::RequestResult) {

@@ -162,7 +162,7 @@ mod tests {
     use coloc_proto::storage::{VolumeId, VolumeName};
 
     use super::*;
-    use crate::store::{AppName, ConnState, NodeRecord};
+    use crate::store::{AppName, ConnState, NodeCert, NodeRecord};
 
     const NOTES: &str = r#"
 name = "notes"
@@ -204,7 +204,13 @@ cpu_percent = 10
             last_outcome: 0,
             last_message: String::new(),
             facts: None,
-            cert_fingerprint: String::new(),
+            cert: NodeCert {
+                fingerprint: String::new(),
+                not_after_unix: 0,
+                renew_after_unix: 0,
+            },
+            next_cert: None,
+            removed: None,
         }
     }
 
@@ -224,6 +230,7 @@ cpu_percent = 10
                 created_unix: 0,
                 gone: false,
                 observed: None,
+                node_removed: false,
             },
             owner: 200_000,
         }

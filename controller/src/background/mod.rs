@@ -10,6 +10,8 @@
 //! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
+//! | `node-certificates` | 5 s | renews node certificates over their sessions after two thirds of their lifetime; closes sessions whose certificate expired |
+//! | `server-certificate` | 5 s | renews colocd's own server certificate after two thirds of its lifetime; fails once the CA has less than two years left |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -21,17 +23,21 @@
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
 //! task, named after it: `heartbeat_flush`, `silent_sessions`,
-//! `unreachable_nodes`, `volume_purge`. A new task is a new module here
-//! and one entry in [`colocd_tasks`].
+//! `unreachable_nodes`, `volume_purge`, `node_certificates`,
+//! `server_certificate`. A new task is a new module here and one entry in
+//! [`colocd_tasks`].
 
 pub mod driver;
 mod heartbeat_flush;
+pub mod node_certificates;
+pub mod server_certificate;
 mod silent_sessions;
 pub mod status;
 mod summary;
 mod unreachable_nodes;
 mod volume_purge;
 
+use std::path::Path;
 use std::time::Duration;
 
 pub use driver::{BackgroundTask, Driver, TaskDefinition, TaskError};
@@ -42,9 +48,13 @@ use crate::context::Ctx;
 /// How often retained volumes are checked for the end of their grace
 /// period.
 const PURGE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often certificates are checked: the node query uses an index and
+/// the server certificate is in memory, so this costs next to nothing.
+const CERTIFICATE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// colocd's tasks, with their periods from the configuration.
-pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
+/// colocd's tasks, with their periods from the configuration;
+/// `data_dir` is where colocd's server certificate is written.
+pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
     let flush = Duration::from_millis(ctx.config.seen_flush_ms);
     vec![
         TaskDefinition {
@@ -74,6 +84,23 @@ pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
             period: PURGE_INTERVAL,
             activate_on_shutdown: false,
             task: Box::new(volume_purge::VolumePurge::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "node-certificates",
+            description: "renew node certificates over their sessions after two thirds of their lifetime; close sessions whose certificate expired",
+            period: CERTIFICATE_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(node_certificates::NodeCertificates::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "server-certificate",
+            description: "renew colocd's server certificate after two thirds of its lifetime; watch the CA's end",
+            period: CERTIFICATE_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(server_certificate::ServerCertificate::new(
+                ctx.clone(),
+                data_dir.to_owned(),
+            )),
         },
     ]
 }

@@ -20,10 +20,14 @@
 //! Layout: [`quota`] (whether a change to a tenant's volumes fits its
 //! quota), [`volumes`] (a volume's lifecycle, resize, snapshots, purge
 //! due), [`ports`] (the local port of a new instance), [`requests`] (an
-//! install request's decision) and [`instances`] (what people's changes
-//! and nodes' reports do to an app instance).
+//! install request's decision), [`instances`] (what people's changes
+//! and nodes' reports do to an app instance), [`orphans`] (what a removed
+//! node's volumes and instances still accept) and [`certs`] (when a
+//! certificate is renewed, which node certificate opens a session).
 
+pub mod certs;
 pub mod instances;
+pub mod orphans;
 pub mod ports;
 pub mod quota;
 pub mod requests;

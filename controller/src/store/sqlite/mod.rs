@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_storage.sql"),
     include_str!("migrations/0003_apps.sql"),
+    include_str!("migrations/0004_node_lifecycle.sql"),
 ];
 
 /// The schema version this code writes and understands.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use coloc_proto::domain::{NodeName, TenantName, UserName};
 use rusqlite::{Connection, Row, params};
 
-use super::nodes::node_exists;
+use super::nodes::{node_exists, require_live_node};
 use super::{
     Db, SqliteStore, immediate, insert_err, not_found, parsed, parsed_opt, query_all, query_opt,
     small, to_i64, unsigned,
@@ -281,9 +281,7 @@ impl TenancyStore for SqliteStore {
             if !user_exists(tx, user.as_str())? {
                 return Err(not_found("user", user.as_str()));
             }
-            if !node_exists(tx, node.as_str())? {
-                return Err(not_found("node", node.as_str()));
-            }
+            require_live_node(tx, node.as_str())?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO node_grants (user_name, node_name) VALUES (?1, ?2)",
             )

@@ -6,6 +6,7 @@
 mod apps;
 mod audit;
 mod fixtures;
+mod node_lifecycle;
 mod nodes;
 mod schema;
 mod storage;
