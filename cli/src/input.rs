@@ -334,6 +334,24 @@ pub fn check_remove_confirm(instance: &InstanceRef, confirm: Option<&str>) -> Re
     }
 }
 
+/// `coloc node remove`: the node's name typed again, checked before
+/// anything is sent (colocd checks it again).
+pub fn check_node_remove_confirm(node: &NodeName, confirm: Option<&str>) -> Result<(), Failure> {
+    let explain = format!(
+        "removing node {node} refuses its certificate for good and leaves its volumes and apps as orphans"
+    );
+    match confirm {
+        None => Err(Failure::usage(format!(
+            "{explain}; to go ahead, repeat the name: --confirm {node}"
+        ))),
+        Some(c) if c != node.as_str() => Err(Failure::invalid(format!(
+            "--confirm {:?} does not match the node {node}; {explain}; to go ahead, pass --confirm {node}",
+            c.chars().take(80).collect::<String>()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,6 +198,7 @@ pub fn instance_json(i: &pb::AppInstance) -> Value {
         "url": i.url,
         "port": i.port,
         "state": instance_state_word(i.state),
+        "node_removed": i.node_removed,
         "request_id": i.request_id,
         "created_unix": i.created_unix,
         "observed": i.observed.as_ref().map(app_status_json),
@@ -245,7 +246,11 @@ pub fn instances_table(instances: &[pb::AppInstance]) -> String {
             instance_name(i),
             clean(&i.node).into(),
             or_dash(&i.url).into(),
-            instance_state_word(i.state).to_string(),
+            if i.node_removed {
+                "orphan (node removed)".to_string()
+            } else {
+                instance_state_word(i.state).to_string()
+            },
             unit_state(i),
             i.observed
                 .as_ref()
