@@ -347,6 +347,7 @@ mod tests {
             request_id: 3,
             created_unix: 1_767_225_600,
             observed: None,
+            node_removed: false,
         }
     }
 
