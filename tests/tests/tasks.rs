@@ -1,4 +1,4 @@
-//! colocd's background tasks as an admin sees them: the four tasks run on
+//! colocd's background tasks as an admin sees them: the tasks run on
 //! their own (heartbeats written, a silent node marked unreachable), the
 //! Tasks API shows what each did, a member is refused and the refusal is
 //! in the audit log, and `coloc tasks` prints the same through the real
@@ -13,11 +13,13 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 4] = [
+const TASKS: [&str; 6] = [
     "heartbeat-flush",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",
+    "node-certificates",
+    "server-certificate",
 ];
 
 /// `Tasks.ListTasks` with `token`.
@@ -70,6 +72,9 @@ async fn admins_see_what_each_background_task_did() -> Result<()> {
         assert_eq!(by_name(n).period_ms, 100, "{n}");
     }
     assert_eq!(by_name("volume-purge").period_ms, 2000);
+    for n in ["node-certificates", "server-certificate"] {
+        assert_eq!(by_name(n).period_ms, 5000, "{n}");
+    }
     for t in &all.tasks {
         assert!(!t.description.is_empty(), "{}", t.name);
         assert!(t.last_start_unix_ms > 0, "{}", t.name);
@@ -192,7 +197,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     let stdout = stdout(&out);
     assert!(out.status.success(), "coloc tasks failed: {}", stderr(&out));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 1 + TASKS.len(), "{stdout}");
     for header in [
         "NAME", "PERIOD", "LAST RUN", "DURATION", "RUNS", "OUTCOME", "ERROR",
     ] {
@@ -213,7 +218,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let tasks = json.as_array().expect("--json prints an array");
-    assert_eq!(tasks.len(), 4, "{json}");
+    assert_eq!(tasks.len(), TASKS.len(), "{json}");
     for (t, name) in tasks.iter().zip(TASKS) {
         assert_eq!(t["name"], name, "{json}");
         assert!(t["runs"].as_u64() > Some(0), "{json}");
