@@ -130,8 +130,17 @@ struct NodeFile {
 }
 
 /// Reads the identity stored in `state_dir`; `None` when the node is not
-/// enrolled (key or certificate missing).
+/// enrolled (key or certificate missing). A renewal interrupted by a
+/// crash is repaired first ([`crate::renewal::recover`]).
 pub fn load_identity(state_dir: &Path) -> Result<Option<NodeIdentity>, EnrollError> {
+    // A certificate renewal a crash interrupted is finished or forgotten
+    // first, so that key and certificate belong together.
+    if state_dir.is_dir() {
+        crate::renewal::recover(state_dir).map_err(|source| EnrollError::Write {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+    }
     let key_path = state_dir.join(KEY_FILE);
     let cert_path = state_dir.join(CERT_FILE);
     if !(key_path.is_file() && cert_path.is_file()) {

@@ -40,6 +40,7 @@ pub mod ledger;
 pub mod logging;
 pub mod notify;
 pub mod reconcile;
+pub mod renewal;
 pub mod seed;
 pub mod session;
 pub mod shutdown;

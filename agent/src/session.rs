@@ -5,7 +5,8 @@
 //! the interval `SessionParams` asks for, desired configurations (handed to
 //! the agent's single desired-configuration worker, which answers with
 //! `ObservedState`), and one-off requests (ping, facts, volume rollback,
-//! an app's journal). When the stream breaks the agent
+//! an app's journal, certificate renewal: [`crate::renewal`]; the session
+//! after a renewal opens with the new certificate). When the stream breaks the agent
 //! reconnects with exponential backoff and full jitter, back to the initial
 //! delay after a session in which the controller actually spoke;
 //! `Unauthenticated`/`PermissionDenied` (node removed, certificate revoked)
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coloc_proto::agent::v1::{
-    AgentMessage, ControllerMessage, DesiredConfig, Heartbeat, Hello, ObservedState, Pong, Request,
-    RequestResult, agent_message, controller_message, request, request_result,
+    AgentMessage, CertificateRequest, ControllerMessage, DesiredConfig, Heartbeat, Hello,
+    ObservedState, Pong, Request, RequestResult, agent_message, controller_message, request,
+    request_result,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -33,6 +35,7 @@ use crate::enroll::NodeIdentity;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::logging::ids;
 use crate::reconcile::Reconciler;
+use crate::renewal::Renewal;
 use crate::shutdown::Shutdown;
 use crate::status::{Outcome, Persist, unix_ms_now};
 use crate::supervisor::SessionLink;
@@ -238,15 +241,17 @@ pub(crate) struct SessionRunner {
     pub desired_tx: mpsc::Sender<DesiredJob>,
     /// Where the periodic pass finds the open session, if any.
     pub link: SessionLink,
+    /// A certificate renewal colocd asked for (`crate::renewal`).
+    pub renewal: Arc<Renewal>,
 }
 
 impl SessionRunner {
     /// Opens sessions until `shutdown` fires.
-    pub async fn run(self, mut shutdown: Shutdown) {
+    pub async fn run(mut self, mut shutdown: Shutdown) {
         let node = self.identity.node_name.clone();
-        let session = &self.config.session;
+        let session = self.config.session;
         let mut backoff = Backoff::new(session.backoff_initial, session.backoff_max);
-        let Some(endpoint) = self.endpoint(&mut backoff, &mut shutdown).await else {
+        let Some(mut endpoint) = self.endpoint(&mut backoff, &mut shutdown).await else {
             return;
         };
         loop {
@@ -265,6 +270,16 @@ impl SessionRunner {
             });
             if heard {
                 backoff.reset();
+            }
+            // A renewed certificate was installed during that session:
+            // the next one opens with it (colocd ended this one for that).
+            if let Some(client) = self.renewal.take_installed() {
+                tracing::info!(node = %node, "opening the next session with the renewed certificate");
+                self.identity.client = client;
+                match self.endpoint(&mut backoff, &mut shutdown).await {
+                    Some(renewed) => endpoint = renewed,
+                    None => return,
+                }
             }
             let delay = match retry {
                 Retry::Soon => {
@@ -491,6 +506,7 @@ impl SessionRunner {
     fn answer(&self, request: Request, out_tx: mpsc::Sender<AgentMessage>) {
         let reconciler = Arc::clone(&self.reconciler);
         let ledger = Arc::clone(&self.ledger);
+        let renewal = Arc::clone(&self.renewal);
         tokio::spawn(async move {
             let node = reconciler.node_name().clone();
             let result = match request.kind {
@@ -553,6 +569,43 @@ impl SessionRunner {
                         },
                     }
                 }
+                Some(request::Kind::RenewCertificate(_)) => {
+                    let renewal = Arc::clone(&renewal);
+                    let made = tokio::task::spawn_blocking(move || renewal.request()).await;
+                    match made {
+                        Ok(Ok(csr_pem)) => {
+                            tracing::info!(node = %node, "new node key made for a certificate renewal");
+                            RequestResult {
+                                request_id: request.id,
+                                ok: true,
+                                error: String::new(),
+                                payload: Some(request_result::Payload::Csr(CertificateRequest {
+                                    csr_pem,
+                                })),
+                            }
+                        }
+                        Ok(Err(e)) => refused(request.id, &node, error_chain(&e)),
+                        Err(e) => refused(request.id, &node, format!("renewal task failed: {e}")),
+                    }
+                }
+                Some(request::Kind::InstallCertificate(install)) => {
+                    let renewal = Arc::clone(&renewal);
+                    let cert = install.certificate_pem;
+                    let stored = tokio::task::spawn_blocking(move || renewal.install(&cert)).await;
+                    match stored {
+                        Ok(Ok(())) => {
+                            tracing::info!(node = %node, not_after_unix = install.not_after_unix, "renewed node certificate stored; the next session uses it");
+                            RequestResult {
+                                request_id: request.id,
+                                ok: true,
+                                error: String::new(),
+                                payload: None,
+                            }
+                        }
+                        Ok(Err(e)) => refused(request.id, &node, error_chain(&e)),
+                        Err(e) => refused(request.id, &node, format!("renewal task failed: {e}")),
+                    }
+                }
                 None => RequestResult {
                     request_id: request.id,
                     ok: false,
@@ -567,6 +620,18 @@ impl SessionRunner {
                 tracing::debug!(node = %node, request_id = request.id, "session ended before the answer was sent");
             }
         });
+    }
+}
+
+/// A certificate renewal step that failed: the node keeps its current
+/// certificate, and colocd tries again later.
+fn refused(request_id: u64, node: &coloc_proto::domain::NodeName, error: String) -> RequestResult {
+    tracing::warn!(node = %node, error = %error, "certificate renewal step failed");
+    RequestResult {
+        request_id,
+        ok: false,
+        error,
+        payload: None,
     }
 }
 

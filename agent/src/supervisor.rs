@@ -25,6 +25,7 @@ use crate::config::AgentConfig;
 use crate::host::Host;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
+use crate::renewal::Renewal;
 use crate::session::{DEFAULT_HEARTBEAT_SECS, DesiredJob, SessionRunner, handle_desired};
 use crate::status::{AgentStatus, Persist, STATUS_FILE, StatusHub};
 use coloc_proto::error_chain;
@@ -166,6 +167,10 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
     );
 
     if let Some(identity) = identity {
+        let renewal = Arc::new(Renewal::new(
+            config.state_dir.clone(),
+            identity.node_name.clone(),
+        ));
         SessionRunner {
             config,
             identity,
@@ -173,6 +178,7 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
             ledger: Arc::clone(&ledger),
             desired_tx,
             link,
+            renewal,
         }
         .run(shutdown.clone())
         .await;

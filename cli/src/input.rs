@@ -200,16 +200,7 @@ pub fn check_rollback_confirm(
     let explain = format!(
         "rolling {volume} back to snapshot {snapshot} loses every change made to it since {snapshot} was taken"
     );
-    match confirm {
-        None => Err(Failure::usage(format!(
-            "{explain}; to go ahead, repeat the volume's name: --confirm {volume}"
-        ))),
-        Some(c) if c != volume => Err(Failure::invalid(format!(
-            "--confirm {:?} does not match the volume {volume}; {explain}; to go ahead, pass --confirm {volume}",
-            c.chars().take(80).collect::<String>()
-        ))),
-        Some(_) => Ok(()),
-    }
+    confirmed_by_name("volume", volume, "the volume's name", &explain, confirm)
 }
 
 /// What `coloc node label` asks for.
@@ -333,16 +324,13 @@ pub fn check_remove_confirm(instance: &InstanceRef, confirm: Option<&str>) -> Re
     let explain = format!(
         "removing {instance} stops it and takes it off the web (its data stays on the volume)"
     );
-    match confirm {
-        None => Err(Failure::usage(format!(
-            "{explain}; to go ahead, repeat the instance: --confirm {instance}"
-        ))),
-        Some(c) if c != instance.to_string() => Err(Failure::invalid(format!(
-            "--confirm {:?} does not match the instance {instance}; {explain}; to go ahead, pass --confirm {instance}",
-            c.chars().take(80).collect::<String>()
-        ))),
-        Some(_) => Ok(()),
-    }
+    confirmed_by_name(
+        "instance",
+        &instance.to_string(),
+        "the instance",
+        &explain,
+        confirm,
+    )
 }
 
 /// Checks the `--confirm` of `coloc user delete` against the user: a
@@ -353,12 +341,35 @@ pub fn check_delete_confirm(user: &domain::UserName, confirm: Option<&str>) -> R
         "deleting {user} deletes their tokens and certificates and cannot be undone \
          (coloc user disable {user} can)"
     );
+    confirmed_by_name("user", user.as_str(), "the name", &explain, confirm)
+}
+
+/// `coloc node remove`: the node's name typed again, checked before
+/// anything is sent (colocd checks it again).
+pub fn check_node_remove_confirm(node: &NodeName, confirm: Option<&str>) -> Result<(), Failure> {
+    let explain = format!(
+        "removing node {node} refuses its certificate for good and leaves its volumes and apps as orphans"
+    );
+    confirmed_by_name("node", node.as_str(), "the name", &explain, confirm)
+}
+
+/// The one rule of every `--confirm`: an action that cannot be undone goes
+/// ahead only when the person typed the object's name (`name`, a `kind`)
+/// a second time. Missing: a usage error saying what would happen
+/// (`explain`) and how to go ahead; different: refused, nothing sent.
+fn confirmed_by_name(
+    kind: &str,
+    name: &str,
+    repeat: &str,
+    explain: &str,
+    confirm: Option<&str>,
+) -> Result<(), Failure> {
     match confirm {
         None => Err(Failure::usage(format!(
-            "{explain}; to go ahead, repeat the name: --confirm {user}"
+            "{explain}; to go ahead, repeat {repeat}: --confirm {name}"
         ))),
-        Some(c) if c != user.as_str() => Err(Failure::invalid(format!(
-            "--confirm {:?} does not match the user {user}; {explain}; to go ahead, pass --confirm {user}",
+        Some(c) if c != name => Err(Failure::invalid(format!(
+            "--confirm {:?} does not match the {kind} {name}; {explain}; to go ahead, pass --confirm {name}",
             c.chars().take(80).collect::<String>()
         ))),
         Some(_) => Ok(()),

@@ -11,14 +11,26 @@
 //! CA signed, and the store maps its fingerprint to a node or a user. A
 //! node certificate presented as a user credential (or the reverse)
 //! therefore matches nothing.
+//!
+//! Lifetimes: the CA 20 years, colocd's server certificate 2 years, node
+//! certificates `node_cert_days` (colocd.toml), user certificates as asked.
+//! No certificate is signed past the CA's own end: its validity is cut
+//! there, so what it says is when it really stops working. colocd renews
+//! its server certificate and the nodes' certificates by itself
+//! (`background::certificates`, `agents::renewal`); the CA itself is not
+//! rotated (docs/DECISIONS.md says why and what a sysadmin does instead).
 
 use std::path::{Path, PathBuf};
 
+use std::net::IpAddr;
+
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
+use x509_parser::extensions::GeneralName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -42,6 +54,10 @@ pub enum CaError {
     },
     #[error("the certificate signing request is not valid: {0}")]
     BadCsr(String),
+    #[error("{what} cannot be read: {reason}")]
+    Unreadable { what: &'static str, reason: String },
+    #[error("the key in {key} does not belong to the certificate in {cert}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
 }
 
 /// A signed certificate with its identifying fingerprint.
@@ -51,6 +67,7 @@ pub struct Issued {
     pub fingerprint: String,
     /// Its serial number, lowercase hex, as `openssl x509 -serial` shows it.
     pub serial: String,
+    pub not_before_unix: i64,
     pub not_after_unix: i64,
 }
 
@@ -61,9 +78,62 @@ pub struct ServerIdentity {
     pub key_pem: String,
 }
 
+/// What colocd needs to know of a certificate it holds: its validity,
+/// the names it carries, its public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
+    /// DNS names and IP addresses, as `issue_server` takes them.
+    pub names: Vec<String>,
+    /// SubjectPublicKeyInfo, DER.
+    pub public_key_der: Vec<u8>,
+    pub fingerprint: String,
+}
+
+/// Reads the first certificate of a PEM document.
+pub fn inspect(pem: &str, what: &'static str) -> Result<CertInfo, CaError> {
+    let unreadable = |reason: String| CaError::Unreadable { what, reason };
+    let der = pem_to_der(pem).ok_or_else(|| unreadable("no PEM certificate".into()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| unreadable(e.to_string()))?;
+    let validity = cert.validity();
+    let mut names = Vec::new();
+    if let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| unreadable(e.to_string()))?
+    {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push((*dns).to_string()),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        _ => None,
+                    };
+                    let ip =
+                        ip.ok_or_else(|| unreadable("an IP address name is malformed".into()))?;
+                    names.push(ip.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo {
+        not_before_unix: validity.not_before.timestamp(),
+        not_after_unix: validity.not_after.timestamp(),
+        names,
+        public_key_der: cert.public_key().raw.to_vec(),
+        fingerprint: fingerprint_der(&der),
+    })
+}
+
 pub struct CertificateAuthority {
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// The CA's own end: nothing it signs outlives it.
+    not_after_unix: i64,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -76,6 +146,16 @@ impl std::fmt::Debug for CertificateAuthority {
 
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
+pub const SERVER_CERT_FILE: &str = "server.pem";
+pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// Lifetime of the CA.
+pub const CA_TTL_SECS: i64 = 20 * 365 * 86400;
+/// Lifetime of colocd's server certificate.
+pub const SERVER_CERT_TTL_SECS: i64 = 2 * 365 * 86400;
+/// How far back a certificate's validity starts, so that a peer whose
+/// clock lags slightly still accepts it.
+const BACKDATE_SECS: i64 = 300;
 
 /// sha256 of a certificate's DER, lower-case hex.
 pub fn fingerprint_der(der: &[u8]) -> String {
@@ -102,15 +182,21 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn validity(params: &mut CertificateParams, now_unix: i64, ttl_secs: i64) -> i64 {
-    // Backdate a little so a node whose clock lags slightly still accepts.
-    let nb = now_unix - 300;
-    let na = now_unix + ttl_secs;
+/// Sets the validity of a certificate signed at `now_unix` for `ttl_secs`,
+/// cut at `until_unix` (the CA's end); returns (not before, not after).
+fn validity(
+    params: &mut CertificateParams,
+    now_unix: i64,
+    ttl_secs: i64,
+    until_unix: i64,
+) -> (i64, i64) {
+    let nb = now_unix - BACKDATE_SECS;
+    let na = now_unix.saturating_add(ttl_secs).min(until_unix);
     params.not_before =
         time::OffsetDateTime::from_unix_timestamp(nb).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     params.not_after =
         time::OffsetDateTime::from_unix_timestamp(na).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    na
+    (nb, na)
 }
 
 fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), CaError> {
@@ -153,7 +239,7 @@ impl CertificateAuthority {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.serial_number = Some(random_serial());
-        validity(&mut params, now_unix, 20 * 365 * 86400);
+        let (_, not_after_unix) = validity(&mut params, now_unix, CA_TTL_SECS, i64::MAX);
         let cert = params
             .self_signed(&key)
             .map_err(|source| CaError::Invalid {
@@ -166,6 +252,7 @@ impl CertificateAuthority {
         Ok(Self {
             cert_pem,
             issuer: Issuer::new(params, key),
+            not_after_unix,
         })
     }
 
@@ -185,11 +272,21 @@ impl CertificateAuthority {
                 what: "CA certificate",
                 source,
             })?;
-        Ok(Self { cert_pem, issuer })
+        let not_after_unix = inspect(&cert_pem, "the CA certificate")?.not_after_unix;
+        Ok(Self {
+            cert_pem,
+            issuer,
+            not_after_unix,
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// When the CA, and with it every certificate it signed, stops working.
+    pub fn not_after_unix(&self) -> i64 {
+        self.not_after_unix
     }
 
     pub fn fingerprint(&self) -> String {
@@ -210,6 +307,16 @@ impl CertificateAuthority {
             "::1".to_string(),
         ];
         names.extend(extra_names.iter().cloned());
+        self.sign_server(names, now_unix)
+    }
+
+    /// A new server certificate, with a new key, for exactly `names` (a
+    /// renewal passes the names of the certificate it replaces).
+    pub fn sign_server(
+        &self,
+        names: Vec<String>,
+        now_unix: i64,
+    ) -> Result<ServerIdentity, CaError> {
         let mut params = CertificateParams::new(names).map_err(|source| CaError::Invalid {
             what: "server name",
             source,
@@ -220,7 +327,12 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
-        validity(&mut params, now_unix, 2 * 365 * 86400);
+        validity(
+            &mut params,
+            now_unix,
+            SERVER_CERT_TTL_SECS,
+            self.not_after_unix,
+        );
         let key = KeyPair::generate().map_err(|source| CaError::Invalid {
             what: "generated server key",
             source,
@@ -267,7 +379,8 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let serial = random_serial();
         params.serial_number = Some(serial.clone());
-        let not_after = validity(&mut params, now_unix, ttl_secs);
+        let (not_before, not_after) =
+            validity(&mut params, now_unix, ttl_secs, self.not_after_unix);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|source| CaError::Invalid {
@@ -278,26 +391,50 @@ impl CertificateAuthority {
             pem: cert.pem(),
             fingerprint: fingerprint_der(cert.der()),
             serial: hex::encode(serial.as_ref()),
+            not_before_unix: not_before,
             not_after_unix: not_after,
         })
     }
 }
 
-/// Writes colocd's server identity next to the CA.
+/// Writes colocd's server identity next to the CA, each file replaced
+/// atomically, the key first. A crash between the two leaves a key that
+/// does not fit the certificate, which [`read_server_identity`] reports
+/// and `server::start` repairs by signing a new pair.
 pub fn write_server_identity(dir: &Path, id: &ServerIdentity) -> Result<(), CaError> {
-    write_private(&dir.join("server.key"), &id.key_pem, 0o600)?;
-    write_private(&dir.join("server.pem"), &id.cert_pem, 0o644)
+    write_private(&dir.join(SERVER_KEY_FILE), &id.key_pem, 0o600)?;
+    write_private(&dir.join(SERVER_CERT_FILE), &id.cert_pem, 0o644)
 }
 
-pub fn read_server_identity(dir: &Path) -> Result<ServerIdentity, CaError> {
+/// Reads colocd's server identity and checks that its key belongs to its
+/// certificate.
+pub fn read_server_identity(dir: &Path) -> Result<(ServerIdentity, CertInfo), CaError> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|source| CaError::Read { path, source })
     };
-    Ok(ServerIdentity {
-        cert_pem: read("server.pem")?,
-        key_pem: read("server.key")?,
-    })
+    let identity = ServerIdentity {
+        cert_pem: read(SERVER_CERT_FILE)?,
+        key_pem: read(SERVER_KEY_FILE)?,
+    };
+    let info = check_server_identity(&identity)?;
+    Ok((identity, info))
+}
+
+/// The certificate's details, once its key is known to belong to it.
+pub fn check_server_identity(identity: &ServerIdentity) -> Result<CertInfo, CaError> {
+    let info = inspect(&identity.cert_pem, "colocd's server certificate")?;
+    let key = KeyPair::from_pem(&identity.key_pem).map_err(|source| CaError::Invalid {
+        what: "colocd's server key",
+        source,
+    })?;
+    if key.subject_public_key_info() != info.public_key_der {
+        return Err(CaError::KeyMismatch {
+            cert: PathBuf::from(SERVER_CERT_FILE),
+            key: PathBuf::from(SERVER_KEY_FILE),
+        });
+    }
+    Ok(info)
 }
 
 #[cfg(test)]

@@ -61,11 +61,18 @@ pub struct ControllerConfig {
     /// are refused at once (agents retry with backoff).
     #[serde(default = "default_enrollments_per_minute")]
     pub enrollments_per_minute: u32,
+    /// Lifetime of the node certificates colocd signs, at enrollment and
+    /// at each renewal (renewed over the session after two thirds of it).
+    #[serde(default = "default_node_cert_days")]
+    pub node_cert_days: u32,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two
 /// fees behind.
 pub const MAX_MEMBERSHIP_GRACE_DAYS: u32 = 365;
+
+/// Shortest and longest node certificate lifetime `node_cert_days` takes.
+pub const NODE_CERT_DAYS: std::ops::RangeInclusive<u32> = 30..=1825;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7443))
@@ -97,6 +104,9 @@ fn default_max_connections_per_address() -> u32 {
 fn default_enrollments_per_minute() -> u32 {
     30
 }
+fn default_node_cert_days() -> u32 {
+    365
+}
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -114,6 +124,7 @@ impl Default for ControllerConfig {
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
             enrollments_per_minute: default_enrollments_per_minute(),
+            node_cert_days: default_node_cert_days(),
         }
     }
 }
@@ -172,6 +183,14 @@ impl ControllerConfig {
         if !(10..=60_000).contains(&self.seen_flush_ms) {
             return Err(invalid("seen_flush_ms must be between 10 and 60000"));
         }
+        if !NODE_CERT_DAYS.contains(&self.node_cert_days) {
+            return Err(invalid(&format!(
+                "node_cert_days must be between {} and {} (a node offline for more than a \
+                 third of it may find its certificate expired)",
+                NODE_CERT_DAYS.start(),
+                NODE_CERT_DAYS.end()
+            )));
+        }
         // The store keeps sizes in signed 64-bit integers.
         if i64::try_from(self.default_tenant_quota_bytes).is_err() {
             return Err(invalid("default_tenant_quota_bytes is too large"));
@@ -202,6 +221,11 @@ impl ControllerConfig {
         Ok(())
     }
 
+    /// Lifetime of a node certificate, in seconds.
+    pub fn node_cert_ttl_secs(&self) -> i64 {
+        i64::from(self.node_cert_days) * 86_400
+    }
+
     /// The catalog directory, resolved against the data directory; None
     /// for the built-in catalog.
     pub fn catalog_path(&self, data_dir: &Path) -> Option<PathBuf> {
@@ -227,6 +251,7 @@ mod tests {
         assert_eq!(cfg.acme_email, "admins@coloc.example");
         assert_eq!(cfg.catalog_dir, None);
         assert_eq!(cfg.membership_grace_days, 30);
+        assert_eq!(cfg.node_cert_days, 365);
     }
 
     #[test]
@@ -329,6 +354,19 @@ mod tests {
                 ControllerConfig::parse(&format!("membership_grace_days = {bad}"), "x").is_err(),
                 "{bad}"
             );
+        }
+        assert_eq!(
+            ControllerConfig::parse("", "x")
+                .unwrap()
+                .node_cert_ttl_secs(),
+            365 * 86_400
+        );
+        for bad in [0, 29, 1826, 100_000] {
+            let err = ControllerConfig::parse(&format!("node_cert_days = {bad}"), "x").unwrap_err();
+            assert!(err.to_string().contains("node_cert_days"), "{err}");
+        }
+        for ok in [30, 90, 1825] {
+            assert!(ControllerConfig::parse(&format!("node_cert_days = {ok}"), "x").is_ok());
         }
         assert!(
             ControllerConfig::parse("default_tenant_quota_bytes = 18446744073709551615", "x")

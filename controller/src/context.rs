@@ -1,6 +1,6 @@
 //! The request context: what every handler of the public API and of the
 //! agent service holds ([`Ctx`]: store, CA, clock, configuration, live
-//! sessions, catalog, background task statuses), the frame every public
+//! sessions, catalog, background task statuses, the server certificate), the frame every public
 //! API handler runs in ([`Ctx::mutation`], [`Ctx::read`]: authenticate,
 //! open the audit entry, refuse a frozen association's changes, run the
 //! handler's body, write the entry, add the caller's association's
@@ -32,6 +32,7 @@ use crate::limiter::{Limiters, Peer};
 use crate::rules::standing::{self, Membership};
 use crate::store::{AuditFields, AuditOutcome, AuditRecord, Store};
 use crate::time::Clock;
+use crate::tls::ServerCertificate;
 
 /// Everything a handler needs, shared by all services.
 #[derive(Debug, Clone)]
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub tasks: Arc<TaskBoard>,
     /// Per-address limits on what callers without credentials can do.
     pub limits: Arc<Limiters>,
+    /// The certificate colocd's TLS endpoint presents (renewed in place).
+    pub server_cert: Arc<ServerCertificate>,
 }
 
 impl std::fmt::Debug for dyn Store {

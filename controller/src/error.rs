@@ -126,9 +126,11 @@ impl ApiError {
             },
             ApiError::Ca(e) => match e {
                 CaError::BadCsr(_) => Status::invalid_argument(e.to_string()),
-                CaError::Read { .. } | CaError::Write { .. } | CaError::Invalid { .. } => {
-                    internal(self)
-                }
+                CaError::Read { .. }
+                | CaError::Write { .. }
+                | CaError::Invalid { .. }
+                | CaError::Unreadable { .. }
+                | CaError::KeyMismatch { .. } => internal(self),
             },
         }
     }

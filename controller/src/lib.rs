@@ -20,7 +20,8 @@
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
 //! [`transport`] (what one port lets anyone hold: connections, call
 //! deadlines), [`limiter`] (per-address limits on calls without
-//! credentials and on enrollment), [`config`] (`colocd.toml`) and
+//! credentials and on enrollment), [`tls`] (the handshake, with a server
+//! certificate renewed in place), [`config`] (`colocd.toml`) and
 //! [`time`] (the clock, which tests move).
 //!
 //! Dependencies go one way: `api` and `agents` sit on `context`; `api`
@@ -41,4 +42,5 @@ pub mod rules;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod transport;

@@ -28,7 +28,7 @@ use coloc_proto::domain::{Role, UserName};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::agents::{AgentApi, SessionRegistry};
 use crate::api::apps::AppsApi;
@@ -52,6 +52,7 @@ use crate::store::{
     InstanceState, Store, UserRecord,
 };
 use crate::time::Clock;
+use crate::tls::{self, ServerCertificate};
 use crate::transport::{ConnectionLimits, DeadlineLayer, capped_incoming};
 
 pub const DB_FILE: &str = "colocd.db";
@@ -68,9 +69,6 @@ pub const MAX_PUBLIC_REQUEST_BYTES: usize = 256 * 1024;
 /// call at a time, an agent holds its session and a few calls; 100 is the
 /// floor RFC 9113 recommends.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
-/// A client that has not finished its TLS handshake by then is dropped,
-/// giving its connection slot back.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ADMIN_CONFIG_FILE: &str = "admin.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +87,8 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot load the app catalog from {source_name}")]
@@ -323,6 +323,29 @@ async fn load_catalog(
     Ok(catalog)
 }
 
+/// colocd's server certificate from the data directory. A pair that cannot
+/// serve (a key that does not fit its certificate after a crash between
+/// the two writes of a renewal, a file lost) is replaced by a new one
+/// signed now with the configured names: colocd's own CA can always sign
+/// it again, and the clients check the CA, not this certificate.
+fn server_certificate(
+    data_dir: &Path,
+    ca: &CertificateAuthority,
+    config: &ControllerConfig,
+    now: i64,
+) -> Result<ServerCertificate, ServerError> {
+    let identity = match ca::read_server_identity(data_dir) {
+        Ok((identity, _)) => identity,
+        Err(e) => {
+            tracing::warn!(error = %coloc_proto::error_chain(&e), "colocd's server certificate is unusable; signing a new one");
+            let identity = ca.issue_server(&config.tls_names, now)?;
+            ca::write_server_identity(data_dir, &identity)?;
+            identity
+        }
+    };
+    Ok(ServerCertificate::new(&identity)?)
+}
+
 /// Opens the data directory and starts serving on `listen` (or the
 /// configured address when None; port 0 picks a free port).
 /// What `colocd admin-token` made.
@@ -417,7 +440,7 @@ pub async fn start(
     }
     let config = ControllerConfig::load(&config_path)?;
     let ca = CertificateAuthority::load(data_dir)?;
-    let identity = ca::read_server_identity(data_dir)?;
+    let server_cert = Arc::new(server_certificate(data_dir, &ca, &config, clock.now())?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
     let catalog = load_catalog(&config, data_dir, store.as_ref()).await?;
 
@@ -451,15 +474,12 @@ pub async fn start(
         sessions: Arc::new(SessionRegistry::new(now)),
         catalog: Arc::new(catalog),
         tasks: Arc::new(TaskBoard::default()),
+        server_cert: server_cert.clone(),
     };
 
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
-        .client_ca_root(Certificate::from_pem(ctx.ca.cert_pem()))
-        // Enrollment and token-authenticated API calls come without a
-        // client certificate; each handler decides what it requires.
-        .client_auth_optional(true)
-        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    // The handshake is colocd's own (crate::tls), so that a renewed server
+    // certificate is presented without restarting the listener.
+    let acceptor = tls::acceptor(server_cert, ctx.ca.cert_pem(), ctx.clock.clone())?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -510,8 +530,6 @@ pub async fn start(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let router = Server::builder()
-        .tls_config(tls)
-        .map_err(ServerError::Serve)?
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -544,7 +562,9 @@ pub async fn start(
         .add_service(limited!(TasksServer, TasksApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
-    let incoming = capped_incoming(listener, connections);
+    // Connections are capped before their handshake (crate::transport),
+    // then the handshake is colocd's own (crate::tls).
+    let incoming = tls::incoming(capped_incoming(listener, connections), acceptor);
     let server = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async move {
@@ -556,7 +576,7 @@ pub async fn start(
     let background = background::Driver::start(
         ctx.tasks.clone(),
         ctx.clock.clone(),
-        background::colocd_tasks(&ctx),
+        background::colocd_tasks(&ctx, data_dir),
         shutdown_rx,
     );
     tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");

@@ -96,6 +96,8 @@ pub struct RawAgent {
     desired: watch::Receiver<Option<apb::DesiredConfig>>,
     /// None once [`RawAgent::answer_requests`] took them over.
     requests: Option<mpsc::UnboundedReceiver<apb::Request>>,
+    /// True once colocd ended the session (its stream finished or failed).
+    ended: watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -108,7 +110,9 @@ impl RawAgent {
         Self::connect(ctl, node, key, cert).await
     }
 
-    async fn connect(
+    /// Opens a session for `node` with this key and certificate (one a
+    /// renewal gave, or one colocd should refuse).
+    pub async fn connect(
         ctl: &TestController,
         node: &str,
         key_pem: String,
@@ -131,6 +135,7 @@ impl RawAgent {
             .into_inner();
         let (desired_tx, desired) = watch::channel(None);
         let (req_tx, requests) = mpsc::unbounded_channel();
+        let (ended_tx, ended) = watch::channel(false);
         let reader = tokio::spawn(async move {
             while let Ok(Some(msg)) = inbound.message().await {
                 match msg.body {
@@ -143,6 +148,7 @@ impl RawAgent {
                     Some(apb::controller_message::Body::Params(_)) | None => {}
                 }
             }
+            let _ = ended_tx.send(true);
         });
         let beat = tx.clone();
         let heartbeat = tokio::spawn(async move {
@@ -168,6 +174,7 @@ impl RawAgent {
             tx,
             desired,
             requests: Some(requests),
+            ended,
             tasks: vec![reader, heartbeat],
         })
     }
@@ -181,6 +188,26 @@ impl RawAgent {
         );
         drop(self);
         Self::connect(ctl, &node, key, cert).await
+    }
+
+    /// The key and certificate this session was opened with.
+    pub fn identity(&self) -> (&str, &str) {
+        (&self.key_pem, &self.cert_pem)
+    }
+
+    /// Waits until colocd ends this session.
+    pub async fn wait_ended(&self) -> Result<()> {
+        let mut ended = self.ended.clone();
+        tokio::time::timeout(Duration::from_secs(20), ended.wait_for(|e| *e))
+            .await
+            .map_err(|_| anyhow!("the session of {} was not ended within 20 s", self.node))?
+            .map_err(|_| anyhow!("the session of {} lost its reader", self.node))?;
+        Ok(())
+    }
+
+    /// Whether colocd has ended this session.
+    pub fn is_ended(&self) -> bool {
+        *self.ended.borrow()
     }
 
     /// The latest desired configuration received, if any.

@@ -24,6 +24,7 @@ enum Op {
     SiteList,
     JoinTokenCreate,
     NodeDrain,
+    NodeRemove,
     NodeGet,
     TenantCreate,
     TenantGet,
@@ -64,7 +65,7 @@ impl Op {
     fn family(self) -> &'static str {
         match self {
             Op::SiteCreate | Op::SiteList => "sites",
-            Op::JoinTokenCreate | Op::NodeDrain | Op::NodeGet => "nodes",
+            Op::JoinTokenCreate | Op::NodeDrain | Op::NodeRemove | Op::NodeGet => "nodes",
             Op::TenantCreate
             | Op::TenantGet
             | Op::TenantRenew
@@ -90,6 +91,7 @@ impl Op {
             Op::SiteList => ("site.list", false),
             Op::JoinTokenCreate => ("node.token.create", true),
             Op::NodeDrain => ("node.drain", true),
+            Op::NodeRemove => ("node.remove", true),
             Op::NodeGet => ("node.show", false),
             Op::TenantCreate => ("tenant.create", true),
             Op::TenantGet => ("tenant.show", false),
@@ -176,7 +178,19 @@ async fn world() -> Result<World> {
         let t = join_token(&mut admin, "paris-1", 600).await?;
         enroll_raw(&ctl, &t, n).await?;
     }
-    for (u, n) in [("op-a", "n-a"), ("op-b", "n-b")] {
+    // Nodes to remove: one granted to each association's operator (which
+    // members and operators try, and must fail, to remove), and two for
+    // the admin's removals, so that the others stay live for the matrix.
+    for n in ["rm-a", "rm-b", "rm-admin-a", "rm-admin-b"] {
+        let t = join_token(&mut admin, "paris-1", 600).await?;
+        enroll_raw(&ctl, &t, n).await?;
+    }
+    for (u, n) in [
+        ("op-a", "n-a"),
+        ("op-b", "n-b"),
+        ("op-a", "rm-a"),
+        ("op-b", "rm-b"),
+    ] {
         admin
             .users
             .grant_node(pb::GrantNodeRequest {
@@ -382,6 +396,22 @@ async fn call(
             })
             .await
             .map(drop),
+        Op::NodeRemove => {
+            let node = match (who, own) {
+                (Who::Admin, true) => "rm-admin-a",
+                (Who::Admin, false) => "rm-admin-b",
+                (_, true) => "rm-a",
+                (_, false) => "rm-b",
+            };
+            api.nodes
+                .remove_node(pb::RemoveNodeRequest {
+                    name: node.into(),
+                    // Confirmed as asked: only the role may refuse it.
+                    confirm: node.into(),
+                })
+                .await
+                .map(drop)
+        }
         Op::NodeGet => api
             .nodes
             .get_node(pb::GetNodeRequest { name: node.into() })
@@ -576,6 +606,7 @@ fn expected(who: Who, op: Op, own: bool) -> Expect {
             Op::SiteCreate
             | Op::JoinTokenCreate
             | Op::NodeDrain
+            | Op::NodeRemove
             | Op::TenantCreate
             | Op::TenantRenew
             | Op::TenantSuspend
@@ -605,6 +636,7 @@ async fn every_role_family_and_tenant() -> Result<()> {
         Op::SiteList,
         Op::JoinTokenCreate,
         Op::NodeDrain,
+        Op::NodeRemove,
         Op::NodeGet,
         Op::TenantCreate,
         Op::TenantGet,
@@ -694,6 +726,21 @@ async fn every_role_family_and_tenant() -> Result<()> {
         }
     }
     assert_eq!(families.len(), 9);
+    // The refused removals changed nothing; the admin's went through.
+    for (name, removed) in [
+        ("rm-a", false),
+        ("rm-b", false),
+        ("rm-admin-a", true),
+        ("rm-admin-b", true),
+    ] {
+        let n = node(&mut w.admin, name).await?;
+        assert_eq!(n.removed_unix > 0, removed, "{name}: {n:?}");
+        assert_eq!(
+            n.status == pb::NodeStatus::Removed as i32,
+            removed,
+            "{name}: {n:?}"
+        );
+    }
     Ok(())
 }
 
@@ -737,7 +784,7 @@ async fn a_member_never_sees_another_association() -> Result<()> {
         .nodes;
     assert_eq!(
         nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
-        ["n-a"]
+        ["n-a", "rm-a"]
     );
 
     // Something happens in asso-b; asso-a's audit view does not show it.

@@ -359,3 +359,67 @@ async fn a_new_token_is_alone_on_stdout() -> Result<()> {
     assert_eq!(t["user"], "admin");
     Ok(())
 }
+
+/// `coloc node remove`: refused without --confirm (exit 2) or with one
+/// that does not match (exit 7), before anything reaches colocd; refused
+/// to a member (exit 4); none of which changes the node. Confirmed by an
+/// admin, it removes the node and says what is left as orphans.
+#[tokio::test]
+async fn a_node_is_removed_only_when_confirmed_by_an_admin() -> Result<()> {
+    let ctl = TestController::start().await?;
+    let mut api = ctl.admin().await?;
+    create_site(&mut api, "paris-1").await?;
+    let agents = raw_fleet(&ctl, "paris-1", &["n1"]).await?;
+    create_tenant(&mut api, "asso-x", pb::Offer::Participatif).await?;
+    let member = create_user(&mut api, "mia", "asso-x", pb::Role::Member).await?;
+    let coloc = Coloc::new(&ctl).await?;
+    let admin = coloc.user(&ctl.admin_token);
+
+    let err = admin.fails(&["node", "remove", "n1"], 2).await;
+    assert_eq!(
+        err.trim_end(),
+        "coloc: removing node n1 refuses its certificate for good and leaves its volumes and \
+         apps as orphans; to go ahead, repeat the name: --confirm n1"
+    );
+    for wrong in ["n2", "N1", ""] {
+        let err = admin
+            .fails(&["node", "remove", "n1", "--confirm", wrong], 7)
+            .await;
+        assert!(
+            err.contains("does not match the node n1"),
+            "{wrong:?}: {err}"
+        );
+    }
+    let err = coloc
+        .user(&member)
+        .fails(&["node", "remove", "n1", "--confirm", "n1"], 4)
+        .await;
+    assert!(err.contains("permission denied"), "{err}");
+
+    // Nothing changed: the node is live, its session open, and the only
+    // trace in colocd is the member's refusal.
+    let n = node(&mut api, "n1").await?;
+    assert_eq!(n.status, pb::NodeStatus::Ready as i32, "{n:?}");
+    assert_eq!(n.removed_unix, 0, "{n:?}");
+    assert!(!agents[0].is_ended());
+    let entries = audit_entries(&mut api, "user:admin").await?;
+    assert!(
+        !entries.iter().any(|e| e.action == "node.remove"),
+        "{entries:?}"
+    );
+    let entries = audit_entries(&mut api, "user:mia").await?;
+    assert!(has_audit_entry(
+        &entries,
+        "user:mia",
+        "node.remove",
+        pb::AuditOutcome::Denied
+    ));
+
+    let out = admin.ok(&["node", "remove", "n1", "--confirm", "n1"]).await;
+    assert!(out.starts_with("Node n1 removed"), "{out}");
+    assert!(out.contains("It held no volumes and no apps."), "{out}");
+    let n = admin.json(&["node", "show", "n1", "--json"]).await;
+    assert!(n["removed_unix"].as_i64() > Some(0), "{n}");
+    agents[0].wait_ended().await?;
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! colocd's background tasks as an admin sees them: the five tasks run on
+//! colocd's background tasks as an admin sees them: the tasks run on
 //! their own (heartbeats written, a silent node marked unreachable), the
 //! Tasks API shows what each did, a member is refused and the refusal is
 //! in the audit log, and `coloc tasks` prints the same through the real
@@ -13,13 +13,15 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 6] = [
+const TASKS: [&str; 8] = [
     "heartbeat-flush",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",
     "membership",
     "refusal-summaries",
+    "node-certificates",
+    "server-certificate",
 ];
 
 /// `Tasks.ListTasks` with `token`.
@@ -74,6 +76,9 @@ async fn admins_see_what_each_background_task_did() -> Result<()> {
     assert_eq!(by_name("volume-purge").period_ms, 2000);
     assert_eq!(by_name("membership").period_ms, 5000);
     assert_eq!(by_name("refusal-summaries").period_ms, 1000);
+    for n in ["node-certificates", "server-certificate"] {
+        assert_eq!(by_name(n).period_ms, 5000, "{n}");
+    }
     for t in &all.tasks {
         assert!(!t.description.is_empty(), "{}", t.name);
         assert!(t.last_start_unix_ms > 0, "{}", t.name);
@@ -200,7 +205,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     let stdout = stdout(&out);
     assert!(out.status.success(), "coloc tasks failed: {}", stderr(&out));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(lines.len(), 1 + TASKS.len(), "{stdout}");
     for header in [
         "NAME", "PERIOD", "LAST RUN", "DURATION", "RUNS", "OUTCOME", "ERROR",
     ] {

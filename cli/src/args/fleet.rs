@@ -53,6 +53,17 @@ pub enum NodeCommand {
         /// Node name.
         name: NodeName,
     },
+    /// Decommission a node (admins): its certificate is refused from now on and its session closed; its volumes and apps stay, as orphans.
+    #[command(
+        after_help = "Nothing is destroyed: the node's volumes and app instances are listed as orphans (coloc volume list, coloc app list) until an admin deletes them (coloc volume delete, coloc app remove), which releases their names and quota without touching the server's disks. The node's record stays, and its name is not given to another node. Without --confirm nothing is sent (exit 2); with a --confirm that does not match, neither (exit 7).\n\nExample:\n  coloc node remove n3 --confirm n3"
+    )]
+    Remove {
+        /// Node name.
+        name: NodeName,
+        /// The node's name typed again, to confirm.
+        #[arg(long, value_name = "NODE")]
+        confirm: Option<String>,
+    },
     /// Check that a node answers through its session, and how fast.
     Ping {
         /// Node name.

@@ -1,5 +1,5 @@
-//! `coloc site`, `coloc node` (join tokens, listing, draining, labels,
-//! ping, facts) and `coloc stats`.
+//! `coloc site`, `coloc node` (join tokens, listing, draining, removal,
+//! labels, ping, facts) and `coloc stats`.
 
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
@@ -9,11 +9,11 @@ use crate::args::GlobalArgs;
 use crate::args::fleet::{NodeCommand, NodeTokenCommand, SiteCommand};
 use crate::client::Api;
 use crate::error::Failure;
-use crate::input::parse_label_change;
+use crate::input::{check_node_remove_confirm, parse_label_change};
 use crate::output::fleet::{
     join_token_json, join_tokens_table, node_details, node_generation_json, node_generations_table,
-    node_json, node_status, nodes_table, ping_line, site_details, site_json, sites_table,
-    stats_details, stats_json,
+    node_json, node_removed_json, node_removed_text, node_status, nodes_table, ping_line,
+    site_details, site_json, sites_table, stats_details, stats_json,
 };
 use crate::output::{self, Printer};
 
@@ -66,6 +66,19 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
         }
         NodeCommand::Drain { name } => drain(global, out, name, true).await,
         NodeCommand::Undrain { name } => drain(global, out, name, false).await,
+        NodeCommand::Remove { name, confirm } => {
+            check_node_remove_confirm(&name, confirm.as_deref())?;
+            let api = connect(global).await?;
+            let removed = call(
+                &api,
+                api.nodes().remove_node(pb::RemoveNodeRequest {
+                    name: name.to_string(),
+                    confirm: confirm.unwrap_or_default(),
+                }),
+            )
+            .await?;
+            out.emit(node_removed_json(&removed), || node_removed_text(&removed))
+        }
         NodeCommand::Ping { name } => {
             let api = connect(global).await?;
             let pong = call(

@@ -210,6 +210,7 @@ pub fn instance_json(i: &pb::AppInstance) -> Value {
         "port": i.port,
         "state": instance_state_word(i.state),
         "tenant_suspended": i.tenant_suspended,
+        "node_removed": i.node_removed,
         "request_id": i.request_id,
         "created_unix": i.created_unix,
         "observed": i.observed.as_ref().map(app_status_json),
@@ -257,7 +258,11 @@ pub fn instances_table(instances: &[pb::AppInstance]) -> String {
             instance_name(i),
             clean(&i.node).into(),
             or_dash(&i.url).into(),
-            wanted_state(i),
+            if i.node_removed {
+                "orphan (node removed)".to_string()
+            } else {
+                wanted_state(i)
+            },
             unit_state(i),
             i.observed
                 .as_ref()
@@ -364,6 +369,7 @@ mod tests {
             created_unix: 1_767_225_600,
             observed: None,
             tenant_suspended: false,
+            node_removed: false,
         }
     }
 

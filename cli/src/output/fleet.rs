@@ -20,6 +20,7 @@ pub fn node_status(status: i32) -> &'static str {
         Ok(pb::NodeStatus::Ready) => "ready",
         Ok(pb::NodeStatus::Unreachable) => "unreachable",
         Ok(pb::NodeStatus::Draining) => "draining",
+        Ok(pb::NodeStatus::Removed) => "removed",
         Ok(pb::NodeStatus::Unspecified) | Err(_) => "unknown",
     }
 }
@@ -190,6 +191,11 @@ pub fn node_json(n: &pb::Node) -> Value {
         "last_message": n.last_message,
         "labels": labels_json(&n.labels),
         "cert_fingerprint": n.cert_fingerprint,
+        "cert_not_after_unix": n.cert_not_after_unix,
+        "cert_renew_after_unix": n.cert_renew_after_unix,
+        "next_cert_fingerprint": n.next_cert_fingerprint,
+        "removed_unix": n.removed_unix,
+        "removed_by": n.removed_by,
         "facts": n.facts.as_ref().map(facts_json),
     })
 }
@@ -264,13 +270,81 @@ pub fn node_details(n: &pb::Node) -> String {
             "Certificate",
             format!("sha256 {}", or_dash(&n.cert_fingerprint)),
         )
-        .render();
+        .field("Certificate ends", cert_dates(n));
+    if !n.next_cert_fingerprint.is_empty() {
+        out = out.field(
+            "Renewed certificate",
+            format!("sha256 {} (not used yet)", clean(&n.next_cert_fingerprint)),
+        );
+    }
+    if n.removed_unix > 0 {
+        out = out.field(
+            "Removed",
+            format!("{} by {}", fmt_time(n.removed_unix), clean(&n.removed_by)),
+        );
+    }
+    let mut out = out.render();
     match &n.facts {
         None => out.push_str("\nFacts: not reported yet\n"),
         Some(f) => {
             out.push_str("\nFacts\n");
             out.push_str(&facts_details(f));
         }
+    }
+    out
+}
+
+/// When the node's certificate ends and when colocd renews it.
+fn cert_dates(n: &pb::Node) -> String {
+    if n.cert_not_after_unix == 0 {
+        return "-".to_string();
+    }
+    format!(
+        "{} (renewed from {})",
+        fmt_time(n.cert_not_after_unix),
+        fmt_time(n.cert_renew_after_unix)
+    )
+}
+
+pub fn node_removed_json(r: &pb::RemoveNodeResponse) -> Value {
+    json!({
+        "node": r.node.as_ref().map(node_json),
+        "orphaned_volumes": r.orphaned_volumes,
+        "orphaned_instances": r.orphaned_instances,
+    })
+}
+
+/// What a removal did, and what it leaves for an admin to clean up.
+pub fn node_removed_text(r: &pb::RemoveNodeResponse) -> String {
+    let name = r.node.as_ref().map_or("?", |n| n.name.as_str());
+    let mut out = format!(
+        "Node {} removed: its certificate is refused from now on and its session was closed. Nothing was destroyed.\n",
+        clean(name)
+    );
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| clean(i).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if r.orphaned_volumes.is_empty() && r.orphaned_instances.is_empty() {
+        out.push_str("It held no volumes and no apps.\n");
+        return out;
+    }
+    if !r.orphaned_volumes.is_empty() {
+        out.push_str(&format!(
+            "Orphaned volumes ({}): {}. Delete each with coloc volume delete once its data is safe elsewhere.\n",
+            r.orphaned_volumes.len(),
+            list(&r.orphaned_volumes)
+        ));
+    }
+    if !r.orphaned_instances.is_empty() {
+        out.push_str(&format!(
+            "Orphaned apps ({}): {}. Remove each with coloc app remove, then request it again on another node.\n",
+            r.orphaned_instances.len(),
+            list(&r.orphaned_instances)
+        ));
     }
     out
 }

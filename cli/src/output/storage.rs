@@ -56,6 +56,9 @@ fn observed_phase(v: &pb::Volume) -> &'static str {
 /// The controller's lifecycle and the agent's phase in one phrase:
 /// `active/ready`, `active/error`, `retained until 2026-12-28`.
 pub fn volume_state(v: &pb::Volume) -> String {
+    if v.node_removed && v.lifecycle != pb::VolumeLifecycle::Destroyed as i32 {
+        return "orphan (node removed)".to_string();
+    }
     let phase = observed_phase(v);
     match pb::VolumeLifecycle::try_from(v.lifecycle) {
         Ok(pb::VolumeLifecycle::Active) => format!("active/{phase}"),
@@ -228,6 +231,7 @@ pub fn volume_json(v: &pb::Volume) -> Value {
         "encrypted": v.encrypted,
         "lifecycle": lifecycle_word(v.lifecycle),
         "state": volume_state(v),
+        "node_removed": v.node_removed,
         "created_unix": v.created_unix,
         "deleted_unix": v.deleted_unix,
         "purge_after_unix": v.purge_after_unix,

@@ -8,13 +8,17 @@
 //! - [`render`]: a node's desired configuration from one store read, the
 //!   catalog and the configuration (pure);
 //! - [`push`]: sending changed configurations to connected nodes;
+//! - [`node_certs`]: which node certificate opens a session, and renewing
+//!   one over the session;
 //! - [`system_audit`]: colocd's own audit entries (actor `system`).
 //!
 //! The periodic work on sessions (flushing heartbeats, closing silent
-//! sessions, marking nodes unreachable, purging volumes) is in
+//! sessions, marking nodes unreachable, purging volumes, renewing
+//! certificates) is in
 //! [`crate::background`]. Nothing here depends on the public API
 //! ([`crate::api`]); both sit on [`crate::context`].
 
+pub mod node_certs;
 pub mod push;
 pub mod registry;
 pub mod render;

@@ -6,7 +6,7 @@
 //! Desired configuration is level-triggered: only the latest generation
 //! matters, so it travels through a `watch` channel and a slow agent simply
 //! skips intermediate generations. Imperative requests (ping, facts,
-//! rollback, logs) go through an `mpsc` queue and are matched with their
+//! rollback, logs, certificate renewal) go through an `mpsc` queue and are matched with their
 //! result by id, within the session they were sent on: each session holds
 //! its own requests waiting for an answer, so a node can only ever answer
 //! what it was asked. A result from any other session (another node
@@ -199,6 +199,13 @@ impl SessionRegistry {
         }
     }
 
+    /// Ends the node's session, whichever it is (the node was removed, its
+    /// certificate renewed or expired): its outbound stream finishes and
+    /// the agent's next message finds it closed. Whether one was open.
+    pub fn close_node(&self, node: &NodeName) -> bool {
+        lock(&self.sessions).remove(node).is_some()
+    }
+
     /// Ends every session (controller shutdown): the outbound streams
     /// finish, and agents reconnect to whichever controller comes next.
     pub fn close_all(&self) {
@@ -370,6 +377,43 @@ impl SessionRegistry {
                 "node {node} answered a logs request for {tenant}/{app} with something else"
             ))),
         }
+    }
+
+    /// Asks the node for a new key and a CSR for it; returns the CSR, PEM.
+    pub async fn certificate_request(&self, node: &NodeName) -> ApiResult<String> {
+        let res = self
+            .request(
+                node,
+                pb::request::Kind::RenewCertificate(pb::RenewCertificate {}),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        match res.payload {
+            Some(pb::request_result::Payload::Csr(c)) => Ok(c.csr_pem),
+            _ => Err(ApiError::Conflict(format!(
+                "node {node} answered a certificate renewal with something else"
+            ))),
+        }
+    }
+
+    /// Sends the node the certificate signed for its new key; Ok once the
+    /// node says it stored it.
+    pub async fn install_certificate(
+        &self,
+        node: &NodeName,
+        certificate_pem: String,
+        not_after_unix: i64,
+    ) -> ApiResult<()> {
+        self.request(
+            node,
+            pb::request::Kind::InstallCertificate(pb::InstallCertificate {
+                certificate_pem,
+                not_after_unix,
+            }),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Hands a result that arrived on session `session` of `node` to

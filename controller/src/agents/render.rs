@@ -167,7 +167,7 @@ mod tests {
     use coloc_proto::storage::{VolumeId, VolumeName};
 
     use super::*;
-    use crate::store::{AppName, ConnState, NodeRecord};
+    use crate::store::{AppName, ConnState, NodeCert, NodeRecord};
 
     const NOTES: &str = r#"
 name = "notes"
@@ -209,7 +209,13 @@ cpu_percent = 10
             last_outcome: 0,
             last_message: String::new(),
             facts: None,
-            cert_fingerprint: String::new(),
+            cert: NodeCert {
+                fingerprint: String::new(),
+                not_after_unix: 0,
+                renew_after_unix: 0,
+            },
+            next_cert: None,
+            removed: None,
         }
     }
 
@@ -230,6 +236,7 @@ cpu_percent = 10
                 gone: false,
                 observed: None,
                 tenant_suspended: false,
+                node_removed: false,
             },
             owner: 200_000,
         }

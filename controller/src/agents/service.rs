@@ -20,6 +20,7 @@ use coloc_proto::domain::NodeName;
 use coloc_proto::storage::format_size;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::node_certs::{MAX_CSR_BYTES, admit, node_cert};
 use super::push::push_nodes;
 use super::registry::OutStream;
 use super::render::desired_of;
@@ -33,12 +34,8 @@ use crate::store::{
     AuditFields, AuditOutcome, AuditRecord, ConnState, NewNode, ObservedStorage, StoreError,
 };
 
-/// Lifetime of a node certificate. Renewal arrives with a later issue;
-/// until then a node re-enrolls with a new join token.
-const NODE_CERT_TTL_SECS: i64 = 5 * 365 * 86400;
 /// The agent must say Hello this quickly after opening a session.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CSR_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct AgentApi(pub Ctx);
@@ -78,9 +75,13 @@ impl AgentApi {
         // The cooperative's rule before the token is spent, so that a
         // refused enrollment leaves it usable once the site is fixed.
         auth::require_site_in_france(&ctx.store.get_site(&token.site).await?)?;
-        let issued =
-            ctx.ca
-                .sign_client_csr(&r.csr_pem, name.as_str(), "node", now, NODE_CERT_TTL_SECS)?;
+        let issued = ctx.ca.sign_client_csr(
+            &r.csr_pem,
+            name.as_str(),
+            "node",
+            now,
+            ctx.config.node_cert_ttl_secs(),
+        )?;
         // The token is checked again, and spent, in the transaction that
         // creates the node: a certificate signed for a token spent
         // meanwhile matches no node and opens nothing.
@@ -90,7 +91,7 @@ impl AgentApi {
                 &secret_hash,
                 NewNode {
                     name: name.clone(),
-                    cert_fingerprint: issued.fingerprint.clone(),
+                    cert: node_cert(&issued),
                     facts: r.facts,
                 },
                 now,
@@ -170,16 +171,7 @@ impl AgentService for AgentApi {
             .ok_or_else(|| {
                 Status::unauthenticated("a session needs the node's client certificate")
             })?;
-        let node = ctx
-            .store
-            .node_by_fingerprint(&fingerprint)
-            .await
-            .map_err(|e| ApiError::from(e).to_status())?
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "this certificate belongs to no node (removed, or re-enrolled since)",
-                )
-            })?;
+        let node = admit(&ctx, &fingerprint).await?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(pb::AgentMessage {
@@ -218,6 +210,22 @@ impl AgentService for AgentApi {
             params,
             desired_of(&desired, &ctx.catalog, &ctx.config),
         );
+        // A removal closes the node's session after marking it removed;
+        // this reads the mark after registering the session, so a session
+        // opening at that moment cannot slip between the two.
+        let removed = match ctx.store.get_node(&name).await {
+            Ok(n) => n.removed.is_some(),
+            Err(e) => {
+                ctx.sessions.close(&name, id);
+                return Err(ApiError::from(e).to_status());
+            }
+        };
+        if removed {
+            ctx.sessions.close(&name, id);
+            return Err(Status::permission_denied(format!(
+                "node {name} was removed while its session opened"
+            )));
+        }
         // Recorded now rather than at the next flush, so that a node shown
         // as ready also shows when it was seen.
         ctx.store

@@ -1,9 +1,10 @@
 //! colocd's own audit entries (actor `system`): what it did by itself,
-//! without a caller, such as destroying a volume past its grace period or
-//! forgetting an app instance whose unit is gone. A lost entry is logged
+//! without a caller, such as destroying a volume past its grace period,
+//! forgetting an app instance whose unit is gone or renewing a node's
+//! certificate. A lost entry is logged
 //! loudly; the action it describes has already happened and is not undone.
 
-use coloc_proto::domain::TenantName;
+use coloc_proto::domain::{NodeName, TenantName};
 
 use crate::context::Ctx;
 use crate::store::{AuditFields, AuditOutcome, AuditRecord, VolumeRecord};
@@ -16,12 +17,34 @@ pub async fn audit_system_entry(
     tenant: &TenantName,
     detail: String,
 ) {
+    append(ctx, action, target, Some(tenant.clone()), detail).await;
+}
+
+/// Writes an audit entry for something colocd did by itself to a node
+/// (in no tenant's log).
+pub async fn audit_system_node(ctx: &Ctx, action: &str, node: &NodeName, detail: String) {
+    append(ctx, action, format!("node:{node}"), None, detail).await;
+}
+
+/// Writes an audit entry for something colocd did to itself (its own
+/// certificate), in no tenant's log.
+pub async fn audit_system_controller(ctx: &Ctx, action: &str, detail: String) {
+    append(ctx, action, "controller".to_string(), None, detail).await;
+}
+
+async fn append(
+    ctx: &Ctx,
+    action: &str,
+    target: String,
+    tenant: Option<TenantName>,
+    detail: String,
+) {
     let entry = AuditRecord::new(AuditFields {
         at_unix_ms: ctx.clock.now_ms(),
         actor: "system".into(),
         action: action.into(),
         target: target.clone(),
-        tenant: Some(tenant.clone()),
+        tenant,
         outcome: AuditOutcome::Allowed,
         detail,
     });

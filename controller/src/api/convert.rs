@@ -24,6 +24,9 @@ pub fn site(r: SiteRecord) -> pb::Site {
 }
 
 pub fn node_status(r: &NodeRecord) -> pb::NodeStatus {
+    if r.removed.is_some() {
+        return pb::NodeStatus::Removed;
+    }
     match r.conn_state {
         ConnState::Enrolling => pb::NodeStatus::Enrolling,
         ConnState::Unreachable => pb::NodeStatus::Unreachable,
@@ -55,7 +58,12 @@ pub fn node(r: NodeRecord) -> pb::Node {
         last_message: r.last_message,
         facts: r.facts,
         labels: r.labels.into_iter().collect(),
-        cert_fingerprint: r.cert_fingerprint,
+        cert_fingerprint: r.cert.fingerprint,
+        cert_not_after_unix: r.cert.not_after_unix,
+        cert_renew_after_unix: r.cert.renew_after_unix,
+        next_cert_fingerprint: r.next_cert.map(|c| c.fingerprint).unwrap_or_default(),
+        removed_unix: r.removed.as_ref().map_or(0, |x| x.at_unix),
+        removed_by: r.removed.map(|x| x.by).unwrap_or_default(),
     }
 }
 
@@ -145,6 +153,7 @@ pub fn volume(r: VolumeRecord) -> pb::Volume {
         purge_after_unix: r.purge_after_unix.unwrap_or(0),
         snapshots: r.snapshots.into_iter().map(String::from).collect(),
         observed: r.observed,
+        node_removed: r.node_removed,
     }
 }
 
@@ -279,5 +288,6 @@ pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
         created_unix: r.created_unix,
         observed: r.observed,
         tenant_suspended: r.tenant_suspended,
+        node_removed: r.node_removed,
     }
 }

@@ -8,8 +8,9 @@ use coloc_proto::domain::NodeName;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::wire::fleet::{CreateJoinToken, CreateSite, DrainNode, GetNode, ListNodes};
+use super::wire::fleet::{CreateJoinToken, CreateSite, DrainNode, GetNode, ListNodes, RemoveNode};
 use super::wire::{shown, shown_up_to};
+use crate::agents::node_certs::close_session;
 use crate::agents::push_nodes;
 use crate::auth::{self, JOIN_TOKEN_PREFIX};
 use crate::context::Ctx;
@@ -289,6 +290,54 @@ impl Nodes for NodesApi {
                 let facts = ctx.sessions.refresh_facts(&name).await?;
                 ctx.store.record_facts(&name, &facts).await?;
                 Ok(convert::node(ctx.store.get_node(&name).await?))
+            },
+        )
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "node.remove",
+            |r| format!("node:{}", shown(&r.name)),
+            async |caller, r, audit| {
+                auth::require_admin(&caller, "removing a node")?;
+                let RemoveNode { name } = r.try_into()?;
+                let removed = ctx
+                    .store
+                    .remove_node(&name, &caller.actor(), ctx.clock.now())
+                    .await?;
+                // Marked first, closed second: a session opening meanwhile
+                // reads the mark and closes itself (agents::service).
+                close_session(ctx, &name, "node removed").await;
+                let volumes: Vec<String> = removed
+                    .volumes
+                    .iter()
+                    .map(|v| format!("{}/{}", v.tenant, v.name))
+                    .collect();
+                let instances: Vec<String> = removed
+                    .instances
+                    .iter()
+                    .map(|i| format!("{}/{}", i.tenant, i.app))
+                    .collect();
+                tracing::info!(node = %name, volumes = volumes.len(), instances = instances.len(), "node removed");
+                audit.detail = format!(
+                    "certificates refused from now on; orphaned: {} volume(s) [{}], {} app \
+                     instance(s) [{}]; nothing destroyed",
+                    volumes.len(),
+                    volumes.join(", "),
+                    instances.len(),
+                    instances.join(", ")
+                );
+                Ok(pb::RemoveNodeResponse {
+                    node: Some(convert::node(removed.node)),
+                    orphaned_volumes: volumes,
+                    orphaned_instances: instances,
+                })
             },
         )
         .await

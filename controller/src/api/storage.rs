@@ -251,6 +251,7 @@ impl Storage for StorageApi {
                             snapshots: Vec::new(),
                             allow_shrink: false,
                             observed: None,
+                            node_removed: false,
                         },
                         ctx.clock.now(),
                     )

@@ -31,6 +31,25 @@ pub enum TaskError {
         #[source]
         source: StoreError,
     },
+    /// The run went through several objects and some failed; the others
+    /// were done.
+    #[error("{done}; failed: {failed}")]
+    Partly {
+        /// What was done, as the summary of a run that succeeds says it.
+        done: String,
+        /// The objects that failed, each with its reason.
+        failed: String,
+    },
+    /// Something a person has to act on, which the task cannot do itself
+    /// (the CA nearing its end).
+    #[error("{0}")]
+    NeedsAdmin(String),
+    #[error("cannot {action}")]
+    Other {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl TaskError {

@@ -12,6 +12,8 @@
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
 //! | `membership` | 5 s | writes to the audit log, once, that an association's membership expired or that it is now frozen |
 //! | `refusal-summaries` | 1 s | writes one audit entry per address for the refusals the per-address limits counted without writing them ("N further refused calls from ADDR") |
+//! | `node-certificates` | 5 s | renews node certificates over their sessions after two thirds of their lifetime; closes sessions whose certificate expired |
+//! | `server-certificate` | 5 s | renews colocd's own server certificate after two thirds of its lifetime; fails once the CA has less than two years left |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -23,20 +25,23 @@
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
 //! task, named after it: `heartbeat_flush`, `silent_sessions`,
-//! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`. A new task is a
-//! new module here
-//! and one entry in [`colocd_tasks`].
+//! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`,
+//! `node_certificates`, `server_certificate`. A new task is a new module
+//! here and one entry in [`colocd_tasks`].
 
 pub mod driver;
 mod heartbeat_flush;
 mod membership;
+pub mod node_certificates;
 pub mod refusal_summaries;
+pub mod server_certificate;
 mod silent_sessions;
 pub mod status;
 mod summary;
 mod unreachable_nodes;
 mod volume_purge;
 
+use std::path::Path;
 use std::time::Duration;
 
 pub use driver::{BackgroundTask, Driver, TaskDefinition, TaskError};
@@ -55,8 +60,13 @@ const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 /// enough, and a pass is one read of the tenants.
 const MEMBERSHIP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// colocd's tasks, with their periods from the configuration.
-pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
+/// How often certificates are checked: the node query uses an index and
+/// the server certificate is in memory, so this costs next to nothing.
+const CERTIFICATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// colocd's tasks, with their periods from the configuration;
+/// `data_dir` is where colocd's server certificate is written.
+pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
     let flush = Duration::from_millis(ctx.config.seen_flush_ms);
     vec![
         TaskDefinition {
@@ -100,6 +110,23 @@ pub fn colocd_tasks(ctx: &Ctx) -> Vec<TaskDefinition> {
             period: REFUSAL_SUMMARY_INTERVAL,
             activate_on_shutdown: false,
             task: Box::new(refusal_summaries::RefusalSummaries::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "node-certificates",
+            description: "renew node certificates over their sessions after two thirds of their lifetime; close sessions whose certificate expired",
+            period: CERTIFICATE_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(node_certificates::NodeCertificates::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "server-certificate",
+            description: "renew colocd's server certificate after two thirds of its lifetime; watch the CA's end",
+            period: CERTIFICATE_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(server_certificate::ServerCertificate::new(
+                ctx.clone(),
+                data_dir.to_owned(),
+            )),
         },
     ]
 }

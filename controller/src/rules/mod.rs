@@ -23,11 +23,16 @@
 //! install request's decision), [`instances`] (what people's changes
 //! and nodes' reports do to an app instance), [`standing`] (an
 //! association's membership phase, its suspension, and the notices its
-//! users read), [`users`] (roles and tenants, the last enabled admin) and
-//! [`credentials`] (a credential's lifetime under the one that minted it).
+//! users read), [`users`] (roles and tenants, the last enabled admin),
+//! [`credentials`] (a credential's lifetime under the one that minted it),
+//! [`orphans`] (what a removed node's volumes and instances still accept)
+//! and [`certs`] (when a certificate is renewed, which node certificate
+//! opens a session).
 
+pub mod certs;
 pub mod credentials;
 pub mod instances;
+pub mod orphans;
 pub mod ports;
 pub mod quota;
 pub mod requests;

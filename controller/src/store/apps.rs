@@ -135,6 +135,8 @@ pub struct InstanceRecord {
     /// The tenant's apps are suspended by an admin (read from the tenant):
     /// the node is told to keep the instance stopped.
     pub tenant_suspended: bool,
+    /// Its node was removed: an orphan ([`crate::rules::orphans`]).
+    pub node_removed: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -226,14 +228,17 @@ pub trait AppStore: Send + Sync + 'static {
     /// Applies the change to the tenant's live instance of the app,
     /// bumping its node's generation when something changed (starting a
     /// running instance changes nothing). NotFound without any instance,
-    /// Conflict when the latest one is removed.
+    /// Conflict when the latest one is removed. On a removed node only
+    /// Remove is accepted, and releases the instance (removed and gone at
+    /// once, even one removed before and never reported gone).
     async fn change_instance(
         &self,
         tenant: &TenantName,
         app: &AppName,
         change: InstanceChange,
     ) -> StoreResult<InstanceRecord>;
-    /// Records a node's app statuses on its instances that are not gone.
+    /// Records a node's app statuses on its instances that are not gone
+    /// (Conflict for a removed node).
     /// Removed instances reported "removed" become gone (bumping the
     /// generation, so they leave the desired configuration) and are
     /// returned for the audit log. Statuses naming no instance of this

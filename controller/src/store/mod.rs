@@ -40,8 +40,8 @@ pub use self::apps::{
 };
 pub use self::audit::{AuditFields, AuditFilter, AuditOutcome, AuditPage, AuditRecord, AuditStore};
 pub use self::nodes::{
-    ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
-    SiteRecord,
+    ConnState, JoinTokenRecord, LabelChange, NewNode, NodeCert, NodeDesired, NodeRecord, NodeStore,
+    Removal, RemovedNode, SiteRecord,
 };
 pub use self::storage::{
     DEFAULT_VOLUME_GRACE_DAYS, DesiredVolume, MAX_SNAPSHOTS_PER_VOLUME, ObservedStorage,

@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use coloc_proto::agent::v1::NodeFacts;
 use coloc_proto::domain::{NodeName, SiteName};
 
-use super::{DesiredApp, DesiredVolume, PoolRecord, StoreResult, UnixSecs};
+use super::{
+    DesiredApp, DesiredVolume, InstanceRecord, PoolRecord, StoreResult, UnixSecs, VolumeRecord,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteRecord {
@@ -95,16 +97,49 @@ pub struct NodeRecord {
     pub last_outcome: i32,
     pub last_message: String,
     pub facts: Option<NodeFacts>,
-    /// sha256 of the node certificate's DER, hex.
-    pub cert_fingerprint: String,
+    /// The certificate the node uses.
+    pub cert: NodeCert,
+    /// A renewed certificate not used yet; it replaces `cert` the first
+    /// time the node opens a session with it ([`crate::rules::certs`]).
+    pub next_cert: Option<NodeCert>,
+    /// Set once an admin removed the node: its certificates are refused,
+    /// its volumes and instances are orphans, the row stays as a record.
+    pub removed: Option<Removal>,
+}
+
+/// One certificate of a node, as colocd signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    /// sha256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    pub not_after_unix: UnixSecs,
+    /// When it is due for renewal ([`crate::rules::certs::renew_after`]).
+    pub renew_after_unix: UnixSecs,
+}
+
+/// When and by whom a node was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub at_unix: UnixSecs,
+    /// "user:alice".
+    pub by: String,
 }
 
 /// A new node, created by [`NodeStore::enroll_node`].
 #[derive(Debug, Clone)]
 pub struct NewNode {
     pub name: NodeName,
-    pub cert_fingerprint: String,
+    pub cert: NodeCert,
     pub facts: Option<NodeFacts>,
+}
+
+/// A node just removed, with what it leaves behind: its volumes that are
+/// not destroyed and its instances that are not gone, now orphans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemovedNode {
+    pub node: NodeRecord,
+    pub volumes: Vec<VolumeRecord>,
+    pub instances: Vec<InstanceRecord>,
 }
 
 /// A change to the labels of nodes; each touched node gets a new
@@ -164,14 +199,45 @@ pub trait NodeStore: Send + Sync + 'static {
 
     // ---- nodes
     async fn get_node(&self, name: &NodeName) -> StoreResult<NodeRecord>;
+    /// The node whose current or next certificate has this fingerprint,
+    /// removed nodes included (their certificates are refused by name).
     async fn node_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<NodeRecord>>;
+    /// Every node, removed ones included.
     async fn list_nodes(&self, site: Option<&SiteName>) -> StoreResult<Vec<NodeRecord>>;
     /// Sets draining and bumps the desired generation if it changed.
+    /// Conflict for a removed node.
     async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord>;
-    /// Applies the change to every named node (all nodes when empty) in
-    /// one transaction, bumping each one's generation. NotFound if a named
-    /// node does not exist (nothing is changed then).
+    /// Applies the change to every named node (every node not removed
+    /// when empty) in one transaction, bumping each one's generation.
+    /// NotFound if a named node does not exist, Conflict if it was removed
+    /// (nothing is changed then).
     async fn change_labels(&self, change: LabelChange) -> StoreResult<Vec<NodeRecord>>;
+    /// Marks the node removed by `by` at `now`, forgets a renewed
+    /// certificate it has not used, and returns what it leaves behind.
+    /// Conflict if it was removed already.
+    async fn remove_node(
+        &self,
+        name: &NodeName,
+        by: &str,
+        now: UnixSecs,
+    ) -> StoreResult<RemovedNode>;
+
+    // ---- node certificates
+    /// Records a renewed certificate as the node's next one (replacing a
+    /// next one it never used). Conflict for a removed node.
+    async fn set_next_cert(&self, name: &NodeName, cert: NodeCert) -> StoreResult<NodeRecord>;
+    /// The node opened a session with its next certificate: it becomes
+    /// the current one, and the old one matches nothing from now on.
+    /// Conflict if `fingerprint` is not the node's next certificate.
+    async fn promote_next_cert(
+        &self,
+        name: &NodeName,
+        fingerprint: &str,
+    ) -> StoreResult<NodeRecord>;
+    /// Up to `limit` connected nodes, not removed, whose current
+    /// certificate is due for renewal at `now` (expired ones included),
+    /// the longest due first.
+    async fn certs_due(&self, now: UnixSecs, limit: usize) -> StoreResult<Vec<NodeRecord>>;
     async fn set_conn_state(
         &self,
         name: &NodeName,

@@ -89,6 +89,9 @@ pub struct VolumeRecord {
     pub allow_shrink: bool,
     /// As the agent last reported it; None before the first report.
     pub observed: Option<VolumeStatus>,
+    /// Its node was removed: an orphan ([`crate::rules::orphans`]). Read
+    /// from the node; ignored by `create_volume`.
+    pub node_removed: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -148,6 +151,8 @@ pub trait StorageStore: Send + Sync + 'static {
         allow_shrink: bool,
     ) -> StoreResult<VolumeRecord>;
     /// Active to retained, purge after now + the tenant's grace period.
+    /// A volume of a removed node is released instead: destroyed at once,
+    /// without its node's generation ([`crate::rules::orphans`]).
     async fn delete_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord>;
     /// Retained (and not yet due) back to active, quota re-checked.
     async fn restore_volume(&self, id: &VolumeId, now: UnixSecs) -> StoreResult<VolumeRecord>;
@@ -164,7 +169,8 @@ pub trait StorageStore: Send + Sync + 'static {
         id: &VolumeId,
         status: &VolumeStatus,
     ) -> StoreResult<VolumeRecord>;
-    /// Records a node's storage report. Purging volumes reported
+    /// Records a node's storage report (Conflict for a removed node).
+    /// Purging volumes reported
     /// DESTROYED become destroyed (bumping the generation, so they leave
     /// the desired configuration) and are returned for the audit log.
     /// Statuses of volumes on other nodes are ignored.
@@ -174,6 +180,7 @@ pub trait StorageStore: Send + Sync + 'static {
         observed: ObservedStorage,
     ) -> StoreResult<Vec<VolumeRecord>>;
     /// Retained volumes whose purge time has come become purging (bumping
-    /// their nodes' generations); returned for the audit log.
+    /// their nodes' generations); returned for the audit log. Volumes of
+    /// removed nodes are left alone.
     async fn purge_due(&self, now: UnixSecs) -> StoreResult<Vec<VolumeRecord>>;
 }

@@ -129,6 +129,30 @@ impl TryFrom<pb::DrainNodeRequest> for DrainNode {
     }
 }
 
+/// `RemoveNode`: the node, its name typed twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveNode {
+    pub name: NodeName,
+}
+
+impl TryFrom<pb::RemoveNodeRequest> for RemoveNode {
+    type Error = InvalidInput;
+    fn try_from(r: pb::RemoveNodeRequest) -> Result<Self, InvalidInput> {
+        let name: NodeName = required(r.name)?;
+        if r.confirm != name.as_str() {
+            return Err(InvalidInput::field(
+                "confirm",
+                format!(
+                    "removing a node refuses its certificates for good and orphans its \
+                     volumes and apps: confirm with {:?}",
+                    name.as_str()
+                ),
+            ));
+        }
+        Ok(RemoveNode { name })
+    }
+}
+
 /// `SetNodeLabels`: what the store changes, in one transaction.
 impl TryFrom<pb::SetNodeLabelsRequest> for LabelChange {
     type Error = InvalidInput;
@@ -169,6 +193,22 @@ mod tests {
             city: city.into(),
             description: description.into(),
         }
+    }
+
+    #[test]
+    fn node_removal_is_confirmed_with_the_name() {
+        let ask = |name: &str, confirm: &str| {
+            RemoveNode::try_from(pb::RemoveNodeRequest {
+                name: name.into(),
+                confirm: confirm.into(),
+            })
+        };
+        assert_eq!(ask("n1", "n1").unwrap().name.as_str(), "n1");
+        refused(ask("n1", ""), "confirm");
+        refused(ask("n1", "n2"), "confirm");
+        refused(ask("n1", "N1"), "confirm");
+        refused(ask("", ""), "node name");
+        refused(ask("N1", "N1"), "node name");
     }
 
     #[test]

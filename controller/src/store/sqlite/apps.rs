@@ -19,7 +19,7 @@ use prost::Message;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
-use super::nodes::{bump_generation, node_exists};
+use super::nodes::{bump_generation, removed_at, require_live_node};
 use super::storage::{lifecycle_parse, load_volume, volume_label};
 use super::tenancy::load_tenant;
 use super::{
@@ -27,6 +27,7 @@ use super::{
     parsed_opt, query_all, query_opt, small, to_i64, unsigned,
 };
 use crate::rules::instances::{self, Wanted};
+use crate::rules::orphans;
 use crate::rules::ports;
 use crate::rules::requests::{self, Decision};
 use crate::store::{
@@ -36,15 +37,15 @@ use crate::store::{
 };
 
 /// Column list matching [`instance_from_row`]; column 13 is the tenant's
-/// POSIX id.
+/// POSIX id, 14 when the node was removed.
 macro_rules! instance_select {
     ($rest:literal) => {
         concat!(
             "SELECT i.tenant, i.app, i.node, i.volume_id, v.name, v.lifecycle, i.port, ",
             "i.state, i.restart_nonce, i.request_id, i.created_unix, i.gone, i.observed, ",
-            "t.posix_id, t.suspended_unix IS NOT NULL ",
+            "t.posix_id, t.suspended_unix IS NOT NULL, n.removed_unix ",
             "FROM app_instances AS i JOIN volumes AS v ON v.id = i.volume_id ",
-            "JOIN tenants AS t ON t.name = i.tenant ",
+            "JOIN tenants AS t ON t.name = i.tenant JOIN nodes AS n ON n.name = i.node ",
             $rest
         )
     };
@@ -141,6 +142,7 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
         gone: row.get(11)?,
         observed: blob::<AppStatus>(row, 12)?,
         tenant_suspended: row.get(14)?,
+        node_removed: row.get::<_, Option<UnixSecs>>(15)?.is_some(),
     })
 }
 
@@ -152,6 +154,44 @@ fn load_instance(conn: &Connection, rowid: i64) -> StoreResult<InstanceRecord> {
         instance_from_row,
     )?
     .ok_or_else(|| not_found("instance", rowid.to_string()))
+}
+
+/// The row id of the tenant's instance of the app on a removed node that
+/// is not gone yet (live, or removed and never reported gone), if any.
+fn orphan_instance(conn: &Connection, tenant: &str, app: &str) -> StoreResult<Option<i64>> {
+    query_opt(
+        conn,
+        "SELECT i.id FROM app_instances AS i JOIN nodes AS n ON n.name = i.node \
+         WHERE i.tenant = ?1 AND i.app = ?2 AND i.gone = 0 AND n.removed_unix IS NOT NULL \
+         ORDER BY i.state = 'removed', i.id DESC LIMIT 1",
+        [tenant, app],
+        |row| row.get(0),
+    )
+}
+
+/// The one change an instance of a removed node takes: removing it
+/// releases it at once ([`crate::rules::orphans`]); nothing is bumped, the
+/// node is never told anything again.
+fn release_orphan(
+    tx: &Connection,
+    rowid: i64,
+    change: InstanceChange,
+    label: &str,
+) -> StoreResult<InstanceRecord> {
+    let before = load_instance(tx, rowid)?;
+    let removed = removed_at(tx, before.node.as_str())?.unwrap_or_default();
+    orphans::instance_change(change, removed).map_err(|e| {
+        conflict(
+            "instance",
+            label,
+            format!("is on node {}, which {e}", before.node),
+        )
+    })?;
+    tx.prepare_cached("UPDATE app_instances SET state = 'removed', gone = 1 WHERE id = ?1")
+        .db()?
+        .execute([rowid])
+        .db()?;
+    load_instance(tx, rowid)
 }
 
 /// The row id of the tenant's live (not removed) instance of the app.
@@ -270,9 +310,7 @@ impl AppStore for SqliteStore {
             let app = request.app.as_str();
             let node = request.node.as_str();
             load_tenant(tx, tenant)?;
-            if !node_exists(tx, node)? {
-                return Err(not_found("node", node));
-            }
+            require_live_node(tx, node)?;
             let v = load_volume(tx, request.volume_id.as_str())?;
             if v.tenant != request.tenant || v.node != request.node {
                 return Err(conflict(
@@ -401,6 +439,7 @@ impl AppStore for SqliteStore {
         self.write(move |tx| {
             let (r, state) = request_to_decide(tx, id, Decision::Approve)?;
             let (tenant, app, node) = (r.tenant.as_str(), r.app.as_str(), r.node.as_str());
+            require_live_node(tx, node)?;
             check_no_live_instance(tx, tenant, app)?;
             let v = load_volume(tx, r.volume_id.as_str())?;
             if v.lifecycle != VolumeLifecycle::Active {
@@ -521,6 +560,9 @@ impl AppStore for SqliteStore {
         let app = app.clone();
         self.write(move |tx| {
             let label = format!("{tenant}/{app}");
+            if let Some(rowid) = orphan_instance(tx, tenant.as_str(), app.as_str())? {
+                return release_orphan(tx, rowid, change, &label);
+            }
             let Some(rowid) = live_instance(tx, tenant.as_str(), app.as_str())? else {
                 let removed = tx
                     .prepare_cached("SELECT 1 FROM app_instances WHERE tenant = ?1 AND app = ?2")
@@ -568,9 +610,7 @@ impl AppStore for SqliteStore {
         let node = node.clone();
         self.write(move |tx| {
             let name = node.as_str();
-            if !node_exists(tx, name)? {
-                return Err(not_found("node", name));
-            }
+            require_live_node(tx, name)?;
             let mut gone = Vec::new();
             for status in &statuses {
                 // Only this node's instances: a node never writes another's.

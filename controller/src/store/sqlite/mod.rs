@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_apps.sql"),
     include_str!("migrations/0004_membership.sql"),
     include_str!("migrations/0005_credentials.sql"),
+    include_str!("migrations/0006_node_lifecycle.sql"),
 ];
 
 /// The schema version this code writes and understands.

@@ -17,13 +17,15 @@ use prost::Message;
 use rusqlite::{Connection, Row, params};
 
 use super::{
-    Db, SqliteStore, apps, backend, blob, corrupt, immediate, insert_err, not_found, parsed,
-    parsed_opt, query_all, query_opt, storage, to_i64, unsigned,
+    Db, SqliteStore, apps, backend, blob, conflict, corrupt, immediate, insert_err, not_found,
+    parsed, parsed_opt, query_all, query_opt, storage, to_i64, unsigned,
 };
+use crate::rules::orphans::NodeRemoved;
 use crate::store::{
-    ConnState, JoinTokenRecord, LabelChange, NewNode, NodeDesired, NodeRecord, NodeStore,
-    SiteRecord, StoreError, StoreResult, UnixSecs,
+    ConnState, JoinTokenRecord, LabelChange, NewNode, NodeCert, NodeDesired, NodeRecord, NodeStore,
+    Removal, RemovedNode, SiteRecord, StoreError, StoreResult, UnixSecs,
 };
+use crate::time::date_of;
 
 fn site_from_row(row: &Row<'_>) -> rusqlite::Result<SiteRecord> {
     Ok(SiteRecord {
@@ -56,7 +58,9 @@ macro_rules! node_select {
         concat!(
             "SELECT name, site, enrolled_unix, last_seen_unix, conn_state, conn_changed_unix, ",
             "draining, labels, desired_generation, applied_generation, last_outcome, ",
-            "last_message, facts, cert_fingerprint FROM nodes ",
+            "last_message, facts, cert_fingerprint, cert_not_after_unix, cert_renew_after_unix, ",
+            "next_cert_fingerprint, next_cert_not_after_unix, next_cert_renew_after_unix, ",
+            "removed_unix, removed_by FROM nodes ",
             $rest
         )
     };
@@ -92,6 +96,23 @@ fn usable_join_token(
 }
 
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    let next_fingerprint: Option<String> = row.get(16)?;
+    let next_cert = match next_fingerprint {
+        Some(fingerprint) => Some(NodeCert {
+            fingerprint,
+            not_after_unix: row.get(17)?,
+            renew_after_unix: row.get(18)?,
+        }),
+        None => None,
+    };
+    let removed_unix: Option<UnixSecs> = row.get(19)?;
+    let removed = match removed_unix {
+        Some(at_unix) => Some(Removal {
+            at_unix,
+            by: row.get::<_, Option<String>>(20)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
     Ok(NodeRecord {
         name: parsed(row, 0, NodeName::new)?,
         site: parsed(row, 1, SiteName::new)?,
@@ -110,7 +131,13 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {
         last_outcome: row.get(10)?,
         last_message: row.get(11)?,
         facts: blob::<NodeFacts>(row, 12)?,
-        cert_fingerprint: row.get(13)?,
+        cert: NodeCert {
+            fingerprint: row.get(13)?,
+            not_after_unix: row.get(14)?,
+            renew_after_unix: row.get(15)?,
+        },
+        next_cert,
+        removed,
     })
 }
 
@@ -126,9 +153,45 @@ pub(super) fn node_exists(conn: &Connection, name: &str) -> StoreResult<bool> {
         .db()
 }
 
+/// When the node was removed; None while it is in the fleet (or does not
+/// exist).
+pub(super) fn removed_at(conn: &Connection, name: &str) -> StoreResult<Option<UnixSecs>> {
+    Ok(query_opt(
+        conn,
+        "SELECT removed_unix FROM nodes WHERE name = ?1",
+        [name],
+        |row| row.get::<_, Option<UnixSecs>>(0),
+    )?
+    .flatten())
+}
+
+/// The refusal of a change that needs a node which was removed.
+fn node_removed(name: &str, at_unix: UnixSecs) -> StoreError {
+    conflict("node", name, NodeRemoved { at_unix }.to_string())
+}
+
+/// NotFound for a node that does not exist, Conflict for a removed one:
+/// what every change needing a node in the fleet checks first.
+pub(super) fn require_live_node(conn: &Connection, name: &str) -> StoreResult<()> {
+    if !node_exists(conn, name)? {
+        return Err(not_found("node", name));
+    }
+    match removed_at(conn, name)? {
+        Some(at) => Err(node_removed(name, at)),
+        None => Ok(()),
+    }
+}
+
 /// Tells the session manager the node has something new to run: every
 /// change to a node's desired configuration calls this in its transaction.
+/// A removed node is never told anything again, so the change is refused
+/// (and the caller's transaction rolled back): its volumes and instances
+/// only take their release ([`crate::rules::orphans`]), which does not
+/// come here.
 pub(super) fn bump_generation(conn: &Connection, node: &str) -> StoreResult<()> {
+    if let Some(at) = removed_at(conn, node)? {
+        return Err(node_removed(node, at));
+    }
     conn.prepare_cached(
         "UPDATE nodes SET desired_generation = desired_generation + 1 WHERE name = ?1",
     )
@@ -265,9 +328,23 @@ impl NodeStore for SqliteStore {
             // Checked before touching the token, so that a refused name
             // leaves the token usable for a second try.
             if node_exists(&tx, name)? {
-                return Err(StoreError::AlreadyExists {
-                    kind: "node",
-                    name: name.to_owned(),
+                return Err(match removed_at(&tx, name)? {
+                    // Its volumes, instances, pools, grants and audit
+                    // entries still name it: a new server under that
+                    // name would inherit them.
+                    Some(at) => conflict(
+                        "node",
+                        name,
+                        format!(
+                            "the name belonged to a node removed on {}; names of removed \
+                             nodes are not reused, choose another",
+                            date_of(at)
+                        ),
+                    ),
+                    None => StoreError::AlreadyExists {
+                        kind: "node",
+                        name: name.to_owned(),
+                    },
                 });
             }
             tx.prepare_cached(
@@ -281,8 +358,9 @@ impl NodeStore for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO nodes (name, site, enrolled_unix, last_seen_unix, conn_state, \
                  conn_changed_unix, draining, labels, desired_generation, applied_generation, \
-                 last_outcome, last_message, facts, cert_fingerprint) \
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?3, 0, '{}', 1, 0, 0, '', ?5, ?6)",
+                 last_outcome, last_message, facts, cert_fingerprint, cert_not_after_unix, \
+                 cert_renew_after_unix) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?3, 0, '{}', 1, 0, 0, '', ?5, ?6, ?7, ?8)",
             )
             .db()?
             .execute(params![
@@ -291,7 +369,9 @@ impl NodeStore for SqliteStore {
                 now,
                 ConnState::Enrolling.as_str(),
                 facts,
-                node.cert_fingerprint
+                node.cert.fingerprint,
+                node.cert.not_after_unix,
+                node.cert.renew_after_unix
             ])
             .map_err(|e| insert_err(e, ("node", name), ("site", site)))?;
             let record = load_node(&tx, name)?;
@@ -314,7 +394,7 @@ impl NodeStore for SqliteStore {
         self.run(move |conn| {
             query_opt(
                 conn,
-                node_select!("WHERE cert_fingerprint = ?1"),
+                node_select!("WHERE cert_fingerprint = ?1 OR next_cert_fingerprint = ?1"),
                 [&fingerprint],
                 node_from_row,
             )
@@ -338,6 +418,7 @@ impl NodeStore for SqliteStore {
     async fn set_draining(&self, name: &NodeName, draining: bool) -> StoreResult<NodeRecord> {
         let name = name.clone();
         self.write(move |tx| {
+            require_live_node(tx, name.as_str())?;
             tx.prepare_cached(
                 "UPDATE nodes SET draining = ?2, desired_generation = desired_generation + 1 \
                  WHERE name = ?1 AND draining <> ?2",
@@ -356,7 +437,7 @@ impl NodeStore for SqliteStore {
         self.run(move |conn| {
             let tx = immediate(conn)?;
             let names: BTreeSet<String> = if change.nodes.is_empty() {
-                tx.prepare_cached("SELECT name FROM nodes")
+                tx.prepare_cached("SELECT name FROM nodes WHERE removed_unix IS NULL")
                     .db()?
                     .query_map([], |row| row.get::<_, String>(0))
                     .db()?
@@ -368,9 +449,7 @@ impl NodeStore for SqliteStore {
                 // Every name first: a typo must not leave half the list
                 // changed.
                 for name in &names {
-                    if !node_exists(&tx, name)? {
-                        return Err(not_found("node", name.as_str()));
-                    }
+                    require_live_node(&tx, name)?;
                 }
                 names
             };
@@ -397,6 +476,141 @@ impl NodeStore for SqliteStore {
             tx.commit().db()?;
             // `names` is a BTreeSet, so `updated` is already sorted by name.
             Ok(updated)
+        })
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        name: &NodeName,
+        by: &str,
+        now: UnixSecs,
+    ) -> StoreResult<RemovedNode> {
+        let name = name.clone();
+        let by = by.to_owned();
+        self.write(move |tx| {
+            let node = name.as_str();
+            let before = load_node(tx, node)?;
+            if let Some(removed) = &before.removed {
+                return Err(conflict(
+                    "node",
+                    node,
+                    format!(
+                        "was already removed on {} by {}",
+                        date_of(removed.at_unix),
+                        removed.by
+                    ),
+                ));
+            }
+            // A renewed certificate it never used goes with it; the
+            // current one stays recorded, so that it is refused by name.
+            tx.prepare_cached(
+                "UPDATE nodes SET removed_unix = ?2, removed_by = ?3, \
+                 next_cert_fingerprint = NULL, next_cert_not_after_unix = NULL, \
+                 next_cert_renew_after_unix = NULL WHERE name = ?1",
+            )
+            .db()?
+            .execute(params![node, now, by])
+            .db()?;
+            Ok(RemovedNode {
+                node: load_node(tx, node)?,
+                volumes: storage::desired_volumes(tx, node)?
+                    .into_iter()
+                    .map(|d| d.volume)
+                    .collect(),
+                instances: apps::desired_apps(tx, node)?
+                    .into_iter()
+                    .map(|d| d.instance)
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn set_next_cert(&self, name: &NodeName, cert: NodeCert) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        self.write(move |tx| {
+            require_live_node(tx, name.as_str())?;
+            // One index per column: a fingerprint current elsewhere is
+            // checked here.
+            let taken = tx
+                .prepare_cached(
+                    "SELECT 1 FROM nodes WHERE cert_fingerprint = ?1 \
+                     OR (next_cert_fingerprint = ?1 AND name <> ?2)",
+                )
+                .db()?
+                .exists(params![cert.fingerprint, name.as_str()])
+                .db()?;
+            if taken {
+                return Err(StoreError::AlreadyExists {
+                    kind: "certificate",
+                    name: cert.fingerprint.clone(),
+                });
+            }
+            tx.prepare_cached(
+                "UPDATE nodes SET next_cert_fingerprint = ?2, next_cert_not_after_unix = ?3, \
+                 next_cert_renew_after_unix = ?4 WHERE name = ?1",
+            )
+            .db()?
+            .execute(params![
+                name.as_str(),
+                cert.fingerprint,
+                cert.not_after_unix,
+                cert.renew_after_unix
+            ])
+            .db()?;
+            load_node(tx, name.as_str())
+        })
+        .await
+    }
+
+    async fn promote_next_cert(
+        &self,
+        name: &NodeName,
+        fingerprint: &str,
+    ) -> StoreResult<NodeRecord> {
+        let name = name.clone();
+        let fingerprint = fingerprint.to_owned();
+        self.write(move |tx| {
+            require_live_node(tx, name.as_str())?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE nodes SET cert_fingerprint = next_cert_fingerprint, \
+                     cert_not_after_unix = next_cert_not_after_unix, \
+                     cert_renew_after_unix = next_cert_renew_after_unix, \
+                     next_cert_fingerprint = NULL, next_cert_not_after_unix = NULL, \
+                     next_cert_renew_after_unix = NULL \
+                     WHERE name = ?1 AND next_cert_fingerprint = ?2",
+                )
+                .db()?
+                .execute(params![name.as_str(), fingerprint])
+                .db()?;
+            if changed == 0 {
+                return Err(conflict(
+                    "node",
+                    name.as_str(),
+                    "the certificate presented is not its renewed one",
+                ));
+            }
+            load_node(tx, name.as_str())
+        })
+        .await
+    }
+
+    async fn certs_due(&self, now: UnixSecs, limit: usize) -> StoreResult<Vec<NodeRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            // The rule is rules::certs::is_due (renew_after <= now), written
+            // as the query so that the index finds the due nodes.
+            query_all(
+                conn,
+                node_select!(
+                    "WHERE removed_unix IS NULL AND cert_renew_after_unix <= ?1 \
+                     AND conn_state = 'connected' ORDER BY cert_renew_after_unix, name LIMIT ?2"
+                ),
+                params![now, limit],
+                node_from_row,
+            )
         })
         .await
     }

@@ -18,12 +18,13 @@ use prost::Message;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
-use super::nodes::{bump_generation, node_exists};
+use super::nodes::{bump_generation, require_live_node};
 use super::tenancy::load_tenant;
 use super::{
     Db, SqliteError, SqliteStore, blob, conflict, conversion, corrupt, insert_err, json_list,
     not_found, parsed, query_all, query_opt, small, to_i64, to_json, unsigned,
 };
+use crate::rules::orphans;
 use crate::rules::quota::{OverQuota, Usage};
 use crate::rules::volumes::{self, ReportEffect, SnapshotRefused};
 use crate::store::{
@@ -126,9 +127,10 @@ macro_rules! volume_select {
         concat!(
             "SELECT v.id, v.tenant, v.name, v.node, v.pool, p.kind, v.size_bytes, ",
             "v.reservation_bytes, v.encrypted, v.lifecycle, v.created_unix, v.deleted_unix, ",
-            "v.purge_after_unix, v.snapshots, v.allow_shrink, v.observed, t.posix_id ",
+            "v.purge_after_unix, v.snapshots, v.allow_shrink, v.observed, t.posix_id, ",
+            "n.removed_unix IS NOT NULL ",
             "FROM volumes AS v JOIN pools AS p ON p.node = v.node AND p.name = v.pool ",
-            "JOIN tenants AS t ON t.name = v.tenant ",
+            "JOIN tenants AS t ON t.name = v.tenant JOIN nodes AS n ON n.name = v.node ",
             $rest
         )
     };
@@ -152,6 +154,7 @@ fn volume_from_row(row: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
         snapshots: parsed(row, 13, |t| json_list(t, SnapshotName::new))?,
         allow_shrink: row.get(14)?,
         observed: blob::<VolumeStatus>(row, 15)?,
+        node_removed: row.get(17)?,
     })
 }
 
@@ -225,9 +228,7 @@ impl StorageStore for SqliteStore {
         self.write(move |tx| {
             let node = pool.node.as_str();
             let label = format!("{node}/{}", pool.name);
-            if !node_exists(tx, node)? {
-                return Err(not_found("node", node));
-            }
+            require_live_node(tx, node)?;
             tx.prepare_cached(
                 "INSERT INTO pools (node, name, kind, layout, disks, force, created_unix, \
                  observed, orphans) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL)",
@@ -412,6 +413,23 @@ impl StorageStore for SqliteStore {
         let id = id.clone();
         self.write(move |tx| {
             let v = load_volume(tx, id.as_str())?;
+            if v.node_removed {
+                let released = orphans::release_volume(v.lifecycle, v.deleted_unix, now)
+                    .map_err(|e| conflict("volume", volume_label(&v), e.to_string()))?;
+                // No generation: the removed node is never told anything.
+                tx.prepare_cached(
+                    "UPDATE volumes SET lifecycle = 'destroyed', deleted_unix = ?2, \
+                     purge_after_unix = ?3, allow_shrink = 0 WHERE id = ?1",
+                )
+                .db()?
+                .execute(params![
+                    id.as_str(),
+                    released.deleted_unix,
+                    released.purge_after_unix
+                ])
+                .db()?;
+                return load_volume(tx, id.as_str());
+            }
             let grace = load_tenant(tx, v.tenant.as_str())?.volume_grace_days;
             let retention = volumes::delete(v.lifecycle, v.purge_after_unix, grace, now)
                 .map_err(|e| conflict("volume", volume_label(&v), e.to_string()))?;
@@ -547,9 +565,7 @@ impl StorageStore for SqliteStore {
         let node = node.clone();
         self.write(move |tx| {
             let name = node.as_str();
-            if !node_exists(tx, name)? {
-                return Err(not_found("node", name));
-            }
+            require_live_node(tx, name)?;
             let declared: Vec<String> = tx
                 .prepare_cached("SELECT name FROM pools WHERE node = ?1")
                 .db()?
@@ -624,11 +640,15 @@ impl StorageStore for SqliteStore {
         self.write(move |tx| {
             // The rule is rules::volumes::is_due (purge_after_unix <= now),
             // written as the query so that the index finds the due volumes
-            // without reading every retained one every few seconds.
+            // without reading every retained one every few seconds. A
+            // removed node's volumes are orphans: never purged by time,
+            // only released by a person (rules::orphans).
             let mut due: Vec<(String, String)> = tx
                 .prepare_cached(
                     "UPDATE volumes SET lifecycle = 'purging' \
-                     WHERE lifecycle = 'retained' AND purge_after_unix <= ?1 RETURNING id, node",
+                     WHERE lifecycle = 'retained' AND purge_after_unix <= ?1 \
+                     AND node IN (SELECT name FROM nodes WHERE removed_unix IS NULL) \
+                     RETURNING id, node",
                 )
                 .db()?
                 .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -12,7 +12,7 @@ use coloc_proto::domain::{CertSerial, NodeName, TenantName, UserName};
 use rusqlite::{Connection, Row, params};
 
 use super::credentials;
-use super::nodes::{bump_generation, node_exists};
+use super::nodes::{bump_generation, node_exists, require_live_node};
 use super::{
     Db, SqliteStore, conflict, corrupt, immediate, insert_err, not_found, parsed, parsed_opt,
     query_all, query_opt, small, to_i64, unsigned,
@@ -383,9 +383,7 @@ impl TenancyStore for SqliteStore {
             if !user_exists(tx, user.as_str())? {
                 return Err(not_found("user", user.as_str()));
             }
-            if !node_exists(tx, node.as_str())? {
-                return Err(not_found("node", node.as_str()));
-            }
+            require_live_node(tx, node.as_str())?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO node_grants (user_name, node_name) VALUES (?1, ?2)",
             )

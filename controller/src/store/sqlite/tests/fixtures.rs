@@ -10,11 +10,13 @@ use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ApiTokenRecord, AppName, AuditFields, AuditOutcome, AuditRecord, JoinTokenRecord,
-    NewAppRequest, NewNode, NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord, UnixSecs,
-    UserCertRecord, UserRecord, VolumeLifecycle, VolumeRecord,
+    NewAppRequest, NewNode, NodeCert, NodeRecord, PoolRecord, SiteRecord, StoreError, TenantRecord,
+    UnixSecs, UserCertRecord, UserRecord, VolumeLifecycle, VolumeRecord,
 };
 
 pub(super) const NOW: UnixSecs = 1_800_000_000;
+/// Lifetime of the node certificates of [`new_node`].
+pub(super) const CERT_TTL: UnixSecs = 365 * 86_400;
 
 pub(super) fn site_name(s: &str) -> SiteName {
     SiteName::new(s).unwrap()
@@ -73,7 +75,11 @@ pub(super) fn facts(hostname: &str) -> NodeFacts {
 pub(super) fn new_node(name: &str) -> NewNode {
     NewNode {
         name: node_name(name),
-        cert_fingerprint: format!("fp-{name}"),
+        cert: NodeCert {
+            fingerprint: format!("fp-{name}"),
+            not_after_unix: NOW + CERT_TTL,
+            renew_after_unix: NOW + CERT_TTL * 2 / 3,
+        },
         facts: Some(facts(name)),
     }
 }
@@ -210,6 +216,7 @@ pub(super) fn volume(tenant: &str, name: &str, node: &str, size: u64) -> VolumeR
         snapshots: Vec::new(),
         allow_shrink: false,
         observed: None,
+        node_removed: false,
     }
 }
 

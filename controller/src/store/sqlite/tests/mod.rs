@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod credentials;
 mod fixtures;
+mod node_lifecycle;
 mod nodes;
 mod schema;
 mod storage;

@@ -104,7 +104,9 @@ async fn enrollment_creates_the_node_and_consumes_the_token_once() {
             last_outcome: 0,
             last_message: String::new(),
             facts: Some(facts("n1")),
-            cert_fingerprint: "fp-n1".into(),
+            cert: new_node("n1").cert,
+            next_cert: None,
+            removed: None,
         }
     );
     assert_eq!(store.get_node(&node_name("n1")).await.unwrap(), node);

@@ -156,3 +156,32 @@ async fn the_credentials_migration_keeps_existing_credentials_usable() {
     let revoked = store.revoke_user_cert(&cert.serial, 5).await.unwrap();
     assert_eq!(revoked.record.revoked_unix, Some(5));
 }
+
+#[tokio::test]
+async fn the_node_lifecycle_migration_dates_existing_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colocd.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sites (name, country, city, description, created_unix) \
+             VALUES ('paris-1', 'FR', '', '', 0); \
+             INSERT INTO nodes (name, site, enrolled_unix, conn_state, conn_changed_unix, \
+             desired_generation, applied_generation, cert_fingerprint) \
+             VALUES ('n1', 'paris-1', 1800000000, 'enrolling', 1800000000, 1, 0, 'fp-n1');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let n1 = store.get_node(&node_name("n1")).await.unwrap();
+    // Signed at enrollment for five years, as colocd did before.
+    let five_years = 5 * 365 * 86_400;
+    assert_eq!(n1.cert.fingerprint, "fp-n1");
+    assert_eq!(n1.cert.not_after_unix, 1_800_000_000 + five_years);
+    assert_eq!(n1.cert.renew_after_unix, 1_800_000_000 + five_years * 2 / 3);
+    assert_eq!((n1.next_cert, n1.removed), (None, None));
+}
