@@ -23,6 +23,9 @@ use tokio::sync::watch;
 
 /// Volume encryption keys live in `<state_dir>/keys` (docs/STORAGE.md).
 const KEYS_DIR: &str = "keys";
+/// The firewall ruleset last applied, which the image's nftables.service
+/// loads at boot (`/var/lib/coloc/firewall.nft`).
+const FIREWALL_FILE: &str = "firewall.nft";
 
 /// coloc's node agent: enrolls the server, keeps its session with colocd and
 /// applies the desired configuration, from its own ledger when the
@@ -126,7 +129,11 @@ fn run(config_path: &Path) -> Result<()> {
         let agent = spawn_agent(AgentOptions {
             // Keys stay next to the ledger, on the root disk: a data disk
             // that leaves the server must not carry them.
-            host: Host::real(Runner::new(), config.state_dir.join(KEYS_DIR)),
+            host: Host::real(
+                Runner::new(),
+                config.state_dir.join(KEYS_DIR),
+                config.state_dir.join(FIREWALL_FILE),
+            ),
             ledger,
             config,
             write_state_files: true,

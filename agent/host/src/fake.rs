@@ -1,7 +1,7 @@
 //! In-memory fakes of [`Units`] and [`Health`], and the assembly of a
 //! whole fake host with the storage fakes of [`volumes`](crate::volumes)
 //! ([`FakeDisks`], [`FakeVolumes`]) and the others ([`FakePackages`],
-//! [`FakeJournal`], [`FakeAccounts`]), good enough to run a whole simulated
+//! [`FakeJournal`], [`FakeAccounts`], [`FakeFirewall`]), good enough to run a whole simulated
 //! agent and to let tests set the host's state.
 //!
 //! Everything is deterministic: the same node name gives the same facts,
@@ -26,8 +26,8 @@ use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
 use crate::smart::validate_device;
 use crate::volumes::{DiskProbe, FakeDisks, FakeVolumes, Volumes};
 use crate::{
-    BlockDevice, FakeAccounts, FakeJournal, FakePackages, Health, Host, HostError, SmartReport,
-    UnitDetails, UnitName, UnitOp, UnitState, Units,
+    BlockDevice, FakeAccounts, FakeFirewall, FakeJournal, FakePackages, Health, Host, HostError,
+    SmartReport, UnitDetails, UnitName, UnitOp, UnitState, Units,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -53,6 +53,7 @@ pub struct FakeHost {
     pub packages: Arc<FakePackages>,
     pub journal: Arc<FakeJournal>,
     pub accounts: Arc<FakeAccounts>,
+    pub firewall: Arc<FakeFirewall>,
 }
 
 impl FakeHost {
@@ -87,6 +88,7 @@ impl FakeHost {
             packages: Arc::default(),
             journal: Arc::default(),
             accounts: Arc::default(),
+            firewall: Arc::default(),
         }
     }
 
@@ -99,6 +101,7 @@ impl FakeHost {
             packages: self.packages.clone(),
             journal: self.journal.clone(),
             accounts: self.accounts.clone(),
+            firewall: self.firewall.clone(),
         }
     }
 

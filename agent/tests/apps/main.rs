@@ -268,6 +268,15 @@ impl TestPackages {
 
 #[async_trait]
 impl Packages for TestPackages {
+    async fn unit_files(&self, package: &str) -> Result<BTreeSet<UnitName>, HostError> {
+        // Each package ships the unit of its own name, as Debian's do.
+        let unit = UnitName::new(format!("{package}.service")).map_err(|e| HostError::Refused {
+            object: package.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(BTreeSet::from([unit]))
+    }
+
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError> {
         if let Some(p) = packages.iter().find(|p| lock(&self.unknown).contains(*p)) {
             return Err(HostError::Refused {
@@ -472,7 +481,7 @@ fn radicale(port: u16) -> AppSpec {
         health: Some(app_spec::Health::HealthHttpPath("/.web/".into())),
         restart_nonce: 0,
         volume_id: VOLUME.into(),
-        proxy_upstream_host: false,
+        ..AppSpec::default()
     }
 }
 
