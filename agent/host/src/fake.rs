@@ -70,9 +70,11 @@ impl FakeHost {
             units.install(&unit);
             units.set_active(&unit);
         }
-        // The reverse proxy's unit, as its package ships it (inactive until
-        // the first app is deployed).
-        units.install(&UnitName::new("caddy.service").expect("a valid unit name"));
+        // The reverse proxy's unit, as the image ships it, and Debian's
+        // caddy.service (inactive until the first app is deployed).
+        for proxy in ["coloc-proxy.service", "caddy.service"] {
+            units.install(&UnitName::new(proxy).expect("a valid unit name"));
+        }
         let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&disks)));
         let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
         let lvm = Arc::new(FakeVolumes::with_disks(
@@ -725,10 +727,12 @@ mod tests {
             let state = units.unit_state(&unit(name)).await.unwrap();
             assert!(state.is_active() && state.is_loaded(), "{name}: {state:?}");
         }
-        // Plus the proxy's unit, installed but not running.
-        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len() + 1);
-        let caddy = units.unit_state(&unit("caddy.service")).await.unwrap();
-        assert!(state_is_inactive_and_loaded(&caddy), "{caddy:?}");
+        // Plus the proxy's units, installed but not running.
+        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len() + 2);
+        for name in ["coloc-proxy.service", "caddy.service"] {
+            let caddy = units.unit_state(&unit(name)).await.unwrap();
+            assert!(state_is_inactive_and_loaded(&caddy), "{caddy:?}");
+        }
     }
 
     fn state_is_inactive_and_loaded(state: &UnitState) -> bool {

@@ -339,6 +339,7 @@ impl Node {
         std::fs::create_dir_all(root.path().join("srv/tenants/asso-x/data")).expect("mount point");
         std::fs::create_dir_all(root.path().join("srv/tenants/asso-y/files")).expect("mount point");
         let units = Arc::new(TestUnits::new(root.path()));
+        units.ship("coloc-proxy.service");
         units.ship("caddy.service");
         units.ship("radicale.service");
         Node {
@@ -800,7 +801,7 @@ fn the_caddyfile_routes_running_instances() {
         text,
         "# Written by coloc-agent from the node's desired configuration;\n\
          # local changes are overwritten.\n\
-         {\n\tlocal_certs\n}\n\
+         {\n\tadmin unix//run/coloc-proxy/admin.sock\n\tlocal_certs\n}\n\
          \nradicale.asso-x.coloc.test {\n\treverse_proxy 127.0.0.1:20000\n}\n\
          \nsite.asso-y.coloc.test {\n\treverse_proxy 127.0.0.1:20001 {\n\t\theader_up Host {upstream_hostport}\n\t}\n}\n"
     );
@@ -809,10 +810,7 @@ fn the_caddyfile_routes_running_instances() {
         ..proxy()
     };
     let text = render_caddyfile(&proxy_decl(&acme), &[]).unwrap();
-    assert!(
-        text.contains("{\n\temail admin@encommun.org\n}\n"),
-        "{text}"
-    );
+    assert!(text.contains("\n\temail admin@encommun.org\n}\n"), "{text}");
     assert!(!text.contains("local_certs"));
     assert!(!text.contains("reverse_proxy"));
 
