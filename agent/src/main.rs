@@ -72,8 +72,8 @@ enum Command {
 enum SeedCommand {
     /// Read seed.toml from the seed volume and write the host name,
     /// /etc/coloc/agent.toml, the CA, the join token and root's SSH keys;
-    /// does nothing when there is no seed volume or this seed was already
-    /// applied.
+    /// does nothing when there is no seed volume or a seed was already
+    /// applied (first boot only; `--force` re-provisions).
     Apply {
         /// The seed volume (FAT, holding seed.toml), read with mtools
         /// without mounting it.
@@ -83,6 +83,10 @@ enum SeedCommand {
         /// only changed when this is `/`.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Re-provision: apply the seed even though another one was
+        /// applied before (without it, only the first seed is ever applied).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -93,8 +97,13 @@ fn main() -> ExitCode {
         Command::Status { config, json } => status(&config, json),
         Command::CheckConfig { config } => check_config(&config),
         Command::Seed {
-            command: SeedCommand::Apply { device, root },
-        } => seed_apply(device, root),
+            command:
+                SeedCommand::Apply {
+                    device,
+                    root,
+                    force,
+                },
+        } => seed_apply(device, root, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,13 +169,17 @@ fn run(config_path: &Path) -> Result<()> {
     })
 }
 
-fn seed_apply(device: PathBuf, root: PathBuf) -> Result<()> {
+fn seed_apply(device: PathBuf, root: PathBuf, force: bool) -> Result<()> {
     coloc_agent::logging::init().context("setting up logging")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let options = seed::ApplyOptions { device, root };
+    let options = seed::ApplyOptions {
+        device,
+        root,
+        force,
+    };
     let outcome = runtime.block_on(seed::apply(&Runner::new(), &options))?;
     // On stdout as well as in the log: the unit copies stdout to the
     // console, where a sysadmin (or the VM harness) watches first boot.
