@@ -6,9 +6,12 @@
 //! DHCP, SSH, HTTP and HTTPS (the proxy), and the ports a catalog app
 //! declares (`network.inbound`). Nothing else answers on a public address.
 //!
-//! Outbound (chain `output`), keyed on the socket's owner: system
-//! accounts (uid below [`MIN_TENANT_ID`]: root, the proxy, the agent) are
-//! not restricted. A tenant's uid may, on loopback, connect only to the
+//! Outbound (chain `output`), keyed on the socket's owner: only packets
+//! from sockets owned by a tenant's uid (at least [`MIN_TENANT_ID`], not
+//! nobody) go through chain `tenant`. System accounts (root, the proxy's
+//! caddy user, the agent, systemd's) and packets the kernel sends without
+//! a socket (neighbour discovery, resets, ICMP errors) are not restricted.
+//! A tenant's uid may, on loopback, connect only to the
 //! ports of the instances that run as that uid (and to the stub resolver
 //! when one of them may go out); every other loopback destination — other
 //! tenants' apps, the proxy, anything the node runs — is refused. Beyond
@@ -100,10 +103,10 @@ pub fn render_ruleset(apps: &[AppEntry]) -> String {
         "\tchain input {\n\
          \t\ttype filter hook input priority filter; policy drop;\n\
          \t\tiif \"lo\" accept\n\
+         \t\ticmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept\n\
          \t\tct state established,related accept\n\
          \t\tct state invalid drop\n\
          \t\ticmp type { echo-request, destination-unreachable, time-exceeded } accept\n\
-         \t\ticmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept\n\
          \t\tudp sport 67 udp dport 68 accept\n\
          \t\tip6 saddr fe80::/10 udp sport 547 udp dport 546 accept\n\
          \t\ttcp dport { 22, 80, 443 } accept\n\
@@ -115,8 +118,9 @@ pub fn render_ruleset(apps: &[AppEntry]) -> String {
     body.push_str(&format!(
         "\tchain output {{\n\
          \t\ttype filter hook output priority filter; policy accept;\n\
-         \t\tmeta skuid < {MIN_TENANT_ID} accept\n\
-         \t\tmeta skuid {NOBODY} accept\n\
+         \t\tmeta skuid != {NOBODY} meta skuid >= {MIN_TENANT_ID} jump tenant\n\
+         \t}}\n\n\
+         \tchain tenant {{\n\
          \t\tct state established,related accept\n\
          \t\toif \"lo\" meta skuid . meta l4proto . th dport @tenant_ports accept\n\
          \t\toif \"lo\" ip daddr 127.0.0.53 meta l4proto {{ tcp, udp }} th dport 53 meta skuid @outbound_uids accept\n\

@@ -120,3 +120,19 @@ async fn a_pass_applies_once_and_again_after_the_table_is_lost() {
     fake.firewall.set_fails(true);
     assert!(reconcile_firewall(&host, &apps).await.is_err());
 }
+
+/// What the image loads at boot, before the agent runs, is the agent's own
+/// ruleset with nothing deployed: default-deny inbound from the first
+/// packet, and the agent's first pass sees its own comment and keeps it.
+#[test]
+fn the_image_boots_with_the_agents_empty_ruleset() {
+    let boot = include_str!("../../../image/rootfs/usr/lib/coloc/firewall-boot.nft");
+    let body = |text: &str| -> String {
+        text.lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    assert_eq!(body(boot), body(&render_ruleset(&[])));
+    coloc_host::firewall::check_scope(boot).expect("touches coloc's table only");
+}
