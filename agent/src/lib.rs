@@ -36,6 +36,7 @@ pub mod config;
 pub mod desired;
 pub mod enroll;
 pub mod facts;
+pub mod firewall;
 pub mod ledger;
 pub mod logging;
 pub mod notify;

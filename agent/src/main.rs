@@ -23,6 +23,9 @@ use tokio::sync::watch;
 
 /// Volume encryption keys live in `<state_dir>/keys` (docs/STORAGE.md).
 const KEYS_DIR: &str = "keys";
+/// The firewall ruleset last applied, which the image's nftables.service
+/// loads at boot (`/var/lib/coloc/firewall.nft`).
+const FIREWALL_FILE: &str = "firewall.nft";
 
 /// coloc's node agent: enrolls the server, keeps its session with colocd and
 /// applies the desired configuration, from its own ledger when the
@@ -69,8 +72,8 @@ enum Command {
 enum SeedCommand {
     /// Read seed.toml from the seed volume and write the host name,
     /// /etc/coloc/agent.toml, the CA, the join token and root's SSH keys;
-    /// does nothing when there is no seed volume or this seed was already
-    /// applied.
+    /// does nothing when there is no seed volume or a seed was already
+    /// applied (first boot only; `--force` re-provisions).
     Apply {
         /// The seed volume (FAT, holding seed.toml), read with mtools
         /// without mounting it.
@@ -80,6 +83,10 @@ enum SeedCommand {
         /// only changed when this is `/`.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+        /// Re-provision: apply the seed even though another one was
+        /// applied before (without it, only the first seed is ever applied).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -90,8 +97,13 @@ fn main() -> ExitCode {
         Command::Status { config, json } => status(&config, json),
         Command::CheckConfig { config } => check_config(&config),
         Command::Seed {
-            command: SeedCommand::Apply { device, root },
-        } => seed_apply(device, root),
+            command:
+                SeedCommand::Apply {
+                    device,
+                    root,
+                    force,
+                },
+        } => seed_apply(device, root, force),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,7 +138,11 @@ fn run(config_path: &Path) -> Result<()> {
         let agent = spawn_agent(AgentOptions {
             // Keys stay next to the ledger, on the root disk: a data disk
             // that leaves the server must not carry them.
-            host: Host::real(Runner::new(), config.state_dir.join(KEYS_DIR)),
+            host: Host::real(
+                Runner::new(),
+                config.state_dir.join(KEYS_DIR),
+                config.state_dir.join(FIREWALL_FILE),
+            ),
             ledger,
             config,
             write_state_files: true,
@@ -153,13 +169,17 @@ fn run(config_path: &Path) -> Result<()> {
     })
 }
 
-fn seed_apply(device: PathBuf, root: PathBuf) -> Result<()> {
+fn seed_apply(device: PathBuf, root: PathBuf, force: bool) -> Result<()> {
     coloc_agent::logging::init().context("setting up logging")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let options = seed::ApplyOptions { device, root };
+    let options = seed::ApplyOptions {
+        device,
+        root,
+        force,
+    };
     let outcome = runtime.block_on(seed::apply(&Runner::new(), &options))?;
     // On stdout as well as in the log: the unit copies stdout to the
     // console, where a sysadmin (or the VM harness) watches first boot.

@@ -240,6 +240,11 @@ impl Reconciler {
         if storage.failed() {
             failures.push(format!("storage: {}", storage.summary()));
         }
+        // The firewall first: an instance's loopback and outbound rules
+        // are in force before its unit starts.
+        if let Err(e) = crate::firewall::reconcile_firewall(&self.host, &desired.apps).await {
+            failures.push(format!("firewall: {}", error_chain(&e)));
+        }
         let apps = apps::reconcile_apps(
             &self.host,
             &self.root,

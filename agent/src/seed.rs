@@ -9,8 +9,12 @@
 //! nothing left mounted), checks everything — including that the agent
 //! configuration it is about to write loads with the agent's own parser —
 //! then writes the node's files under a root directory, each one
-//! atomically. The seed's sha256 is remembered so that later boots with the
-//! same key still plugged in change nothing.
+//! atomically. The seed's sha256 is remembered: later boots with the same
+//! key still plugged in change nothing, and a seed is applied at first boot
+//! only — another key labelled COLOCSEED plugged in later replaces neither
+//! root's SSH keys, the controller nor the CA
+//! ([`ApplyOutcome::AlreadyProvisioned`]) unless re-provisioning is asked
+//! for explicitly ([`ApplyOptions::force`], `seed apply --force`).
 //!
 //! A seed that does not validate writes nothing at all. This module never
 //! talks to the controller: enrolling with the join token is the daemon's
@@ -97,6 +101,10 @@ pub struct ApplyOptions {
     /// Where the node's file system is: `/` on a node, a temporary
     /// directory in tests. The running host name is only changed for `/`.
     pub root: PathBuf,
+    /// Apply a seed even though another one was applied before: the
+    /// explicit act of re-provisioning (`seed apply --force`). Without it
+    /// a seed is only ever applied at first boot.
+    pub force: bool,
 }
 
 impl Default for ApplyOptions {
@@ -104,6 +112,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             device: PathBuf::from(DEFAULT_SEED_DEVICE),
             root: PathBuf::from("/"),
+            force: false,
         }
     }
 }
@@ -115,6 +124,15 @@ pub enum ApplyOutcome {
     NoDevice { device: PathBuf },
     /// This exact seed was applied before; nothing was written.
     Unchanged { node: NodeName, sha256: String },
+    /// Another seed was applied before (first boot is over) and
+    /// re-provisioning was not asked for: a key plugged in later replaces
+    /// neither the SSH keys, the controller nor the CA. Nothing was written.
+    AlreadyProvisioned {
+        /// The seed offered now.
+        sha256: String,
+        /// The one applied at provisioning.
+        applied: String,
+    },
     /// The seed's files were written.
     Applied {
         node: NodeName,
@@ -138,6 +156,10 @@ impl fmt::Display for ApplyOutcome {
             ApplyOutcome::Unchanged { node, sha256 } => write!(
                 f,
                 "seed sha256:{sha256} for node {node} was already applied; nothing changed"
+            ),
+            ApplyOutcome::AlreadyProvisioned { sha256, applied } => write!(
+                f,
+                "this node was provisioned with seed sha256:{applied}; seed sha256:{sha256} is ignored (re-provision explicitly with `coloc-agent seed apply --force`)"
             ),
             ApplyOutcome::Applied {
                 node,
@@ -229,9 +251,20 @@ pub fn apply_text(text: &str, options: &ApplyOptions) -> Result<ApplyOutcome, Ap
     let applied_path = state_dir.join(APPLIED_FILE);
     let node = seed.hostname().clone();
 
-    if applied_sha256(&applied_path)?.as_deref() == Some(sha256.as_str()) {
-        tracing::info!(node = %node, sha256 = %sha256, "seed already applied; nothing to do");
-        return Ok(ApplyOutcome::Unchanged { node, sha256 });
+    match applied_sha256(&applied_path)? {
+        Some(applied) if applied == sha256 => {
+            tracing::info!(node = %node, sha256 = %sha256, "seed already applied; nothing to do");
+            return Ok(ApplyOutcome::Unchanged { node, sha256 });
+        }
+        Some(applied) if !options.force => {
+            tracing::warn!(
+                sha256 = %sha256,
+                applied = %applied,
+                "a seed volume is plugged in but this node was provisioned already; ignored"
+            );
+            return Ok(ApplyOutcome::AlreadyProvisioned { sha256, applied });
+        }
+        _ => {}
     }
     check_not_enrolled_as_another(&state_dir, &node)?;
 

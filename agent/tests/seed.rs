@@ -147,6 +147,7 @@ impl Node {
         ApplyOptions {
             device: device.to_path_buf(),
             root: self.root.clone(),
+            force: false,
         }
     }
 }
@@ -229,7 +230,7 @@ async fn a_real_seed_volume_provisions_the_node() {
 }
 
 #[tokio::test]
-async fn the_same_seed_twice_changes_nothing_and_a_new_one_is_applied() {
+async fn the_same_seed_twice_changes_nothing_and_a_late_one_only_with_force() {
     let node = Node::new();
     let ca = ca_pem();
     let first = seed_image(
@@ -251,15 +252,41 @@ async fn the_same_seed_twice_changes_nothing_and_a_new_one_is_applied() {
     );
     assert_eq!(node.read("/etc/coloc/join-token"), "edited\n");
 
-    // A new seed (a fresh token) is applied over the old one.
+    // The attack: a key labelled COLOCSEED plugged in after first boot,
+    // with its own SSH key, controller and token. Nothing changes.
+    let keys_before = node.read("/root/.ssh/authorized_keys");
+    let config_before = node.read("/etc/coloc/agent.toml");
+    let ca_before = node.read("/etc/coloc/ca.pem");
+    let applied_before = node.read("/var/lib/coloc/seed.applied");
+    let late = seed_text("n1", "cjt_second", &ca_pem())
+        .replace("https://10.0.2.2:7443", "https://evil.example:7443");
+    let late = seed_image(&node.work, "late.img", Some(&late));
+    let outcome = apply(&Runner::new(), &node.options(&late))
+        .await
+        .expect("late seed");
+    assert!(
+        matches!(&outcome, ApplyOutcome::AlreadyProvisioned { .. }),
+        "{outcome:?}"
+    );
+    assert!(outcome.to_string().contains("--force"), "{outcome}");
+    assert_eq!(node.read("/root/.ssh/authorized_keys"), keys_before);
+    assert_eq!(node.read("/etc/coloc/agent.toml"), config_before);
+    assert_eq!(node.read("/etc/coloc/ca.pem"), ca_before);
+    assert_eq!(node.read("/etc/coloc/join-token"), "edited\n");
+    assert_eq!(node.read("/var/lib/coloc/seed.applied"), applied_before);
+
+    // Re-provisioning is an explicit act: with force, the new seed (a
+    // fresh token) is applied over the old one.
     let second = seed_image(
         &node.work,
         "second.img",
         Some(&seed_text("n1", "cjt_second", &ca)),
     );
-    let outcome = apply(&Runner::new(), &node.options(&second))
-        .await
-        .expect("new seed");
+    let forced = ApplyOptions {
+        force: true,
+        ..node.options(&second)
+    };
+    let outcome = apply(&Runner::new(), &forced).await.expect("new seed");
     assert!(
         matches!(outcome, ApplyOutcome::Applied { .. }),
         "{outcome:?}"
@@ -385,9 +412,12 @@ async fn ssh_directory_permissions_are_repaired_and_keyless_seeds_keep_keys() {
         .replace(&format!("ssh_authorized_keys = [\"{ED25519}\"]\n"), "");
     assert!(!keyless_text.contains("ssh_authorized_keys"));
     let keyless = seed_image(&node.work, "nokey.img", Some(&keyless_text));
-    apply(&Runner::new(), &node.options(&keyless))
-        .await
-        .expect("apply keyless");
+    // Re-provisioned explicitly: a keyless seed keeps the keys there are.
+    let forced = ApplyOptions {
+        force: true,
+        ..node.options(&keyless)
+    };
+    apply(&Runner::new(), &forced).await.expect("apply keyless");
     assert_eq!(node.read("/etc/coloc/join-token"), "cjt_b\n");
     assert_eq!(
         node.read("/root/.ssh/authorized_keys"),

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use coloc_proto::agent::v1 as agent_pb;
 use coloc_proto::apps::{
-    AppDecl, AppName, PackageName, app_config_dir, app_hostname, check_data_subdir, check_env_key,
-    check_exec, check_file_name, check_printable, check_probe_path,
+    AppDecl, AppName, InboundPort, PackageName, app_config_dir, app_hostname, check_data_subdir,
+    check_env_key, check_exec, check_file_name, check_inbound_ports, check_printable,
+    check_probe_path,
 };
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{InvalidInput, Offer, TenantName, check_domain_name, check_text};
@@ -171,6 +172,10 @@ pub struct CatalogApp {
     files: Vec<(String, Template)>,
     health: Health,
     proxy_upstream_host: bool,
+    /// May reach beyond the node's loopback.
+    outbound: bool,
+    /// Ports opened to the outside for each instance.
+    inbound: Vec<InboundPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +303,8 @@ impl CatalogApp {
             restart_nonce: ctx.restart_nonce,
             volume_id: ctx.volume_id.clone(),
             proxy_upstream_host: self.proxy_upstream_host,
+            outbound: self.outbound,
+            inbound: self.inbound.iter().copied().map(Into::into).collect(),
         };
         // What the node will check, checked here first: the controller
         // never sends a spec its agent refuses.
@@ -369,6 +376,22 @@ struct RawApp {
     resources: RawResources,
     #[serde(default)]
     proxy: RawProxy,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+/// What an instance reaches and what reaches it, besides the node's proxy
+/// and its own loopback port. Closed unless declared.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    /// Connections beyond the node's loopback (relays, federation, mail).
+    #[serde(default)]
+    outbound: bool,
+    /// Ports opened on the node's public addresses, `<port>/tcp` or
+    /// `<port>/udp`, below the app port range.
+    #[serde(default)]
+    inbound: Vec<String>,
 }
 
 /// How the node's reverse proxy talks to the app.
@@ -568,6 +591,17 @@ impl RawApp {
             ));
         }
 
+        let mut inbound = Vec::with_capacity(self.network.inbound.len());
+        for (i, port) in self.network.inbound.iter().enumerate() {
+            inbound.push(
+                port.parse::<InboundPort>()
+                    .map_err(|e| field_err(format!("network.inbound[{i}]"), e.reason()))?,
+            );
+        }
+        // No instance port is below the app port range, so none can clash.
+        let inbound = check_inbound_ports(inbound, 0)
+            .map_err(|e| field_err("network.inbound", e.reason()))?;
+
         Ok(CatalogApp {
             name,
             description: self.description,
@@ -584,6 +618,8 @@ impl RawApp {
             files,
             health,
             proxy_upstream_host: self.proxy.upstream_host,
+            outbound: self.network.outbound,
+            inbound,
         })
     }
 }

@@ -14,8 +14,10 @@
 //! the agent's job when it writes the unit, not this module's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 
-use crate::agent::v1::{AppSpec, AppState, ProxySpec, app_spec};
+use crate::agent::v1::{self as pb, AppSpec, AppState, ProxySpec, app_spec};
 use crate::domain::{InvalidInput, TenantName, check_domain_name, clip, validated_string};
 use crate::storage::{VolumeId, VolumeName};
 use crate::units::{UnitName, check_package_unit};
@@ -46,6 +48,12 @@ pub const MAX_FILE_NAME_LEN: usize = 64;
 pub const MAX_DATA_DIR_DEPTH: usize = 8;
 /// Longest HTTP health probe path.
 pub const MAX_PROBE_PATH_LEN: usize = 200;
+/// The first port the controller hands out to an instance on 127.0.0.1
+/// (the app port range runs from here to 65535). Ports an app opens to the
+/// outside lie below it, so that no instance can ever bind another's port.
+pub const FIRST_APP_PORT: u16 = 20_000;
+/// Most ports one instance may open to the outside.
+pub const MAX_INBOUND_PORTS: usize = 16;
 
 validated_string!(
     /// A catalog app's name, `[a-z][a-z0-9]{0,30}`: no `-`, so that the
@@ -296,6 +304,142 @@ pub fn app_state(raw: i32) -> Result<AppState, InvalidInput> {
     }
 }
 
+/// The transport of a port an app opens to the outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// A port an instance opens on the node's public addresses, such as
+/// `5222/tcp`: at least 1024 (below are the node's own: SSH, HTTP, HTTPS)
+/// and below [`FIRST_APP_PORT`] (above are the instances' loopback ports).
+/// The node's firewall lets the outside reach it, and only the instance's
+/// unit may bind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboundPort {
+    pub port: u16,
+    pub transport: Transport,
+}
+
+impl InboundPort {
+    /// Checks the port number against the range above.
+    pub fn new(port: u32, transport: Transport) -> Result<InboundPort, InvalidInput> {
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| (1024..FIRST_APP_PORT).contains(p))
+            .ok_or_else(|| {
+                InvalidInput::field(
+                    "inbound port",
+                    format!(
+                        "{port}/{} is not in 1024..{FIRST_APP_PORT} (below are the node's own ports, above the apps' loopback ports)",
+                        transport.as_str()
+                    ),
+                )
+            })?;
+        Ok(InboundPort { port, transport })
+    }
+}
+
+impl fmt::Display for InboundPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.transport.as_str())
+    }
+}
+
+/// `<port>/tcp` or `<port>/udp`, as the catalog writes it.
+impl FromStr for InboundPort {
+    type Err = InvalidInput;
+    fn from_str(text: &str) -> Result<InboundPort, InvalidInput> {
+        let bad = || {
+            InvalidInput::field(
+                "inbound port",
+                format!("{:?} is not <port>/tcp or <port>/udp", clip(text)),
+            )
+        };
+        let (port, transport) = text.split_once('/').ok_or_else(bad)?;
+        let transport = match transport {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            _ => return Err(bad()),
+        };
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let port: u32 = port.parse().map_err(|_| bad())?;
+        InboundPort::new(port, transport)
+    }
+}
+
+impl TryFrom<&pb::InboundPort> for InboundPort {
+    type Error = InvalidInput;
+    fn try_from(wire: &pb::InboundPort) -> Result<InboundPort, InvalidInput> {
+        let transport = match pb::Transport::try_from(wire.transport) {
+            Ok(pb::Transport::Tcp) => Transport::Tcp,
+            Ok(pb::Transport::Udp) => Transport::Udp,
+            _ => {
+                return Err(InvalidInput::field(
+                    "inbound port",
+                    format!("transport {} is not tcp or udp", wire.transport),
+                ));
+            }
+        };
+        InboundPort::new(wire.port, transport)
+    }
+}
+
+impl From<InboundPort> for pb::InboundPort {
+    fn from(port: InboundPort) -> pb::InboundPort {
+        pb::InboundPort {
+            port: u32::from(port.port),
+            transport: match port.transport {
+                Transport::Tcp => pb::Transport::Tcp,
+                Transport::Udp => pb::Transport::Udp,
+            }
+            .into(),
+        }
+    }
+}
+
+/// An instance's inbound ports: at most [`MAX_INBOUND_PORTS`], none twice,
+/// none equal to its own loopback `port`. Returned sorted.
+pub fn check_inbound_ports(
+    ports: impl IntoIterator<Item = InboundPort>,
+    own_port: u16,
+) -> Result<Vec<InboundPort>, InvalidInput> {
+    let mut seen = BTreeSet::new();
+    for port in ports {
+        if port.port == own_port {
+            return Err(InvalidInput::field(
+                "inbound port",
+                format!("{port} is the instance's own loopback port"),
+            ));
+        }
+        if !seen.insert(port) {
+            return Err(InvalidInput::field(
+                "inbound port",
+                format!("{port} is listed twice"),
+            ));
+        }
+        if seen.len() > MAX_INBOUND_PORTS {
+            return Err(InvalidInput::field(
+                "inbound port",
+                format!("more than {MAX_INBOUND_PORTS}"),
+            ));
+        }
+    }
+    Ok(seen.into_iter().collect())
+}
+
 /// What an instance's health probe does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheck {
@@ -366,6 +510,10 @@ pub struct AppDecl {
     pub restart_nonce: u64,
     pub volume_id: VolumeId,
     pub proxy_upstream_host: bool,
+    /// May open connections beyond the node's loopback.
+    pub outbound: bool,
+    /// Ports opened to the outside for this instance, sorted.
+    pub inbound: Vec<InboundPort>,
 }
 
 /// The data directory: exactly `/srv/tenants/<tenant>/<volume>/apps/<app>`
@@ -523,6 +671,12 @@ impl AppDecl {
             Some(app_spec::Health::HealthTcp(false)) | None => HealthCheck::None,
         };
         let volume_id = VolumeId::new(spec.volume_id.as_str())?;
+        let inbound = spec
+            .inbound
+            .iter()
+            .map(InboundPort::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let inbound = check_inbound_ports(inbound, port)?;
 
         Ok(AppDecl {
             tenant,
@@ -549,6 +703,8 @@ impl AppDecl {
             restart_nonce: spec.restart_nonce,
             volume_id,
             proxy_upstream_host: spec.proxy_upstream_host,
+            outbound: spec.outbound,
+            inbound,
         })
     }
 }

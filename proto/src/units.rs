@@ -80,9 +80,48 @@ fn check_unit_name(kind: &'static str, name: &str) -> Result<(), InvalidInput> {
     }
 }
 
+/// Units no app's package may have masked, whatever a catalog says: the
+/// node's own (coloc's units, SSH, systemd's, the bus, the firewall, the
+/// consoles, storage) would lose the node. A unit is protected when its
+/// name starts with one of these.
+pub const PROTECTED_UNIT_PREFIXES: &[&str] = &[
+    "coloc",
+    "ssh",
+    "systemd-",
+    "dbus",
+    "nftables",
+    "getty",
+    "serial-getty",
+    "autovt",
+    "console-getty",
+    "user@",
+    "user-runtime-dir",
+    "emergency",
+    "rescue",
+    "zfs",
+    "zed",
+    "lvm2",
+    "dm-event",
+    "cryptsetup",
+    "udev",
+    "kmod",
+    "polkit",
+    "apt-",
+];
+
+/// The protected prefix `name` starts with, if any.
+pub fn protected_unit(name: &str) -> Option<&'static str> {
+    PROTECTED_UNIT_PREFIXES
+        .iter()
+        .copied()
+        .find(|prefix| name.starts_with(prefix))
+}
+
 /// A unit an app's packages ship, which the agent masks so that only
 /// coloc's own unit runs the software: a service, socket or timer, and
-/// never one of coloc's own units (masking them would break the node).
+/// never a protected unit ([`PROTECTED_UNIT_PREFIXES`]). That the unit
+/// file really belongs to the app's packages is checked on the node,
+/// where dpkg knows.
 pub fn check_package_unit(name: &str) -> Result<UnitName, InvalidInput> {
     let unit =
         UnitName::new(name).map_err(|e| InvalidInput::field("package unit", e.to_string()))?;
@@ -95,10 +134,13 @@ pub fn check_package_unit(name: &str) -> Result<UnitName, InvalidInput> {
             format!("{:?} is not a .service, .socket or .timer", clip(name)),
         ));
     }
-    if name.starts_with("coloc") {
+    if let Some(prefix) = protected_unit(name) {
         return Err(InvalidInput::field(
             "package unit",
-            format!("{:?} is one of coloc's own units", clip(name)),
+            format!(
+                "{:?} is one of the node's own units ({prefix}*); an app never masks it",
+                clip(name)
+            ),
         ));
     }
     Ok(unit)
@@ -165,18 +207,46 @@ mod tests {
     }
 
     #[test]
-    fn package_units_are_services_sockets_or_timers_and_never_colocs() {
-        for ok in ["nginx.service", "radicale.socket", "apt-daily.timer"] {
+    fn package_units_are_services_sockets_or_timers_and_never_the_nodes_own() {
+        for ok in [
+            "nginx.service",
+            "radicale.socket",
+            "prosody.service",
+            "syncthing-resume.service",
+            "caddy.service",
+        ] {
             assert!(check_package_unit(ok).is_ok(), "{ok}");
         }
         for bad in [
             "coloc-agent.service",
             "coloc-app-a-b.service",
+            "coloc-proxy.service",
             "multi-user.target",
             "srv.mount",
             "x;y.service",
         ] {
             assert!(check_package_unit(bad).is_err(), "{bad}");
+        }
+        // The node's own units, named exactly as Debian ships them.
+        for own in [
+            "ssh.service",
+            "ssh.socket",
+            "sshd.service",
+            "systemd-resolved.service",
+            "systemd-networkd.socket",
+            "systemd-journald.socket",
+            "dbus.service",
+            "dbus.socket",
+            "nftables.service",
+            "getty@tty1.service",
+            "serial-getty@ttyS0.service",
+            "zfs-import-cache.service",
+            "zed.service",
+            "lvm2-monitor.service",
+            "apt-daily.timer",
+        ] {
+            let err = check_package_unit(own).expect_err(own);
+            assert!(err.to_string().contains("node's own units"), "{own}: {err}");
         }
     }
 }

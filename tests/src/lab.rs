@@ -20,7 +20,7 @@ use coloc_vm::{Boot, DiskKind, DiskSpec, Forward, Vm, VmSpec};
 use crate::api::Api;
 use crate::controller::{TestController, fast_config};
 use crate::fixtures::{create_site, join_token, wait_node_ready};
-use crate::{Result, programs, wait_for};
+use crate::{Context, Result, bail, programs, wait_for};
 
 /// The node image `make test` builds.
 pub const IMAGE_ENV: &str = "COLOC_TEST_IMAGE";
@@ -173,14 +173,29 @@ impl NodeLab {
     /// Writes node `name`'s seed volume with a fresh join token from
     /// `api`, and returns its path.
     pub async fn seed(&self, api: &mut Api, name: &str) -> Result<PathBuf> {
-        let dir = self.node_dir(name)?;
-        let token_file = dir.join("join-token");
+        let seed = self.node_dir(name)?.join("seed.img");
+        let controller = controller_url_from_guest(self.controller_port);
+        self.write_seed(api, name, &self.key.public, &controller, &seed)
+            .await?;
+        Ok(seed)
+    }
+
+    /// Writes a seed volume for node `name` at `out` with a fresh join
+    /// token from `api`, root's SSH key `ssh_public_key` and the controller
+    /// at `controller` (as the guest reaches it).
+    pub async fn write_seed(
+        &self,
+        api: &mut Api,
+        name: &str,
+        ssh_public_key: &Path,
+        controller: &str,
+        out: &Path,
+    ) -> Result<()> {
+        let token_file = out.with_extension("join-token");
         std::fs::write(
             &token_file,
             join_token(api, &self.site, JOIN_TOKEN_TTL_SECS).await?,
         )?;
-        let seed = dir.join("seed.img");
-        let controller = controller_url_from_guest(self.controller_port);
         let args: [&OsStr; 14] = [
             "--hostname".as_ref(),
             name.as_ref(),
@@ -193,12 +208,11 @@ impl NodeLab {
             "--join-token-file".as_ref(),
             token_file.as_os_str(),
             "--ssh-key-file".as_ref(),
-            self.key.public.as_os_str(),
+            ssh_public_key.as_os_str(),
             "-o".as_ref(),
-            seed.as_os_str(),
+            out.as_os_str(),
         ];
-        programs::coloc_image_seed(&self.coloc_image, &args)?;
-        Ok(seed)
+        programs::coloc_image_seed(&self.coloc_image, &args)
     }
 
     /// The VM of `node` booting the image under UEFI with `seed`.
@@ -325,4 +339,121 @@ pub async fn wait_https_ok(
         async move { got }
     })
     .await
+}
+
+/// One socket `ss -H -tuln` lists: its protocol, local address (without
+/// brackets or `%interface`), the interface it is bound to if any, and
+/// its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub proto: String,
+    pub address: String,
+    pub interface: Option<String>,
+    pub port: u16,
+}
+
+impl Listener {
+    /// Bound to a loopback address or to the loopback interface: not
+    /// reachable from the network.
+    pub fn is_loopback(&self) -> bool {
+        self.interface.as_deref() == Some("lo")
+            || self.address == "::1"
+            || self.address.starts_with("127.")
+            || self.address.starts_with("::ffff:127.")
+    }
+}
+
+/// Parses `ss -H -tuln` (no header; columns Netid State Recv-Q Send-Q
+/// Local:Port Peer:Port). Local addresses look like `0.0.0.0:22`,
+/// `[::]:22`, `*:80`, `127.0.0.53%lo:53`, `10.0.2.15%enp0s2:68`,
+/// `[fe80::1%enp0s2]:546` or `[fe80::1]%enp0s2:546`.
+pub fn parse_listeners(ss: &str) -> Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    for line in ss.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (proto, local) = match fields.as_slice() {
+            [proto, _state, _recv, _send, local, ..] => (*proto, *local),
+            _ => bail!("not an ss line: {line:?}"),
+        };
+        let (address, port) = local
+            .rsplit_once(':')
+            .with_context(|| format!("no port in {local:?}"))?;
+        let port: u16 = port.parse().with_context(|| format!("port of {local:?}"))?;
+        let (address, interface) = match address.split_once('%') {
+            Some((a, i)) => (a, Some(i.trim_end_matches(']').to_owned())),
+            None => (address, None),
+        };
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        out.push(Listener {
+            proto: proto.to_owned(),
+            address: address.to_owned(),
+            interface,
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// What listens beyond loopback that is not in `allowed` (protocol, port).
+pub fn unexpected_listeners(ss: &str, allowed: &[(&str, u16)]) -> Result<Vec<Listener>> {
+    Ok(parse_listeners(ss)?
+        .into_iter()
+        .filter(|l| !l.is_loopback())
+        .filter(|l| !allowed.contains(&(l.proto.as_str(), l.port)))
+        .collect())
+}
+
+/// Sockets a node's own system software keeps on its public interface
+/// that are clients, not services: the DHCP clients' (systemd-networkd's
+/// DHCPv4 lease on 68/udp, DHCPv6 on 546/udp); the firewall answers only
+/// replies from a DHCP server's port there.
+pub const DHCP_CLIENT_PORTS: [(&str, u16); 2] = [("udp", 68), ("udp", 546)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SS: &str = "\
+udp   UNCONN 0      0          127.0.0.53%lo:53        0.0.0.0:*
+udp   UNCONN 0      0      10.0.2.15%enp0s2:68         0.0.0.0:*
+udp   UNCONN 0      0            0.0.0.0:5355      0.0.0.0:*
+udp   UNCONN 0      0      [fe80::5054:ff:fe12:3456]%enp0s2:546 [::]:*
+udp   UNCONN 0      0                  *:443             *:*
+tcp   LISTEN 0      128          0.0.0.0:22        0.0.0.0:*
+tcp   LISTEN 0      4096       127.0.0.1:20000     0.0.0.0:*
+tcp   LISTEN 0      128             [::]:22           [::]:*
+tcp   LISTEN 0      4096           [::1]:20001        [::]:*
+tcp   LISTEN 0      4096               *:80              *:*
+tcp   LISTEN 0      4096               *:8384            *:*
+";
+
+    #[test]
+    fn ss_lines_are_parsed() {
+        let all = parse_listeners(SS).expect("parsed");
+        assert_eq!(all.len(), 11);
+        assert_eq!(
+            all[3],
+            Listener {
+                proto: "udp".into(),
+                address: "fe80::5054:ff:fe12:3456".into(),
+                interface: Some("enp0s2".into()),
+                port: 546,
+            }
+        );
+        assert!(all[0].is_loopback() && all[6].is_loopback() && all[8].is_loopback());
+        assert!(!all[1].is_loopback() && !all[5].is_loopback());
+        assert!(parse_listeners("garbage").is_err());
+    }
+
+    #[test]
+    fn only_unexpected_public_listeners_are_reported() {
+        let mut allowed = vec![("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 443)];
+        allowed.extend(DHCP_CLIENT_PORTS);
+        let extra = unexpected_listeners(SS, &allowed).expect("parsed");
+        let ports: Vec<(String, u16)> = extra.iter().map(|l| (l.proto.clone(), l.port)).collect();
+        assert_eq!(
+            ports,
+            vec![("udp".to_owned(), 5355), ("tcp".to_owned(), 8384)]
+        );
+    }
 }

@@ -17,7 +17,10 @@ use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::lab::{Lab, NodeSpec, diagnosed, https_get, nvme, vm_config, wait_https_ok};
+use coloc_tests::lab::{
+    DHCP_CLIENT_PORTS, Lab, NodeSpec, diagnosed, https_get, nvme, unexpected_listeners, vm_config,
+    wait_https_ok,
+};
 use coloc_tests::*;
 use coloc_vm::{Forward, Vm};
 
@@ -376,6 +379,120 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         // asso-a's site is not asso-b's.
         let (_, body) = https_get(&format!("site.asso-a.{DOMAIN}"), https, "/", &ca)?;
         assert!(!body.contains("asso-b"), "{body}");
+
+        // ---- the network (issue 10 items 3 and 7), from inside asso-a's
+        // radicale: its mount and network namespaces, its uid. asso-a's
+        // own apps answer on loopback; asso-b's apps, a service of the
+        // node's own on 127.0.0.1:2019 (where Caddy's admin API used to
+        // listen) and Caddy's admin socket do not.
+        let mut ports = std::collections::BTreeMap::new();
+        for name in ["asso-a/radicale", "asso-a/site", "asso-b/radicale", "asso-b/site"] {
+            ports.insert(name, instance(&mut admin, name).await?.port);
+        }
+        let tenant_ports = vm
+            .succeed(&["nft", "list", "set", "inet", "coloc", "tenant_ports"])
+            .await?;
+        assert!(
+            tenant_ports.contains(&format!("{} . tcp . {}", uids[0], ports["asso-a/radicale"])),
+            "{tenant_ports}"
+        );
+        vm.succeed(&[
+            "systemd-run",
+            "--unit=coloc-test-node-service",
+            "systemd-socket-activate",
+            "--listen=127.0.0.1:2019",
+            "--inetd",
+            "--accept",
+            "/bin/echo",
+            "node-service",
+        ])
+        .await?;
+        let as_tenant = |script: String| {
+            let pid = pid.trim().to_string();
+            let uid = uids[0].to_string();
+            let vm = &vm;
+            async move {
+                vm.execute(&[
+                    "nsenter",
+                    "-t",
+                    &pid,
+                    "-m",
+                    "-n",
+                    "setpriv",
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "timeout",
+                    "20",
+                    "bash",
+                    "-c",
+                    &script,
+                ])
+                .await
+            }
+        };
+        let http = |port: u32| {
+            format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{port} && \
+                 printf 'GET / HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && head -c 12 <&3"
+            )
+        };
+        // Root reaches the node's service: it listens, and it is the
+        // tenant that is refused below.
+        let node_service = vm
+            .wait_until_succeeds(
+                &["timeout", "10", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2019 && head -n 1 <&3"],
+                Duration::from_secs(60),
+            )
+            .await?;
+        assert_eq!(node_service.trim(), "node-service");
+        for own in ["asso-a/radicale", "asso-a/site"] {
+            let (code, out) = as_tenant(http(ports[own])).await?;
+            assert_eq!(code, 0, "asso-a's app reaches its own {own}: {out}");
+            assert!(out.starts_with("HTTP/1."), "{own}: {out:?}");
+        }
+        for (what, port) in [
+            ("asso-b/radicale", ports["asso-b/radicale"]),
+            ("asso-b/site", ports["asso-b/site"]),
+            ("the node's service on 127.0.0.1:2019", 2019),
+        ] {
+            let (code, out) = as_tenant(http(port)).await?;
+            assert_ne!(code, 0, "asso-a's app reached {what}: {out:?}");
+        }
+        // Caddy's admin API: a unix socket only caddy and root can use,
+        // and no TCP port at all.
+        let dir = vm
+            .succeed(&["stat", "-c", "%a %U", "/run/coloc-proxy"])
+            .await?;
+        assert_eq!(dir.trim(), "700 caddy");
+        vm.succeed(&["test", "-S", "/run/coloc-proxy/admin.sock"])
+            .await?;
+        let (code, out) = as_tenant("ls /run/coloc-proxy/ 2>&1".into()).await?;
+        assert_ne!(code, 0, "asso-a's app sees Caddy's admin socket: {out}");
+        vm.succeed(&["systemctl", "stop", "coloc-test-node-service.service"])
+            .await?;
+        let admin_tcp = vm
+            .succeed(&["ss", "-H", "-tln", "sport = :2019"])
+            .await?;
+        assert!(admin_tcp.trim().is_empty(), "something listens on 2019: {admin_tcp}");
+        // Caddy runs under coloc's own unit, not Debian's.
+        vm.succeed(&["systemctl", "is-active", "-q", "coloc-proxy.service"])
+            .await?;
+        for debian in ["caddy.service", "caddy-api.service"] {
+            let state = vm
+                .execute(&["systemctl", "is-enabled", debian])
+                .await?
+                .1;
+            assert_eq!(state.trim(), "masked", "{debian}");
+        }
+        // Beyond loopback: SSH, HTTP and HTTPS (HTTP/3 on 443/udp), the
+        // DHCP clients, and the ports the apps declare (radicale and the
+        // site declare none).
+        let ss = vm.succeed(&["ss", "-H", "-tuln"]).await?;
+        let mut allowed = vec![("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 443)];
+        allowed.extend(DHCP_CLIENT_PORTS);
+        let extra = unexpected_listeners(&ss, &allowed)?;
+        assert!(extra.is_empty(), "listening beyond loopback: {extra:?}\n{ss}");
 
         // ---- who may touch what
         let err = bob

@@ -1,7 +1,7 @@
 //! In-memory fakes of [`Units`] and [`Health`], and the assembly of a
 //! whole fake host with the storage fakes of [`volumes`](crate::volumes)
 //! ([`FakeDisks`], [`FakeVolumes`]) and the others ([`FakePackages`],
-//! [`FakeJournal`], [`FakeAccounts`]), good enough to run a whole simulated
+//! [`FakeJournal`], [`FakeAccounts`], [`FakeFirewall`]), good enough to run a whole simulated
 //! agent and to let tests set the host's state.
 //!
 //! Everything is deterministic: the same node name gives the same facts,
@@ -26,8 +26,8 @@ use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
 use crate::smart::validate_device;
 use crate::volumes::{DiskProbe, FakeDisks, FakeVolumes, Volumes};
 use crate::{
-    BlockDevice, FakeAccounts, FakeJournal, FakePackages, Health, Host, HostError, SmartReport,
-    UnitDetails, UnitName, UnitOp, UnitState, Units,
+    BlockDevice, FakeAccounts, FakeFirewall, FakeJournal, FakePackages, Health, Host, HostError,
+    SmartReport, UnitDetails, UnitName, UnitOp, UnitState, Units,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -53,6 +53,7 @@ pub struct FakeHost {
     pub packages: Arc<FakePackages>,
     pub journal: Arc<FakeJournal>,
     pub accounts: Arc<FakeAccounts>,
+    pub firewall: Arc<FakeFirewall>,
 }
 
 impl FakeHost {
@@ -69,9 +70,11 @@ impl FakeHost {
             units.install(&unit);
             units.set_active(&unit);
         }
-        // The reverse proxy's unit, as its package ships it (inactive until
-        // the first app is deployed).
-        units.install(&UnitName::new("caddy.service").expect("a valid unit name"));
+        // The reverse proxy's unit, as the image ships it, and Debian's
+        // caddy.service (inactive until the first app is deployed).
+        for proxy in ["coloc-proxy.service", "caddy.service"] {
+            units.install(&UnitName::new(proxy).expect("a valid unit name"));
+        }
         let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&disks)));
         let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
         let lvm = Arc::new(FakeVolumes::with_disks(
@@ -87,6 +90,7 @@ impl FakeHost {
             packages: Arc::default(),
             journal: Arc::default(),
             accounts: Arc::default(),
+            firewall: Arc::default(),
         }
     }
 
@@ -99,6 +103,7 @@ impl FakeHost {
             packages: self.packages.clone(),
             journal: self.journal.clone(),
             accounts: self.accounts.clone(),
+            firewall: self.firewall.clone(),
         }
     }
 
@@ -722,10 +727,12 @@ mod tests {
             let state = units.unit_state(&unit(name)).await.unwrap();
             assert!(state.is_active() && state.is_loaded(), "{name}: {state:?}");
         }
-        // Plus the proxy's unit, installed but not running.
-        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len() + 1);
-        let caddy = units.unit_state(&unit("caddy.service")).await.unwrap();
-        assert!(state_is_inactive_and_loaded(&caddy), "{caddy:?}");
+        // Plus the proxy's units, installed but not running.
+        assert_eq!(fake.units.installed().len(), FAKE_BASE_UNITS.len() + 2);
+        for name in ["coloc-proxy.service", "caddy.service"] {
+            let caddy = units.unit_state(&unit(name)).await.unwrap();
+            assert!(state_is_inactive_and_loaded(&caddy), "{caddy:?}");
+        }
     }
 
     fn state_is_inactive_and_loaded(state: &UnitState) -> bool {

@@ -3,7 +3,8 @@
 //!
 //! It owns the traits the agent sees the machine through — [`Units`]
 //! (systemd units over D-Bus), [`Health`] (node facts, SMART),
-//! [`Packages`] (apt), [`Journal`], [`Accounts`] and, in [`volumes`], the
+//! [`Packages`] (apt), [`Journal`], [`Accounts`], [`Firewall`] (coloc's
+//! nftables table) and, in [`volumes`], the
 //! disks, pools and tenants' volumes the storage reconciler manages —
 //! their real implementations, the pure parsers that turn tool output into
 //! typed values (one parser per tool output, tested against recorded
@@ -34,7 +35,8 @@
 //! D-Bus), `facts` (the real [`Health`]), `smart` (`smartctl --json`),
 //! `lsblk` (the one `lsblk` parser, for the facts and the disk prober),
 //! `packages` (apt and dpkg-query), `journal` (`journalctl -o json`),
-//! `accounts` (tenants' system users and groups) and [`volumes`] (the disk
+//! `accounts` (tenants' system users and groups), [`firewall`] (`nft`)
+//! and [`volumes`] (the disk
 //! prober and the ZFS and LVM thin backends). Around them: [`runner`] (the
 //! one command runner), [`durable`] (crash-safe file replacement),
 //! `error` ([`HostError`]), `types` (the values handed out) and `fake`
@@ -45,6 +47,7 @@ pub mod durable;
 mod error;
 mod facts;
 mod fake;
+pub mod firewall;
 mod journal;
 mod lsblk;
 mod packages;
@@ -54,6 +57,7 @@ mod types;
 mod units;
 pub mod volumes;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -68,13 +72,15 @@ pub use coloc_proto::units::UnitName;
 pub use error::{HostError, UnitOp};
 pub use facts::{RealHealth, parse_os_release_pretty_name};
 pub use fake::{FAKE_START_LIMIT_BURST, FakeHealth, FakeHost, FakeUnits};
+pub use firewall::{FakeFirewall, RealFirewall};
 pub use journal::{
     FakeJournal, MAX_CURSOR_LEN, RealJournal, parse_journal_json, rfc3339_utc_seconds,
     validate_cursor,
 };
 pub use lsblk::{LsblkDevice, list_disks, parse_lsblk};
 pub use packages::{
-    FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, validate_package_name,
+    FakePackages, RealPackages, parse_apt_unavailable, parse_dpkg_installed, parse_unit_files,
+    validate_package_name,
 };
 pub use smart::{parse_smartctl, smartctl_status_is_fatal, validate_device};
 pub use types::{BlockDevice, SmartReport, UnitState};
@@ -91,19 +97,22 @@ pub struct Host {
     pub packages: Arc<dyn Packages>,
     pub journal: Arc<dyn Journal>,
     pub accounts: Arc<dyn Accounts>,
+    pub firewall: Arc<dyn Firewall>,
 }
 
 impl Host {
     /// The real host: tools run through `runner`, systemd reached over the
-    /// system bus on first use, volume encryption keys kept in `key_dir`.
-    pub fn real(runner: Runner, key_dir: PathBuf) -> Host {
+    /// system bus on first use, volume encryption keys kept in `key_dir`,
+    /// the firewall ruleset last applied kept at `firewall_file`.
+    pub fn real(runner: Runner, key_dir: PathBuf, firewall_file: PathBuf) -> Host {
         Host {
             units: Arc::new(RealUnits::new()),
             health: Arc::new(RealHealth::new(runner.clone())),
             volumes: Volumes::real(runner.clone(), key_dir),
             packages: Arc::new(RealPackages::new(runner.clone())),
             journal: Arc::new(RealJournal::new(runner.clone())),
-            accounts: Arc::new(RealAccounts::new(runner)),
+            accounts: Arc::new(RealAccounts::new(runner.clone())),
+            firewall: Arc::new(RealFirewall::new(runner, firewall_file)),
         }
     }
 
@@ -154,6 +163,24 @@ pub trait Packages: Send + Sync {
     /// nothing runs when all are installed. Names are validated
     /// (Debian's package name rule) before anything runs.
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError>;
+    /// The systemd units whose unit files the installed `package` put in
+    /// systemd's system unit directories (`dpkg-query -L`). A package that
+    /// is not installed is [`HostError::Refused`].
+    async fn unit_files(&self, package: &str) -> Result<BTreeSet<UnitName>, HostError>;
+}
+
+/// The node's packet filter, as far as coloc owns it: the nftables table
+/// `inet coloc` (see [`firewall`]); other tables are never touched.
+#[async_trait]
+pub trait Firewall: Send + Sync {
+    /// The comment coloc's table carries in the kernel (the agent tags
+    /// each ruleset it writes); `None` when the table does not exist.
+    async fn table_comment(&self) -> Result<Option<String>, HostError>;
+    /// Replaces coloc's table with `ruleset`, a whole `nft -f` file that
+    /// touches that table only ([`firewall::check_scope`]), in one
+    /// transaction: afterwards all of it is in force or, on error, the
+    /// table as it was. The file is kept for the next boot.
+    async fn apply(&self, ruleset: &str) -> Result<(), HostError>;
 }
 
 /// Tenants' system accounts (see `accounts.rs`).

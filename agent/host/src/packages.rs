@@ -33,7 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::runner::{CommandError, Runner, display_command, stderr_tail};
-use crate::{HostError, Packages};
+use crate::{HostError, Packages, UnitName};
 
 /// How long one `apt-get install` may take: downloads of a large
 /// application (and its database server) over a slow mirror.
@@ -115,6 +115,24 @@ pub fn parse_apt_unavailable(stderr: &str) -> Vec<String> {
         }
     }
     names
+}
+
+/// Where packages install systemd's system units.
+const SYSTEM_UNIT_DIRS: &[&str] = &["/lib/systemd/system", "/usr/lib/systemd/system"];
+
+/// The systemd units a package's file list (`dpkg-query -L <package>`)
+/// installs: files directly in one of systemd's system unit directories
+/// whose name is a unit coloc can address (templates such as
+/// `syncthing@.service` and drop-in directories are left out).
+pub fn parse_unit_files(listing: &str) -> BTreeSet<UnitName> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let (dir, name) = line.trim_end().rsplit_once('/')?;
+            SYSTEM_UNIT_DIRS.contains(&dir).then_some(name)
+        })
+        .filter_map(|name| UnitName::new(name).ok())
+        .collect()
 }
 
 /// The error for packages no mirror has.
@@ -306,6 +324,28 @@ fn packages_object(names: &[String]) -> String {
 
 #[async_trait]
 impl Packages for RealPackages {
+    async fn unit_files(&self, package: &str) -> Result<BTreeSet<UnitName>, HostError> {
+        validate_package_name(package)?;
+        let output = self
+            .runner
+            .run_allow_status(
+                &self.tools.dpkg_query,
+                &["-L", package],
+                &[DPKG_QUERY_NOT_FOUND_STATUS],
+            )
+            .await
+            .map_err(|e| {
+                HostError::storage("list the files of", format!("package {package}"), e)
+            })?;
+        if output.status != 0 {
+            return Err(HostError::Refused {
+                object: format!("package {package}"),
+                reason: "not installed, so it ships no unit".to_owned(),
+            });
+        }
+        Ok(parse_unit_files(&output.stdout))
+    }
+
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError> {
         let names = checked_names(packages)?;
         if names.is_empty() {
@@ -404,23 +444,50 @@ async fn remove_policy_rc_d(path: &Path) -> Result<(), HostError> {
 
 // ------------------------------------------------------------------- fake
 
+/// The units the packages coloc installs ship in Debian 12, as
+/// `dpkg -c` lists them (caddy 2.6.2-5, nginx-common 1.22.1-9+deb12u12,
+/// prosody 0.12.3-1+deb12u1, radicale 3.1.8-2, syncthing 1.19.2~ds1-1+b4;
+/// syncthing's template syncthing@.service is not addressable and left
+/// out, nginx-light ships none): what [`FakePackages`] answers unless a
+/// test says otherwise.
+const DEBIAN_UNIT_FILES: &[(&str, &[&str])] = &[
+    ("caddy", &["caddy-api.service", "caddy.service"]),
+    ("nginx-common", &["nginx.service"]),
+    ("prosody", &["prosody.service"]),
+    ("radicale", &["radicale.service"]),
+    ("syncthing", &["syncthing-resume.service"]),
+];
+
 #[derive(Debug, Default)]
 struct FakeState {
     installed: BTreeSet<String>,
     unavailable: BTreeSet<String>,
     calls: u32,
     installs: Vec<Vec<String>>,
+    /// Unit files per package, where a test set them.
+    unit_files: std::collections::BTreeMap<String, BTreeSet<UnitName>>,
 }
 
 /// In-memory [`Packages`]: names are validated as for real, packages
 /// marked unavailable are refused like apt refuses them (and then nothing
-/// of that call is installed), everything else "installs" at once.
+/// of that call is installed), everything else "installs" at once. An
+/// installed package ships the units Debian's does ([`DEBIAN_UNIT_FILES`])
+/// or the ones a test set.
 #[derive(Debug, Default)]
 pub struct FakePackages {
     state: Mutex<FakeState>,
 }
 
 impl FakePackages {
+    /// The units `package` ships from now on.
+    pub fn set_unit_files(&self, package: &str, units: &[&str]) {
+        let units = units
+            .iter()
+            .map(|u| UnitName::new(*u).expect("a test names valid units"))
+            .collect();
+        self.lock().unit_files.insert(package.to_owned(), units);
+    }
+
     /// Nothing installed, everything available.
     pub fn new() -> FakePackages {
         FakePackages::default()
@@ -468,6 +535,30 @@ impl FakePackages {
 
 #[async_trait]
 impl Packages for FakePackages {
+    async fn unit_files(&self, package: &str) -> Result<BTreeSet<UnitName>, HostError> {
+        validate_package_name(package)?;
+        let state = self.lock();
+        if !state.installed.contains(package) {
+            return Err(HostError::Refused {
+                object: format!("package {package}"),
+                reason: "not installed, so it ships no unit".to_owned(),
+            });
+        }
+        if let Some(units) = state.unit_files.get(package) {
+            return Ok(units.clone());
+        }
+        Ok(DEBIAN_UNIT_FILES
+            .iter()
+            .find(|(name, _)| *name == package)
+            .map(|(_, units)| {
+                units
+                    .iter()
+                    .map(|u| UnitName::new(*u).expect("the table holds valid unit names"))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError> {
         let mut state = self.lock();
         state.calls += 1;
@@ -612,6 +703,56 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn unit_files_are_read_from_a_recorded_file_list() {
+        // Recorded on Debian 12: `dpkg-query -L caddy` (caddy 2.6.2-5).
+        let units = parse_unit_files(&fixture("dpkg-query-L-caddy.txt"));
+        let names: Vec<&str> = units.iter().map(UnitName::as_str).collect();
+        assert_eq!(names, ["caddy-api.service", "caddy.service"]);
+        // Templates, drop-ins, other directories and lookalikes are not
+        // units a package ships for masking.
+        let units = parse_unit_files(
+            "/lib/systemd/system/syncthing@.service\n\
+             /lib/systemd/system/x.service.d/override.conf\n\
+             /etc/systemd/system/evil.service\n\
+             /usr/lib/systemd/system/radicale.service\n\
+             /usr/lib/systemd/systemx/ssh.service\n\
+             /lib/systemd/system\n",
+        );
+        let names: Vec<&str> = units.iter().map(UnitName::as_str).collect();
+        assert_eq!(names, ["radicale.service"]);
+    }
+
+    #[tokio::test]
+    async fn the_fake_ships_debians_units_for_installed_packages() {
+        let fake = FakePackages::new();
+        let err = fake
+            .unit_files("radicale")
+            .await
+            .expect_err("not installed");
+        assert!(matches!(err, HostError::Refused { .. }), "{err:?}");
+        fake.ensure_installed(&names(&["radicale", "nginx-light", "nginx-common"]))
+            .await
+            .expect("installs");
+        let shipped =
+            |units: BTreeSet<UnitName>| units.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            shipped(fake.unit_files("radicale").await.unwrap()),
+            ["radicale.service"]
+        );
+        assert!(fake.unit_files("nginx-light").await.unwrap().is_empty());
+        assert_eq!(
+            shipped(fake.unit_files("nginx-common").await.unwrap()),
+            ["nginx.service"]
+        );
+        fake.set_unit_files("radicale", &["radicale.socket"]);
+        assert_eq!(
+            shipped(fake.unit_files("radicale").await.unwrap()),
+            ["radicale.socket"]
+        );
+        assert!(fake.unit_files("radicale; reboot").await.is_err());
     }
 
     #[tokio::test]

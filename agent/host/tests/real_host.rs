@@ -13,7 +13,32 @@ async fn installed(tool: &str) -> bool {
 }
 
 fn real_host() -> Host {
-    Host::real(Runner::new(), std::env::temp_dir().join("coloc-test-keys"))
+    Host::real(
+        Runner::new(),
+        std::env::temp_dir().join("coloc-test-keys"),
+        std::env::temp_dir().join("coloc-test-firewall.nft"),
+    )
+}
+
+#[tokio::test]
+async fn unit_files_come_from_dpkgs_file_lists() {
+    let host = real_host();
+    // dpkg is installed on every Debian; whatever units it ships (bookworm's
+    // has a backup timer) are in systemd's system unit directories.
+    let units = host
+        .packages
+        .unit_files("dpkg")
+        .await
+        .expect("dpkg-query -L dpkg");
+    for unit in &units {
+        assert!(unit.as_str().starts_with("dpkg"), "{unit}");
+    }
+    let err = host
+        .packages
+        .unit_files("coloc-no-such-package")
+        .await
+        .expect_err("not installed");
+    assert!(matches!(err, HostError::Refused { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -46,7 +46,9 @@ pub use fsops::FsError;
 use fsops::{Dir, Owner};
 pub use logs::{MAX_LOG_LINE_BYTES, STATUS_LOG_LINE_BYTES, app_logs};
 pub use probe::{PROBE_TIMEOUT, ProbeOutcome};
-pub use proxy::{CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, Site, render_caddyfile};
+pub use proxy::{
+    ADMIN_SOCKET, CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, DEBIAN_CADDY_UNITS, Site, render_caddyfile,
+};
 pub use unit::{UNIT_DIR, render_unit};
 
 /// Where the agent records each instance's last applied restart nonce.
@@ -82,6 +84,9 @@ pub enum AppError {
     Failed { unit: UnitName, result: String },
     #[error("{unit} is {state}, not running")]
     NotRunning { unit: UnitName, state: String },
+    /// A package unit to mask that none of the app's packages installed.
+    #[error("{unit} is not a unit the app's packages ship; it is not masked")]
+    NotShipped { unit: String },
     #[error("{count} running instance(s) but no proxy in the desired configuration")]
     NoProxy { count: usize },
     /// systemd did not re-read the unit files; shared by every instance
@@ -434,6 +439,25 @@ async fn prepare_packages(host: &Host, app: &AppDecl) -> Result<(), AppError> {
             .await
             .map_err(host_err("install the packages of", &app.unit))?;
     }
+    // Only units whose files the app's own packages installed are masked:
+    // a catalog entry cannot make the node mask ssh, the agent or anything
+    // systemd runs (proto refuses those names too).
+    let mut shipped = std::collections::BTreeSet::new();
+    if !app.package_units.is_empty() {
+        for package in &app.packages {
+            shipped.extend(
+                host.packages
+                    .unit_files(package.as_str())
+                    .await
+                    .map_err(host_err("list the units of", package))?,
+            );
+        }
+    }
+    if let Some(unit) = app.package_units.iter().find(|u| !shipped.contains(*u)) {
+        return Err(AppError::NotShipped {
+            unit: unit.to_string(),
+        });
+    }
     for unit in &app.package_units {
         host.units
             .mask(unit)
@@ -743,6 +767,7 @@ async fn reconcile_proxy(
             .ensure_installed(&[CADDY_PACKAGE.to_owned()])
             .await
             .map_err(host_err("install", CADDY_PACKAGE))?;
+        mask_debian_caddy(host).await?;
     }
     let changed = {
         let root = root.to_path_buf();
@@ -785,6 +810,32 @@ async fn reconcile_proxy(
             .start(&caddy)
             .await
             .map_err(host_err("start", &caddy))?;
+    }
+    Ok(())
+}
+
+/// Masks and stops the units Debian's caddy package ships (those it really
+/// ships, by its file list), so that only coloc's sandboxed proxy unit runs
+/// Caddy and binds 80 and 443.
+async fn mask_debian_caddy(host: &Host) -> Result<(), AppError> {
+    let shipped = host
+        .packages
+        .unit_files(CADDY_PACKAGE)
+        .await
+        .map_err(host_err("list the units of", CADDY_PACKAGE))?;
+    for name in DEBIAN_CADDY_UNITS {
+        let unit = UnitName::new(*name)?;
+        if !shipped.contains(&unit) {
+            continue;
+        }
+        host.units
+            .mask(&unit)
+            .await
+            .map_err(host_err("mask", &unit))?;
+        host.units
+            .stop(&unit)
+            .await
+            .map_err(host_err("stop", &unit))?;
     }
     Ok(())
 }

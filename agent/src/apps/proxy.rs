@@ -11,8 +11,19 @@ use coloc_proto::domain::{InvalidInput, check_domain_name};
 
 /// Where Debian's caddy package reads its configuration.
 pub const CADDYFILE: &str = "/etc/caddy/Caddyfile";
-/// The proxy's unit, shipped by the caddy package.
-pub const CADDY_UNIT: &str = "caddy.service";
+/// The proxy's unit: coloc's own, shipped by the image
+/// (`image/rootfs/etc/systemd/system/coloc-proxy.service`), sandboxed like
+/// the app units: it binds 80 and 443, reads its configuration, keeps its
+/// certificates under /var/lib/caddy, and nothing more.
+pub const CADDY_UNIT: &str = "coloc-proxy.service";
+/// The units Debian's caddy package ships, masked and stopped: they would
+/// run Caddy as root-started daemons without sandboxing, and
+/// `caddy-api.service` with its admin API on TCP.
+pub const DEBIAN_CADDY_UNITS: &[&str] = &["caddy.service", "caddy-api.service"];
+/// Caddy's admin API: a unix socket in the unit's runtime directory
+/// (mode 0700, owned by the caddy user), never a TCP port a tenant's app
+/// could reach on loopback.
+pub const ADMIN_SOCKET: &str = "/run/coloc-proxy/admin.sock";
 /// The package that provides it.
 pub const CADDY_PACKAGE: &str = "caddy";
 
@@ -25,8 +36,9 @@ pub struct Site {
     pub upstream_host: bool,
 }
 
-/// The Caddyfile: a global block (`local_certs` without an ACME e-mail,
-/// Caddy's internal CA; `email <acme_email>` otherwise), then one block
+/// The Caddyfile: a global block (the admin API on [`ADMIN_SOCKET`];
+/// `local_certs` without an ACME e-mail, Caddy's internal CA;
+/// `email <acme_email>` otherwise), then one block
 /// per site, sorted by host name so that the text only changes when the
 /// routes do.
 pub fn render_caddyfile(proxy: &ProxyDecl, sites: &[Site]) -> Result<String, InvalidInput> {
@@ -37,6 +49,7 @@ pub fn render_caddyfile(proxy: &ProxyDecl, sites: &[Site]) -> Result<String, Inv
         "# Written by coloc-agent from the node's desired configuration;\n\
          # local changes are overwritten.\n{\n",
     );
+    text.push_str(&format!("\tadmin unix/{ADMIN_SOCKET}\n"));
     match &proxy.acme_email {
         None => text.push_str("\tlocal_certs\n"),
         Some(email) => text.push_str(&format!("\temail {email}\n")),

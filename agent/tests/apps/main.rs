@@ -268,6 +268,15 @@ impl TestPackages {
 
 #[async_trait]
 impl Packages for TestPackages {
+    async fn unit_files(&self, package: &str) -> Result<BTreeSet<UnitName>, HostError> {
+        // Each package ships the unit of its own name, as Debian's do.
+        let unit = UnitName::new(format!("{package}.service")).map_err(|e| HostError::Refused {
+            object: package.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(BTreeSet::from([unit]))
+    }
+
     async fn ensure_installed(&self, packages: &[String]) -> Result<(), HostError> {
         if let Some(p) = packages.iter().find(|p| lock(&self.unknown).contains(*p)) {
             return Err(HostError::Refused {
@@ -337,6 +346,7 @@ impl Node {
         std::fs::create_dir_all(root.path().join("srv/tenants/asso-x/data")).expect("mount point");
         std::fs::create_dir_all(root.path().join("srv/tenants/asso-y/files")).expect("mount point");
         let units = Arc::new(TestUnits::new(root.path()));
+        units.ship("coloc-proxy.service");
         units.ship("caddy.service");
         units.ship("radicale.service");
         Node {
@@ -479,7 +489,7 @@ fn radicale(port: u16) -> AppSpec {
         health: Some(app_spec::Health::HealthHttpPath("/.web/".into())),
         restart_nonce: 0,
         volume_id: VOLUME.into(),
-        proxy_upstream_host: false,
+        ..AppSpec::default()
     }
 }
 
@@ -798,7 +808,7 @@ fn the_caddyfile_routes_running_instances() {
         text,
         "# Written by coloc-agent from the node's desired configuration;\n\
          # local changes are overwritten.\n\
-         {\n\tlocal_certs\n}\n\
+         {\n\tadmin unix//run/coloc-proxy/admin.sock\n\tlocal_certs\n}\n\
          \nradicale.asso-x.coloc.test {\n\treverse_proxy 127.0.0.1:20000\n}\n\
          \nsite.asso-y.coloc.test {\n\treverse_proxy 127.0.0.1:20001 {\n\t\theader_up Host {upstream_hostport}\n\t}\n}\n"
     );
@@ -807,10 +817,7 @@ fn the_caddyfile_routes_running_instances() {
         ..proxy()
     };
     let text = render_caddyfile(&proxy_decl(&acme), &[]).unwrap();
-    assert!(
-        text.contains("{\n\temail admin@encommun.org\n}\n"),
-        "{text}"
-    );
+    assert!(text.contains("\n\temail admin@encommun.org\n}\n"), "{text}");
     assert!(!text.contains("local_certs"));
     assert!(!text.contains("reverse_proxy"));
 

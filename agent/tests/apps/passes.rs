@@ -27,6 +27,10 @@ async fn a_full_pass_installs_writes_enables_starts_and_routes() {
     // Packages, then the package's own unit masked and stopped.
     assert_eq!(node.packages.installed(), ["radicale", "caddy"]);
     assert!(node.units.masked("radicale.service"));
+    // Debian's caddy.service is masked: only coloc's sandboxed unit runs
+    // Caddy.
+    assert!(node.units.masked("caddy.service"));
+    assert!(!node.units.enabled("caddy.service"));
     // systemd re-read the unit before it was enabled and started.
     let log = node.units.log();
     let at = |entry: &str| {
@@ -71,13 +75,13 @@ async fn a_full_pass_installs_writes_enables_starts_and_routes() {
         format!(
             "# Written by coloc-agent from the node's desired configuration;\n\
              # local changes are overwritten.\n\
-             {{\n\tlocal_certs\n}}\n\
+             {{\n\tadmin unix//run/coloc-proxy/admin.sock\n\tlocal_certs\n}}\n\
              \nradicale.asso-x.coloc.test {{\n\treverse_proxy 127.0.0.1:{port}\n}}\n"
         )
     );
-    assert!(node.units.enabled("caddy.service"));
-    assert_eq!(node.units.active_state("caddy.service"), "active");
-    assert_eq!(node.units.count("reload-or-restart caddy.service"), 0);
+    assert!(node.units.enabled("coloc-proxy.service"));
+    assert_eq!(node.units.active_state("coloc-proxy.service"), "active");
+    assert_eq!(node.units.count("reload-or-restart coloc-proxy.service"), 0);
     assert_eq!(
         node.read("/var/lib/coloc/apps/asso-x-radicale.nonce"),
         "0\n"
@@ -158,7 +162,7 @@ async fn stop_restart_and_remove_follow_the_desired_state() {
     assert!(!s.healthy);
     assert!(!node.units.enabled(UNIT));
     assert!(!node.read("/etc/caddy/Caddyfile").contains("radicale"));
-    assert_eq!(node.units.count("reload-or-restart caddy.service"), 1);
+    assert_eq!(node.units.count("reload-or-restart coloc-proxy.service"), 1);
 
     // Removed: unit and configuration gone, data kept, route gone.
     std::fs::write(
@@ -191,7 +195,10 @@ async fn stop_restart_and_remove_follow_the_desired_state() {
         "BEGIN:VCALENDAR"
     );
     // Nothing is deployed any more: Caddy is left alone, not re-enabled.
-    assert!(!log.iter().any(|e| e == "enable caddy.service"), "{log:#?}");
+    assert!(
+        !log.iter().any(|e| e == "enable coloc-proxy.service"),
+        "{log:#?}"
+    );
 
     // Removing again is a no-op.
     node.units.clear_log();
@@ -467,4 +474,25 @@ async fn logs_come_from_the_units_journal() {
         .await;
         assert!(err.is_err(), "{tenant} {app} {cursor:?}");
     }
+}
+
+#[tokio::test]
+async fn a_unit_the_apps_packages_do_not_ship_is_never_masked() {
+    // The attack: a catalog entry names another package's unit (here
+    // cron's; ssh and systemd's own are refused by name before this).
+    let node = Node::new();
+    let (port, _) = http_server(200).await;
+    let mut spec = radicale(port);
+    spec.package_units = vec!["cron.service".into()];
+    let report = node.pass(&[spec], Some(&proxy())).await;
+    let s = status(&report, "radicale");
+    assert!(
+        s.error
+            .contains("cron.service is not a unit the app's packages ship"),
+        "{}",
+        s.error
+    );
+    assert!(!node.units.masked("cron.service"));
+    assert!(!node.units.log().iter().any(|e| e.contains("cron.service")));
+    assert!(!node.exists(&format!("/etc/systemd/system/{UNIT}")));
 }

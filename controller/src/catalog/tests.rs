@@ -257,6 +257,63 @@ fn render_refuses_a_bad_context() {
 }
 
 #[test]
+fn network_access_is_closed_unless_declared() {
+    let closed = parse(MINIMAL).unwrap().render(&ctx()).unwrap();
+    assert!(!closed.outbound);
+    assert!(closed.inbound.is_empty());
+
+    let open = parse(&format!(
+        "{MINIMAL}\n[network]\noutbound = true\ninbound = [\"5269/tcp\", \"5222/tcp\", \"5222/udp\"]\n"
+    ))
+    .unwrap()
+    .render(&ctx())
+    .unwrap();
+    assert!(open.outbound);
+    let wire = |port, transport: agent_pb::Transport| agent_pb::InboundPort {
+        port,
+        transport: transport.into(),
+    };
+    assert_eq!(
+        open.inbound,
+        [
+            wire(5222, agent_pb::Transport::Tcp),
+            wire(5222, agent_pb::Transport::Udp),
+            wire(5269, agent_pb::Transport::Tcp),
+        ]
+    );
+
+    // Only the apps that need the outside get it: Syncthing's relays and
+    // discovery servers. The others reach 127.0.0.1 alone.
+    let catalog = Catalog::builtin().unwrap();
+    for app in catalog.apps() {
+        let spec = app.render(&ctx()).unwrap();
+        assert_eq!(
+            spec.outbound,
+            app.name.as_str() == "syncthing",
+            "{}",
+            app.name
+        );
+        assert!(spec.inbound.is_empty(), "{}", app.name);
+    }
+
+    for (inbound, why) in [
+        ("[\"22/tcp\"]", "1024"),
+        ("[\"443/udp\"]", "1024"),
+        ("[\"20000/tcp\"]", "loopback"),
+        ("[\"5222\"]", "<port>/tcp"),
+        ("[\"5222/sctp\"]", "<port>/tcp"),
+        ("[\"5222/tcp\", \"5222/tcp\"]", "twice"),
+    ] {
+        let msg = refused(
+            &format!("{MINIMAL}\n[network]\ninbound = {inbound}\n"),
+            "network.inbound",
+        );
+        assert!(msg.contains(why), "{inbound}: {msg}");
+    }
+    refused(&format!("{MINIMAL}\n[network]\nports = [1]\n"), "ports");
+}
+
+#[test]
 fn crafted_values_are_refused_at_load() {
     assert!(parse(MINIMAL).is_ok());
     refused(

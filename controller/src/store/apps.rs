@@ -14,8 +14,9 @@ use coloc_proto::storage::{VolumeId, VolumeName};
 use super::{StoreResult, UnixSecs, VolumeLifecycle};
 
 /// The first port handed to an instance on a node (`127.0.0.1:<port>`);
-/// the ones below are left to the system and the proxy.
-pub const FIRST_APP_PORT: u16 = 20_000;
+/// the ones below are left to the system, the proxy and the ports apps
+/// open to the outside (proto's rule, which the node applies too).
+pub use coloc_proto::apps::FIRST_APP_PORT;
 
 pub use coloc_proto::apps::AppName;
 

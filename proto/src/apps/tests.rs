@@ -43,6 +43,8 @@ fn radicale() -> AppSpec {
         restart_nonce: 0,
         volume_id: VOLUME.into(),
         proxy_upstream_host: false,
+        outbound: false,
+        inbound: Vec::new(),
     }
 }
 
@@ -167,6 +169,33 @@ fn every_field_is_validated() {
         }),
         ("state", |s| s.state = 42),
         ("volume id", |s| s.volume_id = "../x".into()),
+        ("package unit is ssh", |s| {
+            s.package_units = vec!["ssh.service".into()]
+        }),
+        ("package unit is systemd's", |s| {
+            s.package_units = vec!["systemd-resolved.service".into()]
+        }),
+        ("inbound below 1024", |s| {
+            s.inbound = vec![inbound(443, pb::Transport::Tcp)]
+        }),
+        ("inbound in the app port range", |s| {
+            s.inbound = vec![inbound(20_001, pb::Transport::Tcp)]
+        }),
+        ("inbound without transport", |s| {
+            s.inbound = vec![inbound(5222, pb::Transport::Unspecified)]
+        }),
+        ("inbound twice", |s| {
+            s.inbound = vec![inbound(5222, pb::Transport::Tcp); 2]
+        }),
+        ("inbound is the loopback port", |s| {
+            s.port = 5222;
+            s.inbound = vec![inbound(5222, pb::Transport::Tcp)];
+        }),
+        ("too many inbound", |s| {
+            s.inbound = (0..=MAX_INBOUND_PORTS as u32)
+                .map(|i| inbound(5000 + i, pb::Transport::Udp))
+                .collect();
+        }),
     ];
     for (what, mutate) in cases {
         let mut spec = radicale();
@@ -175,6 +204,69 @@ fn every_field_is_validated() {
             AppDecl::from_spec(&spec, Some("coloc.test")).is_err(),
             "{what} should be refused"
         );
+    }
+}
+
+fn inbound(port: u32, transport: pb::Transport) -> pb::InboundPort {
+    pb::InboundPort {
+        port,
+        transport: transport.into(),
+    }
+}
+
+#[test]
+fn inbound_ports_and_outbound_access_are_carried_over_sorted() {
+    let mut spec = radicale();
+    let ok = AppDecl::from_spec(&spec, None).expect("valid");
+    assert!(!ok.outbound && ok.inbound.is_empty(), "closed by default");
+    spec.outbound = true;
+    spec.inbound = vec![
+        inbound(5269, pb::Transport::Tcp),
+        inbound(5222, pb::Transport::Udp),
+        inbound(5222, pb::Transport::Tcp),
+    ];
+    let ok = AppDecl::from_spec(&spec, None).expect("valid");
+    assert!(ok.outbound);
+    let shown: Vec<String> = ok.inbound.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["5222/tcp", "5222/udp", "5269/tcp"]);
+    let wire: Vec<pb::InboundPort> = ok.inbound.iter().copied().map(Into::into).collect();
+    assert_eq!(wire[2], inbound(5269, pb::Transport::Tcp));
+}
+
+#[test]
+fn inbound_ports_read_as_the_catalog_writes_them() {
+    let port: InboundPort = "5222/tcp".parse().expect("valid");
+    assert_eq!(
+        port,
+        InboundPort {
+            port: 5222,
+            transport: Transport::Tcp
+        }
+    );
+    assert_eq!(
+        "19999/udp".parse::<InboundPort>().expect("valid").port,
+        19_999
+    );
+    for bad in [
+        "",
+        "5222",
+        "5222/",
+        "/tcp",
+        "5222/TCP",
+        "5222/sctp",
+        "+5222/tcp",
+        " 5222/tcp",
+        "5222/tcp ",
+        "0/tcp",
+        "22/tcp",
+        "443/udp",
+        "1023/tcp",
+        "20000/tcp",
+        "65535/udp",
+        "99999999/tcp",
+        "5222/tcp/x",
+    ] {
+        assert!(bad.parse::<InboundPort>().is_err(), "{bad:?}");
     }
 }
 
