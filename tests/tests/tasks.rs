@@ -200,7 +200,7 @@ async fn coloc_tasks_prints_the_table_and_json() -> Result<()> {
     let stdout = stdout(&out);
     assert!(out.status.success(), "coloc tasks failed: {}", stderr(&out));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(lines.len(), 1 + TASKS.len(), "{stdout}");
     for header in [
         "NAME", "PERIOD", "LAST RUN", "DURATION", "RUNS", "OUTCOME", "ERROR",
     ] {
