@@ -564,7 +564,7 @@ pub async fn start(
     let mut stop = shutdown_rx.clone();
     // Connections are capped before their handshake (crate::transport),
     // then the handshake is colocd's own (crate::tls).
-    let incoming = tls::incoming(capped_incoming(listener, connections), acceptor);
+    let incoming = tls::incoming(Box::pin(capped_incoming(listener, connections)), acceptor);
     let server = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async move {
