@@ -172,30 +172,20 @@ pub async fn init(
             disabled_unix: None,
         })
         .await?;
-    let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
-    store
-        .create_api_token(ApiTokenRecord {
-            id: id.clone(),
-            user: admin.clone(),
-            description: "created by colocd init".into(),
-            secret_hash: auth::hash_secret(&secret),
-            created_unix: now,
-            expires_unix: now + opts.admin_token_ttl_secs,
-            revoked_unix: None,
-            minted_by: None,
-        })
-        .await?;
-    store
-        .append_audit(AuditRecord::new(AuditFields {
-            at_unix_ms: clock.now_ms(),
-            actor: "colocd-init".into(),
-            action: "user.create".into(),
+    let (secret, _) = mint_root_token(
+        &store,
+        clock.as_ref(),
+        &admin,
+        now + opts.admin_token_ttl_secs,
+        RootAudit {
+            actor: "colocd-init",
+            description: "created by colocd init",
+            action: "user.create",
             target: format!("user:{admin}"),
-            tenant: None,
-            outcome: AuditOutcome::Allowed,
-            detail: format!("first admin, token {id}"),
-        }))
-        .await?;
+            detail: |id| format!("first admin, token {id}"),
+        },
+    )
+    .await?;
     let admin_config = data_dir.join(ADMIN_CONFIG_FILE);
     let listen = opts.config.listen;
     let host = if listen.ip().is_unspecified() {
@@ -395,31 +385,21 @@ pub async fn admin_token(
         return Err(refuse("is disabled"));
     }
     let now = clock.now();
-    let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
     let expires_unix = now + ttl_secs;
-    store
-        .create_api_token(ApiTokenRecord {
-            id: id.clone(),
-            user: name.clone(),
-            description: "created by colocd admin-token".into(),
-            secret_hash: auth::hash_secret(&secret),
-            created_unix: now,
-            expires_unix,
-            revoked_unix: None,
-            minted_by: None,
-        })
-        .await?;
-    store
-        .append_audit(AuditRecord::new(AuditFields {
-            at_unix_ms: clock.now_ms(),
-            actor: "colocd-admin-token".into(),
-            action: "token.create".into(),
-            target: format!("token:{id}"),
-            tenant: None,
-            outcome: AuditOutcome::Allowed,
-            detail: format!("root token for admin {name}, minted by colocd on its host"),
-        }))
-        .await?;
+    let (secret, id) = mint_root_token(
+        &store,
+        clock.as_ref(),
+        &name,
+        expires_unix,
+        RootAudit {
+            actor: "colocd-admin-token",
+            description: "created by colocd admin-token",
+            action: "token.create",
+            target: String::new(),
+            detail: |_| format!("root token for admin {name}, minted by colocd on its host"),
+        },
+    )
+    .await?;
     Ok(AdminTokenOutput {
         token: secret,
         id,
@@ -587,4 +567,57 @@ pub async fn start(
         server,
         background,
     })
+}
+
+/// How a token colocd mints on its own host is written in the audit log.
+struct RootAudit<D: FnOnce(&str) -> String> {
+    actor: &'static str,
+    description: &'static str,
+    action: &'static str,
+    /// Empty: the token itself (`token:<id>`).
+    target: String,
+    /// The entry's detail, given the new token's id.
+    detail: D,
+}
+
+/// A root token for `user` (minted by no credential: `colocd init` and
+/// `colocd admin-token` run on colocd's host with its data directory),
+/// stored and audited; returns the secret and the token's id.
+async fn mint_root_token<D: FnOnce(&str) -> String>(
+    store: &SqliteStore,
+    clock: &dyn Clock,
+    user: &UserName,
+    expires_unix: i64,
+    audit: RootAudit<D>,
+) -> Result<(String, String), ServerError> {
+    let (secret, id) = auth::new_secret(API_TOKEN_PREFIX, "tok-");
+    store
+        .create_api_token(ApiTokenRecord {
+            id: id.clone(),
+            user: user.clone(),
+            description: audit.description.into(),
+            secret_hash: auth::hash_secret(&secret),
+            created_unix: clock.now(),
+            expires_unix,
+            revoked_unix: None,
+            minted_by: None,
+        })
+        .await?;
+    let target = if audit.target.is_empty() {
+        format!("token:{id}")
+    } else {
+        audit.target
+    };
+    store
+        .append_audit(AuditRecord::new(AuditFields {
+            at_unix_ms: clock.now_ms(),
+            actor: audit.actor.into(),
+            action: audit.action.into(),
+            target,
+            tenant: None,
+            outcome: AuditOutcome::Allowed,
+            detail: (audit.detail)(&id),
+        }))
+        .await?;
+    Ok((secret, id))
 }
