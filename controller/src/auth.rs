@@ -411,7 +411,7 @@ pub fn unseen(kind: &'static str, name: impl ToString, check: ApiResult<()>) -> 
 /// else that changes something (volumes, apps, requests and their
 /// comments, storage settings, new tokens and certificates) waits for the
 /// renewal; reads are not changes and always work.
-const ALLOWED_WHILE_FROZEN: &[&str] = &["token.revoke"];
+const ALLOWED_WHILE_FROZEN: &[&str] = &["token.revoke", "user.cert.revoke"];
 
 /// A change (`action`, the audit action of a mutation) by a user of a
 /// frozen association is refused; admins belong to none and are never

@@ -266,6 +266,17 @@ async fn an_expired_membership_warns_then_freezes_and_only_admins_suspend() -> R
         })
         .await?
         .into_inner();
+    let (_, csr) = key_and_csr("op-a")?;
+    let spare_cert = w
+        .op_a
+        .users
+        .issue_user_certificate(pb::IssueUserCertificateRequest {
+            user: "op-a".into(),
+            csr_pem: csr.clone(),
+            ttl_secs: 0,
+        })
+        .await?
+        .into_inner();
 
     // ---- Expired: warned on every answer, still allowed to change things.
     w.ctl.set_now(w.t0 + 3 * DAY);
@@ -433,6 +444,27 @@ async fn an_expired_membership_warns_then_freezes_and_only_admins_suspend() -> R
         .await?
         .into_inner();
     assert!(revoked.revoked);
+    // A certificate too, while a new one waits for the renewal.
+    let err = w
+        .op_a
+        .users
+        .issue_user_certificate(pb::IssueUserCertificateRequest {
+            user: "op-a".into(),
+            csr_pem: csr,
+            ttl_secs: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    let revoked = w
+        .op_a
+        .users
+        .revoke_user_certificate(pb::RevokeUserCertificateRequest {
+            serial: spare_cert.serial.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(revoked.revoked, "{revoked:?}");
     // Nothing changed: the same volumes, the app still wanted running.
     let volumes_after = w
         .op_a
