@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod input;
 mod output;
+mod password;
 
 use std::process::ExitCode;
 

@@ -196,6 +196,21 @@ pub fn require_tenant_read(caller: &Caller, tenant: &TenantName) -> ApiResult<()
     }
 }
 
+/// Something a tenant's operators decide for their association on any
+/// node and either offer (the login in front of its apps): admins, and the
+/// tenant's own operators. Members read.
+pub fn require_tenant_operator(caller: &Caller, tenant: &TenantName, what: &str) -> ApiResult<()> {
+    if caller.is_admin() || (caller.tenant() == Some(tenant) && caller.user.role == Role::Operator)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!(
+            "user {} is a {}; only admins and the operators of tenant {tenant} {what}",
+            caller.user.name, caller.user.role
+        )))
+    }
+}
+
 /// A non-admin's own tenant (every operator and member has one).
 pub fn own_tenant(caller: &Caller) -> ApiResult<TenantName> {
     caller.tenant().cloned().ok_or_else(|| {

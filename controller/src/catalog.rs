@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use coloc_proto::agent::v1 as agent_pb;
+use coloc_proto::apps::web::{WebLogin, WebProtection};
 use coloc_proto::apps::{
     AppDecl, AppName, InboundPort, PackageName, app_config_dir, app_hostname, check_data_subdir,
     check_env_key, check_exec, check_file_name, check_inbound_ports, check_printable,
@@ -170,8 +171,12 @@ pub struct CatalogApp {
     environment: BTreeMap<String, Template>,
     data_dirs: Vec<String>,
     files: Vec<(String, Template)>,
+    /// Written once into the data directory: (relative path, content).
+    data_files: Vec<(String, Template)>,
     health: Health,
     proxy_upstream_host: bool,
+    /// Who may open its web endpoint.
+    pub web: WebProtection,
     /// May reach beyond the node's loopback.
     outbound: bool,
     /// Ports opened to the outside for each instance.
@@ -200,6 +205,9 @@ pub struct RenderContext {
     pub domain: String,
     pub state: agent_pb::AppState,
     pub restart_nonce: u64,
+    /// The login the tenant set for an app the proxy protects; sent only
+    /// when the catalog entry says `web.auth = "proxy"`.
+    pub web_login: Option<WebLogin>,
 }
 
 impl CatalogApp {
@@ -221,6 +229,7 @@ impl CatalogApp {
                 .collect(),
             memory_max_bytes: self.memory_max_bytes,
             cpu_quota_percent: self.cpu_quota_percent,
+            web_auth: agent_pb::WebAuth::from(self.web) as i32,
         }
     }
 
@@ -275,6 +284,14 @@ impl CatalogApp {
                 content: content.render(&values),
             })
             .collect();
+        let data_files = self
+            .data_files
+            .iter()
+            .map(|(path, content)| agent_pb::AppFile {
+                name: path.clone(),
+                content: content.render(&values),
+            })
+            .collect();
         let health = match &self.health {
             Health::Http(path) => agent_pb::app_spec::Health::HealthHttpPath(path.clone()),
             Health::Tcp => agent_pb::app_spec::Health::HealthTcp(true),
@@ -294,6 +311,7 @@ impl CatalogApp {
             data_dirs: self.data_dirs.clone(),
             config_dir,
             files,
+            data_files,
             uid: ctx.uid,
             gid: ctx.gid,
             memory_max_bytes: self.memory_max_bytes,
@@ -305,6 +323,11 @@ impl CatalogApp {
             proxy_upstream_host: self.proxy_upstream_host,
             outbound: self.outbound,
             inbound: self.inbound.iter().copied().map(Into::into).collect(),
+            web_auth: agent_pb::WebAuth::from(self.web) as i32,
+            web_login: match self.web {
+                WebProtection::Proxy => ctx.web_login.as_ref().map(Into::into),
+                WebProtection::Public | WebProtection::Own => None,
+            },
         };
         // What the node will check, checked here first: the controller
         // never sends a spec its agent refuses.
@@ -372,12 +395,28 @@ struct RawApp {
     service: RawService,
     #[serde(default)]
     files: Vec<RawFile>,
+    /// Files the app owns once written: given at the first deployment
+    /// (an initial configuration), never rewritten.
+    #[serde(default)]
+    data_files: Vec<RawDataFile>,
     health: RawHealth,
     resources: RawResources,
     #[serde(default)]
     proxy: RawProxy,
     #[serde(default)]
     network: RawNetwork,
+    web: RawWeb,
+}
+
+/// Who may open the app's web endpoint: required, so that no entry is
+/// published without a decision.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    /// "public" (a website, for everyone), "own" (the app asks for its
+    /// own login) or "proxy" (the app has none: the node's proxy asks for
+    /// the login the tenant sets with `coloc app set-password`).
+    auth: String,
 }
 
 /// What an instance reaches and what reaches it, besides the node's proxy
@@ -413,6 +452,14 @@ struct RawService {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     data_dirs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataFile {
+    /// Relative to the data directory, e.g. "config/config.xml".
+    path: String,
+    content: String,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +602,23 @@ impl RawApp {
             files.push((f.name.clone(), content));
         }
 
+        let mut data_files = Vec::with_capacity(self.data_files.len());
+        let mut paths = BTreeSet::new();
+        for (i, f) in self.data_files.iter().enumerate() {
+            check_data_subdir(&f.path)
+                .map_err(|e| field_err(format!("data_files[{i}].path"), e.reason()))?;
+            if !paths.insert(f.path.as_str()) {
+                return Err(field_err(
+                    format!("data_files[{i}].path"),
+                    format!("{:?} listed twice", f.path),
+                ));
+            }
+            let field = format!("data_files[{i}].content");
+            check_content(&f.content).map_err(|why| field_err(&field, why))?;
+            let content = Template::parse(&f.content).map_err(|why| field_err(&field, why))?;
+            data_files.push((f.path.clone(), content));
+        }
+
         let health = match (self.health.http, self.health.tcp) {
             (Some(path), None) => {
                 check_probe_path(&path).map_err(|e| field_err("health.http", e.reason()))?;
@@ -602,6 +666,16 @@ impl RawApp {
         let inbound = check_inbound_ports(inbound, 0)
             .map_err(|e| field_err("network.inbound", e.reason()))?;
 
+        let web = WebProtection::parse(&self.web.auth).ok_or_else(|| {
+            field_err(
+                "web.auth",
+                format!(
+                    "{:?} is not \"public\", \"own\" or \"proxy\"",
+                    self.web.auth.chars().take(80).collect::<String>()
+                ),
+            )
+        })?;
+
         Ok(CatalogApp {
             name,
             description: self.description,
@@ -616,8 +690,10 @@ impl RawApp {
             environment,
             data_dirs,
             files,
+            data_files,
             health,
             proxy_upstream_host: self.proxy.upstream_host,
+            web,
             outbound: self.network.outbound,
             inbound,
         })

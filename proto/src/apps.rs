@@ -22,6 +22,9 @@ use crate::domain::{InvalidInput, TenantName, check_domain_name, clip, validated
 use crate::storage::{VolumeId, VolumeName};
 use crate::units::{UnitName, check_package_unit};
 
+pub mod web;
+pub use web::{WebAccess, WebLogin, WebProtection};
+
 /// Longest app name: `coloc-app-<tenant>-<app>.service` must stay a sane
 /// unit name and `<app>.<tenant>.<domain>` a host name.
 pub const MAX_APP_NAME_LEN: usize = 31;
@@ -260,6 +263,38 @@ pub fn check_data_subdir(dir: &str) -> Result<Vec<String>, InvalidInput> {
         .collect()
 }
 
+/// The files an instance gets once in its data directory: each path by
+/// [`check_data_subdir`]'s rule, listed once, its content at most
+/// [`MAX_FILE_BYTES`], at most [`MAX_FILES`] of them.
+pub fn check_data_files(files: &[pb::AppFile]) -> Result<Vec<(Vec<String>, String)>, InvalidInput> {
+    if files.len() > MAX_FILES {
+        return Err(InvalidInput::field(
+            "data_files",
+            format!("more than {MAX_FILES}"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let path = check_data_subdir(&file.name)
+            .map_err(|e| InvalidInput::field("data_files", e.reason()))?;
+        if !seen.insert(file.name.as_str()) {
+            return Err(InvalidInput::field(
+                "data_files",
+                format!("{:?} is listed twice", clip(&file.name)),
+            ));
+        }
+        if file.content.len() > MAX_FILE_BYTES {
+            return Err(InvalidInput::field(
+                "data_files",
+                format!("{} is larger than 1 MiB", clip(&file.name)),
+            ));
+        }
+        out.push((path, file.content.clone()));
+    }
+    Ok(out)
+}
+
 /// An HTTP probe path: starts with `/`, visible ASCII only (it goes into
 /// the request line, where a space or CR/LF would forge a request), at most
 /// [`MAX_PROBE_PATH_LEN`].
@@ -495,6 +530,9 @@ pub struct AppDecl {
     pub volume_path: String,
     /// Relative paths under `data_dir`, each split into its components.
     pub data_dirs: Vec<Vec<String>>,
+    /// Files written once under `data_dir`: (path components, content),
+    /// paths unique.
+    pub data_files: Vec<(Vec<String>, String)>,
     /// `/etc/coloc/apps/<tenant>-<app>`.
     pub config_dir: String,
     /// (name, content), names unique.
@@ -514,6 +552,8 @@ pub struct AppDecl {
     pub outbound: bool,
     /// Ports opened to the outside for this instance, sorted.
     pub inbound: Vec<InboundPort>,
+    /// Who may open its web endpoint through the proxy.
+    pub web: WebAccess,
 }
 
 /// The data directory: exactly `/srv/tenants/<tenant>/<volume>/apps/<app>`
@@ -599,6 +639,7 @@ impl AppDecl {
             .iter()
             .map(|d| check_data_subdir(d))
             .collect::<Result<Vec<_>, _>>()?;
+        let data_files = check_data_files(&spec.data_files)?;
         if spec.config_dir != config_dir {
             return Err(InvalidInput::field(
                 "config_dir",
@@ -677,6 +718,7 @@ impl AppDecl {
             .map(InboundPort::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         let inbound = check_inbound_ports(inbound, port)?;
+        let web = WebAccess::from_spec(spec.web_auth, spec.web_login.as_ref())?;
 
         Ok(AppDecl {
             tenant,
@@ -692,6 +734,7 @@ impl AppDecl {
             data_dir: spec.data_dir.clone(),
             volume_path,
             data_dirs,
+            data_files,
             config_dir,
             files,
             uid: spec.uid,
@@ -705,6 +748,7 @@ impl AppDecl {
             proxy_upstream_host: spec.proxy_upstream_host,
             outbound: spec.outbound,
             inbound,
+            web,
         })
     }
 }

@@ -76,6 +76,34 @@ impl Coloc {
             .unwrap_or_else(|e| panic!("cannot run coloc {args:?}: {e}"))
     }
 
+    /// Runs `coloc args` like [`Coloc::run`], with `input` on its standard
+    /// input (`--password-stdin`).
+    pub async fn run_with_input(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = programs::coloc();
+        cmd.env("HOME", self.home.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run coloc {args:?}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("cannot write to coloc {args:?}: {e}"));
+        drop(stdin);
+        tokio::time::timeout(RUN_DEADLINE, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("coloc {args:?} did not finish within {RUN_DEADLINE:?}"))
+            .unwrap_or_else(|e| panic!("cannot run coloc {args:?}: {e}"))
+    }
+
     /// The server and CA in the environment, and no credential.
     pub fn anonymous(&self) -> CliUser<'_> {
         CliUser {
@@ -119,6 +147,11 @@ impl CliUser<'_> {
 
     pub async fn run(&self, args: &[&str]) -> Output {
         self.coloc.run(args, &self.env()).await
+    }
+
+    /// Runs a command with `input` on its standard input.
+    pub async fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        self.coloc.run_with_input(args, &self.env(), input).await
     }
 
     /// Runs a command that must succeed; returns its stdout.

@@ -321,6 +321,23 @@ pub fn https_get(host: &str, port: u16, path: &str, ca: &Path) -> Result<(u16, S
     programs::curl_https(host, port, &format!("https://{host}:{port}{path}"), ca)
 }
 
+/// [`https_get`] with HTTP basic authentication as `(user, password)`.
+pub fn https_get_as(
+    host: &str,
+    port: u16,
+    path: &str,
+    ca: &Path,
+    login: (&str, &str),
+) -> Result<(u16, String)> {
+    programs::curl_https_as(
+        host,
+        port,
+        &format!("https://{host}:{port}{path}"),
+        ca,
+        Some(login),
+    )
+}
+
 /// Waits until `https://<host>:<port><path>` answers 200 (a proxy
 /// getting its certificate, an app starting) and returns the body.
 pub async fn wait_https_ok(

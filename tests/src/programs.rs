@@ -71,8 +71,20 @@ pub fn coloc_image_seed(coloc_image: &Path, args: &[&OsStr]) -> Result<()> {
 /// `curl` over HTTPS to `url`, resolving `host:port` to 127.0.0.1 and
 /// trusting only `ca`; returns the HTTP status and body.
 pub fn curl_https(host: &str, port: u16, url: &str, ca: &Path) -> Result<(u16, String)> {
+    curl_https_as(host, port, url, ca, None)
+}
+
+/// [`curl_https`] with HTTP basic authentication as `(user, password)`.
+pub fn curl_https_as(
+    host: &str,
+    port: u16,
+    url: &str,
+    ca: &Path,
+    login: Option<(&str, &str)>,
+) -> Result<(u16, String)> {
     let resolve = format!("{host}:{port}:127.0.0.1");
-    let args: [&OsStr; 12] = [
+    let user = login.map(|(user, password)| format!("{user}:{password}"));
+    let mut args: Vec<&OsStr> = vec![
         "-sS".as_ref(),
         "--max-time".as_ref(),
         "30".as_ref(),
@@ -86,6 +98,10 @@ pub fn curl_https(host: &str, port: u16, url: &str, ca: &Path) -> Result<(u16, S
         ca.as_os_str(),
         url.as_ref(),
     ];
+    if let Some(user) = &user {
+        args.push(OsStr::new("--user"));
+        args.push(OsStr::new(user.as_str()));
+    }
     let out = run(&format!("curl {url}"), Path::new("curl"), &args)?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').context("curl output")?;

@@ -1,7 +1,10 @@
 //! Apps end to end on the real node image in QEMU (TCG): two associations
 //! ask for radicale and the static site, discuss, get approval, and reach
-//! their instances over HTTPS through the node's Caddy by host name. The
-//! packages come from Debian's archive through the guest's network.
+//! their instances over HTTPS through the node's Caddy by host name; one
+//! also runs Syncthing, whose web UI has no login of its own: the proxy
+//! refuses it until the association sets a password with `coloc app
+//! set-password`, then asks for it. The packages come from Debian's
+//! archive through the guest's network.
 //!
 //! Checked on the node itself: each instance is a sandboxed unit running as
 //! its tenant's uid that cannot see or touch the other tenant's volume; a
@@ -17,9 +20,10 @@ use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
+use coloc_tests::cli::{Coloc, text};
 use coloc_tests::lab::{
-    DHCP_CLIENT_PORTS, Lab, NodeSpec, diagnosed, https_get, nvme, unexpected_listeners, vm_config,
-    wait_https_ok,
+    DHCP_CLIENT_PORTS, Lab, NodeSpec, diagnosed, https_get, https_get_as, nvme,
+    unexpected_listeners, vm_config, wait_https_ok,
 };
 use coloc_tests::*;
 use coloc_vm::{Forward, Vm};
@@ -148,10 +152,12 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         // a member, and a volume on the node.
         let mut ops = Vec::new();
         let mut uids = Vec::new();
+        let mut op_tokens = Vec::new();
         for (tenant, op, member) in [("asso-a", "olga", "mia"), ("asso-b", "bob", "max")] {
             let t = create_tenant(&mut admin, tenant, pb::Offer::Participatif).await?;
             uids.push(t.posix_id);
             let op_token = create_user(&mut admin, op, tenant, pb::Role::Operator).await?;
+            op_tokens.push(op_token.clone());
             admin
                 .users
                 .grant_node(pb::GrantNodeRequest {
@@ -217,6 +223,7 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         requests.push(request(&mut mia, "asso-a", "site", "notre site vitrine").await?);
         requests.push(request(&mut bob, "asso-b", "radicale", "calendriers").await?);
         requests.push(request(&mut bob, "asso-b", "site", "le site de l'asso").await?);
+        requests.push(request(&mut olga, "asso-a", "syncthing", "nos fichiers partagés").await?);
         admin
             .apps
             .comment_request(pb::CommentRequestRequest {
@@ -263,7 +270,13 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
                 })
                 .await?;
         }
-        for name in ["asso-a/radicale", "asso-a/site", "asso-b/radicale", "asso-b/site"] {
+        for name in [
+            "asso-a/radicale",
+            "asso-a/site",
+            "asso-b/radicale",
+            "asso-b/site",
+            "asso-a/syncthing",
+        ] {
             let i = wait_status(&admin, name, "healthy", DEPLOY, healthy).await?;
             let o = i.observed.unwrap();
             eprintln!(
@@ -380,6 +393,53 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
         let (_, body) = https_get(&format!("site.asso-a.{DOMAIN}"), https, "/", &ca)?;
         assert!(!body.contains("asso-b"), "{body}");
 
+        // ---- an app without a login of its own (issue 10 item 4):
+        // Syncthing's web UI is refused until asso-a's operator sets a
+        // password, hashed by the real `coloc` on this side; then the
+        // proxy asks for it.
+        let sync_host = format!("syncthing.asso-a.{DOMAIN}");
+        let (code, body) = https_get(&sync_host, https, "/", &ca)?;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("coloc app set-password"), "{body}");
+        assert!(!body.to_lowercase().contains("syncthing"), "{body}");
+        let password = "le mot de passe d'asso-a";
+        let coloc = Coloc::new(ctl).await?;
+        text(
+            &coloc
+                .user(&op_tokens[0])
+                .run_with_input(
+                    &["app", "set-password", "asso-a/syncthing", "--user", "asso-a", "--password-stdin"],
+                    &format!("{password}\n"),
+                )
+                .await,
+        );
+        wait_for("the proxy to ask for a login", DEPLOY, || {
+            let got = https_get(&sync_host, https, "/", &ca)
+                .ok()
+                .filter(|(code, _)| *code == 401);
+            async move { got }
+        })
+        .await?;
+        for wrong in [("asso-a", "pas le bon mot de passe"), ("asso-b", password)] {
+            let (code, body) = https_get_as(&sync_host, https, "/", &ca, wrong)?;
+            assert_eq!(code, 401, "{wrong:?}: {body}");
+        }
+        let (code, body) = https_get_as(&sync_host, https, "/", &ca, ("asso-a", password))?;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("Syncthing"), "{body}");
+        // Neither the password nor anything but the hash is on the node.
+        let (code, found) = vm
+            .execute(&["grep", "-rlF", password, "/etc", "/var/lib/coloc", "/var/lib/caddy"])
+            .await?;
+        assert_ne!(code, 0, "the password is on the node: {found}");
+        // Syncthing binds only its own web UI port: its initial
+        // configuration (the catalog's data_files) has no sync or
+        // discovery listener on the node's addresses.
+        let sync = vm
+            .succeed(&["ss", "-H", "-tuln", "( sport = :22000 or sport = :21027 )"])
+            .await?;
+        assert!(sync.trim().is_empty(), "Syncthing listens: {sync}");
+
         // ---- the network (issue 10 items 3 and 7), from inside asso-a's
         // radicale: its mount and network namespaces, its uid. asso-a's
         // own apps answer on loopback; asso-b's apps, a service of the
@@ -490,8 +550,8 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
             assert_eq!(state.trim(), "masked", "{debian}");
         }
         // Beyond loopback: SSH, HTTP and HTTPS (HTTP/3 on 443/udp), the
-        // DHCP clients, and the ports the apps declare (radicale and the
-        // site declare none).
+        // DHCP clients, and the ports the apps declare (radicale, the site
+        // and Syncthing declare none).
         let ss = vm.succeed(&["ss", "-H", "-tuln"]).await?;
         let mut allowed = vec![("tcp", 22), ("tcp", 80), ("tcp", 443), ("udp", 443)];
         allowed.extend(DHCP_CLIENT_PORTS);

@@ -40,6 +40,9 @@ tcp = true
 [resources]
 memory = "64M"
 cpu_percent = 10
+
+[web]
+auth = "own"
 "#;
 
 /// A controller with `membership_grace_days = 10` and a catalog of

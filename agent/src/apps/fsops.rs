@@ -17,9 +17,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, linkat, unlinkat};
 
 /// Why a file operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +220,57 @@ impl Dir {
             set_owner(&OwnedFd::from(file), &path, owner, SFlag::S_IFREG)?;
             return Ok(false);
         }
+        let tmp = self.write_temp(name, content, owner)?;
+        if let Err(e) = renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name) {
+            self.remove_temp(&tmp);
+            return Err(io_err("rename into place", &path, e));
+        }
+        self.sync().map(|()| true)
+    }
+
+    /// Creates `name` holding `content`, owned as `owner` says, only if
+    /// nothing by that name exists (a file, a link, anything): a file the
+    /// app already has is never rewritten or followed. Returns true when it
+    /// was created. Written under a temporary name and linked into place
+    /// without replacing, so a file the app creates meanwhile wins.
+    pub fn create_file_once(
+        &self,
+        name: &str,
+        content: &[u8],
+        owner: Owner,
+    ) -> Result<bool, FsError> {
+        let path = self.path.join(name);
+        match fstatat(self.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => return Ok(false),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(io_err("inspect", &path, e)),
+        }
+        let tmp = self.write_temp(name, content, owner)?;
+        // A hard link never replaces an existing name (EEXIST), which is
+        // the write-once rule; `renameat2(RENAME_NOREPLACE)` would say the
+        // same but OpenZFS 2.1 (Debian bookworm) refuses its flags with
+        // EINVAL, measured in the guest.
+        let linked = linkat(
+            self.fd.as_fd(),
+            tmp.as_str(),
+            self.fd.as_fd(),
+            name,
+            AtFlags::empty(),
+        );
+        // The temporary name goes in every case (after a link, the file
+        // lives on under `name`).
+        self.remove_temp(&tmp);
+        match linked {
+            Ok(()) => self.sync().map(|()| true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(io_err("move into place", &path, e)),
+        }
+    }
+
+    /// Writes `content` durably to a fresh temporary file next to `name`
+    /// (a leftover one is replaced), owned as `owner` says, and returns
+    /// the temporary name. Nothing is left behind on error.
+    fn write_temp(&self, name: &str, content: &[u8], owner: Owner) -> Result<String, FsError> {
         let tmp = format!(".{name}.coloc-tmp");
         let tmp_path = self.path.join(&tmp);
         match unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
@@ -242,19 +293,25 @@ impl Dir {
                 source,
             };
             file.write_all(content).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name)
-                .map_err(|e| io_err("rename into place", &path, e))?;
-            self.sync()
+            file.sync_all().map_err(io)
         })();
-        if written.is_err() {
-            // The temporary file is garbage either way; the error that
-            // matters is the one returned.
-            if let Err(e) = unlinkat(self.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
-                tracing::debug!(path = %tmp_path.display(), error = %e, "temporary file not removed");
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                self.remove_temp(&tmp);
+                Err(e)
             }
         }
-        written.map(|()| true)
+    }
+
+    /// Removes a temporary file; it is garbage whatever happens, so a
+    /// failure is only logged (the error that matters is the caller's).
+    fn remove_temp(&self, tmp: &str) {
+        if let Err(e) = unlinkat(self.fd.as_fd(), tmp, UnlinkatFlags::NoRemoveDir)
+            && e != Errno::ENOENT
+        {
+            tracing::debug!(path = %self.path.join(tmp).display(), error = %e, "temporary file not removed");
+        }
     }
 
     /// Removes the file (or symbolic link) `name`; true if it existed.

@@ -47,7 +47,8 @@ use fsops::{Dir, Owner};
 pub use logs::{MAX_LOG_LINE_BYTES, STATUS_LOG_LINE_BYTES, app_logs};
 pub use probe::{PROBE_TIMEOUT, ProbeOutcome};
 pub use proxy::{
-    ADMIN_SOCKET, CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, DEBIAN_CADDY_UNITS, Site, render_caddyfile,
+    ADMIN_SOCKET, CADDY_PACKAGE, CADDY_UNIT, CADDYFILE, DEBIAN_CADDY_UNITS, LOCKED_BODY, Site,
+    SiteAccess, render_caddyfile,
 };
 pub use unit::{UNIT_DIR, render_unit};
 
@@ -274,6 +275,29 @@ fn write_files(root: &Path, app: &AppDecl) -> Result<Written, AppError> {
         let parts: Vec<&str> = dir.iter().map(String::as_str).collect();
         data.ensure_path(&parts, Some(tenant), 0o750)
             .map_err(files_err("prepare a data subdirectory"))?;
+    }
+    // Given once: the app owns them from then on.
+    for (path, content) in &app.data_files {
+        let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (name, parents) = parts
+            .split_last()
+            .expect("a data file path has at least one component");
+        let created = data
+            .ensure_path(parents, Some(tenant), 0o750)
+            .and_then(|dir| {
+                dir.create_file_once(
+                    name,
+                    content.as_bytes(),
+                    Owner {
+                        mode: 0o640,
+                        ..tenant
+                    },
+                )
+            })
+            .map_err(files_err("write a data file"))?;
+        if created {
+            tracing::info!(tenant = %app.tenant, app = %app.app, file = %path.join("/"), "initial data file written");
+        }
     }
 
     let config_parent = components(&app.config_dir);
@@ -723,6 +747,7 @@ pub async fn reconcile_apps(
                     hostname: apply.app.hostname.clone(),
                     port: apply.app.port,
                     upstream_host: apply.app.proxy_upstream_host,
+                    access: SiteAccess::from(&apply.app.web),
                 });
             }
         }

@@ -6,8 +6,11 @@
 //! domain rule again here for each site's host name): no space, brace,
 //! quote or newline can open a block or a directive.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use coloc_proto::apps::ProxyDecl;
-use coloc_proto::domain::{InvalidInput, check_domain_name};
+use coloc_proto::apps::web::{WebAccess, WebLogin, check_password_hash};
+use coloc_proto::domain::{InvalidInput, check_domain_name, check_name};
 
 /// Where Debian's caddy package reads its configuration.
 pub const CADDYFILE: &str = "/etc/caddy/Caddyfile";
@@ -34,7 +37,37 @@ pub struct Site {
     pub port: u16,
     /// Send `Host: 127.0.0.1:<port>` to the app instead of `hostname`.
     pub upstream_host: bool,
+    pub access: SiteAccess,
 }
+
+/// What the proxy asks before it passes a request on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SiteAccess {
+    /// Nothing: the site is public, or the app asks for its own login.
+    Open,
+    /// HTTP basic authentication with this user and bcrypt hash; the
+    /// `Authorization` header stays with the proxy.
+    Login { user: String, hash: String },
+    /// The app has no login of its own and the tenant set no password
+    /// yet: 503 with a word on what to do, nothing reaches the app.
+    Locked,
+}
+
+impl From<&WebAccess> for SiteAccess {
+    fn from(web: &WebAccess) -> Self {
+        match web {
+            WebAccess::Public | WebAccess::Own => SiteAccess::Open,
+            WebAccess::Proxy(None) => SiteAccess::Locked,
+            WebAccess::Proxy(Some(WebLogin { user, hash })) => SiteAccess::Login {
+                user: user.to_string(),
+                hash: hash.to_string(),
+            },
+        }
+    }
+}
+
+/// What a locked route answers.
+pub const LOCKED_BODY: &str = "This app has no login of its own and its association has not set a password yet (coloc app set-password).";
 
 /// The Caddyfile: a global block (the admin API on [`ADMIN_SOCKET`];
 /// `local_certs` without an ACME e-mail, Caddy's internal CA;
@@ -63,16 +96,38 @@ pub fn render_caddyfile(proxy: &ProxyDecl, sites: &[Site]) -> Result<String, Inv
                 format!("{} is below 1024", site.port),
             ));
         }
+        text.push_str(&format!("\n{} {{\n", site.hostname));
+        let mut upstream = Vec::new();
+        match &site.access {
+            SiteAccess::Open => {}
+            SiteAccess::Locked => {
+                text.push_str(&format!("\trespond \"{LOCKED_BODY}\" 503\n}}\n"));
+                continue;
+            }
+            SiteAccess::Login { user, hash } => {
+                // Checked again here: these words go into the Caddyfile.
+                check_name("web user", user)?;
+                check_password_hash("password hash", hash)?;
+                // Caddy 2.6 (Debian bookworm) reads the hash base64-encoded
+                // and names the directive `basicauth`.
+                text.push_str(&format!(
+                    "\tbasicauth {{\n\t\t{user} {}\n\t}}\n",
+                    BASE64.encode(hash)
+                ));
+                upstream.push("header_up -Authorization");
+            }
+        }
         if site.upstream_host {
-            text.push_str(&format!(
-                "\n{} {{\n\treverse_proxy 127.0.0.1:{} {{\n\t\theader_up Host {{upstream_hostport}}\n\t}}\n}}\n",
-                site.hostname, site.port
-            ));
+            upstream.push("header_up Host {upstream_hostport}");
+        }
+        if upstream.is_empty() {
+            text.push_str(&format!("\treverse_proxy 127.0.0.1:{}\n}}\n", site.port));
         } else {
-            text.push_str(&format!(
-                "\n{} {{\n\treverse_proxy 127.0.0.1:{}\n}}\n",
-                site.hostname, site.port
-            ));
+            text.push_str(&format!("\treverse_proxy 127.0.0.1:{} {{\n", site.port));
+            for line in upstream {
+                text.push_str(&format!("\t\t{line}\n"));
+            }
+            text.push_str("\t}\n}\n");
         }
     }
     Ok(text)

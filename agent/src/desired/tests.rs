@@ -54,6 +54,7 @@ fn app(name: &str, port: u32) -> AppSpec {
         hostname: format!("{name}.acme.coloc.test"),
         health: Some(app_spec::Health::HealthTcp(true)),
         volume_id: VOLUME.into(),
+        web_auth: coloc_proto::agent::v1::WebAuth::Own.into(),
         ..AppSpec::default()
     }
 }

@@ -28,6 +28,7 @@ fn spec(tenant: &str, name: &str, port: u32, uid: u32) -> AppSpec {
         hostname: format!("{name}.{tenant}.coloc.test"),
         health: Some(app_spec::Health::HealthTcp(true)),
         volume_id: VOLUME.into(),
+        web_auth: coloc_proto::agent::v1::WebAuth::Own.into(),
         ..AppSpec::default()
     }
 }

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use coloc_agent::apps::probe::{ProbeOutcome, probe};
 use coloc_agent::apps::unit::{quote_environment, quote_exec_word};
 use coloc_agent::apps::{
-    AppDecl, AppsReport, HealthCheck, Site, app_logs, reconcile_apps, render_caddyfile, render_unit,
+    AppDecl, AppsReport, HealthCheck, LOCKED_BODY, Site, SiteAccess, app_logs, reconcile_apps,
+    render_caddyfile, render_unit,
 };
 use coloc_agent::desired::Desired;
 use coloc_agent::host::{
@@ -26,7 +27,7 @@ use coloc_agent::reconcile::Reconciler;
 use coloc_agent::status::{AgentStatus, Outcome, StatusHub};
 use coloc_proto::agent::v1::{
     AppFile, AppSpec, AppState, DesiredConfig, GetAppLogs, PoolKind, PoolLayout, PoolSpec,
-    ProxySpec, VolumePhase, VolumeSpec, VolumeState, VolumeStatus, app_spec,
+    ProxySpec, VolumePhase, VolumeSpec, VolumeState, VolumeStatus, WebAuth, WebLogin, app_spec,
 };
 use coloc_proto::apps::ProxyDecl;
 use coloc_proto::domain::NodeName;
@@ -489,6 +490,7 @@ fn radicale(port: u16) -> AppSpec {
         health: Some(app_spec::Health::HealthHttpPath("/.web/".into())),
         restart_nonce: 0,
         volume_id: VOLUME.into(),
+        web_auth: WebAuth::Own.into(),
         ..AppSpec::default()
     }
 }
@@ -515,6 +517,7 @@ fn site(port: u16) -> AppSpec {
         hostname: "site.asso-y.coloc.test".into(),
         health: Some(app_spec::Health::HealthTcp(true)),
         volume_id: OTHER_VOLUME.into(),
+        web_auth: WebAuth::Public.into(),
         ..AppSpec::default()
     }
 }
@@ -796,11 +799,13 @@ fn the_caddyfile_routes_running_instances() {
             hostname: "site.asso-y.coloc.test".into(),
             port: 20001,
             upstream_host: true,
+            access: SiteAccess::Open,
         },
         Site {
             hostname: "radicale.asso-x.coloc.test".into(),
             port: 20000,
             upstream_host: false,
+            access: SiteAccess::Open,
         },
     ];
     let text = render_caddyfile(&proxy_decl(&proxy()), &sites).unwrap();
@@ -837,8 +842,114 @@ fn the_caddyfile_routes_running_instances() {
         hostname: "x.y.z {\n}".into(),
         port: 20000,
         upstream_host: false,
+        access: SiteAccess::Open,
     };
     assert!(render_caddyfile(&proxy_decl(&proxy()), &[bad_site]).is_err());
+}
+
+const HASH: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+
+/// Syncthing for asso-x: no login of its own, the proxy asks for one.
+fn syncthing(port: u16, login: Option<WebLogin>) -> AppSpec {
+    let data = "/srv/tenants/asso-x/data/apps/syncthing";
+    AppSpec {
+        tenant: "asso-x".into(),
+        app: "syncthing".into(),
+        state: AppState::Running.into(),
+        packages: vec!["syncthing".into()],
+        exec: "/usr/bin/syncthing".into(),
+        args: vec!["serve".into(), format!("--gui-address=127.0.0.1:{port}")],
+        port: port.into(),
+        data_dir: data.into(),
+        config_dir: "/etc/coloc/apps/asso-x-syncthing".into(),
+        uid: UID,
+        gid: GID,
+        hostname: "syncthing.asso-x.coloc.test".into(),
+        health: Some(app_spec::Health::HealthTcp(true)),
+        volume_id: VOLUME.into(),
+        proxy_upstream_host: true,
+        outbound: true,
+        web_auth: WebAuth::Proxy.into(),
+        web_login: login,
+        ..AppSpec::default()
+    }
+}
+
+#[test]
+fn an_app_without_a_login_is_published_only_behind_the_proxys() {
+    let locked = AppDecl::from_spec(&syncthing(20002, None), Some("coloc.test")).unwrap();
+    let login = WebLogin {
+        user: "asso-x".into(),
+        password_hash: HASH.into(),
+    };
+    let open =
+        AppDecl::from_spec(&syncthing(20002, Some(login.clone())), Some("coloc.test")).unwrap();
+    let site = |app: &AppDecl| Site {
+        hostname: app.hostname.clone(),
+        port: app.port,
+        upstream_host: app.proxy_upstream_host,
+        access: SiteAccess::from(&app.web),
+    };
+
+    // No password yet: 503, and the app is not even named upstream.
+    let text = render_caddyfile(&proxy_decl(&proxy()), &[site(&locked)]).unwrap();
+    assert!(
+        text.ends_with(&format!(
+            "\nsyncthing.asso-x.coloc.test {{\n\trespond \"{LOCKED_BODY}\" 503\n}}\n"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("reverse_proxy"), "{text}");
+
+    // With a login: basic authentication with the base64 of the hash (Caddy
+    // 2.6), the Authorization header kept from the app, the Host rewrite.
+    let text = render_caddyfile(&proxy_decl(&proxy()), &[site(&open)]).unwrap();
+    let encoded = "JDJiJDEyJFI5aC9jSVB6MGdpLlVSTk5YM2toMk9QU1Q5L1BnQmtxcXV6aS5Tczd\
+                   LSVVnTzJ0MGpXTVVX";
+    assert!(
+        text.ends_with(&format!(
+            "\nsyncthing.asso-x.coloc.test {{\n\tbasicauth {{\n\t\tasso-x {encoded}\n\t}}\n\
+             \treverse_proxy 127.0.0.1:20002 {{\n\t\theader_up -Authorization\n\
+             \t\theader_up Host {{upstream_hostport}}\n\t}}\n}}\n"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(HASH), "only the encoded hash: {text}");
+
+    // A login comes only with the proxy's protection, and each of its
+    // words is checked: nothing can open a Caddyfile block.
+    let mut own = syncthing(20002, Some(login.clone()));
+    own.web_auth = WebAuth::Own.into();
+    assert!(AppDecl::from_spec(&own, Some("coloc.test")).is_err());
+    let mut unset = syncthing(20002, None);
+    unset.web_auth = WebAuth::Unspecified.into();
+    assert!(AppDecl::from_spec(&unset, Some("coloc.test")).is_err());
+    for (user, hash) in [
+        ("asso-x\n}\nimport /etc/*", HASH),
+        ("asso x", HASH),
+        ("asso-x", "plain password"),
+        ("asso-x", &HASH.replace("R9h", "R9}")),
+    ] {
+        let crafted = WebLogin {
+            user: user.into(),
+            password_hash: hash.into(),
+        };
+        assert!(
+            AppDecl::from_spec(&syncthing(20002, Some(crafted)), Some("coloc.test")).is_err(),
+            "{user:?} {hash:?}"
+        );
+        let forged = Site {
+            access: SiteAccess::Login {
+                user: user.into(),
+                hash: hash.into(),
+            },
+            ..site(&locked)
+        };
+        assert!(
+            render_caddyfile(&proxy_decl(&proxy()), &[forged]).is_err(),
+            "{user:?} {hash:?}"
+        );
+    }
 }
 
 #[tokio::test]

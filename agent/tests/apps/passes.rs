@@ -496,3 +496,56 @@ async fn a_unit_the_apps_packages_do_not_ship_is_never_masked() {
     assert!(!node.units.log().iter().any(|e| e.contains("cron.service")));
     assert!(!node.exists(&format!("/etc/systemd/system/{UNIT}")));
 }
+
+#[tokio::test]
+async fn a_data_file_is_given_once_and_then_belongs_to_the_app() {
+    let node = Node::new();
+    let (port, _requests) = http_server(200).await;
+    let mut spec = radicale(port);
+    spec.data_files = vec![AppFile {
+        name: "conf/initial.xml".into(),
+        content: "<options/>\n".into(),
+    }];
+    let data = "/srv/tenants/asso-x/data/apps/radicale";
+    let file = format!("{data}/conf/initial.xml");
+    let report = node.pass(std::slice::from_ref(&spec), Some(&proxy())).await;
+    assert!(!report.failed(), "{}", report.summary());
+    assert_eq!(node.read(&file), "<options/>\n");
+    assert_eq!(node.meta(&file), (UID, GID, 0o640));
+    assert_eq!(node.meta(&format!("{data}/conf")), (UID, GID, 0o750));
+
+    // The app rewrote it: the next passes leave its version alone.
+    std::fs::write(node.path(&file), "<options><mine/></options>\n").unwrap();
+    let report = node.pass(std::slice::from_ref(&spec), Some(&proxy())).await;
+    assert!(!report.failed(), "{}", report.summary());
+    assert_eq!(node.read(&file), "<options><mine/></options>\n");
+
+    // A link put where the file goes is neither followed nor replaced.
+    std::fs::remove_file(node.path(&file)).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", node.path(&file)).unwrap();
+    let report = node.pass(std::slice::from_ref(&spec), Some(&proxy())).await;
+    assert!(!report.failed(), "{}", report.summary());
+    assert_eq!(
+        std::fs::read_link(node.path(&file)).unwrap(),
+        Path::new("/etc/shadow")
+    );
+
+    // Paths stay inside the data directory.
+    for bad in [
+        "../escape.xml",
+        "/etc/passwd",
+        "conf/../../x",
+        "",
+        "conf//x",
+    ] {
+        let mut spec = radicale(port);
+        spec.data_files = vec![AppFile {
+            name: bad.into(),
+            content: String::new(),
+        }];
+        assert!(
+            AppDecl::from_spec(&spec, Some("coloc.test")).is_err(),
+            "{bad:?}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use clap::{Subcommand, ValueEnum};
 use coloc_proto::apps::AppName;
+use coloc_proto::apps::web::WebUser;
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{NodeName, TenantName};
 use coloc_proto::storage::VolumeName;
@@ -75,6 +76,20 @@ pub enum AppCommand {
         /// The instance's <tenant>/<app> typed again, to confirm.
         #[arg(long, value_name = "TENANT/APP")]
         confirm: Option<String>,
+    },
+    /// Set the login the node's proxy asks for in front of an app without one of its own, such as Syncthing's web UI (admins and the tenant's operators).
+    #[command(
+        after_help = "The password is asked twice without echo (or read from the first line of standard input with --password-stdin), hashed with bcrypt on this computer, and only the hash is sent: colocd and the node never see the password. Until a password is set, such an app answers 503 at its address. Setting it again replaces the login. At least 12 characters, at most 72 bytes.\n\nExample:\n  coloc app set-password asso-x/syncthing --user asso-x"
+    )]
+    SetPassword {
+        #[arg(value_name = "TENANT/APP", value_parser = parse_instance_ref, help = INSTANCE_HELP)]
+        instance: InstanceRef,
+        /// The user name to type at the login prompt (a-z, 0-9 and '-'; default: the tenant's name).
+        #[arg(long)]
+        user: Option<WebUser>,
+        /// Read the password from the first line of standard input instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Show an app's journal, read on its node; -f keeps printing new lines until Ctrl-C.
     #[command(

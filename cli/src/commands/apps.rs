@@ -16,6 +16,8 @@ use crate::output::apps::{
     request_json, request_state_word, requests_table,
 };
 use crate::output::{self, Printer};
+use crate::password;
+use coloc_proto::apps::web::WebUser;
 
 fn instance_ref(instance: &InstanceRef) -> pb::InstanceRef {
     pb::InstanceRef {
@@ -114,6 +116,39 @@ pub async fn app(global: &GlobalArgs, out: Printer, command: AppCommand) -> Resu
             let api = connect(global).await?;
             let i = call(&api, api.apps().remove_instance(instance_ref(&instance))).await?;
             out.emit(instance_json(&i), || removed_text(&i))
+        }
+        AppCommand::SetPassword {
+            instance,
+            user,
+            password_stdin,
+        } => {
+            let user = match user {
+                Some(user) => user,
+                None => WebUser::new(instance.tenant.as_str())
+                    .map_err(|e| Failure::invalid(e.to_string()))?,
+            };
+            let source = if password_stdin {
+                password::Source::Stdin
+            } else {
+                password::Source::Terminal
+            };
+            // Asked before connecting: a typo in the password costs no call.
+            let hash = password::read_and_hash(source, &format!("{user} on {instance}")).await?;
+            let request = pb::SetInstancePasswordRequest {
+                instance: instance.to_string(),
+                user: user.to_string(),
+                password_hash: hash.to_string(),
+            };
+            let api = connect(global).await?;
+            let i = call(&api, api.apps().set_instance_password(request)).await?;
+            out.emit(instance_json(&i), || {
+                format!(
+                    "The proxy now asks for user {} at {}: its node applies it at its next pass.\n{}",
+                    output::clean(&i.web_user),
+                    output::clean(&i.url),
+                    instance_details(&i)
+                )
+            })
         }
         AppCommand::Logs {
             instance,

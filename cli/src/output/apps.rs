@@ -31,6 +31,34 @@ fn wanted_state(i: &pb::AppInstance) -> String {
     }
 }
 
+/// How the web endpoint is protected, as the catalog files write it:
+/// `public`, `own` (the app's login) or `proxy` (the proxy asks).
+pub fn web_auth_word(web_auth: i32) -> &'static str {
+    match agent::WebAuth::try_from(web_auth) {
+        Ok(agent::WebAuth::Public) => "public",
+        Ok(agent::WebAuth::Own) => "own",
+        Ok(agent::WebAuth::Proxy) => "proxy",
+        Ok(agent::WebAuth::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// Who may open the instance's address, with what to do when the proxy
+/// still waits for a password.
+fn web_access(i: &pb::AppInstance) -> String {
+    match agent::WebAuth::try_from(i.web_auth) {
+        Ok(agent::WebAuth::Proxy) if i.web_user.is_empty() => format!(
+            "locked (503) until a password is set: coloc app set-password {}",
+            instance_name(i)
+        ),
+        Ok(agent::WebAuth::Proxy) => {
+            format!("login asked by the proxy, user {}", clean(&i.web_user))
+        }
+        Ok(agent::WebAuth::Own) => "the app's own login".to_string(),
+        Ok(agent::WebAuth::Public) => "public".to_string(),
+        Ok(agent::WebAuth::Unspecified) | Err(_) => "unknown".to_string(),
+    }
+}
+
 pub fn instance_state_word(state: i32) -> &'static str {
     match pb::InstanceState::try_from(state) {
         Ok(pb::InstanceState::Running) => "running",
@@ -71,26 +99,36 @@ pub fn catalog_json(a: &pb::CatalogApp) -> Value {
         "offers": offer_words(&a.offers),
         "memory_max_bytes": a.memory_max_bytes,
         "cpu_quota_percent": a.cpu_quota_percent,
+        "web_auth": web_auth_word(a.web_auth),
     })
 }
 
 pub fn catalog_table(apps: &[pb::CatalogApp]) -> String {
-    Table::new(&["NAME", "DESCRIPTION", "REPLACES", "OFFERS", "MEMORY", "CPU"])
-        .rows(apps, |a| {
-            vec![
-                clean(&a.name).into(),
-                or_dash(&a.description).into(),
-                or_dash(&a.replaces).into(),
-                if a.offers.is_empty() {
-                    "-".to_string()
-                } else {
-                    offer_words(&a.offers).join(", ")
-                },
-                memory_limit(a.memory_max_bytes),
-                cpu_limit(a.cpu_quota_percent),
-            ]
-        })
-        .render_or("the catalog is empty")
+    Table::new(&[
+        "NAME",
+        "DESCRIPTION",
+        "REPLACES",
+        "OFFERS",
+        "MEMORY",
+        "CPU",
+        "WEB LOGIN",
+    ])
+    .rows(apps, |a| {
+        vec![
+            clean(&a.name).into(),
+            or_dash(&a.description).into(),
+            or_dash(&a.replaces).into(),
+            if a.offers.is_empty() {
+                "-".to_string()
+            } else {
+                offer_words(&a.offers).join(", ")
+            },
+            memory_limit(a.memory_max_bytes),
+            cpu_limit(a.cpu_quota_percent),
+            web_auth_word(a.web_auth).to_string(),
+        ]
+    })
+    .render_or("the catalog is empty")
 }
 
 fn comment_json(c: &pb::RequestComment) -> Value {
@@ -211,6 +249,8 @@ pub fn instance_json(i: &pb::AppInstance) -> Value {
         "state": instance_state_word(i.state),
         "tenant_suspended": i.tenant_suspended,
         "node_removed": i.node_removed,
+        "web_auth": web_auth_word(i.web_auth),
+        "web_user": i.web_user,
         "request_id": i.request_id,
         "created_unix": i.created_unix,
         "observed": i.observed.as_ref().map(app_status_json),
@@ -293,6 +333,7 @@ pub fn instance_details(i: &pb::AppInstance) -> String {
     let mut d = Details::new()
         .field("Instance", instance_name(i))
         .field("URL", or_dash(&i.url))
+        .field("Web access", web_access(i))
         .field("Node", clean(&i.node))
         .field("Volume", volume)
         .field("Port", port)
@@ -370,7 +411,27 @@ mod tests {
             observed: None,
             tenant_suspended: false,
             node_removed: false,
+            web_auth: agent::WebAuth::Own as i32,
+            web_user: String::new(),
         }
+    }
+
+    #[test]
+    fn status_says_who_may_open_the_address() {
+        let mut i = sample_instance();
+        assert!(instance_details(&i).contains("the app's own login"));
+        i.web_auth = agent::WebAuth::Proxy as i32;
+        let text = instance_details(&i);
+        assert!(
+            text.contains(
+                "locked (503) until a password is set: coloc app set-password asso-x/radicale"
+            ),
+            "{text}"
+        );
+        i.web_user = "asso-x".into();
+        assert!(instance_details(&i).contains("login asked by the proxy, user asso-x"));
+        assert_eq!(instance_json(&i)["web_auth"], "proxy");
+        assert_eq!(instance_json(&i)["web_user"], "asso-x");
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn app_spec(da: &DesiredApp, catalog: &Catalog, config: &ControllerConfig) -> Op
                 domain: config.apps_domain.clone(),
                 state,
                 restart_nonce: i.restart_nonce,
+                web_login: i.web_login.clone(),
             })
             .map_err(|e| e.to_string()),
         None => Err("the app is not in the catalog".to_string()),
@@ -186,6 +187,9 @@ tcp = true
 [resources]
 memory = "64M"
 cpu_percent = 10
+
+[web]
+auth = "own"
 "#;
 
     fn catalog() -> Catalog {
@@ -237,6 +241,7 @@ cpu_percent = 10
                 observed: None,
                 tenant_suspended: false,
                 node_removed: false,
+                web_login: None,
             },
             owner: 200_000,
         }

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::wire::apps::{
     Approval, CommentRequest, InstanceArg, InstanceLogs, ListRequests, Rejection, RequestApp,
+    SetPassword,
 };
 use super::wire::{audit_tenant, shown};
 use crate::agents::push_nodes;
@@ -31,6 +32,7 @@ use crate::store::{
     AppName, CommentRecord, FIRST_APP_PORT, InstanceChange, InstanceFilter, InstanceRecord,
     NewAppRequest, RequestState, StoreError, VolumeFilter, VolumeLifecycle, VolumeRecord,
 };
+use coloc_proto::apps::WebProtection;
 
 /// The volume picked when a tenant has several on the node and names none.
 const DEFAULT_VOLUME: &str = "data";
@@ -97,7 +99,8 @@ fn instance_label(i: &InstanceRecord) -> String {
 
 impl AppsApi {
     fn instance(&self, i: InstanceRecord) -> pb::AppInstance {
-        convert::instance(i, &self.0.config.apps_domain)
+        let web = self.0.catalog.get(i.app.as_str()).map(|a| a.web);
+        convert::instance(i, &self.0.config.apps_domain, web)
     }
 
     /// Renders what approving a request would send to the node, so that an
@@ -132,6 +135,7 @@ impl AppsApi {
             domain: ctx.config.apps_domain.clone(),
             state: apb::AppState::Running,
             restart_nonce: 0,
+            web_login: None,
         })?;
         Ok(())
     }
@@ -537,6 +541,64 @@ impl Apps for AppsApi {
                     cursor: logs.cursor,
                     truncated: logs.truncated,
                 })
+            },
+        )
+        .await
+    }
+
+    async fn set_instance_password(
+        &self,
+        req: Request<pb::SetInstancePasswordRequest>,
+    ) -> Result<Response<pb::AppInstance>, Status> {
+        let ctx = &self.0;
+        ctx.mutation(
+            req,
+            "app.password.set",
+            |r| format!("app:{}", shown(&r.instance)),
+            async |caller, r, audit| {
+                let SetPassword { instance, login } = r.try_into()?;
+                let i = self.resolve(&caller, &instance, audit).await?;
+                auth::require_tenant_operator(&caller, &i.tenant, "set an app's password")?;
+                let web = ctx.catalog.get(i.app.as_str()).map(|a| a.web);
+                match web {
+                    Some(WebProtection::Proxy) => {}
+                    Some(WebProtection::Own) => {
+                        return Err(ApiError::Conflict(format!(
+                            "{} asks for logins of its own: the proxy does not ask for a \
+                             password in front of it",
+                            i.app
+                        )));
+                    }
+                    Some(WebProtection::Public) => {
+                        return Err(ApiError::Conflict(format!(
+                            "{} is public by design (a website): the proxy asks for no password",
+                            i.app
+                        )));
+                    }
+                    None => {
+                        return Err(ApiError::Conflict(format!(
+                            "app {} is no longer in the catalog",
+                            i.app
+                        )));
+                    }
+                }
+                let replaced = i.web_login.is_some();
+                let i = ctx
+                    .store
+                    .set_instance_web_login(&i.tenant, &i.app, login)
+                    .await?;
+                push_nodes(ctx, std::slice::from_ref(&i.node)).await;
+                let user = i
+                    .web_login
+                    .as_ref()
+                    .map(|l| l.user.to_string())
+                    .unwrap_or_default();
+                audit.detail = format!(
+                    "{}: proxy login for user {user} {} (bcrypt hash only)",
+                    instance_label(&i),
+                    if replaced { "replaced" } else { "set" },
+                );
+                Ok(self.instance(i))
             },
         )
         .await

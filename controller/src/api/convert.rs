@@ -1,6 +1,8 @@
 //! Store records to wire messages. Conversions the other way (requests to
 //! validated domain values) are in [`super::wire`].
 
+use coloc_proto::agent::v1 as apb;
+use coloc_proto::apps::WebProtection;
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::storage::mount_path;
 
@@ -275,7 +277,13 @@ pub fn instance_state(s: InstanceState) -> pb::InstanceState {
 }
 
 /// `<app>.<tenant>.<domain>`: where the node's proxy routes the instance.
-pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
+/// `web` is how the catalog protects the app's web endpoint (None: the
+/// app left the catalog).
+pub fn instance(r: InstanceRecord, domain: &str, web: Option<WebProtection>) -> pb::AppInstance {
+    let web_user = match web {
+        Some(WebProtection::Proxy) => r.web_login.as_ref().map(|l| l.user.to_string()),
+        _ => None,
+    };
     pb::AppInstance {
         url: format!("https://{}/", app_hostname(&r.app, &r.tenant, domain)),
         tenant: r.tenant.into(),
@@ -289,5 +297,7 @@ pub fn instance(r: InstanceRecord, domain: &str) -> pb::AppInstance {
         observed: r.observed,
         tenant_suspended: r.tenant_suspended,
         node_removed: r.node_removed,
+        web_auth: web.map_or(apb::WebAuth::Unspecified, apb::WebAuth::from) as i32,
+        web_user: web_user.unwrap_or_default(),
     }
 }

@@ -17,6 +17,7 @@ fn ctx() -> RenderContext {
         domain: "encommun.org".into(),
         state: agent_pb::AppState::Running,
         restart_nonce: 7,
+        web_login: None,
     }
 }
 
@@ -37,6 +38,9 @@ tcp = true
 [resources]
 memory = "64M"
 cpu_percent = 10
+
+[web]
+auth = "own"
 "#;
 
 fn parse(text: &str) -> Result<CatalogApp, CatalogError> {
@@ -314,6 +318,59 @@ fn network_access_is_closed_unless_declared() {
 }
 
 #[test]
+fn every_entry_says_how_its_web_endpoint_is_protected() {
+    // The shipped apps: a website is public, radicale and prosody ask for
+    // their own logins, Syncthing's web UI has none and sits behind the
+    // proxy's.
+    let catalog = Catalog::builtin().unwrap();
+    let web = |name: &str| catalog.get(name).unwrap().web;
+    assert_eq!(web("site"), WebProtection::Public);
+    assert_eq!(web("radicale"), WebProtection::Own);
+    assert_eq!(web("prosody"), WebProtection::Own);
+    assert_eq!(web("syncthing"), WebProtection::Proxy);
+
+    // The login goes to the node only for an app the proxy protects.
+    let login = WebLogin {
+        user: "asso-x".parse().unwrap(),
+        hash: "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
+            .parse()
+            .unwrap(),
+    };
+    let with_login = RenderContext {
+        web_login: Some(login.clone()),
+        ..ctx()
+    };
+    let syncthing = catalog.get("syncthing").unwrap();
+    let spec = syncthing.render(&with_login).unwrap();
+    assert_eq!(spec.web_auth, agent_pb::WebAuth::Proxy as i32);
+    assert_eq!(spec.web_login, Some((&login).into()));
+    let locked = syncthing.render(&ctx()).unwrap();
+    assert_eq!(locked.web_login, None);
+    let radicale = catalog
+        .get("radicale")
+        .unwrap()
+        .render(&with_login)
+        .unwrap();
+    assert_eq!(radicale.web_auth, agent_pb::WebAuth::Own as i32);
+    assert_eq!(radicale.web_login, None);
+    assert_eq!(
+        syncthing.to_proto().web_auth,
+        agent_pb::WebAuth::Proxy as i32
+    );
+
+    // No entry goes without a decision, and only the three words mean one.
+    let without = MINIMAL.replace("\n[web]\nauth = \"own\"\n", "\n");
+    assert!(!without.contains("[web]"));
+    assert!(parse(&without).is_err());
+    for word in ["", "none", "basic", "Proxy", "own\n"] {
+        let text = MINIMAL.replace("auth = \"own\"", &format!("auth = {word:?}"));
+        let msg = refused(&text, "web.auth");
+        assert!(msg.contains("\"public\", \"own\" or \"proxy\""), "{msg}");
+    }
+    refused(&format!("{MINIMAL}password = \"x\"\n"), "");
+}
+
+#[test]
 fn crafted_values_are_refused_at_load() {
     assert!(parse(MINIMAL).is_ok());
     refused(
@@ -468,4 +525,50 @@ fn from_dir_reports_files() {
         Catalog::from_dir(&dir.path().join("missing")),
         Err(CatalogError::ReadDir { .. })
     ));
+}
+
+#[test]
+fn data_files_are_rendered_and_checked() {
+    // Syncthing's initial configuration: relays only, no listener of its
+    // own on the node's addresses, no reports sent out.
+    let spec = Catalog::builtin()
+        .unwrap()
+        .get("syncthing")
+        .unwrap()
+        .render(&ctx())
+        .unwrap();
+    assert_eq!(spec.data_files.len(), 1);
+    let config = &spec.data_files[0];
+    assert_eq!(config.name, "config/config.xml");
+    assert!(
+        config.content.contains(
+            "<listenAddress>dynamic+https://relays.syncthing.net/endpoint</listenAddress>"
+        ),
+        "{}",
+        config.content
+    );
+    assert!(
+        config
+            .content
+            .contains("<localAnnounceEnabled>false</localAnnounceEnabled>")
+    );
+    assert!(config.content.contains("<urAccepted>-1</urAccepted>"));
+
+    let with = |path: &str| {
+        format!("{MINIMAL}\n[[data_files]]\npath = {path:?}\ncontent = \"port {{port}}\"\n")
+    };
+    let rendered = parse(&with("conf/a.txt")).unwrap().render(&ctx()).unwrap();
+    assert_eq!(rendered.data_files[0].content, "port 20001");
+    for bad in ["../x", "/etc/x", "a//b", "", "a/../b"] {
+        refused(&with(bad), "data_files[0].path");
+    }
+    let twice = format!(
+        "{}[[data_files]]\npath = \"conf/a.txt\"\ncontent = \"\"\n",
+        with("conf/a.txt")
+    );
+    refused(&twice, "data_files[1].path");
+    refused(
+        &format!("{MINIMAL}\n[[data_files]]\npath = \"a\"\ncontent = \"\\u0007\"\n"),
+        "data_files[0].content",
+    );
 }

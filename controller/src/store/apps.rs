@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use coloc_proto::agent::v1::AppStatus;
+use coloc_proto::apps::WebLogin;
 use coloc_proto::domain::{NodeName, TenantName, UserName};
 use coloc_proto::storage::{VolumeId, VolumeName};
 
@@ -138,6 +139,9 @@ pub struct InstanceRecord {
     pub tenant_suspended: bool,
     /// Its node was removed: an orphan ([`crate::rules::orphans`]).
     pub node_removed: bool,
+    /// The login the node's proxy asks for, when the tenant set one (apps
+    /// the catalog marks `web.auth = "proxy"`). Only the bcrypt hash.
+    pub web_login: Option<WebLogin>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -237,6 +241,17 @@ pub trait AppStore: Send + Sync + 'static {
         tenant: &TenantName,
         app: &AppName,
         change: InstanceChange,
+    ) -> StoreResult<InstanceRecord>;
+    /// Sets the login the node's proxy asks for in front of the tenant's
+    /// live instance of the app (replacing any earlier one) and bumps its
+    /// node's generation. NotFound without a live instance, Conflict on a
+    /// removed node. Whether the app is one the proxy protects is the
+    /// caller's check (the catalog is not in the store).
+    async fn set_instance_web_login(
+        &self,
+        tenant: &TenantName,
+        app: &AppName,
+        login: WebLogin,
     ) -> StoreResult<InstanceRecord>;
     /// Records a node's app statuses on its instances that are not gone
     /// (Conflict for a removed node).

@@ -45,6 +45,9 @@ fn radicale() -> AppSpec {
         proxy_upstream_host: false,
         outbound: false,
         inbound: Vec::new(),
+        web_auth: crate::agent::v1::WebAuth::Own as i32,
+        web_login: None,
+        data_files: Vec::new(),
     }
 }
 

@@ -430,3 +430,97 @@ async fn a_disabled_users_follow_is_closed() -> Result<()> {
     assert_eq!(run.next_line().await?, None);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_login_in_front_of_an_app_is_hashed_here_and_only_the_hash_leaves() -> Result<()> {
+    let mut w = world().await?;
+    let id = ask(
+        &mut w.api,
+        "asso-x",
+        "syncthing",
+        "n1",
+        "data",
+        "nos fichiers",
+    )
+    .await?;
+    approve(&mut w.api, id, "ok").await?;
+    let (admin, mia) = (w.admin(), w.mia());
+    let status = admin.ok(&["app", "status", "asso-x/syncthing"]).await;
+    assert!(
+        status.contains(
+            "Web access:    locked (503) until a password is set: coloc app set-password asso-x/syncthing"
+        ),
+        "{status}"
+    );
+    let catalog = admin.ok(&["app", "catalog"]).await;
+    assert_eq!(cells(row(&catalog, "syncthing")).last(), Some(&"proxy"));
+    assert_eq!(cells(row(&catalog, "radicale")).last(), Some(&"own"));
+
+    let password = "un mot de passe solide";
+    let set = [
+        "app",
+        "set-password",
+        "asso-x/syncthing",
+        "--password-stdin",
+    ];
+    // Refused here, before any call: too short, too long, or no terminal
+    // to ask on.
+    let mark = w.audit_mark().await?;
+    let err = fails(&admin.run_with_input(&set, "court\n").await, 7);
+    assert!(err.contains("shorter than 12 characters"), "{err}");
+    let err = fails(
+        &admin
+            .run_with_input(&set, &format!("{}\n", "x".repeat(80)))
+            .await,
+        7,
+    );
+    assert!(err.contains("72 bytes"), "{err}");
+    let err = fails(&admin.run(&set[..3]).await, 2);
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert_eq!(w.audited_since(mark).await?, []);
+    // A member may not set it.
+    let err = fails(&mia.run_with_input(&set, &format!("{password}\n")).await, 4);
+    assert!(err.contains("operators"), "{err}");
+
+    let out = text(&admin.run_with_input(&set, &format!("{password}\r\n")).await);
+    assert!(out.contains("The proxy now asks for user asso-x"), "{out}");
+    assert!(
+        out.contains("Web access:    login asked by the proxy, user asso-x"),
+        "{out}"
+    );
+    // The node gets a bcrypt hash of exactly the password typed (the line
+    // ending is not part of it); colocd's answers and audit never carry
+    // the password.
+    let d =
+        w.n1.wait_desired("the login on n1", |d| {
+            d.apps
+                .iter()
+                .any(|a| a.app == "syncthing" && a.web_login.is_some())
+        })
+        .await?;
+    let login = d
+        .apps
+        .iter()
+        .find(|a| a.app == "syncthing")
+        .and_then(|a| a.web_login.clone())
+        .context("login")?;
+    assert_eq!(login.user, "asso-x");
+    assert!(bcrypt::verify(password, &login.password_hash)?);
+    assert!(!bcrypt::verify(
+        format!("{password}\r"),
+        &login.password_hash
+    )?);
+    let shown = admin
+        .json(&["app", "status", "asso-x/syncthing", "--json"])
+        .await;
+    assert_eq!(shown["web_auth"], "proxy");
+    assert_eq!(shown["web_user"], "asso-x");
+    assert!(!shown.to_string().contains("$2b$"), "{shown}");
+    let audit = admin.ok(&["audit", "--json"]).await;
+    assert!(audit.contains("app.password.set"), "{audit}");
+    assert!(
+        !audit.contains(password) && !audit.contains("$2b$"),
+        "{audit}"
+    );
+    Ok(())
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 use coloc_controller::config::ControllerConfig;
 use coloc_proto::agent::v1 as apb;
 use coloc_proto::controller::v1 as pb;
-use coloc_tests::cli::{CliUser, Coloc, cells, row, stderr, stdout, text};
+use coloc_tests::cli::{CliUser, Coloc, cells, fails, row, stderr, stdout, text};
 use coloc_tests::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -51,7 +51,11 @@ fn catalog_app(
          tcp = true\n\
          [resources]\n\
          memory = \"{memory}\"\n\
-         cpu_percent = {cpu}\n"
+         cpu_percent = {cpu}\n\
+         [web]\n\
+         auth = \"{auth}\"\n",
+        // Syncthing's web UI has no login of its own.
+        auth = if name == "syncthing" { "proxy" } else { "own" },
     )
 }
 
@@ -425,7 +429,15 @@ async fn the_catalog_as_a_table_and_json() -> Result<()> {
     let table = w.mia().ok(&["app", "catalog"]).await;
     assert_eq!(
         cells(table.lines().next().unwrap_or_default()),
-        ["NAME", "DESCRIPTION", "REPLACES", "OFFERS", "MEMORY", "CPU"]
+        [
+            "NAME",
+            "DESCRIPTION",
+            "REPLACES",
+            "OFFERS",
+            "MEMORY",
+            "CPU",
+            "WEB LOGIN"
+        ]
     );
     assert_eq!(
         cells(row(&table, "radicale")),
@@ -435,12 +447,13 @@ async fn the_catalog_as_a_table_and_json() -> Result<()> {
             "Google Calendar, Google Contacts",
             "responsable, participatif",
             "256.0 MiB",
-            "50%"
+            "50%",
+            "own"
         ]
     );
     assert_eq!(
         cells(row(&table, "syncthing"))[3..],
-        ["participatif", "512.0 MiB", "100%"]
+        ["participatif", "512.0 MiB", "100%", "proxy"]
     );
 
     let list = w.admin().json(&["app", "catalog", "--json"]).await;
@@ -452,6 +465,8 @@ async fn the_catalog_as_a_table_and_json() -> Result<()> {
     assert_eq!(list[1]["offers"][0], "responsable");
     assert_eq!(list[1]["memory_max_bytes"], 256 * MIB);
     assert_eq!(list[1]["cpu_quota_percent"], 50);
+    assert_eq!(list[1]["web_auth"], "own");
+    assert_eq!(list[3]["web_auth"], "proxy");
     assert_eq!(list[3]["offers"].as_array().map(Vec::len), Some(1));
     Ok(())
 }

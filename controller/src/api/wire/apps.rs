@@ -3,6 +3,7 @@
 //! value that could end up in a unit file, a path or a host name is a
 //! strict name, free text is bounded and free of control characters.
 
+use coloc_proto::apps::web::{PasswordHash, WebLogin, WebUser};
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain::{InvalidInput, NodeName, TenantName, Text};
 use coloc_proto::storage::VolumeName;
@@ -45,6 +46,28 @@ impl TryFrom<pb::InstanceRef> for InstanceArg {
     type Error = InvalidInput;
     fn try_from(r: pb::InstanceRef) -> Result<Self, InvalidInput> {
         InstanceArg::parse(&r.instance)
+    }
+}
+
+/// `SetInstancePassword`: the instance, the user name and the bcrypt hash
+/// made on the caller's computer, each by proto's rules (the hash goes
+/// into the node's proxy configuration).
+#[derive(Debug, Clone)]
+pub struct SetPassword {
+    pub instance: InstanceArg,
+    pub login: WebLogin,
+}
+
+impl TryFrom<pb::SetInstancePasswordRequest> for SetPassword {
+    type Error = InvalidInput;
+    fn try_from(r: pb::SetInstancePasswordRequest) -> Result<Self, InvalidInput> {
+        Ok(SetPassword {
+            instance: InstanceArg::parse(&r.instance)?,
+            login: WebLogin {
+                user: WebUser::new(r.user)?,
+                hash: PasswordHash::new(r.password_hash)?,
+            },
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use coloc_proto::agent::v1::AppStatus;
+use coloc_proto::apps::web::{PasswordHash, WebLogin, WebUser};
 use coloc_proto::domain::{NodeName, TenantName, UserName};
 use coloc_proto::storage::{VolumeId, VolumeName};
 use prost::Message;
@@ -32,18 +33,19 @@ use crate::rules::ports;
 use crate::rules::requests::{self, Decision};
 use crate::store::{
     AppName, AppRequestRecord, AppStore, CommentRecord, DesiredApp, InstanceChange, InstanceFilter,
-    InstanceRecord, InstanceState, NewAppRequest, RequestState, StoreResult, UnixSecs,
+    InstanceRecord, InstanceState, NewAppRequest, RequestState, StoreError, StoreResult, UnixSecs,
     VolumeLifecycle,
 };
 
 /// Column list matching [`instance_from_row`]; column 13 is the tenant's
-/// POSIX id, 14 when the node was removed.
+/// POSIX id, 15 when the node was removed, 16 and 17 the proxy's login.
 macro_rules! instance_select {
     ($rest:literal) => {
         concat!(
             "SELECT i.tenant, i.app, i.node, i.volume_id, v.name, v.lifecycle, i.port, ",
             "i.state, i.restart_nonce, i.request_id, i.created_unix, i.gone, i.observed, ",
-            "t.posix_id, t.suspended_unix IS NOT NULL, n.removed_unix ",
+            "t.posix_id, t.suspended_unix IS NOT NULL, n.removed_unix, ",
+            "i.web_user, i.web_password_hash ",
             "FROM app_instances AS i JOIN volumes AS v ON v.id = i.volume_id ",
             "JOIN tenants AS t ON t.name = i.tenant JOIN nodes AS n ON n.name = i.node ",
             $rest
@@ -143,6 +145,13 @@ fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecord> {
         observed: blob::<AppStatus>(row, 12)?,
         tenant_suspended: row.get(14)?,
         node_removed: row.get::<_, Option<UnixSecs>>(15)?.is_some(),
+        web_login: match (
+            parsed_opt(row, 16, WebUser::new)?,
+            parsed_opt(row, 17, PasswordHash::new)?,
+        ) {
+            (Some(user), Some(hash)) => Some(WebLogin { user, hash }),
+            _ => None,
+        },
     })
 }
 
@@ -202,6 +211,28 @@ fn live_instance(conn: &Connection, tenant: &str, app: &str) -> StoreResult<Opti
         [tenant, app],
         |row| row.get(0),
     )
+}
+
+/// Why a change finds no live instance of the app: Conflict (`removed`,
+/// the reason) when the tenant had one that was removed, NotFound when it
+/// never had any.
+fn no_live_instance(
+    conn: &Connection,
+    tenant: &TenantName,
+    app: &AppName,
+    removed: String,
+) -> StoreResult<StoreError> {
+    let label = format!("{tenant}/{app}");
+    let existed = conn
+        .prepare_cached("SELECT 1 FROM app_instances WHERE tenant = ?1 AND app = ?2")
+        .db()?
+        .exists([tenant.as_str(), app.as_str()])
+        .db()?;
+    Ok(if existed {
+        conflict("instance", label, removed)
+    } else {
+        not_found("instance", label)
+    })
 }
 
 /// Refuses a second live instance of an app for a tenant: its host name
@@ -564,16 +595,12 @@ impl AppStore for SqliteStore {
                 return release_orphan(tx, rowid, change, &label);
             }
             let Some(rowid) = live_instance(tx, tenant.as_str(), app.as_str())? else {
-                let removed = tx
-                    .prepare_cached("SELECT 1 FROM app_instances WHERE tenant = ?1 AND app = ?2")
-                    .db()?
-                    .exists([tenant.as_str(), app.as_str()])
-                    .db()?;
-                return Err(if removed {
-                    conflict("instance", label, instances::Removed { change }.to_string())
-                } else {
-                    not_found("instance", label)
-                });
+                return Err(no_live_instance(
+                    tx,
+                    &tenant,
+                    &app,
+                    instances::Removed { change }.to_string(),
+                )?);
             };
             let before = load_instance(tx, rowid)?;
             let current = Wanted {
@@ -598,6 +625,44 @@ impl AppStore for SqliteStore {
             bump_generation(tx, before.node.as_str())?;
             let record = load_instance(tx, rowid)?;
             Ok(record)
+        })
+        .await
+    }
+
+    async fn set_instance_web_login(
+        &self,
+        tenant: &TenantName,
+        app: &AppName,
+        login: WebLogin,
+    ) -> StoreResult<InstanceRecord> {
+        let tenant = tenant.clone();
+        let app = app.clone();
+        self.write(move |tx| {
+            let label = format!("{tenant}/{app}");
+            let Some(rowid) = live_instance(tx, tenant.as_str(), app.as_str())? else {
+                return Err(no_live_instance(
+                    tx,
+                    &tenant,
+                    &app,
+                    "is removed: ask for the app again first".to_string(),
+                )?);
+            };
+            let before = load_instance(tx, rowid)?;
+            if before.node_removed {
+                return Err(conflict(
+                    "instance",
+                    label,
+                    "its node was removed: move or remove the app first".to_string(),
+                ));
+            }
+            tx.prepare_cached(
+                "UPDATE app_instances SET web_user = ?2, web_password_hash = ?3 WHERE id = ?1",
+            )
+            .db()?
+            .execute(params![rowid, login.user.as_str(), login.hash.as_str()])
+            .db()?;
+            bump_generation(tx, before.node.as_str())?;
+            load_instance(tx, rowid)
         })
         .await
     }

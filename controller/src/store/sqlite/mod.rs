@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_membership.sql"),
     include_str!("migrations/0005_credentials.sql"),
     include_str!("migrations/0006_node_lifecycle.sql"),
+    include_str!("migrations/0007_web_login.sql"),
 ];
 
 /// The schema version this code writes and understands.

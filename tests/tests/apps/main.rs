@@ -44,6 +44,9 @@ http = "/health"
 [resources]
 memory = "128M"
 cpu_percent = 25
+
+[web]
+auth = "proxy"
 "#;
 
 /// Only for participatif tenants.
@@ -64,6 +67,9 @@ tcp = true
 [resources]
 memory = "64M"
 cpu_percent = 10
+
+[web]
+auth = "own"
 "#;
 
 /// A controller on a catalog of `notes` and `wiki`, site paris-1, node n1
@@ -1188,3 +1194,5 @@ async fn colocd_serves_its_built_in_catalog_and_refuses_a_bad_one() -> Result<()
     assert!(err.contains("broken.toml"), "names the file: {err}");
     Ok(())
 }
+
+mod web_login;
