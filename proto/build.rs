@@ -7,7 +7,9 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/coloc/agent/v1/agent.proto",
+        "proto/coloc/agent/v1/health.proto",
         "proto/coloc/controller/v1/controller.proto",
+        "proto/coloc/controller/v1/health.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
@@ -18,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // A health report is large next to the other messages of the
+        // agent's stream; boxed, the enum stays small.
+        .boxed(".coloc.agent.v1.AgentMessage.body.health")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -606,6 +606,14 @@ impl SessionRunner {
                         Err(e) => refused(request.id, &node, format!("renewal task failed: {e}")),
                     }
                 }
+                Some(request::Kind::RunMaintenance(run)) => refused(
+                    request.id,
+                    &node,
+                    format!(
+                        "maintenance on {:?} is not run by this agent yet",
+                        run.subject
+                    ),
+                ),
                 None => RequestResult {
                     request_id: request.id,
                     ok: false,

@@ -307,6 +307,7 @@ async fn node_enrolls_then_serves_its_controller() {
     h.push(controller_message::Body::Params(SessionParams {
         heartbeat_interval_secs: 1,
         controller_unix_ms: 0,
+        health: None,
     }))
     .await;
     h.push(controller_message::Body::Desired(desired(3, true)))

@@ -16,12 +16,14 @@
 //! of an app instance that reaches a unit, a path or the proxy, and
 //! [`apps::AppDecl`] / [`apps::ProxyDecl`]), [`units`] (systemd unit
 //! names), [`seed`] (the node seed's schema, shared by `coloc-image seed`
-//! and `coloc-agent seed apply`) and [`error_chain`], the one way every
+//! and `coloc-agent seed apply`), [`health`] (health report bounds, the
+//! maintenance schedule's defaults, device paths) and [`error_chain`], the one way every
 //! crate prints an error with its causes (in the private `report`
 //! module). A rule that two crates apply belongs here.
 
 pub mod apps;
 pub mod domain;
+pub mod health;
 mod report;
 pub mod seed;
 pub mod storage;

@@ -204,6 +204,7 @@ impl AgentService for AgentApi {
         let params = pb::SessionParams {
             heartbeat_interval_secs: ctx.config.heartbeat_interval_secs,
             controller_unix_ms: ctx.clock.now_ms() as u64,
+            health: None,
         };
         let (id, last, out) = ctx.sessions.open(
             &name,
@@ -296,6 +297,10 @@ async fn read_inbound(
                 }
             }
             Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
+            Some(pb::agent_message::Body::Health(_)) => {
+                ctx.sessions.note_seen(&name, ctx.clock.now());
+                Ok(())
+            }
             Some(pb::agent_message::Body::Result(r)) => {
                 // Matched within this session only: a node answers for
                 // itself.
