@@ -22,7 +22,8 @@
 //! [`desired`] (a `DesiredConfig` converted whole into proto's domain
 //! types, or refused whole), [`ledger`] (the last accepted configuration,
 //! on disk), [`reconcile`] (one pass: identity, draining and labels,
-//! then [`storage`], then [`apps`]), [`facts`] (what the node says of
+//! then [`storage`], then [`apps`]), [`settle`] (instances probed again
+//! shortly after a start until they answer), [`facts`] (what the node says of
 //! itself), [`status`] (what `coloc-agent status` reads), [`logging`]
 //! (journal fields and `MESSAGE_ID`s), [`notify`] (readiness and the
 //! watchdog for systemd), [`supervisor`] (one agent's tasks and their
@@ -44,6 +45,7 @@ pub mod reconcile;
 pub mod renewal;
 pub mod seed;
 pub mod session;
+pub mod settle;
 pub mod shutdown;
 pub mod sim;
 pub mod status;

@@ -62,6 +62,9 @@ pub struct ReconcileReport {
     /// One status per app instance of the configuration; empty when the
     /// configuration was refused before any step.
     pub apps: Vec<AppStatus>,
+    /// Instances running but not healthy yet, probed again shortly by the
+    /// worker (not part of the observed state).
+    pub settling: Vec<apps::Settling>,
 }
 
 impl ReconcileReport {
@@ -188,6 +191,7 @@ impl Reconciler {
             orphans: storage.orphans,
             storage_observed: storage.observed,
             apps: apps.statuses,
+            settling: apps.settling,
         };
         self.log_pass(&report);
         self.status.update(Persist::Yes, |s| {

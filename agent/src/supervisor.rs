@@ -27,6 +27,7 @@ use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
 use crate::renewal::Renewal;
 use crate::session::{DEFAULT_HEARTBEAT_SECS, DesiredJob, SessionRunner, handle_desired};
+use crate::settle::{self, SettleWatch};
 use crate::status::{AgentStatus, Persist, STATUS_FILE, StatusHub};
 use coloc_proto::error_chain;
 
@@ -269,6 +270,9 @@ async fn desired_worker(
     // After a long pass, one catch-up pass is enough.
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut jobs_open = true;
+    // Instances that run but did not answer yet (settle.rs).
+    let mut settle = SettleWatch::default();
+    let mut settle_at = Instant::now();
     loop {
         tokio::select! {
             job = jobs.recv(), if jobs_open => match job {
@@ -307,8 +311,26 @@ async fn desired_worker(
                 None => jobs_open = false,
             },
             _ = timer.tick() => resync_pass(&ledger, &reconciler, &link).await,
+            () = tokio::time::sleep_until(settle_at), if settle.active() => {
+                if settle::any_answers(settle.due(Instant::now())).await {
+                    resync_pass(&ledger, &reconciler, &link).await;
+                    timer.reset();
+                } else {
+                    settle.due(Instant::now());
+                    settle_at = Instant::now() + settle::PROBE_EVERY;
+                    continue;
+                }
+            }
             _ = shutdown.wait() => return,
         }
+        // After every pass: watch what it found running but not healthy.
+        let settling = reconciler
+            .last_report()
+            .map(|r| r.settling)
+            .unwrap_or_default();
+        let now = Instant::now();
+        settle.after_pass(&settling, now);
+        settle_at = now + settle::PROBE_EVERY;
     }
 }
 

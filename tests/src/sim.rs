@@ -39,9 +39,22 @@ pub fn spawn_sim_node(
     state_dir: &Path,
     host: &FakeHost,
 ) -> Result<AgentHandle> {
+    spawn_sim_node_resyncing(ctl, node, token, state_dir, host, Duration::from_secs(1))
+}
+
+/// [`spawn_sim_node`] with the periodic pass every `resync` (a test that
+/// must see something happen without a periodic pass sets it long).
+pub fn spawn_sim_node_resyncing(
+    ctl: &TestController,
+    node: &str,
+    token: &str,
+    state_dir: &Path,
+    host: &FakeHost,
+    resync: Duration,
+) -> Result<AgentHandle> {
     let mut config = sim_spec(ctl, node, token, state_dir)
         .config()
         .map_err(|e| anyhow!("{}", coloc_proto::error_chain(&e)))?;
-    config.resync_interval = Duration::from_secs(1);
+    config.resync_interval = resync;
     Ok(spawn_sim_agent_with(config, host))
 }

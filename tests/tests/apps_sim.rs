@@ -135,3 +135,101 @@ async fn an_approved_request_becomes_a_sandboxed_unit_behind_the_proxy() -> Resu
     );
     Ok(())
 }
+
+/// Issue 11, item 7: an app that starts listening a moment after its unit
+/// started is reported healthy without waiting for the next periodic pass.
+/// The node's periodic pass is an hour away here, so only the agent's
+/// quick re-probe after a start can report it healthy.
+#[tokio::test]
+async fn an_app_is_reported_healthy_as_soon_as_it_listens() -> Result<()> {
+    init_test_logging();
+    let ctl = TestController::start().await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let dir = tempfile::tempdir()?;
+    let host = FakeHost::new("n1");
+    let root = dir.path().join("n1").join("root");
+    let _agent = spawn_sim_node_resyncing(
+        &ctl,
+        "n1",
+        &token,
+        dir.path(),
+        &host,
+        Duration::from_secs(3600),
+    )?;
+    wait_node_ready(&admin, "n1", DEADLINE).await?;
+    create_tenant(&mut admin, "asso-a", pb::Offer::Responsable).await?;
+    create_pool(
+        &mut admin,
+        "n1",
+        "tank",
+        apb::PoolKind::Zfs,
+        "serial:SIM-n1-1",
+    )
+    .await?;
+    create_volume(
+        &mut admin,
+        NewVolume {
+            tenant: "asso-a",
+            name: "data",
+            node: "n1",
+            pool: "tank",
+            size_bytes: 128 * MIB,
+            encrypted: false,
+        },
+    )
+    .await?;
+    std::fs::create_dir_all(root.join("srv/tenants/asso-a/data"))?;
+    let request = admin
+        .apps
+        .request_app(pb::RequestAppRequest {
+            tenant: "asso-a".into(),
+            app: "site".into(),
+            node: "n1".into(),
+            volume: String::new(),
+            comment: String::new(),
+        })
+        .await?
+        .into_inner();
+    admin
+        .apps
+        .approve_request(pb::DecideRequestRequest {
+            id: request.id,
+            comment: "ok".into(),
+        })
+        .await?;
+
+    // The unit runs, but nothing listens on its port yet: not healthy.
+    let instance = wait_instance(&admin, "asso-a/site", "the unit runs", DEADLINE, |i| {
+        i.observed
+            .as_ref()
+            .is_some_and(|o| o.active_state == "active")
+    })
+    .await?;
+    let observed = instance.observed.clone().unwrap_or_default();
+    assert!(!observed.healthy, "{observed:?}");
+
+    // The app comes up: it answers HTTP on its port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", instance.port as u16)).await?;
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let healthy = wait_instance(&admin, "asso-a/site", "reported healthy", DEADLINE, |i| {
+        i.observed.as_ref().is_some_and(|o| o.healthy)
+    })
+    .await?;
+    assert_eq!(
+        healthy.observed.map(|o| o.health_detail).as_deref(),
+        Some("HTTP 200")
+    );
+    server.abort();
+    Ok(())
+}

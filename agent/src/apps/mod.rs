@@ -124,6 +124,29 @@ pub struct AppsReport {
     pub statuses: Vec<AppStatus>,
     /// One line per instance (or the proxy) that failed.
     pub failures: Vec<String>,
+    /// Instances that run but did not answer their probe yet (an app
+    /// still starting): probed again shortly ([`Settling`]).
+    pub settling: Vec<Settling>,
+}
+
+/// An instance whose unit runs but whose health probe has not passed yet:
+/// what it takes to probe it again without a whole pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settling {
+    pub tenant: String,
+    pub app: String,
+    pub check: HealthCheck,
+    pub port: u16,
+    pub hostname: String,
+}
+
+impl Settling {
+    /// Probes the instance once; true when it answers as its check wants.
+    pub async fn probe(&self, timeout: std::time::Duration) -> bool {
+        probe::probe(&self.check, self.port, &self.hostname, timeout)
+            .await
+            .healthy
+    }
 }
 
 impl AppsReport {
@@ -742,6 +765,20 @@ pub async fn reconcile_apps(
             _ => None,
         } {
             deployed = true;
+            if apply.app.state == AppState::Running
+                && instance.error.is_none()
+                && !status.healthy
+                && matches!(status.active_state.as_str(), "active" | "activating")
+                && status.sub_state != "auto-restart"
+            {
+                report.settling.push(Settling {
+                    tenant: status.tenant.clone(),
+                    app: status.app.clone(),
+                    check: apply.app.health.clone(),
+                    port: apply.app.port,
+                    hostname: apply.app.hostname.clone(),
+                });
+            }
             if apply.app.state == AppState::Running {
                 sites.push(Site {
                     hostname: apply.app.hostname.clone(),
