@@ -224,6 +224,25 @@ impl FakeHealth {
         };
     }
 
+    /// Sets the last scrub `pool` reports: finished at `finished_unix`
+    /// (started an hour before), or `None` for a pool never scrubbed.
+    /// Tests of the maintenance schedule and of scrub-overdue use it.
+    pub fn set_last_scrub(&self, pool: &str, finished_unix: Option<u64>) {
+        let scrub = match finished_unix {
+            Some(finished) => ScrubStatus {
+                state: ScrubState::Finished as i32,
+                started_unix: finished.saturating_sub(3600),
+                finished_unix: finished,
+                ..ScrubStatus::default()
+            },
+            None => ScrubStatus {
+                state: ScrubState::Never as i32,
+                ..ScrubStatus::default()
+            },
+        };
+        lock(&self.health).scrubs.insert(pool.to_owned(), scrub);
+    }
+
     /// Every fault back to healthy; maintenance history is kept.
     pub fn clear_faults(&self) {
         lock(&self.health).clear_faults();
