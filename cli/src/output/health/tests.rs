@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use prost::Message as _;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -362,7 +363,7 @@ fn a_degraded_mirror_names_the_missing_disk_and_the_errors() {
             "  tank  DEGRADED  25.0 % used",
             "    Status:       One or more devices has been removed by the administrator.\n",
             "    Data errors:  2 (!)\n",
-            "    Last scrub:   running since 2025-12-31 23:00 UTC, 45.6 % done, 1 errors so far\n",
+            "    Last scrub:   running since 2025-12-31 23:00 UTC, 45.6 % done, 1 error so far\n",
             "    tank        DEGRADED (!)  0     0      0\n",
             "        sda     ONLINE (!)    0     0      3\n",
             "        sdb     REMOVED (!)   0     0      0      was /dev/sdb1\n",
