@@ -17,7 +17,9 @@ use crate::output::Printer;
 use crate::output::alerts::{
     FleetHealth, alert_changed_text, alert_details, alert_json, alerts_table,
 };
-use crate::output::health::{maintenance_started_text, node_health_json, node_health_text};
+use crate::output::health::{
+    maintenance_kind_json, maintenance_started_text, node_health_json, node_health_text,
+};
 
 /// colocd's largest page of alerts (`ListAlertsRequest.limit`).
 const MAX_ALERTS: u32 = 1000;
@@ -60,12 +62,7 @@ pub async fn maintenance(
     };
     let json = json!({
         "node": node.as_str(),
-        "kind": match kind {
-            agent::MaintenanceKind::Scrub => "scrub",
-            agent::MaintenanceKind::SmartShort => "smart_short",
-            agent::MaintenanceKind::SmartLong => "smart_long",
-            agent::MaintenanceKind::Unspecified => "unknown",
-        },
+        "kind": maintenance_kind_json(kind as i32),
         "subject": on,
     });
     out.emit(json, || maintenance_started_text(node.as_str(), kind, &on))

@@ -20,7 +20,7 @@ mod json;
 #[cfg(test)]
 mod tests;
 
-pub use json::node_health_json;
+pub use json::{maintenance_kind_json, node_health_json};
 
 // ---------------------------------------------------------------- words
 

@@ -103,7 +103,8 @@ fn report_json(r: &agent::HealthReport) -> Value {
     })
 }
 
-fn maintenance_kind_json(kind: i32) -> &'static str {
+/// The kind as `--json` names it: `scrub`, `smart_short`, `smart_long`.
+pub fn maintenance_kind_json(kind: i32) -> &'static str {
     match agent::MaintenanceKind::try_from(kind) {
         Ok(agent::MaintenanceKind::Scrub) => "scrub",
         Ok(agent::MaintenanceKind::SmartShort) => "smart_short",
