@@ -436,30 +436,28 @@ pub fn node_health_text(h: &pb::NodeHealth, now_unix: i64) -> String {
         return out;
     };
     let age = u64::try_from(now_unix.saturating_sub(h.received_unix)).unwrap_or(0);
-    let mut header = Details::new()
-        .field(
-            "Received",
-            format!(
-                "{} UTC ({} ago)",
-                fmt_time(h.received_unix),
-                fmt_duration(age)
-            ),
+    let received = if h.received_unix > 0 {
+        format!(
+            "{} UTC ({} ago)",
+            fmt_time(h.received_unix),
+            fmt_duration(age)
         )
-        .field(
-            "Collected",
-            format!(
-                "{} UTC, node's clock",
-                fmt_time_ms(i64::try_from(r.collected_unix_ms).unwrap_or(i64::MAX))
-            ),
-        );
-    header = header.field(
-        "Period",
-        if h.period_secs == 0 {
-            "-".to_string()
-        } else {
-            format!("every {} s", h.period_secs)
-        },
-    );
+    } else {
+        "- (colocd did not say when)".to_string()
+    };
+    let collected = match i64::try_from(r.collected_unix_ms) {
+        Ok(ms) if ms > 0 => format!("{} UTC, node's clock", fmt_time_ms(ms)),
+        Ok(_) | Err(_) => "- (the node did not say when)".to_string(),
+    };
+    let period = if h.period_secs == 0 {
+        "-".to_string()
+    } else {
+        format!("every {} s", h.period_secs)
+    };
+    let header = Details::new()
+        .field("Received", received)
+        .field("Collected", collected)
+        .field("Period", period);
     out.push_str(&header.render());
     if h.stale {
         let _ = writeln!(

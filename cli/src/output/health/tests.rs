@@ -506,6 +506,18 @@ fn an_empty_report_and_no_report_say_what_is_missing() {
         ]
     );
 
+    h.received_unix = 0;
+    h.period_secs = 0;
+    let text = node_health_text(&h, NOW);
+    has_all(
+        &text,
+        &[
+            "Received:   - (colocd did not say when)\n",
+            "Collected:  - (the node did not say when)\n",
+            "Period:     -\n",
+        ],
+    );
+
     h.report = None;
     let text = node_health_text(&h, NOW);
     has_all(
