@@ -623,7 +623,7 @@ fn self_test_text(t: Option<&agent::SelfTestResult>) -> String {
     };
     let kind = self_test_kind_word(t.kind);
     let outcome = if t.running {
-        "RUNNING now".to_string()
+        "running now".to_string()
     } else if t.passed {
         "passed".to_string()
     } else {

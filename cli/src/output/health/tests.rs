@@ -626,6 +626,21 @@ fn maintenance_words() {
         maintenance_started_text("n1", agent::MaintenanceKind::SmartLong, "/dev/sda")
             .starts_with("Started a long self-test of /dev/sda on node n1;")
     );
+    let running = agent::SelfTestResult {
+        kind: agent::SelfTestKind::Short as i32,
+        passed: false,
+        status: "Self-test routine in progress".into(),
+        power_on_hours: None,
+        running: true,
+    };
+    assert_eq!(
+        self_test_text(Some(&running)),
+        "short, running now: Self-test routine in progress"
+    );
+    // A test still running has not failed.
+    let mut h = healthy();
+    report(&mut h).disks[0].last_self_test = Some(running);
+    assert!(problems(&h).is_empty(), "{:?}", problems(&h));
     assert_eq!(fmt_duration(40), "40 s");
     assert_eq!(fmt_duration(900), "15 min");
     assert_eq!(fmt_duration(3600 + 120), "1 h 2 min");
