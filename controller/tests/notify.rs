@@ -82,7 +82,7 @@ impl Outbox for MemoryOutbox {
 fn event(id: i64, kind: EventKind, rule: &str, subject: &str) -> AlertEvent {
     AlertEvent {
         id,
-        alert_id: 1000 + id,
+        alert_id: 1000 + id as u64,
         kind,
         rule: rule.to_string(),
         severity: Severity::Critical,
@@ -647,6 +647,76 @@ async fn a_failing_webhook_is_retried_with_backoff_and_the_mail_goes_once() {
         "the same message each time"
     );
     assert_eq!(smtp.messages().len(), 1, "the mail was not sent again");
+}
+
+#[tokio::test]
+async fn a_resolution_never_overtakes_its_firing_at_a_webhook_that_was_down() {
+    let work = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(work.path(), SmtpOptions::default()).await;
+    let hook = Endpoint::start(&[503], None).await;
+    let cfg = NotifyConfig {
+        retry_initial_secs: 60,
+        ..config(
+            Some(local_email(smtp.port)),
+            vec![webhook("chat", &hook.url, WebhookFormat::Json)],
+        )
+    };
+    let mut rig = Rig::new(&cfg);
+    rig.outbox.push(event(
+        1,
+        EventKind::Firing,
+        "app-crash-loop",
+        "app asso/wiki",
+    ));
+    rig.pass().await;
+    rig.clock.advance_secs(30);
+    rig.until("the webhook failed once", |r| {
+        matches!(
+            r.target_state("webhook chat"),
+            Some((TargetState::Waiting, 1, _, _))
+        )
+    })
+    .await;
+
+    rig.outbox.push(event(
+        2,
+        EventKind::Resolved,
+        "app-crash-loop",
+        "app asso/wiki",
+    ));
+    rig.pass().await;
+    rig.clock.advance_secs(30);
+    rig.until("the mail of the resolution went", |_| {
+        smtp.messages().len() == 2
+    })
+    .await;
+    let status = rig.notifier.status();
+    assert_eq!(status.len(), 2, "{status:?}");
+    let second = status[1]
+        .targets
+        .iter()
+        .find(|t| t.target == "webhook chat");
+    assert_eq!(
+        second.map(|t| (t.state, t.failures)),
+        Some((TargetState::Waiting, 0)),
+        "the webhook holds the resolution until the firing went: {status:?}"
+    );
+    assert_eq!(hook.requests().len(), 1);
+    assert!(!rig.outbox.notified(1) && !rig.outbox.notified(2));
+
+    rig.clock.advance_secs(30);
+    rig.until("both are notified", |r| r.outbox.all_notified())
+        .await;
+    let statuses: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|c| {
+            let doc: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+            doc["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["firing", "firing", "resolved"]);
+    assert_eq!(smtp.messages().len(), 2);
 }
 
 #[tokio::test]

@@ -178,6 +178,13 @@ impl NotifyConfig {
         self.email.is_some() || !self.webhooks.is_empty()
     }
 
+    /// Whether the group is absent from colocd.toml or says only what the
+    /// defaults say (for `skip_serializing_if`: `colocd init` need not
+    /// write it).
+    pub fn is_default(&self) -> bool {
+        *self == NotifyConfig::default()
+    }
+
     /// Checks every value; the files named are read later, when the
     /// notifier starts.
     pub fn validate(&self) -> Result<(), NotifyConfigError> {
@@ -362,7 +369,7 @@ mod tests {
     #[test]
     fn defaults_and_bounds() {
         let cfg: NotifyConfig = toml::from_str("").unwrap();
-        assert_eq!(cfg, NotifyConfig::default());
+        assert!(cfg.is_default());
         assert_eq!(cfg.group_wait_secs, 30);
         assert!(!cfg.has_targets());
         cfg.validate().unwrap();

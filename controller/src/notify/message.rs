@@ -178,12 +178,13 @@ pub fn json_payload(events: &[AlertEvent]) -> serde_json::Value {
 }
 
 /// ntfy's Priority header: urgent for a firing critical alert, high for a
-/// firing warning, low when everything resolved.
+/// firing warning, default for information, low when everything resolved.
 pub(super) fn ntfy_priority(events: &[AlertEvent]) -> &'static str {
     let firing = events.iter().filter(|e| e.kind == EventKind::Firing);
     match firing.map(|e| e.severity).max() {
         Some(Severity::Critical) => "urgent",
         Some(Severity::Warning) => "high",
+        Some(Severity::Info) => "default",
         None => "low",
     }
 }
@@ -194,6 +195,7 @@ pub(super) fn ntfy_tags(events: &[AlertEvent]) -> String {
     let icon = match firing.map(|e| e.severity).max() {
         Some(Severity::Critical) => "rotating_light",
         Some(Severity::Warning) => "warning",
+        Some(Severity::Info) => "information_source",
         None => "white_check_mark",
     };
     format!("{icon},coloc,{}", status(events))
@@ -225,7 +227,7 @@ mod tests {
     ) -> AlertEvent {
         AlertEvent {
             id,
-            alert_id: id + 100,
+            alert_id: id as u64 + 100,
             kind,
             rule: rule.to_string(),
             severity,

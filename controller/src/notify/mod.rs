@@ -59,6 +59,8 @@ impl EventKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
+    /// Worth knowing, nothing to do now (a reboot pending).
+    Info,
     Warning,
     Critical,
 }
@@ -66,6 +68,7 @@ pub enum Severity {
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {
+            Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         }
@@ -80,7 +83,7 @@ pub struct AlertEvent {
     pub id: i64,
     /// The alert it is about (`coloc alert show ALERT_ID`); an alert that
     /// fires and resolves gives two events with the same alert id.
-    pub alert_id: i64,
+    pub alert_id: u64,
     pub kind: EventKind,
     /// The rule that raised it ("disk-nvme-critical-warning").
     pub rule: String,

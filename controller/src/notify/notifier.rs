@@ -466,10 +466,10 @@ impl Notifier {
     fn summary(&self, marked: usize) -> String {
         let mut parts = Vec::new();
         if marked > 0 {
-            parts.push(format!("{marked} events notified"));
+            parts.push(format!("{} notified", events(marked)));
         }
         if !self.waiting.is_empty() {
-            parts.push(format!("{} events grouping", self.waiting.len()));
+            parts.push(format!("{} grouping", events(self.waiting.len())));
         }
         for b in &self.batches {
             let pending: Vec<String> = b
@@ -486,8 +486,8 @@ impl Notifier {
                 })
                 .collect();
             parts.push(format!(
-                "message of {} events: {}",
-                b.events.len(),
+                "message of {}: {}",
+                events(b.events.len()),
                 pending.join(", ")
             ));
         }
@@ -496,6 +496,15 @@ impl Notifier {
         } else {
             parts.join("; ")
         }
+    }
+}
+
+/// "1 event", "3 events".
+fn events(n: usize) -> String {
+    if n == 1 {
+        "1 event".to_string()
+    } else {
+        format!("{n} events")
     }
 }
 
