@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use coloc_controller::notify::{
     AlertEvent, EmailConfig, EventKind, Notifier, NotifyConfig, Outbox, Severity, SmtpTls,
     TargetState, WebhookConfig, WebhookFormat,
 };
-use coloc_controller::store::StoreResult;
+use coloc_controller::store::{StoreError, StoreResult};
 use coloc_controller::time::Clock;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -35,6 +35,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct MemoryOutbox {
     events: Mutex<Vec<(AlertEvent, bool)>>,
+    /// The database is away: every call fails.
+    broken: AtomicBool,
 }
 
 impl MemoryOutbox {
@@ -50,6 +52,13 @@ impl MemoryOutbox {
             .any(|(e, done)| e.id == id && *done)
     }
 
+    fn check(&self) -> StoreResult<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("the database is away".into()));
+        }
+        Ok(())
+    }
+
     fn all_notified(&self) -> bool {
         self.events.lock().unwrap().iter().all(|(_, done)| *done)
     }
@@ -58,6 +67,7 @@ impl MemoryOutbox {
 #[async_trait]
 impl Outbox for MemoryOutbox {
     async fn pending(&self, after: i64, limit: usize) -> StoreResult<Vec<AlertEvent>> {
+        self.check()?;
         Ok(self
             .events
             .lock()
@@ -70,6 +80,7 @@ impl Outbox for MemoryOutbox {
     }
 
     async fn mark_notified(&self, ids: &[i64]) -> StoreResult<()> {
+        self.check()?;
         for (e, done) in self.events.lock().unwrap().iter_mut() {
             if ids.contains(&e.id) {
                 *done = true;
@@ -501,6 +512,14 @@ async fn a_burst_gives_one_mail_and_one_webhook_call() {
         mail.contains("X-Envelope-To: admins@coloc.test,oncall@coloc.test"),
         "{mail}"
     );
+    for header in [
+        "\r\nDate: ",
+        "\r\nMessage-ID: <",
+        "\r\nAuto-Submitted: auto-generated\r\n",
+        "\r\nFrom: coloc <alerts@coloc.test>\r\n",
+    ] {
+        assert!(mail.contains(header), "{header:?} in {mail}");
+    }
     assert_eq!(
         subject_of(mail),
         "[coloc] 2 firing, 1 resolved: disk-nvme-critical-warning on disk S1 on node-a, and 2 more"
@@ -717,6 +736,46 @@ async fn a_resolution_never_overtakes_its_firing_at_a_webhook_that_was_down() {
         .collect();
     assert_eq!(statuses, ["firing", "firing", "resolved"]);
     assert_eq!(smtp.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn a_store_that_fails_delays_the_marking_not_the_sending() {
+    let hook = Endpoint::start(&[], None).await;
+    let mut rig = Rig::new(&config(
+        None,
+        vec![webhook("chat", &hook.url, WebhookFormat::Json)],
+    ));
+    rig.outbox.push(event(
+        1,
+        EventKind::Firing,
+        "node-unreachable",
+        "node node-a",
+    ));
+    rig.pass().await;
+    rig.clock.advance_secs(30);
+    rig.outbox.broken.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let error = loop {
+        // Each pass fails, but the message read before still goes out.
+        let error = rig.notifier.activate().await.unwrap_err();
+        if hook.requests().len() == 1
+            && matches!(
+                rig.target_state("webhook chat"),
+                Some((TargetState::Sent, ..))
+            )
+        {
+            break coloc_proto::error_chain(&error);
+        }
+        assert!(start.elapsed() < DEADLINE, "the webhook was not called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("the database is away"), "{error}");
+    assert!(!rig.outbox.notified(1));
+
+    rig.outbox.broken.store(false, Ordering::SeqCst);
+    rig.until("marked once the store is back", |r| r.outbox.notified(1))
+        .await;
+    assert_eq!(hook.requests().len(), 1, "not sent again");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -16,6 +16,25 @@ use super::{NotifyConfigError, NotifyError};
 
 /// What the e-mail target is called in logs, errors and task summaries.
 pub(super) const EMAIL_TARGET: &str = "email";
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): vacation responders and
+/// mailing lists do not answer an alert.
+#[derive(Debug, Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
 
 pub(super) struct EmailTarget {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -77,6 +96,8 @@ impl EmailTarget {
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(subject)
+            .message_id(None)
+            .header(AutoSubmitted)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             message = message.to(to.clone());
