@@ -115,7 +115,7 @@ const SMTP_SERVER: &str = r#"
 import asyncio, os, ssl, sys
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-out_dir, cert, key, user, password = sys.argv[1:6]
+out_dir, mode, cert, key, user, password = sys.argv[1:7]
 count = 0
 
 class Handler:
@@ -126,7 +126,8 @@ class Handler:
         with open(path + ".tmp", "wb") as f:
             f.write(("X-Envelope-From: %s\r\nX-Envelope-To: %s\r\nX-Test-TLS: %s\r\nX-Test-Auth: %s\r\n" % (
                 envelope.mail_from, ",".join(envelope.rcpt_tos),
-                session.ssl is not None, bool(session.authenticated))).encode())
+                server.transport.get_extra_info("ssl_object") is not None,
+                bool(session.authenticated))).encode())
             f.write(envelope.original_content or envelope.content)
         os.rename(path + ".tmp", path)
         return "250 OK"
@@ -139,13 +140,16 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 async def main():
     loop = asyncio.get_running_loop()
     kwargs = dict(hostname="localhost")
-    if cert:
+    ctx = None
+    if mode:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
+    if mode == "starttls":
         kwargs.update(tls_context=ctx, require_starttls=True)
     if user:
-        kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(cert))
-    server = await loop.create_server(lambda: SMTP(Handler(), **kwargs), "127.0.0.1", 0)
+        kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(mode))
+    server = await loop.create_server(lambda: SMTP(Handler(), **kwargs), "127.0.0.1", 0,
+                                      ssl=ctx if mode == "smtps" else None)
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
@@ -162,6 +166,8 @@ struct SmtpServer {
 struct SmtpOptions {
     /// Certificate and key files: STARTTLS offered and required.
     tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: TLS from the first byte (SMTPS) instead of STARTTLS.
+    implicit_tls: bool,
     login: Option<(String, String)>,
 }
 
@@ -171,6 +177,11 @@ impl SmtpServer {
         std::fs::create_dir_all(&dir).unwrap();
         let script = work.join("smtp_server.py");
         std::fs::write(&script, SMTP_SERVER).unwrap();
+        let mode = match (&options.tls, options.implicit_tls) {
+            (None, _) => "",
+            (Some(_), false) => "starttls",
+            (Some(_), true) => "smtps",
+        };
         let (cert, key) = options
             .tls
             .map(|(c, k)| (c.display().to_string(), k.display().to_string()))
@@ -183,7 +194,14 @@ impl SmtpServer {
         #[allow(clippy::disallowed_methods)]
         let mut child = tokio::process::Command::new("/usr/bin/python3")
             .arg(&script)
-            .args([dir.display().to_string(), cert, key, user, password])
+            .args([
+                dir.display().to_string(),
+                mode.to_string(),
+                cert,
+                key,
+                user,
+                password,
+            ])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
@@ -995,6 +1013,7 @@ async fn starttls_with_a_private_ca_and_a_login() {
         SmtpOptions {
             tls: Some((cert, key)),
             login: Some(("coloc".to_string(), "mail-pw".to_string())),
+            implicit_tls: false,
         },
     )
     .await;
@@ -1039,6 +1058,33 @@ async fn starttls_with_a_private_ca_and_a_login() {
         "the server's refusal is in the error: {text}"
     );
     assert_eq!(smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn implicit_tls_on_an_smtps_port() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(work.path());
+    let smtp = SmtpServer::start(
+        work.path(),
+        SmtpOptions {
+            tls: Some((cert, key)),
+            implicit_tls: true,
+            login: None,
+        },
+    )
+    .await;
+    let email = EmailConfig {
+        host: "localhost".to_string(),
+        tls: SmtpTls::Tls,
+        ca_file: Some(ca),
+        ..local_email(smtp.port)
+    };
+    Notifier::send_test(&config(Some(email.clone()), vec![]))
+        .await
+        .unwrap();
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("X-Test-TLS: True"), "{}", mails[0]);
 }
 
 #[tokio::test]
