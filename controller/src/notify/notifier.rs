@@ -243,6 +243,8 @@ impl Notifier {
         if targets.is_empty() {
             return Err(NotifyError::NoTargets);
         }
+        let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+        tracing::info!(targets = %names.join(", "), group_wait_secs = cfg.group_wait_secs, "alert notifications on");
         Ok(Notifier {
             timing: Timing::of(cfg),
             outbox,
