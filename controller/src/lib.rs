@@ -17,6 +17,7 @@
 //! service, the session registry and the rendering of desired
 //! configurations), [`catalog`] (the app catalog and the rendering of one
 //! instance), [`background`] (colocd's periodic tasks and their status),
+//! [`notify`] (alert e-mails and webhooks, grouped and retried),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
 //! [`transport`] (what one port lets anyone hold: connections, call
 //! deadlines), [`limiter`] (per-address limits on calls without
@@ -38,6 +39,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod limiter;
+pub mod notify;
 pub mod rules;
 pub mod server;
 pub mod store;
