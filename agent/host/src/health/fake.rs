@@ -7,8 +7,8 @@
 //! Simulated disks answer SMART like a healthy NVMe drive (PASSED, 35 °C
 //! against a 70 °C limit, 1 % used, spare 100 % over a 10 % threshold, no
 //! media errors); pools report their vdev tree from the devices they were
-//! created on and a scrub finished when the pool was first reported;
-//! thin pools report the use of their volumes; "/" is 8 of 100 GiB used.
+//! created on and no scrub yet (NEVER, until one runs or a test sets
+//! one with `set_last_scrub`); thin pools report the use of their volumes; "/" is 8 of 100 GiB used.
 //! Maintenance started with `start_maintenance` shows RUNNING in the next
 //! report and finished (PASSED, or FAILED on a disk whose verdict is
 //! FAILED or a pool with checksum errors) in the one after, with its
@@ -60,7 +60,7 @@ pub(crate) struct FakeHealthState {
     clock_unsynchronised: bool,
     reboot: Option<String>,
     unobserved: BTreeMap<String, String>,
-    /// Last scrub per pool, from the first report that saw the pool.
+    /// Last scrub per pool: the last run finished, or set by a test.
     scrubs: BTreeMap<String, ScrubStatus>,
     /// Newest self-test per device.
     self_tests: BTreeMap<String, SelfTestResult>,
@@ -224,6 +224,17 @@ impl FakeHealth {
         };
     }
 
+    /// What the pool's scrub status says (e.g. finished long ago, or with
+    /// errors); `None`: never scrubbed. A scrub started with
+    /// `start_maintenance` replaces it when it finishes.
+    pub fn set_last_scrub(&self, pool: &str, scrub: Option<ScrubStatus>) {
+        let mut s = lock(&self.health);
+        match scrub {
+            Some(v) => s.scrubs.insert(pool.to_owned(), v),
+            None => s.scrubs.remove(pool),
+        };
+    }
+
     /// Every fault back to healthy; maintenance history is kept.
     pub fn clear_faults(&self) {
         lock(&self.health).clear_faults();
@@ -335,7 +346,7 @@ impl FakeHealth {
         }
 
         for (pool, layout, devices) in &zfs {
-            let mut p = self.pool_health(s, pool, *layout, devices, now);
+            let mut p = self.pool_health(s, pool, *layout, devices);
             for run in s.runs.iter().chain(&finished_runs) {
                 if run.kind != MaintenanceKind::Scrub || run.subject != pool.name {
                     continue;
@@ -497,7 +508,6 @@ impl FakeHealth {
         pool: &PoolObservation,
         layout: PoolLayout,
         devices: &[String],
-        now: u64,
     ) -> ZfsPoolHealth {
         let lost = s.degraded.get(&pool.name).cloned();
         let redundant = matches!(
@@ -560,10 +570,8 @@ impl FakeHealth {
         } else {
             ""
         };
-        let scrub = *s.scrubs.entry(pool.name.clone()).or_insert(ScrubStatus {
-            state: ScrubState::Finished as i32,
-            started_unix: now,
-            finished_unix: now,
+        let scrub = s.scrubs.get(&pool.name).copied().unwrap_or(ScrubStatus {
+            state: ScrubState::Never as i32,
             ..ScrubStatus::default()
         });
         ZfsPoolHealth {
