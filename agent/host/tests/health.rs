@@ -793,3 +793,45 @@ esac"#
         "lvs exited 127"
     );
 }
+
+#[tokio::test]
+async fn a_scrub_seen_running_is_reported_finished_once() {
+    let tools = Tools::new();
+    let fx = dir().display().to_string();
+    let which = tools.dir.path().join("which");
+    std::fs::write(&which, format!("{fx}/zpool-status-scrub-running.txt")).unwrap();
+    let zpool = format!(
+        r#"case "$1" in
+  list) cat {fx}/zpool-list.txt ;;
+  status) cat "$(cat {which})" ;;
+esac"#,
+        which = which.display()
+    );
+    let health = health_with(&tools, "exit 2", &zpool, "exit 0");
+    let scrubs = |r: &coloc_proto::agent::v1::HealthReport| {
+        r.maintenance
+            .iter()
+            .filter(|m| m.kind == MaintenanceKind::Scrub as i32)
+            .map(|m| (m.subject.clone(), m.state, m.finished_unix))
+            .collect::<Vec<_>>()
+    };
+    let running = health.report(&HealthInputs::default()).await;
+    assert_eq!(scrubs(&running), [("tank".to_owned(), 1, 0)]);
+    // It finished (on the date zpool gives) before the next report.
+    std::fs::write(&which, format!("{fx}/zpool-status-degraded-mirror.txt")).unwrap();
+    let finished = health.report(&HealthInputs::default()).await;
+    assert_eq!(
+        scrubs(&finished),
+        [(
+            "tank".to_owned(),
+            coloc_proto::agent::v1::MaintenanceState::Passed as i32,
+            1_795_922_642
+        )]
+    );
+    let later = health.report(&HealthInputs::default()).await;
+    assert!(
+        scrubs(&later).is_empty(),
+        "reported once: {:?}",
+        later.maintenance
+    );
+}

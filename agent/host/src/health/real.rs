@@ -10,7 +10,7 @@
 //! LVM tools simply has no pools of that kind; a host without `smartctl`
 //! has disks whose SMART is unknown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -126,6 +126,10 @@ struct Memory {
     last_collected: u64,
     /// Self-tests seen running, by device: kind and when first seen.
     self_tests: BTreeMap<String, (i32, u64)>,
+    /// Pools whose scrub was seen running.
+    scrubs_running: BTreeSet<String>,
+    /// The end of the last finished scrub reported, by pool.
+    scrubs_reported: BTreeMap<String, u64>,
 }
 
 /// The configuration and memory of the real collection, shared by the
@@ -508,6 +512,7 @@ impl RealHealth {
     fn maintenance_seen(&self, report: &mut HealthReport, now: u64) {
         let mut memory = lock(&self.collector.memory);
         let since = memory.last_collected;
+        let mut scrubs_running = BTreeSet::new();
         for pool in &report.zfs_pools {
             let Some(scrub) = &pool.scrub else { continue };
             let run = |state: MaintenanceState, detail: &str| MaintenanceRun {
@@ -519,29 +524,39 @@ impl RealHealth {
                 detail: detail.to_owned(),
                 on_demand: false,
             };
-            match ScrubState::try_from(scrub.state) {
-                Ok(ScrubState::Running) => {
-                    report.maintenance.push(run(MaintenanceState::Running, ""))
-                }
-                Ok(ScrubState::Finished) if since > 0 && scrub.finished_unix >= since => {
-                    let (state, detail) = if scrub.errors > 0 {
-                        (
-                            MaintenanceState::Failed,
-                            format!("{} errors found", scrub.errors),
-                        )
-                    } else {
-                        (MaintenanceState::Passed, String::new())
-                    };
-                    report.maintenance.push(run(state, &detail));
-                }
-                Ok(ScrubState::Canceled) if since > 0 && scrub.finished_unix >= since => {
-                    report
-                        .maintenance
-                        .push(run(MaintenanceState::Failed, "scrub canceled"));
-                }
-                _ => {}
+            let state = ScrubState::try_from(scrub.state);
+            if state == Ok(ScrubState::Running) {
+                scrubs_running.insert(pool.name.clone());
+                report.maintenance.push(run(MaintenanceState::Running, ""));
+                continue;
             }
+            if !matches!(state, Ok(ScrubState::Finished | ScrubState::Canceled)) {
+                continue;
+            }
+            // Finished since the previous report: seen running then, or
+            // ended after it; reported once.
+            let new = memory.scrubs_running.contains(&pool.name)
+                || (since > 0 && scrub.finished_unix >= since);
+            if !new || memory.scrubs_reported.get(&pool.name) == Some(&scrub.finished_unix) {
+                continue;
+            }
+            memory
+                .scrubs_reported
+                .insert(pool.name.clone(), scrub.finished_unix);
+            report
+                .maintenance
+                .push(if state == Ok(ScrubState::Canceled) {
+                    run(MaintenanceState::Failed, "scrub canceled")
+                } else if scrub.errors > 0 {
+                    run(
+                        MaintenanceState::Failed,
+                        &format!("{} errors found", scrub.errors),
+                    )
+                } else {
+                    run(MaintenanceState::Passed, "")
+                });
         }
+        memory.scrubs_running = scrubs_running;
         let mut running_now = BTreeMap::new();
         for disk in &report.disks {
             let Some(test) = &disk.last_self_test else {

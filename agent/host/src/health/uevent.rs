@@ -76,7 +76,7 @@ pub struct RealDeviceEvents {
 }
 
 /// How often the reading thread checks whether anyone still listens.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_secs(5);
 
 impl RealDeviceEvents {
     /// Opens and binds the socket and starts the thread reading it.
