@@ -68,7 +68,7 @@ pub trait DeviceEvents: Send {
 }
 
 /// The kernel's uevents, read from a netlink socket by a thread of its
-/// own (blocking reads; the thread ends within [`POLL`] of this value
+/// own (blocking reads; the thread ends within `POLL` (5 s) of this value
 /// being dropped).
 #[derive(Debug)]
 pub struct RealDeviceEvents {
