@@ -364,7 +364,8 @@ fn sensors_with_nonsense_readings_are_unknown() {
 }
 
 #[test]
-fn nics_without_lo_with_state_and_speed() {
+fn nics_backed_by_a_device_with_state_and_speed() {
+    // lo, the bridge br0 and veth0 have no device: not NICs.
     let nics = read_nics(&root().join("sys")).unwrap();
     let seen: Vec<(&str, bool, Option<u32>)> = nics
         .iter()
@@ -834,4 +835,33 @@ esac"#,
         "reported once: {:?}",
         later.maintenance
     );
+}
+
+#[tokio::test]
+async fn the_build_machine_is_observed_or_says_why() {
+    // Whatever this machine has (no SMART, ZFS or system bus on the build
+    // machines), the report comes back complete and honest.
+    let health = RealHealth::new(Runner::new())
+        .with_deadline(Source::Units, Duration::from_secs(2))
+        .with_deadline(Source::Clock, Duration::from_secs(2));
+    let mut report = health.report(&HealthInputs::default()).await;
+    trim_report(&mut report);
+    check_report(&report).unwrap();
+    let system = report.system.as_ref().unwrap();
+    assert!(
+        system.cpu_count >= 1 && system.memory_total_bytes > 0,
+        "{system:?}"
+    );
+    assert_eq!(report.filesystems[0].mount_path, "/");
+    assert!(report.filesystems[0].size_bytes > 0);
+    for disk in &report.disks {
+        let unknown = disk.smart == SmartVerdict::Unknown as i32;
+        assert_eq!(unknown, !disk.unknown.is_empty(), "{disk:?}");
+    }
+    for u in &report.unobserved {
+        assert!(!u.reason.is_empty(), "{u:?}");
+    }
+    // A clock that could not be read is never called synchronised.
+    let clock = report.clock.as_ref().unwrap();
+    assert!(clock.unknown.is_empty() || !clock.synchronised, "{clock:?}");
 }
