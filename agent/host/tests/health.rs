@@ -500,7 +500,7 @@ esac"#,
     assert_eq!(
         devices,
         ["/dev/sda", "/dev/nvme0n1", "/dev/vda"],
-        "no zvols, no loops"
+        "no zvols, loops or empty card readers"
     );
     let sda = &report.disks[0];
     assert_eq!(sda.smart, SmartVerdict::Failed as i32);

@@ -333,6 +333,8 @@ impl RealHealth {
         let disks = listed
             .into_iter()
             .filter(|d| !NOT_DRIVES.iter().any(|p| d.name.starts_with(p)))
+            // An empty card reader slot: no medium, nothing to watch.
+            .filter(|d| d.size_bytes != Some(0))
             .map(|d| {
                 let runner = runner.clone();
                 let smartctl = smartctl.clone();
