@@ -113,7 +113,9 @@ impl FakeHealth {
         };
     }
 
-    /// NVMe critical-warning bits of `device`; 0 clears them.
+    /// NVMe critical-warning bits of `device`; 0 clears them. The verdict
+    /// stays as set (a real drive with a critical warning also fails its
+    /// self-assessment: set both to mirror that, one to test one rule).
     pub fn set_critical_warning(&self, device: &str, bits: u32) {
         lock(&self.health)
             .critical_warnings
