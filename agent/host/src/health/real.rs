@@ -152,7 +152,7 @@ impl Clone for Collector {
             tools: self.tools.clone(),
             deadlines: self.deadlines.clone(),
             memory: Mutex::default(),
-            bus: Bus::default(),
+            bus: Bus::at(self.bus.address.clone()),
         }
     }
 }
@@ -171,6 +171,13 @@ impl RealHealth {
         Arc::make_mut(&mut self.collector)
             .tools
             .insert(tool.to_owned(), program.to_owned());
+        self
+    }
+
+    /// Asks systemd and timedated on the bus at `address` (a D-Bus
+    /// address, `unix:path=...`) instead of the system bus.
+    pub fn with_bus_address(mut self, address: &str) -> RealHealth {
+        Arc::make_mut(&mut self.collector).bus = Bus::at(Some(address.to_owned()));
         self
     }
 
