@@ -32,7 +32,7 @@ use super::system::{CpuSample, filesystem_use, read_hwmon, read_nics, read_reboo
 use super::zpool::parse_zpool_status;
 use crate::lsblk::list_disks_with;
 use crate::runner::{CommandError, Runner};
-use crate::smart::smartctl_statuses;
+use crate::smart::{smartctl_messages, smartctl_statuses};
 use crate::volumes::parse_zpool_list;
 use crate::{HostError, RealHealth};
 
@@ -653,17 +653,9 @@ impl RealHealth {
                 // command to start the test failed (one already running,
                 // no self-test support).
                 if out.status & 0b111 != 0 {
-                    let root: serde_json::Value =
-                        serde_json::from_str(&out.stdout).unwrap_or_default();
-                    let messages = root
-                        .pointer("/smartctl/messages")
-                        .and_then(serde_json::Value::as_array)
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|m| m.get("string").and_then(|s| s.as_str()))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
+                    let messages = serde_json::from_str(&out.stdout)
+                        .map(|root| smartctl_messages(&root))
+                        .ok()
                         .filter(|m| !m.is_empty())
                         .unwrap_or_else(|| "smartctl gave no message".to_owned());
                     return Err(HostError::SmartFailed {
