@@ -38,6 +38,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod limiter;
+pub mod metrics;
 pub mod rules;
 pub mod server;
 pub mod store;
