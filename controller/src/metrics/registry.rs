@@ -97,6 +97,17 @@ pub fn code_label(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The service and method of a gRPC request path
+/// ("/coloc.controller.v1.Nodes/ListNodes"), for [`Metrics::observe_rpc`];
+/// None for anything else.
+pub fn grpc_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    if service.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((service, method))
+}
+
 /// Histograms keyed by a tuple of label values. The map's key is the
 /// values joined by NUL, built in a per-thread buffer so that finding an
 /// existing series allocates nothing.
@@ -231,6 +242,17 @@ mod tests {
         assert_eq!(v.cumulative[LATENCY_BUCKETS.len() - 1], 2);
         assert_eq!(v.count, 3);
         assert!((v.sum_seconds - 60.0031).abs() < 1e-9);
+    }
+
+    #[test]
+    fn grpc_paths_split_into_service_and_method() {
+        assert_eq!(
+            grpc_path("/coloc.controller.v1.Nodes/ListNodes"),
+            Some(("coloc.controller.v1.Nodes", "ListNodes"))
+        );
+        for bad in ["", "/", "/svc", "/svc/", "//m", "svc/m", "/a/b/c"] {
+            assert_eq!(grpc_path(bad), None, "{bad}");
+        }
     }
 
     #[test]
