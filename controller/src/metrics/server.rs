@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::MetricsError;
 use super::registry::Metrics;
@@ -95,7 +96,7 @@ pub async fn serve_listener(
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let endpoint = Arc::clone(&endpoint);
-                async move { Ok::<_, Infallible>(endpoint.handle(req).await) }
+                async move { Ok::<_, Infallible>(Endpoint::handle(&endpoint, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -147,7 +148,7 @@ fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>>
 }
 
 impl Endpoint {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.uri().path() != "/metrics" {
             return response(
                 StatusCode::NOT_FOUND,
@@ -204,8 +205,10 @@ impl Endpoint {
 
     /// The cached render, or a new one. The lock is held while rendering
     /// so that scrapes arriving meanwhile wait for this render instead
-    /// of starting their own.
-    async fn rendered(&self) -> Result<Bytes, String> {
+    /// of starting their own. The render is dropped once stale rather
+    /// than kept until the next scrape: for ten thousand nodes it is over
+    /// a hundred megabytes.
+    async fn rendered(self: &Arc<Self>) -> Result<Bytes, String> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref()
             && c.at.elapsed() < CACHE_FOR
@@ -226,9 +229,20 @@ impl Endpoint {
                 "colocd could not render the metrics; see its log\n".to_string()
             })?;
         let body = Bytes::from(text);
+        let at = Instant::now();
         *cache = Some(Cached {
-            at: Instant::now(),
+            at,
             body: body.clone(),
+        });
+        let endpoint = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(CACHE_FOR).await;
+            if let Some(endpoint) = endpoint.upgrade() {
+                let mut cache = endpoint.cache.lock().await;
+                if cache.as_ref().is_some_and(|c| c.at == at) {
+                    *cache = None;
+                }
+            }
         });
         Ok(body)
     }
@@ -237,6 +251,47 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::snapshot::{FleetSnapshot, SnapshotError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl FleetSource for Counting {
+        async fn snapshot(&self) -> Result<FleetSnapshot, SnapshotError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(FleetSnapshot::default())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_render_answers_for_a_second_then_is_dropped() {
+        let source = Arc::new(Counting::default());
+        let endpoint = Arc::new(Endpoint {
+            token: None,
+            source: Arc::clone(&source) as Arc<dyn FleetSource>,
+            metrics: Arc::new(Metrics::new()),
+            cache: Mutex::new(None),
+        });
+        let first = endpoint.rendered().await.unwrap();
+        let second = endpoint.rendered().await.unwrap();
+        assert_eq!(source.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first, second);
+        assert!(
+            std::str::from_utf8(&first)
+                .unwrap()
+                .contains("colocd_sessions 0\n")
+        );
+
+        tokio::time::sleep(CACHE_FOR + Duration::from_millis(1)).await;
+        assert!(
+            endpoint.cache.lock().await.is_none(),
+            "a stale render is dropped"
+        );
+        endpoint.rendered().await.unwrap();
+        assert_eq!(source.0.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn digests_compare_equal_only_when_equal() {
