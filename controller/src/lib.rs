@@ -40,6 +40,7 @@ pub mod context;
 pub mod error;
 pub mod limiter;
 pub mod notify;
+pub mod metrics;
 pub mod rules;
 pub mod server;
 pub mod store;
