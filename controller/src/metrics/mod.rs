@@ -15,6 +15,7 @@
 //! [`registry`] (latency histograms), [`text`] (the exposition format and
 //! its escaping), `render` (the families), [`server`] (GET /metrics).
 
+pub mod layer;
 pub mod registry;
 mod render;
 pub mod server;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use layer::RpcMetricsLayer;
 pub use registry::Metrics;
 pub use render::render;
 pub use server::{serve, serve_listener};
