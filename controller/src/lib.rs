@@ -16,7 +16,8 @@
 //! API's errors and their gRPC codes), [`agents`] (the agent-facing
 //! service, the session registry and the rendering of desired
 //! configurations), [`catalog`] (the app catalog and the rendering of one
-//! instance), [`background`] (colocd's periodic tasks and their status),
+//! instance), [`health`] (each node's latest health report) and
+//! [`alerts`] (the alert rules, pure functions), [`background`] (colocd's periodic tasks and their status),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
 //! [`transport`] (what one port lets anyone hold: connections, call
 //! deadlines), [`limiter`] (per-address limits on calls without
@@ -29,6 +30,7 @@
 //! `agents` and the store; nothing below `api` imports it.
 
 pub mod agents;
+
 pub mod api;
 pub mod auth;
 pub mod background;
@@ -37,6 +39,7 @@ pub mod catalog;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod health;
 pub mod limiter;
 pub mod rules;
 pub mod server;

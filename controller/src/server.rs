@@ -44,6 +44,7 @@ use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
+use crate::health::HealthBook;
 use crate::limiter::Limiters;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
@@ -423,6 +424,9 @@ pub async fn start(
     let server_cert = Arc::new(server_certificate(data_dir, &ca, &config, clock.now())?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
     let catalog = load_catalog(&config, data_dir, store.as_ref()).await?;
+    // The last known health of every node, until each reports again.
+    let health = HealthBook::default();
+    health.restore(store.load_node_health().await?);
 
     // Sessions did not survive the restart: whoever was connected is now
     // disconnected until it dials back.
@@ -455,6 +459,7 @@ pub async fn start(
         catalog: Arc::new(catalog),
         tasks: Arc::new(TaskBoard::default()),
         server_cert: server_cert.clone(),
+        health: Arc::new(health),
     };
 
     // The handshake is colocd's own (crate::tls), so that a renewed server

@@ -7,6 +7,7 @@
 //! | name | period | what it does |
 //! |---|---|---|
 //! | `heartbeat-flush` | `seen_flush_ms` | writes the heartbeats folded in memory to the store in one batch (and once more at shutdown) |
+//! | `health-flush` | `seen_flush_ms` | writes the health reports accepted since the last run to the store in one batch (and once more at shutdown) |
 //! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
@@ -24,12 +25,13 @@
 //! Layout: [`driver`] (the [`Driver`]: one timer per task, no overlapping
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
-//! task, named after it: `heartbeat_flush`, `silent_sessions`,
+//! task, named after it: `heartbeat_flush`, `health_flush`, `silent_sessions`,
 //! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`,
 //! `node_certificates`, `server_certificate`. A new task is a new module
 //! here and one entry in [`colocd_tasks`].
 
 pub mod driver;
+mod health_flush;
 mod heartbeat_flush;
 mod membership;
 pub mod node_certificates;
@@ -75,6 +77,13 @@ pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
             period: flush,
             activate_on_shutdown: true,
             task: Box::new(heartbeat_flush::HeartbeatFlush::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "health-flush",
+            description: "write the nodes' latest health reports to the store in one batch",
+            period: flush,
+            activate_on_shutdown: true,
+            task: Box::new(health_flush::HealthFlush::new(ctx.clone())),
         },
         TaskDefinition {
             name: "silent-sessions",
