@@ -30,6 +30,7 @@
 //! `agents` and the store; nothing below `api` imports it.
 
 pub mod agents;
+pub mod alerts;
 
 pub mod api;
 pub mod auth;

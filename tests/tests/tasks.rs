@@ -13,8 +13,10 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 8] = [
+const TASKS: [&str; 10] = [
     "heartbeat-flush",
+    "health-flush",
+    "alerts",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",

@@ -132,6 +132,11 @@ impl SessionRegistry {
         lock(&self.sessions).contains_key(node)
     }
 
+    /// The nodes with a session open now.
+    pub fn connected_nodes(&self) -> std::collections::HashSet<NodeName> {
+        lock(&self.sessions).keys().cloned().collect()
+    }
+
     /// Sends a node's new desired configuration to its session, if any.
     /// Never goes backwards: an older generation arriving late is dropped.
     pub fn push_desired(&self, node: &NodeName, cfg: pb::DesiredConfig) {

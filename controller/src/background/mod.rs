@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `heartbeat-flush` | `seen_flush_ms` | writes the heartbeats folded in memory to the store in one batch (and once more at shutdown) |
 //! | `health-flush` | `seen_flush_ms` | writes the health reports accepted since the last run to the store in one batch (and once more at shutdown) |
+//! | `alerts` | 1 s | runs the alert rules when a health report arrived, else every 10 s; fires, resolves and updates alerts (audited, with the notifier's outbox events) |
 //! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
@@ -25,11 +26,12 @@
 //! Layout: [`driver`] (the [`Driver`]: one timer per task, no overlapping
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
-//! task, named after it: `heartbeat_flush`, `health_flush`, `silent_sessions`,
+//! task, named after it: `heartbeat_flush`, `health_flush`, `alerts`, `silent_sessions`,
 //! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`,
 //! `node_certificates`, `server_certificate`. A new task is a new module
 //! here and one entry in [`colocd_tasks`].
 
+mod alerts;
 pub mod driver;
 mod health_flush;
 mod heartbeat_flush;
@@ -50,6 +52,10 @@ pub use driver::{BackgroundTask, Driver, TaskDefinition, TaskError};
 pub use status::{Outcome, TaskBoard, TaskStatus};
 
 use crate::context::Ctx;
+
+/// How often the `alerts` task looks for a new health report (it
+/// evaluates the rules only then, or every 10 s).
+const ALERTS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retained volumes are checked for the end of their grace
 /// period.
@@ -84,6 +90,13 @@ pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
             period: flush,
             activate_on_shutdown: true,
             task: Box::new(health_flush::HealthFlush::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "alerts",
+            description: "run the alert rules over the latest health reports and the store; fire and resolve alerts",
+            period: ALERTS_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(alerts::Alerts::new(ctx.clone())),
         },
         TaskDefinition {
             name: "silent-sessions",
