@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use coloc_proto::MAX_MESSAGE_BYTES;
 use coloc_proto::agent::v1::agent_service_server::AgentServiceServer;
+use coloc_proto::controller::v1::alerts_server::AlertsServer;
 use coloc_proto::controller::v1::apps_server::AppsServer;
 use coloc_proto::controller::v1::audit_server::AuditServer;
+use coloc_proto::controller::v1::health_server::HealthServer;
 use coloc_proto::controller::v1::nodes_server::NodesServer;
 use coloc_proto::controller::v1::sites_server::SitesServer;
 use coloc_proto::controller::v1::storage_server::StorageServer;
@@ -31,10 +33,12 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
 use crate::agents::{AgentApi, SessionRegistry};
+use crate::api::alerts::AlertsApi;
 use crate::api::apps::AppsApi;
 use crate::api::audit::AuditApi;
 use crate::api::credentials::TokensApi;
 use crate::api::fleet::{NodesApi, SitesApi};
+use crate::api::health::HealthApi;
 use crate::api::storage::StorageApi;
 use crate::api::tasks::TasksApi;
 use crate::api::tenancy::{TenantsApi, UsersApi};
@@ -485,6 +489,12 @@ pub async fn start(
         .await;
     health_reporter.set_serving::<AppsServer<AppsApi>>().await;
     health_reporter.set_serving::<TasksServer<TasksApi>>().await;
+    health_reporter
+        .set_serving::<HealthServer<HealthApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AlertsServer<AlertsApi>>()
+        .await;
     // Reflection answers anyone, like health: it describes the contracts
     // published in the repository and nothing of the data
     // (docs/DECISIONS.md, "Who may call reflection"). Both versions, for
@@ -544,7 +554,9 @@ pub async fn start(
         .add_service(limited!(AuditServer, AuditApi(ctx.clone())))
         .add_service(limited!(StorageServer, StorageApi(ctx.clone())))
         .add_service(limited!(AppsServer, AppsApi(ctx.clone())))
-        .add_service(limited!(TasksServer, TasksApi(ctx.clone())));
+        .add_service(limited!(TasksServer, TasksApi(ctx.clone())))
+        .add_service(limited!(HealthServer, HealthApi(ctx.clone())))
+        .add_service(limited!(AlertsServer, AlertsApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
     // Connections are capped before their handshake (crate::transport),
