@@ -45,7 +45,8 @@ pub struct HealthBook {
     unsaved: Mutex<HashSet<NodeName>>,
     /// When a refusal was last audited, per node.
     refusals: Mutex<HashMap<NodeName, UnixSecs>>,
-    /// A report arrived since the `alerts` task last looked.
+    /// A report arrived (or a session opened, closed or went unreachable)
+    /// since the `alerts` task last looked.
     arrived: AtomicBool,
 }
 
@@ -114,7 +115,15 @@ impl HealthBook {
         lock(&self.unsaved).extend(nodes);
     }
 
-    /// Whether a report arrived since the last call.
+    /// Asks the `alerts` task to evaluate at its next run: something its
+    /// rules read changed (a session opened or closed, a node became
+    /// unreachable).
+    pub fn poke(&self) {
+        self.arrived.store(true, Ordering::Release);
+    }
+
+    /// Whether a report arrived (or [`HealthBook::poke`]) since the last
+    /// call.
     pub fn take_arrived(&self) -> bool {
         self.arrived.swap(false, Ordering::AcqRel)
     }

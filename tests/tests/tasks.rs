@@ -15,8 +15,6 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 const TASKS: [&str; 10] = [
     "heartbeat-flush",
-    "health-flush",
-    "alerts",
     "silent-sessions",
     "unreachable-nodes",
     "volume-purge",
@@ -24,6 +22,8 @@ const TASKS: [&str; 10] = [
     "refusal-summaries",
     "node-certificates",
     "server-certificate",
+    "health-flush",
+    "alerts",
 ];
 
 /// `Tasks.ListTasks` with `token`.

@@ -240,6 +240,7 @@ impl AgentService for AgentApi {
             desired_generation = node.desired_generation,
             "session opened"
         );
+        ctx.health.poke();
         tokio::spawn(async move {
             read_inbound(ctx, name, id, last, inbound).await;
         });
@@ -318,6 +319,7 @@ async fn read_inbound(
     };
     if ctx.sessions.close(&name, id) {
         tracing::info!(node = %name, reason = %reason, "session closed");
+        ctx.health.poke();
         if let Err(err) = ctx
             .store
             .set_conn_state(&name, ConnState::Disconnected, ctx.clock.now())

@@ -7,8 +7,6 @@
 //! | name | period | what it does |
 //! |---|---|---|
 //! | `heartbeat-flush` | `seen_flush_ms` | writes the heartbeats folded in memory to the store in one batch (and once more at shutdown) |
-//! | `health-flush` | `seen_flush_ms` | writes the health reports accepted since the last run to the store in one batch (and once more at shutdown) |
-//! | `alerts` | 1 s | runs the alert rules when a health report arrived, else every 10 s; fires, resolves and updates alerts (audited, with the notifier's outbox events) |
 //! | `silent-sessions` | `seen_flush_ms` | closes sessions silent for three heartbeat intervals + 5 s (a power-cut server sends no FIN) |
 //! | `unreachable-nodes` | `seen_flush_ms` | marks nodes unreachable once their session has been gone for `unreachable_after_secs` |
 //! | `volume-purge` | 2 s | moves retained volumes past their grace period to purging and tells their nodes |
@@ -16,6 +14,8 @@
 //! | `refusal-summaries` | 1 s | writes one audit entry per address for the refusals the per-address limits counted without writing them ("N further refused calls from ADDR") |
 //! | `node-certificates` | 5 s | renews node certificates over their sessions after two thirds of their lifetime; closes sessions whose certificate expired |
 //! | `server-certificate` | 5 s | renews colocd's own server certificate after two thirds of its lifetime; fails once the CA has less than two years left |
+//! | `health-flush` | `seen_flush_ms` | writes the health reports accepted since the last run to the store in one batch (and once more at shutdown) |
+//! | `alerts` | 1 s | runs the alert rules when a health report arrived, else every 10 s; fires, resolves and updates alerts (audited, with the notifier's outbox events) |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -85,20 +85,6 @@ pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
             task: Box::new(heartbeat_flush::HeartbeatFlush::new(ctx.clone())),
         },
         TaskDefinition {
-            name: "health-flush",
-            description: "write the nodes' latest health reports to the store in one batch",
-            period: flush,
-            activate_on_shutdown: true,
-            task: Box::new(health_flush::HealthFlush::new(ctx.clone())),
-        },
-        TaskDefinition {
-            name: "alerts",
-            description: "run the alert rules over the latest health reports and the store; fire and resolve alerts",
-            period: ALERTS_INTERVAL,
-            activate_on_shutdown: false,
-            task: Box::new(alerts::Alerts::new(ctx.clone())),
-        },
-        TaskDefinition {
             name: "silent-sessions",
             description: "close agent sessions silent for three heartbeat intervals (+5 s)",
             period: flush,
@@ -149,6 +135,20 @@ pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
                 ctx.clone(),
                 data_dir.to_owned(),
             )),
+        },
+        TaskDefinition {
+            name: "health-flush",
+            description: "write the nodes' latest health reports to the store in one batch",
+            period: flush,
+            activate_on_shutdown: true,
+            task: Box::new(health_flush::HealthFlush::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "alerts",
+            description: "run the alert rules over the latest health reports and the store; fire and resolve alerts",
+            period: ALERTS_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(alerts::Alerts::new(ctx.clone())),
         },
     ]
 }
