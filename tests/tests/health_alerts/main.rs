@@ -9,9 +9,12 @@
 //! - `people`: acknowledging and silencing, with their audit entries and
 //!   their refusals; a member of one tenant neither sees nor acts on
 //!   another tenant's alerts or on the nodes' alerts.
+//! - `maintenance`: scrubs and self-tests on demand, checked against the
+//!   node's latest report.
 //! - `reachability`: a node whose session is gone fires node-unreachable,
 //!   which resolves when it comes back.
 
+mod maintenance;
 mod people;
 mod reachability;
 mod reports;
