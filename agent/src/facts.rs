@@ -40,7 +40,9 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::host::health::HealthInputs;
     use crate::host::{Health, SmartReport};
+    use coloc_proto::agent::v1::{HealthReport, MaintenanceKind, Unobserved};
 
     /// A host whose probes all fail.
     struct Unprobeable;
@@ -56,6 +58,26 @@ mod tests {
         async fn smart(&self, device: &str) -> Result<SmartReport, HostError> {
             Err(HostError::ToolMissing {
                 tool: format!("smartctl for {device}"),
+            })
+        }
+
+        async fn report(&self, _inputs: &HealthInputs) -> HealthReport {
+            HealthReport {
+                unobserved: vec![Unobserved {
+                    source: "disks".into(),
+                    reason: "lsblk is not installed on this host".into(),
+                }],
+                ..HealthReport::default()
+            }
+        }
+
+        async fn start_maintenance(
+            &self,
+            _kind: MaintenanceKind,
+            subject: &str,
+        ) -> Result<String, HostError> {
+            Err(HostError::ToolMissing {
+                tool: format!("zpool or smartctl for {subject}"),
             })
         }
     }

@@ -24,7 +24,7 @@
 //! on disk), [`reconcile`] (one pass: identity, draining and labels,
 //! then [`storage`], then [`apps`]), [`settle`] (instances probed again
 //! shortly after a start until they answer), [`facts`] (what the node says of
-//! itself), [`status`] (what `coloc-agent status` reads), [`logging`]
+//! itself), [`health`] (the health loop and the maintenance schedule), [`status`] (what `coloc-agent status` reads), [`logging`]
 //! (journal fields and `MESSAGE_ID`s), [`notify`] (readiness and the
 //! watchdog for systemd), [`supervisor`] (one agent's tasks and their
 //! start order), [`shutdown`] (the stop signal its tasks share),
@@ -38,6 +38,7 @@ pub mod desired;
 pub mod enroll;
 pub mod facts;
 pub mod firewall;
+pub mod health;
 pub mod ledger;
 pub mod logging;
 pub mod notify;

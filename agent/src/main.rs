@@ -14,10 +14,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use coloc_agent::config::{AgentConfig, CaSource, DEFAULT_CONFIG_PATH};
 use coloc_agent::host::Host;
+use coloc_agent::host::health::{DeviceEvents, RealDeviceEvents};
 use coloc_agent::runner::Runner;
 use coloc_agent::seed;
 use coloc_agent::status::{AgentStatus, read_status, unix_ms_now};
 use coloc_agent::{AgentOptions, FileLedger, LedgerStore, Shutdown, enroll, spawn_agent, tls};
+use coloc_proto::domain::NodeName;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -146,6 +148,7 @@ fn run(config_path: &Path) -> Result<()> {
             ledger,
             config,
             write_state_files: true,
+            device_events: device_events(&node),
         });
         let (notify_stop, notify_stop_rx) = watch::channel(false);
         let notifier = tokio::spawn(coloc_agent::notify::follow(
@@ -304,6 +307,18 @@ fn check_config(config_path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The kernel's device events for the health loop; without them (a kernel
+/// that refuses the socket) health is collected on its period only.
+fn device_events(node: &NodeName) -> Option<Box<dyn DeviceEvents>> {
+    match RealDeviceEvents::open() {
+        Ok(events) => Some(Box::new(events)),
+        Err(e) => {
+            tracing::warn!(node = %node, error = %coloc_proto::error_chain(&e), "kernel device events unavailable; health is collected on its period only");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use coloc_proto::agent::v1::{
     AgentMessage, CertificateRequest, ControllerMessage, DesiredConfig, Heartbeat, Hello,
-    ObservedState, Pong, Request, RequestResult, agent_message, controller_message, request,
-    request_result,
+    MaintenanceKind, ObservedState, Pong, Request, RequestResult, agent_message,
+    controller_message, request, request_result,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -32,6 +32,7 @@ use tonic::transport::Endpoint;
 use crate::backoff::{Backoff, Retry};
 use crate::config::{AgentConfig, CaSource, ConfigError};
 use crate::enroll::NodeIdentity;
+use crate::health::HealthHub;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::logging::ids;
 use crate::reconcile::Reconciler;
@@ -243,6 +244,8 @@ pub(crate) struct SessionRunner {
     pub link: SessionLink,
     /// A certificate renewal colocd asked for (`crate::renewal`).
     pub renewal: Arc<Renewal>,
+    /// The health loop's policy, reports and on-demand maintenance.
+    pub health: HealthHub,
 }
 
 impl SessionRunner {
@@ -403,6 +406,7 @@ impl SessionRunner {
         });
 
         self.link.open(out_tx.clone());
+        self.health.session_opened(&out_tx);
         let end = self.serve(&mut inbound, &out_tx, shutdown).await;
         self.link.close();
         end
@@ -473,6 +477,7 @@ impl SessionRunner {
         let node = &self.identity.node_name;
         match message.body {
             Some(controller_message::Body::Params(params)) => {
+                self.health.set_policy(params.health);
                 if let Some(secs) = heartbeat_interval(params.heartbeat_interval_secs) {
                     tracing::debug!(node = %node, heartbeat_interval_secs = secs, "session parameters");
                     *heartbeat = heartbeat_timer(secs);
@@ -507,6 +512,7 @@ impl SessionRunner {
         let reconciler = Arc::clone(&self.reconciler);
         let ledger = Arc::clone(&self.ledger);
         let renewal = Arc::clone(&self.renewal);
+        let health = self.health.clone();
         tokio::spawn(async move {
             let node = reconciler.node_name().clone();
             let result = match request.kind {
@@ -606,14 +612,30 @@ impl SessionRunner {
                         Err(e) => refused(request.id, &node, format!("renewal task failed: {e}")),
                     }
                 }
-                Some(request::Kind::RunMaintenance(run)) => refused(
-                    request.id,
-                    &node,
-                    format!(
-                        "maintenance on {:?} is not run by this agent yet",
-                        run.subject
-                    ),
-                ),
+                Some(request::Kind::RunMaintenance(run)) => {
+                    let kind =
+                        MaintenanceKind::try_from(run.kind).unwrap_or(MaintenanceKind::Unspecified);
+                    match health.run_on_demand(kind, &run.subject).await {
+                        Ok(started) => {
+                            tracing::info!(node = %node, started = %started, "maintenance started for the controller");
+                            RequestResult {
+                                request_id: request.id,
+                                ok: true,
+                                error: String::new(),
+                                payload: None,
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(node = %node, error = %error, "maintenance refused");
+                            RequestResult {
+                                request_id: request.id,
+                                ok: false,
+                                error,
+                                payload: None,
+                            }
+                        }
+                    }
+                }
                 None => RequestResult {
                     request_id: request.id,
                     ok: false,

@@ -93,5 +93,6 @@ pub fn spawn_sim_agent_with(mut config: AgentConfig, host: &FakeHost) -> AgentHa
         config,
         ledger,
         write_state_files: false,
+        device_events: None,
     })
 }

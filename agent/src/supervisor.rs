@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::AgentConfig;
+use crate::health::{self, HealthHub};
 use crate::host::Host;
+use crate::host::health::DeviceEvents;
 use crate::ledger::{LedgerError, LedgerStore};
 use crate::reconcile::Reconciler;
 use crate::renewal::Renewal;
@@ -70,6 +72,9 @@ pub struct AgentOptions {
     /// Write `status.json` in the state directory (the real daemon does;
     /// simulated agents need not).
     pub write_state_files: bool,
+    /// The kernel's device events, which make the health loop collect at
+    /// once; `None` keeps it to its period.
+    pub device_events: Option<Box<dyn DeviceEvents>>,
 }
 
 /// A running agent. Dropping the handle stops the agent too, without
@@ -123,6 +128,7 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
         host,
         ledger,
         write_state_files,
+        device_events,
     } = opts;
     let node = config.node_name.clone();
 
@@ -148,6 +154,18 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
         Reconciler::new(node.clone(), host, status.clone()).with_root(config.host_root.clone()),
     );
     let link = SessionLink::default();
+    let health = HealthHub::new(
+        node.as_str(),
+        reconciler.host().clone(),
+        config.state_dir.clone(),
+    );
+    let health_loop = tokio::spawn(health::run(
+        health.clone(),
+        Arc::clone(&reconciler),
+        link.clone(),
+        device_events,
+        shutdown.clone(),
+    ));
     // Started before enrollment: a node that cannot reach its controller
     // still resyncs from its ledger. Its first periodic pass comes one
     // interval after start, and waits for the ledger pass below anyway.
@@ -180,6 +198,7 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
             desired_tx,
             link,
             renewal,
+            health,
         }
         .run(shutdown.clone())
         .await;
@@ -188,6 +207,9 @@ async fn run_agent(opts: AgentOptions, status: StatusHub, shutdown: Shutdown) {
     }
     if let Err(e) = worker.await {
         tracing::error!(node = %node, error = %e, "desired-configuration worker failed");
+    }
+    if let Err(e) = health_loop.await {
+        tracing::error!(node = %node, error = %e, "health loop failed");
     }
 
     status.update(Persist::Yes, |s| s.connected = false);

@@ -153,6 +153,7 @@ async fn enrolled_node_reconciles_from_its_ledger_while_the_controller_is_down()
         host: Host::fake("n1"),
         ledger: Arc::new(FileLedger::new(&state)),
         write_state_files: true,
+        device_events: None,
     });
     let mut rx = agent.status();
     let status = wait_for(&mut rx, "the ledger pass", |s| {
@@ -210,6 +211,7 @@ async fn node_not_yet_enrolled_still_applies_its_ledger() {
         host: Host::fake("n1"),
         ledger: Arc::new(FileLedger::new(&state)),
         write_state_files: false,
+        device_events: None,
     });
     let mut rx = agent.status();
     let status = wait_for(&mut rx, "the ledger pass", |s| {
@@ -250,6 +252,7 @@ async fn corrupted_ledger_is_reported_and_not_applied() {
         host: Host::fake("n1"),
         ledger: Arc::new(ledger),
         write_state_files: false,
+        device_events: None,
     });
     let mut rx = agent.status();
     let status = wait_for(&mut rx, "readiness", |s| s.ready).await;

@@ -657,6 +657,7 @@ async fn the_agent_resyncs_from_its_ledger_without_the_controller() {
         host: fake.host(),
         ledger: Arc::new(FileLedger::new(&state)),
         write_state_files: false,
+        device_events: None,
     });
 
     // At start, from the ledger: the volume is created and mounted.

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use coloc_proto::controller::v1::alerts_client::AlertsClient;
 use coloc_proto::controller::v1::apps_client::AppsClient;
 use coloc_proto::controller::v1::audit_client::AuditClient;
+use coloc_proto::controller::v1::health_client::HealthClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
 use coloc_proto::controller::v1::storage_client::StorageClient;
@@ -255,6 +257,8 @@ service_clients! {
     tokens: TokensClient,
     audit: AuditClient,
     tasks: TasksClient,
+    health: HealthClient,
+    alerts: AlertsClient,
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Parsers for what people type that is not a plain name: lifetimes
 //! (`90d`), dates, free text, label changes, sizes (`20G`), volume
 //! references (`asso-x/data`), app names and instances
-//! (`asso-x/radicale`) and request comments. Pure functions, used as clap value parsers
+//! (`asso-x/radicale`), request comments, and in [`health`] alert ids,
+//! silences, pools and disks. Pure functions, used as clap value parsers
 //! or right after parsing, so that a bad value is refused before anything
 //! is sent to colocd.
 
@@ -16,6 +17,9 @@ use time::Date;
 use time::macros::format_description;
 
 use crate::error::Failure;
+
+mod health;
+pub use health::{DiskRef, parse_alert_id, parse_disk_ref, parse_silence, parse_zpool_name};
 
 // Free texts are checked by the limits colocd applies (coloc_proto's
 // `Text`), so that a long value is refused before the round trip.

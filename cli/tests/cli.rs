@@ -136,6 +136,14 @@ fn every_command_has_help() {
         &["request", "comment", "--help"],
         &["request", "approve", "--help"],
         &["request", "reject", "--help"],
+        &["node", "health", "--help"],
+        &["node", "scrub", "--help"],
+        &["node", "self-test", "--help"],
+        &["alert", "list", "--help"],
+        &["alert", "show", "--help"],
+        &["alert", "ack", "--help"],
+        &["alert", "silence", "--help"],
+        &["alert", "unsilence", "--help"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
@@ -172,6 +180,12 @@ fn bad_names_exit_7_before_any_connection() {
         &["app", "status", "asso-x/my-app"],
         &["app", "logs", "asso-x/radicale", "-n", "5000"],
         &["request", "comment", "1", "a\tb"],
+        &["node", "health", "N1"],
+        &["node", "scrub", "n1", "raidz1"],
+        &["node", "self-test", "n1", "/dev/../sda"],
+        &["alert", "show", "0"],
+        &["alert", "silence", "3", "--for", "31d"],
+        &["alert", "ack", "3", "--comment", ""],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(7), "{args:?}: {}", stderr(&o));
@@ -188,6 +202,9 @@ fn usage_errors_exit_2() {
         &["whoami", "--cert", "me.crt"],
         &["app", "remove", "asso-x/radicale"],
         &["request", "reject", "1"],
+        &["alert", "ack", "3"],
+        &["alert", "silence", "3"],
+        &["node", "self-test", "n1"],
     ] {
         let o = coloc(home.path(), args, &[]);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod health;
 
 pub use self::health::{AlertsConfig, HealthConfig};
+use crate::notify::NotifyConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +76,9 @@ pub struct ControllerConfig {
     /// `[alerts]`: the thresholds of the alert rules.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// `[notify]`: who is told about alerts, by e-mail and webhooks.
+    #[serde(default, skip_serializing_if = "NotifyConfig::is_default")]
+    pub notify: NotifyConfig,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two
@@ -137,6 +141,7 @@ impl Default for ControllerConfig {
             node_cert_days: default_node_cert_days(),
             health: HealthConfig::default(),
             alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -232,6 +237,9 @@ impl ControllerConfig {
         }
         self.health.validate().map_err(|r| invalid(&r))?;
         self.alerts.validate().map_err(|r| invalid(&r))?;
+        self.notify
+            .validate()
+            .map_err(|e| invalid(&e.to_string()))?;
         Ok(())
     }
 

@@ -16,8 +16,10 @@
 //! API's errors and their gRPC codes), [`agents`] (the agent-facing
 //! service, the session registry and the rendering of desired
 //! configurations), [`catalog`] (the app catalog and the rendering of one
-//! instance), [`health`] (each node's latest health report) and
-//! [`alerts`] (the alert rules, pure functions), [`background`] (colocd's periodic tasks and their status),
+//! instance), [`health`] (each node's latest health report),
+//! [`alerts`] (the alert rules, pure functions), [`background`] (colocd's
+//! periodic tasks and their status), [`notify`] (alert e-mails and
+//! webhooks, grouped and retried),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
 //! [`transport`] (what one port lets anyone hold: connections, call
 //! deadlines), [`limiter`] (per-address limits on calls without
@@ -31,7 +33,6 @@
 
 pub mod agents;
 pub mod alerts;
-
 pub mod api;
 pub mod auth;
 pub mod background;
@@ -42,6 +43,7 @@ pub mod context;
 pub mod error;
 pub mod health;
 pub mod limiter;
+pub mod notify;
 pub mod rules;
 pub mod server;
 pub mod store;

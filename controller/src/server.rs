@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
 use crate::agents::{AgentApi, SessionRegistry};
+use crate::alerts::outbox::StoreOutbox;
 use crate::api::alerts::AlertsApi;
 use crate::api::apps::AppsApi;
 use crate::api::audit::AuditApi;
@@ -50,6 +51,7 @@ use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
 use crate::health::HealthBook;
 use crate::limiter::Limiters;
+use crate::notify::Notifier;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
@@ -96,6 +98,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot start alert notifications")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot load the app catalog from {source_name}")]
     Catalog {
         source_name: String,
@@ -466,6 +470,16 @@ pub async fn start(
         health: Arc::new(health),
     };
 
+    // Alert notifications, when [notify] names a target: its files (the
+    // SMTP password, tokens, CAs) are read now, so that a mistake stops
+    // colocd before it serves.
+    let notifier = if ctx.config.notify.has_targets() {
+        let outbox = Arc::new(StoreOutbox::new(ctx.store.clone(), ctx.clock.clone()));
+        Some(Notifier::new(&ctx.config.notify, outbox)?)
+    } else {
+        None
+    };
+
     // The handshake is colocd's own (crate::tls), so that a renewed server
     // certificate is presented without restarting the listener.
     let acceptor = tls::acceptor(server_cert, ctx.ca.cert_pem(), ctx.clock.clone())?;
@@ -570,12 +584,10 @@ pub async fn start(
             .await
             .map_err(ServerError::Serve)
     });
-    let background = background::Driver::start(
-        ctx.tasks.clone(),
-        ctx.clock.clone(),
-        background::colocd_tasks(&ctx, data_dir),
-        shutdown_rx,
-    );
+    let mut tasks = background::colocd_tasks(&ctx, data_dir);
+    tasks.extend(notifier.map(Notifier::task_definition));
+    let background =
+        background::Driver::start(ctx.tasks.clone(), ctx.clock.clone(), tasks, shutdown_rx);
     tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");
     Ok(Running {
         addr,

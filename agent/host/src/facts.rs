@@ -4,10 +4,14 @@
 //! `os-release`, and SMART through `smartctl`. The agent's own version is
 //! not the host's to know: the agent stamps it on the facts it sends.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use coloc_proto::agent::v1::{Disk, Nic, NodeFacts};
+use coloc_proto::agent::v1::{Disk, HealthReport, MaintenanceKind, Nic, NodeFacts};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 
+use crate::health::HealthInputs;
+use crate::health::real::Collector;
 use crate::runner::Runner;
 
 use crate::lsblk::list_disks;
@@ -17,15 +21,24 @@ use crate::{BlockDevice, Health, HostError, SmartReport};
 /// os-release(5): the first file that exists wins.
 const OS_RELEASE_PATHS: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
 
-/// [`Health`] backed by the host.
+/// [`Health`] backed by the host. Cheap to clone; clones share the
+/// collection's memory (the previous CPU sample, the self-tests seen
+/// running) and its bus connection.
 #[derive(Debug, Clone)]
 pub struct RealHealth {
-    runner: Runner,
+    pub(crate) runner: Runner,
+    pub(crate) collector: Arc<Collector>,
 }
 
 impl RealHealth {
+    /// Tools through `runner` (each health source with its own deadline,
+    /// see [`Source::default_deadline`](crate::health::Source)), kernel files at their usual
+    /// places. The builder methods in `health::real` change both.
     pub fn new(runner: Runner) -> RealHealth {
-        RealHealth { runner }
+        RealHealth {
+            runner,
+            collector: Arc::default(),
+        }
     }
 }
 
@@ -79,6 +92,18 @@ impl Health for RealHealth {
                 })
             })?;
         parse_smartctl(device, out.status, &out.stdout)
+    }
+
+    async fn report(&self, inputs: &HealthInputs) -> HealthReport {
+        self.collect(inputs).await
+    }
+
+    async fn start_maintenance(
+        &self,
+        kind: MaintenanceKind,
+        subject: &str,
+    ) -> Result<String, HostError> {
+        self.start(kind, subject).await
     }
 }
 

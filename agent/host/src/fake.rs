@@ -21,10 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use coloc_proto::agent::v1::{Disk, Nic, NodeFacts, PoolKind};
+use coloc_proto::agent::v1::{
+    Disk, HealthReport, MaintenanceKind, Nic, NodeFacts, PoolKind, PoolLayout,
+};
 
+use crate::health::HealthInputs;
+use crate::health::fake::{FakeHealthState, unix_now};
 use crate::smart::validate_device;
-use crate::volumes::{DiskProbe, FakeDisks, FakeVolumes, Volumes};
+use crate::volumes::{DiskProbe, FakeDisks, FakeVolumes, PoolObservation, Volumes};
 use crate::{
     BlockDevice, FakeAccounts, FakeFirewall, FakeJournal, FakePackages, Health, Host, HostError,
     SmartReport, UnitDetails, UnitName, UnitOp, UnitState, Units,
@@ -75,11 +79,16 @@ impl FakeHost {
         for proxy in ["coloc-proxy.service", "caddy.service"] {
             units.install(&UnitName::new(proxy).expect("a valid unit name"));
         }
-        let health = Arc::new(FakeHealth::new(node_name, Arc::clone(&disks)));
         let zfs = Arc::new(FakeVolumes::with_disks(PoolKind::Zfs, Arc::clone(&disks)));
         let lvm = Arc::new(FakeVolumes::with_disks(
             PoolKind::LvmThin,
             Arc::clone(&disks),
+        ));
+        let health = Arc::new(FakeHealth::with_storage(
+            node_name,
+            Arc::clone(&disks),
+            Arc::clone(&zfs),
+            Arc::clone(&lvm),
         ));
         FakeHost {
             units,
@@ -123,7 +132,7 @@ impl std::fmt::Debug for FakeHost {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide its own
     // failure behind a poison error in the next call.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -508,10 +517,16 @@ struct HealthState {
 /// In-memory [`Health`]. Its facts list the disks of the [`FakeDisks`]
 /// it was built with, as the real facts list what `lsblk` sees; setting
 /// those disks changes both what the prober finds and what facts say.
+/// Its health reports (see `health::fake` for what they say and the fault
+/// setters) describe those disks and the pools of the storage fakes it
+/// was built with.
 #[derive(Debug)]
 pub struct FakeHealth {
     state: Mutex<HealthState>,
-    disks: Arc<FakeDisks>,
+    pub(crate) disks: Arc<FakeDisks>,
+    /// The ZFS and LVM fakes whose pools the reports describe.
+    storage: Option<(Arc<FakeVolumes>, Arc<FakeVolumes>)>,
+    pub(crate) health: Mutex<FakeHealthState>,
 }
 
 impl FakeHealth {
@@ -544,7 +559,61 @@ impl FakeHealth {
                 smart: BTreeMap::new(),
             }),
             disks,
+            storage: None,
+            health: Mutex::new(FakeHealthState::new(unix_now())),
         }
+    }
+
+    /// [`FakeHealth::new`], with reports that describe the pools of `zfs`
+    /// and `lvm` too (as [`FakeHost`] builds it).
+    pub fn with_storage(
+        node_name: &str,
+        disks: Arc<FakeDisks>,
+        zfs: Arc<FakeVolumes>,
+        lvm: Arc<FakeVolumes>,
+    ) -> FakeHealth {
+        FakeHealth {
+            storage: Some((zfs, lvm)),
+            ..FakeHealth::new(node_name, disks)
+        }
+    }
+
+    /// The imported ZFS pools with their layout and devices; none without
+    /// ZFS.
+    pub(crate) fn zfs_pools(&self) -> Vec<(PoolObservation, PoolLayout, Vec<String>)> {
+        self.storage
+            .as_ref()
+            .and_then(|(zfs, _)| zfs.pools_with_members().ok())
+            .unwrap_or_default()
+    }
+
+    /// The active LVM volume groups; none without LVM.
+    pub(crate) fn lvm_pools(&self) -> Vec<PoolObservation> {
+        self.storage
+            .as_ref()
+            .and_then(|(_, lvm)| lvm.pools_with_members().ok())
+            .map(|pools| pools.into_iter().map(|(p, ..)| p).collect())
+            .unwrap_or_default()
+    }
+
+    /// Size and use of the volume `id`, in either stack.
+    pub(crate) fn volume_object(&self, id: &str) -> Option<(u64, u64)> {
+        let (zfs, lvm) = self.storage.as_ref()?;
+        [zfs, lvm]
+            .iter()
+            .find_map(|stack| stack.object(id))
+            .map(|o| (o.filesystem_bytes.max(o.size_bytes), o.used_bytes))
+    }
+
+    /// Memory, CPU count, boot time and NIC names, as the facts say.
+    pub(crate) fn system_facts(&self) -> (u64, u32, u64, Vec<String>) {
+        let s = lock(&self.state);
+        (
+            s.memory_bytes,
+            s.cpu_count,
+            s.boot_time_unix,
+            s.nics.iter().map(|n| n.name.clone()).collect(),
+        )
     }
 
     pub fn set_memory_bytes(&self, bytes: u64) {
@@ -639,6 +708,18 @@ impl Health for FakeHealth {
                 messages: format!("Smartctl open device: {device} failed: No such device"),
             }),
         }
+    }
+
+    async fn report(&self, inputs: &HealthInputs) -> HealthReport {
+        self.fake_report(inputs)
+    }
+
+    async fn start_maintenance(
+        &self,
+        kind: MaintenanceKind,
+        subject: &str,
+    ) -> Result<String, HostError> {
+        self.fake_start(kind, subject)
     }
 }
 

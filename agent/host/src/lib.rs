@@ -48,6 +48,7 @@ mod error;
 mod facts;
 mod fake;
 pub mod firewall;
+pub mod health;
 mod journal;
 mod lsblk;
 mod packages;
@@ -62,7 +63,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use coloc_proto::agent::v1::NodeFacts;
+use coloc_proto::agent::v1::{HealthReport, MaintenanceKind, NodeFacts};
 
 use runner::Runner;
 use volumes::Volumes;
@@ -129,13 +130,28 @@ impl std::fmt::Debug for Host {
     }
 }
 
-/// What the node is and how healthy its drives are.
+/// What the node is and how healthy it is.
 #[async_trait]
 pub trait Health: Send + Sync {
     /// Hardware and OS facts, as sent to the controller.
     async fn facts(&self) -> Result<NodeFacts, HostError>;
     /// SMART health of one drive; `device` is an absolute `/dev` path.
     async fn smart(&self, device: &str) -> Result<SmartReport, HostError>;
+    /// One observation of the whole node (docs/HEALTH.md). Never fails:
+    /// whatever could not be read is an `unobserved` entry, or a disk,
+    /// pool, filesystem or sensor marked unknown with its reason. Not
+    /// trimmed: see [`health::trim_report`].
+    async fn report(&self, inputs: &health::HealthInputs) -> HealthReport;
+    /// Starts maintenance now: a scrub of the pool `subject`
+    /// (`zpool scrub`), or a SMART self-test (`smartctl -t short|long`) of
+    /// the disk `subject` names, a device path under /dev/ or a serial.
+    /// Returns what it started on (the pool, or the device path). The
+    /// subject is checked before anything runs.
+    async fn start_maintenance(
+        &self,
+        kind: MaintenanceKind,
+        subject: &str,
+    ) -> Result<String, HostError>;
 }
 
 /// What the app reconciler reads of a unit (systemd's own property names).

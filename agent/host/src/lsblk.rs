@@ -88,8 +88,16 @@ impl LsblkDevice {
 /// Runs `lsblk` (`LSBLK_ARGS`: the full tree, every column either
 /// consumer reads) and returns the whole disks.
 pub async fn list_disks(runner: &Runner) -> Result<Vec<LsblkDevice>, HostError> {
+    list_disks_with(runner, "lsblk").await
+}
+
+/// [`list_disks`] running `program` (a name or an absolute path) as lsblk.
+pub(crate) async fn list_disks_with(
+    runner: &Runner,
+    program: &str,
+) -> Result<Vec<LsblkDevice>, HostError> {
     let out = runner
-        .run("lsblk", LSBLK_ARGS)
+        .run(program, LSBLK_ARGS)
         .await
         .map_err(|e| HostError::from_command(e, |source| HostError::Disks { source }))?;
     parse_lsblk(&out.stdout)

@@ -3,7 +3,10 @@
 use clap::Subcommand;
 use coloc_proto::domain::{Country, NodeName, SiteName};
 
-use crate::input::{Ttl, parse_city, parse_country, parse_site_description, parse_ttl};
+use crate::input::{
+    DiskRef, Ttl, parse_city, parse_country, parse_disk_ref, parse_site_description, parse_ttl,
+    parse_zpool_name,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum SiteCommand {
@@ -32,7 +35,10 @@ pub enum NodeCommand {
         #[command(subcommand)]
         command: NodeTokenCommand,
     },
-    /// List nodes.
+    /// List nodes, with a HEALTH column from the firing alerts (admins).
+    #[command(
+        after_help = "HEALTH is 'ok', or the firing alerts about the node and what it holds ('1 critical, 2 warning'), 'unknown' for a node that never reported, and '-' when you may not see nodes' health (only admins do)."
+    )]
     List {
         /// Only nodes at this site.
         #[arg(long)]
@@ -73,6 +79,36 @@ pub enum NodeCommand {
     RefreshFacts {
         /// Node name.
         name: NodeName,
+    },
+    /// Show a node's health (admins): problems first, then disks with their SMART summary, ZFS and thin pools, filesystems, load, temperatures, failed units, NICs, clock, maintenance runs and firing alerts.
+    #[command(
+        after_help = "Problems are listed first, in words. A report older than two health periods is marked STALE: the node is silent and what it says may no longer be true. A part the agent could not read says 'unknown' with the reason: unknown is never healthy.\n\nExample:\n  coloc node health n1"
+    )]
+    Health {
+        /// Node name.
+        name: NodeName,
+    },
+    /// Start a ZFS scrub of one of a node's pools now (admins; audited); its progress shows in 'coloc node health'.
+    Scrub {
+        /// Node name.
+        name: NodeName,
+        /// The ZFS pool to scrub, as 'coloc node health' lists it.
+        #[arg(value_parser = parse_zpool_name)]
+        pool: String,
+    },
+    /// Start a SMART self-test of one of a node's disks now (admins; audited): short by default, --long for the full surface scan.
+    #[command(
+        after_help = "The result shows in 'coloc node health' once the drive finishes (a short test takes about two minutes, a long one hours).\n\nExamples:\n  coloc node self-test n1 /dev/nvme0n1\n  coloc node self-test n1 S4GNNX0N --long"
+    )]
+    SelfTest {
+        /// Node name.
+        name: NodeName,
+        /// The disk: its device path (/dev/sda) or its serial, as 'coloc node health' lists them.
+        #[arg(value_name = "DEVICE_OR_SERIAL", value_parser = parse_disk_ref)]
+        disk: DiskRef,
+        /// Run the long (extended) self-test instead of the short one.
+        #[arg(long)]
+        long: bool,
     },
     /// Set or remove labels on nodes.
     #[command(

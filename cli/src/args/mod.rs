@@ -7,10 +7,12 @@
 //! The top of the tree, the global flags and `coloc audit`'s arguments are
 //! here; each area's subcommands are in its module, as in
 //! [`crate::commands`]: [`fleet`] (site, node), [`tenancy`] (tenant, user,
-//! token), [`storage`] (pool, volume) and [`apps`] (app, request).
+//! token), [`storage`] (pool, volume), [`apps`] (app, request) and
+//! [`health`] (alert).
 
 pub mod apps;
 pub mod fleet;
+pub mod health;
 pub mod storage;
 pub mod tenancy;
 
@@ -28,7 +30,8 @@ use crate::input::parse_actor;
 const LONG_ABOUT: &str = "\
 coloc drives colocd, the cooperative's fleet controller: sites, servers \
 (nodes), tenants (associations), storage pools and volumes, apps and the \
-requests that install them, users, API tokens and the audit log.
+requests that install them, the servers' health and alerts, users, API \
+tokens and the audit log.
 
 Every call goes over TLS to colocd, whose certificate must be signed by the \
 cooperative's CA (--ca-file) and carry the name 'colocd', whatever address \
@@ -114,7 +117,7 @@ pub enum Command {
         #[command(subcommand)]
         command: fleet::SiteCommand,
     },
-    /// Manage servers (nodes): join tokens, listing, draining, labels.
+    /// Manage servers (nodes): join tokens, listing, health, draining, labels, scrubs and self-tests.
     Node {
         #[command(subcommand)]
         command: fleet::NodeCommand,
@@ -143,6 +146,11 @@ pub enum Command {
     Request {
         #[command(subcommand)]
         command: apps::RequestCommand,
+    },
+    /// Alerts raised by colocd's health rules: list, show, acknowledge, silence.
+    Alert {
+        #[command(subcommand)]
+        command: health::AlertCommand,
     },
     /// Manage users, their node grants and client certificates.
     User {

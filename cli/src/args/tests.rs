@@ -296,3 +296,154 @@ fn user_certificates_and_accounts() {
     ));
     assert!(parse(&["user", "disable", "Mia"]).is_err());
 }
+
+#[test]
+fn health_commands_parse() {
+    use super::health::AlertCommand;
+    use crate::input::DiskRef;
+
+    let cli = parse(&["node", "health", "n1", "--json"]).unwrap();
+    assert!(cli.global.json);
+    assert!(matches!(
+        cli.command,
+        Command::Node { command: NodeCommand::Health { ref name } } if name.as_str() == "n1"
+    ));
+    let cli = parse(&["node", "scrub", "n1", "rpool"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Node { command: NodeCommand::Scrub { ref pool, .. } } if pool == "rpool"
+    ));
+    let cli = parse(&["node", "self-test", "n1", "/dev/nvme0n1"]).unwrap();
+    match cli.command {
+        Command::Node {
+            command: NodeCommand::SelfTest { name, disk, long },
+        } => {
+            assert_eq!(name.as_str(), "n1");
+            assert_eq!(disk, DiskRef::Device("/dev/nvme0n1".into()));
+            assert!(!long);
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    let cli = parse(&["node", "self-test", "n1", "S4GNNX0N", "--long"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Node { command: NodeCommand::SelfTest { ref disk, long: true, .. } }
+            if *disk == DiskRef::Serial("S4GNNX0N".into())
+    ));
+
+    let cli = parse(&[
+        "alert", "list", "--all", "--node", "n1", "--tenant", "asso-x", "--limit", "50",
+    ])
+    .unwrap();
+    match cli.command {
+        Command::Alert {
+            command:
+                AlertCommand::List {
+                    all,
+                    node,
+                    tenant,
+                    limit,
+                },
+        } => {
+            assert!(all);
+            assert_eq!(node.map(String::from).as_deref(), Some("n1"));
+            assert_eq!(tenant.map(String::from).as_deref(), Some("asso-x"));
+            assert_eq!(limit, Some(50));
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    assert!(matches!(
+        parse(&["alert", "list"]).unwrap().command,
+        Command::Alert {
+            command: AlertCommand::List {
+                all: false,
+                node: None,
+                tenant: None,
+                limit: None
+            }
+        }
+    ));
+    assert!(matches!(
+        parse(&["alert", "show", "12"]).unwrap().command,
+        Command::Alert {
+            command: AlertCommand::Show { id: 12 }
+        }
+    ));
+    assert!(matches!(
+        parse(&["alert", "ack", "12", "--comment", "disk ordered"]).unwrap().command,
+        Command::Alert { command: AlertCommand::Ack { id: 12, ref comment } } if comment == "disk ordered"
+    ));
+    assert!(matches!(
+        parse(&["alert", "silence", "12", "--for", "3d"])
+            .unwrap()
+            .command,
+        Command::Alert {
+            command: AlertCommand::Silence {
+                id: 12,
+                duration_secs: 259_200,
+                comment: None
+            }
+        }
+    ));
+    assert!(matches!(
+        parse(&["alert", "silence", "7", "--for", "2h", "--comment", "swap"]).unwrap().command,
+        Command::Alert {
+            command: AlertCommand::Silence { id: 7, duration_secs: 7200, comment: Some(ref c) }
+        } if c == "swap"
+    ));
+    assert!(matches!(
+        parse(&["alert", "unsilence", "7"]).unwrap().command,
+        Command::Alert {
+            command: AlertCommand::Unsilence { id: 7 }
+        }
+    ));
+}
+
+#[test]
+fn health_commands_refuse_bad_values_with_words() {
+    for (bad, words) in [
+        (&["alert", "show", "0"][..], "from 1"),
+        (&["alert", "show", "twelve"], "coloc alert list"),
+        (
+            &["alert", "silence", "1", "--for", "31d"],
+            "longer than 30 days",
+        ),
+        (&["alert", "silence", "1", "--for", "2"], "no unit"),
+        (
+            &["alert", "silence", "1", "--for", "0h"],
+            "longer than zero",
+        ),
+        (&["alert", "ack", "1", "--comment", " "], "empty"),
+        (&["alert", "ack", "1", "--comment", "a\nb"], "comment"),
+        (&["alert", "list", "--limit", "0"], "0"),
+        (&["alert", "list", "--limit", "1001"], "1001"),
+        (&["alert", "list", "--node", "N1"], "node name"),
+        (&["node", "scrub", "n1", "mirror-0"], "reserves"),
+        (&["node", "scrub", "n1", "tank/ds"], "ZFS pool name"),
+        (&["node", "self-test", "n1", "/etc/passwd"], "under /dev/"),
+        (&["node", "self-test", "n1", "WD 123"], "serial"),
+        (&["node", "health", "Bad_Name"], "node name"),
+    ] {
+        let err = parse(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}: {err}");
+        assert!(err.to_string().contains(words), "{bad:?}: {err}");
+    }
+    // Ack needs a comment, silence a duration.
+    for (missing, kind) in [
+        (
+            &["alert", "ack", "1"][..],
+            ErrorKind::MissingRequiredArgument,
+        ),
+        (
+            &["alert", "silence", "1"],
+            ErrorKind::MissingRequiredArgument,
+        ),
+        (&["node", "scrub", "n1"], ErrorKind::MissingRequiredArgument),
+        (
+            &["alert", "unsilence", "1", "--for", "1h"],
+            ErrorKind::UnknownArgument,
+        ),
+    ] {
+        assert_eq!(parse(missing).unwrap_err().kind(), kind, "{missing:?}");
+    }
+}

@@ -1,9 +1,11 @@
 //! `coloc site`, `coloc node` (join tokens, listing, draining, removal,
 //! labels, ping, facts) and `coloc stats`.
 
+use coloc_proto::agent::v1 as agent;
 use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 
+use super::health::{fleet_health, maintenance, node_health};
 use super::{call, connect, now_unix, print_secret};
 use crate::args::GlobalArgs;
 use crate::args::fleet::{NodeCommand, NodeTokenCommand, SiteCommand};
@@ -12,8 +14,8 @@ use crate::error::Failure;
 use crate::input::{check_node_remove_confirm, parse_label_change};
 use crate::output::fleet::{
     join_token_json, join_tokens_table, node_details, node_generation_json, node_generations_table,
-    node_json, node_removed_json, node_removed_text, node_status, nodes_table, ping_line,
-    site_details, site_json, sites_table, stats_details, stats_json,
+    node_json, node_list_json, node_removed_json, node_removed_text, node_status, nodes_table,
+    ping_line, site_details, site_json, sites_table, stats_details, stats_json,
 };
 use crate::output::{self, Printer};
 
@@ -52,7 +54,24 @@ pub async fn node(global: &GlobalArgs, out: Printer, command: NodeCommand) -> Re
             let site = site.map(String::from).unwrap_or_default();
             let api = connect(global).await?;
             let nodes = list_all_nodes(&api, &site).await?;
-            out.list(&nodes, node_json, nodes_table)
+            let health = fleet_health(&api, out).await;
+            out.list(
+                &nodes,
+                |n| node_list_json(n, &health),
+                |n| nodes_table(n, &health),
+            )
+        }
+        NodeCommand::Health { name } => node_health(global, out, name).await,
+        NodeCommand::Scrub { name, pool } => {
+            maintenance(global, out, name, agent::MaintenanceKind::Scrub, pool).await
+        }
+        NodeCommand::SelfTest { name, disk, long } => {
+            let kind = if long {
+                agent::MaintenanceKind::SmartLong
+            } else {
+                agent::MaintenanceKind::SmartShort
+            };
+            maintenance(global, out, name, kind, disk.subject().to_string()).await
         }
         NodeCommand::Show { name } => {
             let api = connect(global).await?;

@@ -6,13 +6,15 @@
 //! split: [`fleet`] (sites, nodes, join tokens, colocd's counters),
 //! [`tenancy`] (tenants, users and their certificates, API tokens,
 //! `whoami`), [`storage`] (pools, volumes, snapshots), [`apps`] (catalog,
-//! instances, logs, requests), [`audit`] and [`tasks`]; this module
+//! instances, logs, requests), [`audit`], [`tasks`] and [`health`] (node
+//! health, scrubs and self-tests, alerts); this module
 //! dispatches and holds what they share: connecting, calling, printing
 //! lists and secrets.
 
 mod apps;
 mod audit;
 mod fleet;
+mod health;
 mod storage;
 mod tasks;
 mod tenancy;
@@ -38,6 +40,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> Result<(), Failure> {
         Command::Volume { command } => storage::volume(&global, out, command).await,
         Command::App { command } => apps::app(&global, out, command).await,
         Command::Request { command } => apps::request(&global, out, command).await,
+        Command::Alert { command } => health::alert(&global, out, command).await,
         Command::User { command } => tenancy::user(&global, out, command).await,
         Command::Token { command } => tenancy::token(&global, out, command).await,
         Command::Whoami => tenancy::whoami(&global, out).await,

@@ -277,6 +277,19 @@ fn health(i: &pb::AppInstance) -> &'static str {
     }
 }
 
+/// The health probe's last result as the agent reported it: `healthy
+/// (HTTP 200 on /)`, `unhealthy (connection refused)`; for an app not
+/// meant to run, that it is not probed, with what the last probe said.
+fn probe_result(i: &pb::AppInstance, o: &agent::AppStatus) -> String {
+    let detail = clean(&o.health_detail);
+    match health(i) {
+        "-" if detail.is_empty() => "- (not probed: the app is not meant to run)".to_string(),
+        "-" => format!("- (not probed: the app is not meant to run; last probe: {detail})"),
+        word if detail.is_empty() => word.to_string(),
+        word => format!("{word} ({detail})"),
+    }
+}
+
 fn instance_memory(i: &pb::AppInstance) -> String {
     match &i.observed {
         Some(o) if o.memory_bytes > 0 => fmt_bytes(o.memory_bytes),
@@ -344,10 +357,7 @@ pub fn instance_details(i: &pb::AppInstance) -> String {
     match &i.observed {
         None => d = d.field("Agent", "not reported yet"),
         Some(o) => {
-            let health = match (health(i), o.health_detail.is_empty()) {
-                (word, true) => word.to_string(),
-                (word, false) => format!("{word} ({})", clean(&o.health_detail)),
-            };
+            let health = probe_result(i, o);
             d = d
                 .field("Unit", or_dash(&o.unit))
                 .field("Unit state", unit_state(i))
@@ -479,9 +489,47 @@ mod tests {
         // A stopped app is not called unhealthy.
         i.state = pb::InstanceState::Stopped as i32;
         assert_eq!(health(&i), "-");
+        assert!(
+            instance_details(&i).contains(
+                "Health:        - (not probed: the app is not meant to run; last probe: connection refused)"
+            ),
+            "{}",
+            instance_details(&i)
+        );
         let v = instance_json(&i);
         assert_eq!(v["state"], "stopped");
         assert_eq!(v["observed"]["last_log_lines"][1], "ValueError: bad");
+    }
+
+    #[test]
+    fn status_shows_the_health_probe_s_last_result() {
+        let mut i = sample_instance();
+        i.observed = Some(agent::AppStatus {
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            healthy: true,
+            health_detail: "HTTP 200 on /.web/".into(),
+            ..Default::default()
+        });
+        let text = instance_details(&i);
+        assert!(
+            text.contains("Health:        healthy (HTTP 200 on /.web/)\n"),
+            "{text}"
+        );
+        assert!(instances_table(std::slice::from_ref(&i)).contains("  healthy"));
+        let v = instance_json(&i);
+        assert_eq!(v["observed"]["healthy"], true);
+        assert_eq!(v["observed"]["health_detail"], "HTTP 200 on /.web/");
+        if let Some(o) = i.observed.as_mut() {
+            o.healthy = false;
+            o.health_detail.clear();
+        }
+        assert!(instance_details(&i).contains("Health:        unhealthy\n"));
+        i.state = pb::InstanceState::Stopped as i32;
+        assert!(
+            instance_details(&i)
+                .contains("Health:        - (not probed: the app is not meant to run)\n")
+        );
     }
 
     #[test]

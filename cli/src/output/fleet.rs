@@ -8,6 +8,7 @@ use coloc_proto::controller::v1 as pb;
 use coloc_proto::domain;
 use serde_json::{Value, json};
 
+use super::alerts::FleetHealth;
 use super::{
     Details, Table, clean, fmt_bytes, fmt_time, fmt_time_ms, joined, or_dash, with_secret, yes_no,
 };
@@ -204,11 +205,20 @@ fn generation(n: &pb::Node) -> String {
     format!("{}/{}", n.applied_generation, n.desired_generation)
 }
 
-pub fn nodes_table(nodes: &[pb::Node]) -> String {
+/// A node in `coloc node list --json`: the node, and `health` (null when
+/// the caller may not see it).
+pub fn node_list_json(n: &pb::Node, health: &FleetHealth) -> Value {
+    let mut v = node_json(n);
+    v["health"] = health.json(n);
+    v
+}
+
+pub fn nodes_table(nodes: &[pb::Node], health: &FleetHealth) -> String {
     Table::new(&[
         "NAME",
         "SITE",
         "STATUS",
+        "HEALTH",
         "LAST SEEN",
         "APPLIED/DESIRED",
         "LABELS",
@@ -218,6 +228,7 @@ pub fn nodes_table(nodes: &[pb::Node]) -> String {
             clean(&n.name).into(),
             clean(&n.site).into(),
             node_status(n.status).to_string(),
+            health.word(n),
             fmt_time(n.last_seen_unix),
             generation(n),
             fmt_labels(&n.labels),

@@ -13,11 +13,14 @@
 //! services are split: [`fleet`] (sites, join tokens, nodes, colocd's
 //! counters), [`tenancy`] (tenants, users, API tokens), [`storage`]
 //! (pools, volumes, snapshots), [`apps`] (catalog, requests, instances,
-//! logs), [`audit`] and [`tasks`] (colocd's background tasks).
+//! logs), [`audit`], [`tasks`] (colocd's background tasks), [`health`]
+//! (a node's health report) and [`alerts`].
 
+pub mod alerts;
 pub mod apps;
 pub mod audit;
 pub mod fleet;
+pub mod health;
 pub mod storage;
 pub mod tasks;
 pub mod tenancy;

@@ -11,11 +11,13 @@
 //! (volumes and apps, with the [`restarts`] history), [`expiry`]
 //! (certificates and memberships). The
 //! `alerts` background task runs them and writes the difference with the
-//! alerts table; nothing here reads a clock or the store.
+//! alerts table; nothing here reads a clock or the store, except
+//! [`outbox`], the store's alert events as the notifier reads them.
 
 pub mod disks;
 pub mod expiry;
 pub mod node;
+pub mod outbox;
 pub mod pools;
 pub mod restarts;
 pub mod tenants;

@@ -247,7 +247,8 @@ impl Alerts for AlertsApi {
                         InvalidInput::field("duration", "a silence lasts at most 30 days").into(),
                     );
                 }
-                let comment = comment(&r.comment, r.duration_secs > 0)?;
+                // Optional: `coloc alert silence --for 2h` alone is enough.
+                let comment = comment(&r.comment, false)?;
                 let a = ctx.store.get_alert(id).await?;
                 audit.tenant = a.subject.tenant.clone();
                 audit.target = format!("alert:{id} {}", a.subject.describe());
@@ -261,10 +262,11 @@ impl Alerts for AlertsApi {
                 let a = ctx.store.silence_alert(id, silence).await?;
                 audit.detail = match &a.silence {
                     Some(s) => format!(
-                        "{} silenced until {} ({} s): {comment}",
+                        "{} silenced until {} ({} s){}{comment}",
                         a.rule,
                         crate::time::date_of(s.until_unix),
-                        r.duration_secs
+                        r.duration_secs,
+                        if comment.is_empty() { "" } else { ": " },
                     ),
                     None => format!("{} silence lifted", a.rule),
                 };

@@ -218,6 +218,18 @@ mod tests {
     }
 
     #[test]
+    fn notify_is_checked_with_the_rest_and_left_out_when_default() {
+        let err = ControllerConfig::parse("[notify]\ngroup_wait_secs = 99999\n", "x").unwrap_err();
+        assert!(
+            coloc_proto::error_chain(&err).contains("notify.group_wait_secs"),
+            "{err}"
+        );
+        let cfg = ControllerConfig::parse("", "x").unwrap();
+        assert!(!cfg.notify.has_targets());
+        assert!(!cfg.to_toml().contains("[notify]"));
+    }
+
+    #[test]
     fn health_and_alert_bounds_are_checked() {
         for (bad, says) in [
             ("[health]\nperiod_secs = 9", "health.period_secs"),

@@ -101,7 +101,12 @@ async fn acknowledging_and_silencing_are_checked_and_audited() -> Result<()> {
         Code::InvalidArgument
     );
     assert_eq!(
-        code(admin.alerts.silence_alert(silence(disk.id, 3600, "")).await),
+        code(
+            admin
+                .alerts
+                .silence_alert(silence(disk.id, 3600, "a\u{1b}[2J"))
+                .await
+        ),
         Code::InvalidArgument
     );
     let unchanged = admin

@@ -86,6 +86,9 @@ struct PoolState {
     /// Gone from the host altogether (disks pulled): neither listed nor
     /// importable.
     missing: bool,
+    /// How it was built: empty for a pool added with `add_pool`.
+    layout: PoolLayout,
+    devices: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +199,8 @@ impl FakeVolumes {
                 health: "ONLINE".into(),
                 imported: true,
                 missing: false,
+                layout: PoolLayout::Unspecified,
+                devices: Vec::new(),
             },
         );
     }
@@ -210,6 +215,8 @@ impl FakeVolumes {
                 health: "ONLINE".into(),
                 imported: false,
                 missing: false,
+                layout: PoolLayout::Unspecified,
+                devices: Vec::new(),
             },
         );
     }
@@ -247,6 +254,37 @@ impl FakeVolumes {
             .pools
             .get(name)
             .map(|p| self.observe_pool(&state, name, p))
+    }
+
+    /// The pools `pools()` lists, with the layout and devices each was
+    /// created with (none for a pool added with `add_pool`), for the
+    /// health fake: neither counted as a call nor subject to injected
+    /// failures. [`HostError::ToolMissing`] when not installed.
+    pub fn pools_with_members(
+        &self,
+    ) -> Result<Vec<(PoolObservation, PoolLayout, Vec<String>)>, HostError> {
+        let state = lock(&self.state);
+        if state.not_installed {
+            return Err(HostError::ToolMissing {
+                tool: match self.kind {
+                    PoolKind::Zfs => "zpool",
+                    _ => "lvs",
+                }
+                .to_owned(),
+            });
+        }
+        Ok(state
+            .pools
+            .iter()
+            .filter(|(_, p)| p.imported && !p.missing)
+            .map(|(name, p)| {
+                (
+                    self.observe_pool(&state, name, p),
+                    p.layout,
+                    p.devices.clone(),
+                )
+            })
+            .collect())
     }
 
     /// Puts an object on the host as if created outside this fake's API
@@ -638,6 +676,8 @@ impl VolumeBackend for FakeVolumes {
                 health: "ONLINE".into(),
                 imported: true,
                 missing: false,
+                layout,
+                devices: devices.to_vec(),
             },
         );
         Ok(())
