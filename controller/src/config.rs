@@ -9,6 +9,11 @@ use coloc_proto::apps::{check_acme_email, check_apps_domain};
 use coloc_proto::error_chain;
 use serde::{Deserialize, Serialize};
 
+mod health;
+
+pub use self::health::{AlertsConfig, HealthConfig};
+use crate::notify::NotifyConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
@@ -65,6 +70,15 @@ pub struct ControllerConfig {
     /// at each renewal (renewed over the session after two thirds of it).
     #[serde(default = "default_node_cert_days")]
     pub node_cert_days: u32,
+    /// `[health]`: the health policy sent to every agent.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// `[alerts]`: the thresholds of the alert rules.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// `[notify]`: who is told about alerts, by e-mail and webhooks.
+    #[serde(default, skip_serializing_if = "NotifyConfig::is_default")]
+    pub notify: NotifyConfig,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two
@@ -125,6 +139,9 @@ impl Default for ControllerConfig {
             max_connections_per_address: default_max_connections_per_address(),
             enrollments_per_minute: default_enrollments_per_minute(),
             node_cert_days: default_node_cert_days(),
+            health: HealthConfig::default(),
+            alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -218,6 +235,11 @@ impl ControllerConfig {
                 "enrollments_per_minute must be between 1 and 1000000",
             ));
         }
+        self.health.validate().map_err(|r| invalid(&r))?;
+        self.alerts.validate().map_err(|r| invalid(&r))?;
+        self.notify
+            .validate()
+            .map_err(|e| invalid(&e.to_string()))?;
         Ok(())
     }
 
@@ -252,6 +274,8 @@ mod tests {
         assert_eq!(cfg.catalog_dir, None);
         assert_eq!(cfg.membership_grace_days, 30);
         assert_eq!(cfg.node_cert_days, 365);
+        assert_eq!(cfg.health.period_secs, 60);
+        assert_eq!(cfg.alerts.disk_temperature_celsius, 60);
     }
 
     #[test]

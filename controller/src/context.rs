@@ -28,6 +28,7 @@ use crate::ca::CertificateAuthority;
 use crate::catalog::Catalog;
 use crate::config::ControllerConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::health::HealthBook;
 use crate::limiter::{Limiters, Peer};
 use crate::rules::standing::{self, Membership};
 use crate::store::{AuditFields, AuditOutcome, AuditRecord, Store};
@@ -50,6 +51,8 @@ pub struct Ctx {
     pub limits: Arc<Limiters>,
     /// The certificate colocd's TLS endpoint presents (renewed in place).
     pub server_cert: Arc<ServerCertificate>,
+    /// Each node's latest health report.
+    pub health: Arc<HealthBook>,
 }
 
 impl std::fmt::Debug for dyn Store {

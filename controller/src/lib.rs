@@ -16,8 +16,10 @@
 //! API's errors and their gRPC codes), [`agents`] (the agent-facing
 //! service, the session registry and the rendering of desired
 //! configurations), [`catalog`] (the app catalog and the rendering of one
-//! instance), [`background`] (colocd's periodic tasks and their status),
-//! [`notify`] (alert e-mails and webhooks, grouped and retried),
+//! instance), [`health`] (each node's latest health report),
+//! [`alerts`] (the alert rules, pure functions), [`background`] (colocd's
+//! periodic tasks and their status), [`notify`] (alert e-mails and
+//! webhooks, grouped and retried),
 //! [`server`] (the data directory, `init` and the one TLS endpoint),
 //! [`transport`] (what one port lets anyone hold: connections, call
 //! deadlines), [`limiter`] (per-address limits on calls without
@@ -30,6 +32,7 @@
 //! `agents` and the store; nothing below `api` imports it.
 
 pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod background;
@@ -38,6 +41,7 @@ pub mod catalog;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod health;
 pub mod limiter;
 pub mod metrics;
 pub mod notify;

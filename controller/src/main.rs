@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use coloc_controller::config::ControllerConfig;
+use coloc_controller::config::{CONFIG_FILE, ControllerConfig};
+use coloc_controller::notify::Notifier;
 use coloc_controller::server::{self, InitOptions};
 use coloc_controller::time::SystemClock;
 
@@ -60,6 +61,13 @@ enum Command {
         /// Lifetime of the token, in days (1 to 365).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
         days: i64,
+    },
+    /// Send one test message to every notification target of colocd.toml
+    /// ([notify.email], [[notify.webhook]]) and say which failed and why.
+    NotifyTest {
+        /// Data directory prepared by `colocd init`.
+        #[arg(long, env = "COLOCD_DATA_DIR", default_value = "/var/lib/colocd")]
+        data_dir: PathBuf,
     },
     /// Run the controller.
     Serve {
@@ -127,6 +135,12 @@ async fn run(cli: Cli) -> Result<(), server::ServerError> {
                 out.id
             );
             println!("{}", out.token);
+            Ok(())
+        }
+        Command::NotifyTest { data_dir } => {
+            let config = ControllerConfig::load(&data_dir.join(CONFIG_FILE))?;
+            Notifier::send_test(&config.notify).await?;
+            eprintln!("test message sent to every notification target");
             Ok(())
         }
         Command::Serve { data_dir, listen } => {

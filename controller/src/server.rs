@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use coloc_proto::MAX_MESSAGE_BYTES;
 use coloc_proto::agent::v1::agent_service_server::AgentServiceServer;
+use coloc_proto::controller::v1::alerts_server::AlertsServer;
 use coloc_proto::controller::v1::apps_server::AppsServer;
 use coloc_proto::controller::v1::audit_server::AuditServer;
+use coloc_proto::controller::v1::health_server::HealthServer;
 use coloc_proto::controller::v1::nodes_server::NodesServer;
 use coloc_proto::controller::v1::sites_server::SitesServer;
 use coloc_proto::controller::v1::storage_server::StorageServer;
@@ -31,10 +33,13 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
 use crate::agents::{AgentApi, SessionRegistry};
+use crate::alerts::outbox::StoreOutbox;
+use crate::api::alerts::AlertsApi;
 use crate::api::apps::AppsApi;
 use crate::api::audit::AuditApi;
 use crate::api::credentials::TokensApi;
 use crate::api::fleet::{NodesApi, SitesApi};
+use crate::api::health::HealthApi;
 use crate::api::storage::StorageApi;
 use crate::api::tasks::TasksApi;
 use crate::api::tenancy::{TenantsApi, UsersApi};
@@ -44,7 +49,9 @@ use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
+use crate::health::HealthBook;
 use crate::limiter::Limiters;
+use crate::notify::Notifier;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
@@ -91,6 +98,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot start alert notifications")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot load the app catalog from {source_name}")]
     Catalog {
         source_name: String,
@@ -423,6 +432,9 @@ pub async fn start(
     let server_cert = Arc::new(server_certificate(data_dir, &ca, &config, clock.now())?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
     let catalog = load_catalog(&config, data_dir, store.as_ref()).await?;
+    // The last known health of every node, until each reports again.
+    let health = HealthBook::default();
+    health.restore(store.load_node_health().await?);
 
     // Sessions did not survive the restart: whoever was connected is now
     // disconnected until it dials back.
@@ -455,6 +467,17 @@ pub async fn start(
         catalog: Arc::new(catalog),
         tasks: Arc::new(TaskBoard::default()),
         server_cert: server_cert.clone(),
+        health: Arc::new(health),
+    };
+
+    // Alert notifications, when [notify] names a target: its files (the
+    // SMTP password, tokens, CAs) are read now, so that a mistake stops
+    // colocd before it serves.
+    let notifier = if ctx.config.notify.has_targets() {
+        let outbox = Arc::new(StoreOutbox::new(ctx.store.clone(), ctx.clock.clone()));
+        Some(Notifier::new(&ctx.config.notify, outbox)?)
+    } else {
+        None
     };
 
     // The handshake is colocd's own (crate::tls), so that a renewed server
@@ -480,6 +503,12 @@ pub async fn start(
         .await;
     health_reporter.set_serving::<AppsServer<AppsApi>>().await;
     health_reporter.set_serving::<TasksServer<TasksApi>>().await;
+    health_reporter
+        .set_serving::<HealthServer<HealthApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AlertsServer<AlertsApi>>()
+        .await;
     // Reflection answers anyone, like health: it describes the contracts
     // published in the repository and nothing of the data
     // (docs/DECISIONS.md, "Who may call reflection"). Both versions, for
@@ -539,7 +568,9 @@ pub async fn start(
         .add_service(limited!(AuditServer, AuditApi(ctx.clone())))
         .add_service(limited!(StorageServer, StorageApi(ctx.clone())))
         .add_service(limited!(AppsServer, AppsApi(ctx.clone())))
-        .add_service(limited!(TasksServer, TasksApi(ctx.clone())));
+        .add_service(limited!(TasksServer, TasksApi(ctx.clone())))
+        .add_service(limited!(HealthServer, HealthApi(ctx.clone())))
+        .add_service(limited!(AlertsServer, AlertsApi(ctx.clone())));
 
     let mut stop = shutdown_rx.clone();
     // Connections are capped before their handshake (crate::transport),
@@ -553,12 +584,10 @@ pub async fn start(
             .await
             .map_err(ServerError::Serve)
     });
-    let background = background::Driver::start(
-        ctx.tasks.clone(),
-        ctx.clock.clone(),
-        background::colocd_tasks(&ctx, data_dir),
-        shutdown_rx,
-    );
+    let mut tasks = background::colocd_tasks(&ctx, data_dir);
+    tasks.extend(notifier.map(Notifier::task_definition));
+    let background =
+        background::Driver::start(ctx.tasks.clone(), ctx.clock.clone(), tasks, shutdown_rx);
     tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");
     Ok(Running {
         addr,

@@ -13,7 +13,7 @@ use tonic::Code;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-const TASKS: [&str; 8] = [
+const TASKS: [&str; 10] = [
     "heartbeat-flush",
     "silent-sessions",
     "unreachable-nodes",
@@ -22,6 +22,8 @@ const TASKS: [&str; 8] = [
     "refusal-summaries",
     "node-certificates",
     "server-certificate",
+    "health-flush",
+    "alerts",
 ];
 
 /// `Tasks.ListTasks` with `token`.

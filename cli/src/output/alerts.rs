@@ -16,6 +16,7 @@ pub fn severity_word(severity: i32) -> &'static str {
     match pb::AlertSeverity::try_from(severity) {
         Ok(pb::AlertSeverity::Critical) => "CRITICAL",
         Ok(pb::AlertSeverity::Warning) => "WARNING",
+        Ok(pb::AlertSeverity::Info) => "INFO",
         Ok(pb::AlertSeverity::Unspecified) | Err(_) => "UNKNOWN",
     }
 }

@@ -6,7 +6,7 @@
 //! Desired configuration is level-triggered: only the latest generation
 //! matters, so it travels through a `watch` channel and a slow agent simply
 //! skips intermediate generations. Imperative requests (ping, facts,
-//! rollback, logs, certificate renewal) go through an `mpsc` queue and are matched with their
+//! rollback, logs, certificate renewal, maintenance) go through an `mpsc` queue and are matched with their
 //! result by id, within the session they were sent on: each session holds
 //! its own requests waiting for an answer, so a node can only ever answer
 //! what it was asked. A result from any other session (another node
@@ -130,6 +130,11 @@ impl SessionRegistry {
 
     pub fn is_connected(&self, node: &NodeName) -> bool {
         lock(&self.sessions).contains_key(node)
+    }
+
+    /// The nodes with a session open now.
+    pub fn connected_nodes(&self) -> std::collections::HashSet<NodeName> {
+        lock(&self.sessions).keys().cloned().collect()
     }
 
     /// Sends a node's new desired configuration to its session, if any.
@@ -409,6 +414,26 @@ impl SessionRegistry {
             pb::request::Kind::InstallCertificate(pb::InstallCertificate {
                 certificate_pem,
                 not_after_unix,
+            }),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Asks the node to start a scrub or a SMART self-test now; Ok once
+    /// the agent says it started (its result comes in its health reports).
+    pub async fn run_maintenance(
+        &self,
+        node: &NodeName,
+        kind: pb::MaintenanceKind,
+        subject: &str,
+    ) -> ApiResult<()> {
+        self.request(
+            node,
+            pb::request::Kind::RunMaintenance(pb::RunMaintenance {
+                kind: kind as i32,
+                subject: subject.to_string(),
             }),
             REQUEST_TIMEOUT,
         )

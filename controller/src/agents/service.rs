@@ -204,7 +204,7 @@ impl AgentService for AgentApi {
         let params = pb::SessionParams {
             heartbeat_interval_secs: ctx.config.heartbeat_interval_secs,
             controller_unix_ms: ctx.clock.now_ms() as u64,
-            health: None,
+            health: Some(ctx.config.health.policy()),
         };
         let (id, last, out) = ctx.sessions.open(
             &name,
@@ -240,6 +240,7 @@ impl AgentService for AgentApi {
             desired_generation = node.desired_generation,
             "session opened"
         );
+        ctx.health.poke();
         tokio::spawn(async move {
             read_inbound(ctx, name, id, last, inbound).await;
         });
@@ -297,8 +298,9 @@ async fn read_inbound(
                 }
             }
             Some(pb::agent_message::Body::Facts(f)) => ctx.store.record_facts(&name, &f).await,
-            Some(pb::agent_message::Body::Health(_)) => {
+            Some(pb::agent_message::Body::Health(report)) => {
                 ctx.sessions.note_seen(&name, ctx.clock.now());
+                record_health(&ctx, &name, *report).await;
                 Ok(())
             }
             Some(pb::agent_message::Body::Result(r)) => {
@@ -317,6 +319,7 @@ async fn read_inbound(
     };
     if ctx.sessions.close(&name, id) {
         tracing::info!(node = %name, reason = %reason, "session closed");
+        ctx.health.poke();
         if let Err(err) = ctx
             .store
             .set_conn_state(&name, ConnState::Disconnected, ctx.clock.now())
@@ -396,4 +399,36 @@ async fn record_apps(
     }
     push_nodes(ctx, std::slice::from_ref(name)).await;
     Ok(())
+}
+
+/// Keeps a node's health report once checked; a refused one changes
+/// nothing (the previous report stays), is logged, and audited once per
+/// node per hour.
+async fn record_health(ctx: &Ctx, name: &NodeName, report: pb::HealthReport) {
+    let now = ctx.clock.now();
+    match crate::health::check_report(&report) {
+        Ok(()) => ctx.health.accept(name, report, now),
+        Err(refused) => {
+            if ctx.health.refusal_to_audit(name, now) {
+                tracing::warn!(node = %name, reason = %refused, "health report refused");
+                let entry = AuditRecord::new(AuditFields {
+                    at_unix_ms: ctx.clock.now_ms(),
+                    actor: format!("node:{name}"),
+                    action: "node.health".into(),
+                    target: format!("node:{name}"),
+                    tenant: None,
+                    outcome: AuditOutcome::Denied,
+                    detail: format!(
+                        "{refused}; the previous report is kept (further refusals of this \
+                         node are not audited for an hour)"
+                    ),
+                });
+                if let Err(err) = ctx.store.append_audit(entry).await {
+                    tracing::error!(error = %err, "cannot write audit entry");
+                }
+            } else {
+                tracing::debug!(node = %name, reason = %refused, "health report refused");
+            }
+        }
+    }
 }

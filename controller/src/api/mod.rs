@@ -34,15 +34,18 @@
 //! (Tenants, Users) with [`credentials`] (Tokens, and the user
 //! certificates of Users), [`storage`] (Pools, Volumes, tenant storage),
 //! [`apps`] (catalog, requests, instances), [`audit`], [`tasks`] (colocd's
-//! background tasks). The two edges of the wire: [`wire`] turns requests
+//! background tasks), [`health`] (nodes' health, maintenance) and
+//! [`alerts`]. The two edges of the wire: [`wire`] turns requests
 //! into validated domain values (one `TryFrom` per request message, split
 //! by the same families), [`convert`] turns records back into messages.
 
+pub mod alerts;
 pub mod apps;
 pub mod audit;
 pub mod convert;
 pub mod credentials;
 pub mod fleet;
+pub mod health;
 pub mod storage;
 pub mod tasks;
 pub mod tenancy;

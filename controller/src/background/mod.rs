@@ -14,6 +14,8 @@
 //! | `refusal-summaries` | 1 s | writes one audit entry per address for the refusals the per-address limits counted without writing them ("N further refused calls from ADDR") |
 //! | `node-certificates` | 5 s | renews node certificates over their sessions after two thirds of their lifetime; closes sessions whose certificate expired |
 //! | `server-certificate` | 5 s | renews colocd's own server certificate after two thirds of its lifetime; fails once the CA has less than two years left |
+//! | `health-flush` | `seen_flush_ms` | writes the health reports accepted since the last run to the store in one batch (and once more at shutdown) |
+//! | `alerts` | 1 s | runs the alert rules when a health report arrived, else every 10 s; fires, resolves and updates alerts (audited, with the notifier's outbox events) |
 //!
 //! A task does one idempotent pass over the store and the session registry
 //! per run and returns a short summary or an error; it never loops or
@@ -24,12 +26,14 @@
 //! Layout: [`driver`] (the [`Driver`]: one timer per task, no overlapping
 //! runs, shutdown), [`status`] (the [`TaskBoard`] and what `Tasks.ListTasks`
 //! returns), `summary` (how a task words what it did), and one module per
-//! task, named after it: `heartbeat_flush`, `silent_sessions`,
+//! task, named after it: `heartbeat_flush`, `health_flush`, `alerts`, `silent_sessions`,
 //! `unreachable_nodes`, `volume_purge`, `membership`, `refusal_summaries`,
 //! `node_certificates`, `server_certificate`. A new task is a new module
 //! here and one entry in [`colocd_tasks`].
 
+mod alerts;
 pub mod driver;
+mod health_flush;
 mod heartbeat_flush;
 mod membership;
 pub mod node_certificates;
@@ -48,6 +52,10 @@ pub use driver::{BackgroundTask, Driver, TaskDefinition, TaskError};
 pub use status::{Outcome, TaskBoard, TaskStatus};
 
 use crate::context::Ctx;
+
+/// How often the `alerts` task looks for a new health report (it
+/// evaluates the rules only then, or every 10 s).
+const ALERTS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retained volumes are checked for the end of their grace
 /// period.
@@ -127,6 +135,20 @@ pub fn colocd_tasks(ctx: &Ctx, data_dir: &Path) -> Vec<TaskDefinition> {
                 ctx.clone(),
                 data_dir.to_owned(),
             )),
+        },
+        TaskDefinition {
+            name: "health-flush",
+            description: "write the nodes' latest health reports to the store in one batch",
+            period: flush,
+            activate_on_shutdown: true,
+            task: Box::new(health_flush::HealthFlush::new(ctx.clone())),
+        },
+        TaskDefinition {
+            name: "alerts",
+            description: "run the alert rules over the latest health reports and the store; fire and resolve alerts",
+            period: ALERTS_INTERVAL,
+            activate_on_shutdown: false,
+            task: Box::new(alerts::Alerts::new(ctx.clone())),
         },
     ]
 }

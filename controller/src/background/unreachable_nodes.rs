@@ -31,6 +31,10 @@ impl BackgroundTask for UnreachableNodes {
         for n in &names {
             tracing::warn!(node = %n, "node unreachable");
         }
+        if !names.is_empty() {
+            // The `alerts` task raises node-unreachable at its next run.
+            ctx.health.poke();
+        }
         if names.is_empty() {
             Ok("no node newly unreachable".to_string())
         } else {

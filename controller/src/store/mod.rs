@@ -1,4 +1,4 @@
-//! The controller's source of truth, behind one trait made of five.
+//! The controller's source of truth, behind one trait made of six.
 //!
 //! Each area of the registry has its own trait and module, with the
 //! records it stores: [`NodeStore`] (sites, join tokens, enrollment,
@@ -6,8 +6,9 @@
 //! configuration sent to each node), [`TenancyStore`] (tenants, users,
 //! grants, API tokens, user certificates), [`StorageStore`] (pools,
 //! volumes, snapshots, purge), [`AppStore`] (install requests and app
-//! instances) and [`AuditStore`] (the append-only log). [`Store`] is all
-//! five: the API layer and the session manager hold an `Arc<dyn Store>`
+//! instances), [`AuditStore`] (the append-only log) and [`AlertStore`]
+//! (health reports, alerts and the notifier's outbox). [`Store`] is all
+//! six: the API layer and the session manager hold an `Arc<dyn Store>`
 //! and bring the area traits into scope with `use crate::store::prelude::*`.
 //!
 //! The embedded SQLite backend ([`sqlite::SqliteStore`]) is the default; a
@@ -27,6 +28,7 @@
 //! areas' modules are [`nodes`], [`tenancy`], [`storage`], [`apps`] and
 //! [`audit`]; the backend is [`sqlite`].
 
+pub mod alerts;
 pub mod apps;
 pub mod audit;
 pub mod nodes;
@@ -34,6 +36,11 @@ pub mod sqlite;
 pub mod storage;
 pub mod tenancy;
 
+pub use self::alerts::{
+    ALERTS_DEFAULT_LIMIT, ALERTS_MAX_LIMIT, AlertAck, AlertChanges, AlertEvent, AlertEventKind,
+    AlertFilter, AlertRecord, AlertSeverity, AlertSilence, AlertState, AlertStore, AlertSubject,
+    AppliedAlerts, NewAlert, StoredHealth, SubjectKind,
+};
 pub use self::apps::{
     AppName, AppRequestRecord, AppStore, CommentRecord, DesiredApp, FIRST_APP_PORT, InstanceChange,
     InstanceFilter, InstanceRecord, InstanceState, NewAppRequest, RequestState,
@@ -57,7 +64,7 @@ pub use self::tenancy::{
 /// supertrait can only be called with that trait in scope, so such a
 /// caller says `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AppStore, AuditStore, NodeStore, StorageStore, TenancyStore};
+    pub use super::{AlertStore, AppStore, AuditStore, NodeStore, StorageStore, TenancyStore};
 }
 
 /// Seconds since the Unix epoch.
@@ -106,8 +113,14 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The whole store: every area. Implemented by any type that implements
-/// the five area traits, so a backend only ever writes `impl NodeStore for
+/// the six area traits, so a backend only ever writes `impl NodeStore for
 /// MyBackend` and its siblings.
-pub trait Store: NodeStore + TenancyStore + StorageStore + AppStore + AuditStore {}
+pub trait Store:
+    NodeStore + TenancyStore + StorageStore + AppStore + AuditStore + AlertStore
+{
+}
 
-impl<T> Store for T where T: NodeStore + TenancyStore + StorageStore + AppStore + AuditStore {}
+impl<T> Store for T where
+    T: NodeStore + TenancyStore + StorageStore + AppStore + AuditStore + AlertStore
+{
+}

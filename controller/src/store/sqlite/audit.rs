@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use coloc_proto::domain::TenantName;
 use rusqlite::types::Value;
-use rusqlite::{Row, params, params_from_iter};
+use rusqlite::{Connection, Row, params, params_from_iter};
 
 use super::{Db, SqliteError, SqliteStore, backend, corrupt, parsed, parsed_opt, unsigned};
 use crate::store::audit::{AuditFields, AuditPage};
@@ -36,33 +36,37 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     ))
 }
 
+/// Appends one entry on `conn`, which may be a transaction that changes
+/// what the entry records (an alert firing), so that both are written or
+/// neither.
+pub(super) fn insert_audit(conn: &Connection, entry: &AuditRecord) -> StoreResult<u64> {
+    let e = entry.fields();
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
+             detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        )
+        .db()?
+        .query_row(
+            params![
+                e.at_unix_ms,
+                e.actor,
+                e.action,
+                e.target,
+                e.tenant.as_ref().map(TenantName::as_str),
+                e.outcome.as_str(),
+                e.detail
+            ],
+            |row| row.get(0),
+        )
+        .db()?;
+    u64::try_from(id).map_err(backend)
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: AuditRecord) -> StoreResult<u64> {
-        self.run(move |conn| {
-            let e = entry.fields();
-            let id: i64 = conn
-                .prepare_cached(
-                    "INSERT INTO audit (at_unix_ms, actor, action, target, tenant, outcome, \
-                     detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                )
-                .db()?
-                .query_row(
-                    params![
-                        e.at_unix_ms,
-                        e.actor,
-                        e.action,
-                        e.target,
-                        e.tenant.as_ref().map(TenantName::as_str),
-                        e.outcome.as_str(),
-                        e.detail
-                    ],
-                    |row| row.get(0),
-                )
-                .db()?;
-            u64::try_from(id).map_err(backend)
-        })
-        .await
+        self.run(move |conn| insert_audit(conn, &entry)).await
     }
 
     async fn list_audit(&self, filter: AuditFilter) -> StoreResult<AuditPage> {

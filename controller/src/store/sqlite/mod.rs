@@ -25,6 +25,7 @@
 //! parse, and takes no decision of its own: it reads the facts, asks
 //! [`crate::rules`] and writes the answer, inside one transaction.
 
+mod alerts;
 mod apps;
 mod audit;
 mod credentials;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_credentials.sql"),
     include_str!("migrations/0006_node_lifecycle.sql"),
     include_str!("migrations/0007_web_login.sql"),
+    include_str!("migrations/0008_health_alerts.sql"),
 ];
 
 /// The schema version this code writes and understands.

@@ -3,6 +3,7 @@
 //! temporary file when two connections must race (enrollment, quota,
 //! ports) the way two colocd processes would.
 
+mod alerts;
 mod apps;
 mod audit;
 mod credentials;
