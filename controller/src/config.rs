@@ -79,6 +79,9 @@ pub struct ControllerConfig {
     /// `[notify]`: who is told about alerts, by e-mail and webhooks.
     #[serde(default, skip_serializing_if = "NotifyConfig::is_default")]
     pub notify: NotifyConfig,
+    /// `[metrics]`: Prometheus' `/metrics` for the whole fleet; absent, off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two
@@ -142,6 +145,7 @@ impl Default for ControllerConfig {
             health: HealthConfig::default(),
             alerts: AlertsConfig::default(),
             notify: NotifyConfig::default(),
+            metrics: None,
         }
     }
 }

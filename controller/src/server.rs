@@ -49,8 +49,10 @@ use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
+use crate::fleet_metrics::ColocdFleet;
 use crate::health::HealthBook;
 use crate::limiter::Limiters;
+use crate::metrics::{self, Metrics, MetricsError, RpcMetricsLayer};
 use crate::notify::Notifier;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
@@ -98,6 +100,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot serve metrics")]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot start alert notifications")]
     Notify(#[from] crate::notify::NotifyError),
     #[error("cannot load the app catalog from {source_name}")]
@@ -243,6 +247,8 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ServerError> {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `[metrics]` is configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub ctx: Ctx,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), ServerError>>,
@@ -430,7 +436,14 @@ pub async fn start(
     let config = ControllerConfig::load(&config_path)?;
     let ca = CertificateAuthority::load(data_dir)?;
     let server_cert = Arc::new(server_certificate(data_dir, &ca, &config, clock.now())?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?);
+    // Read before anything is served: a bad token file stops colocd here.
+    let metrics_token = match &config.metrics {
+        Some(m) => m.bearer_token(data_dir)?,
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?.with_metrics(metrics.clone()));
     let catalog = load_catalog(&config, data_dir, store.as_ref()).await?;
     // The last known health of every node, until each reports again.
     let health = HealthBook::default();
@@ -543,6 +556,7 @@ pub async fn start(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(RpcMetricsLayer::new(metrics.clone()))
         .layer(DeadlineLayer)
         .add_service(health_service)
         .add_service(
@@ -584,6 +598,36 @@ pub async fn start(
             .await
             .map_err(ServerError::Serve)
     });
+    let metrics_addr = match &ctx.config.metrics {
+        Some(m) => {
+            let listener =
+                TcpListener::bind(m.listen)
+                    .await
+                    .map_err(|source| MetricsError::Bind {
+                        listen: m.listen,
+                        source,
+                    })?;
+            let metrics_addr = listener.local_addr().map_err(|source| MetricsError::Bind {
+                listen: m.listen,
+                source,
+            })?;
+            let source = Arc::new(ColocdFleet::new(ctx.clone()));
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let served =
+                    metrics::serve_listener(listener, metrics_token, source, metrics, async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %coloc_proto::error_chain(&e), "metrics endpoint stopped");
+                }
+            });
+            tracing::info!(addr = %metrics_addr, "serving /metrics");
+            Some(metrics_addr)
+        }
+        None => None,
+    };
     let mut tasks = background::colocd_tasks(&ctx, data_dir);
     tasks.extend(notifier.map(Notifier::task_definition));
     let background =
@@ -591,6 +635,7 @@ pub async fn start(
     tracing::info!(%addr, ca = %ctx.ca.fingerprint(), "colocd serving");
     Ok(Running {
         addr,
+        metrics_addr,
         ctx,
         shutdown: shutdown_tx,
         server,

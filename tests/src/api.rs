@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coloc_proto::controller::v1 as pb;
+use coloc_proto::controller::v1::alerts_client::AlertsClient;
 use coloc_proto::controller::v1::apps_client::AppsClient;
 use coloc_proto::controller::v1::audit_client::AuditClient;
+use coloc_proto::controller::v1::health_client::HealthClient;
 use coloc_proto::controller::v1::nodes_client::NodesClient;
 use coloc_proto::controller::v1::sites_client::SitesClient;
 use coloc_proto::controller::v1::storage_client::StorageClient;
@@ -53,6 +55,8 @@ pub struct Api {
     pub storage: StorageClient<Svc>,
     pub apps: AppsClient<Svc>,
     pub tasks: TasksClient<Svc>,
+    pub health: HealthClient<Svc>,
+    pub alerts: AlertsClient<Svc>,
 }
 
 impl Api {
@@ -67,7 +71,9 @@ impl Api {
             audit: AuditClient::with_interceptor(channel.clone(), b.clone()),
             storage: StorageClient::with_interceptor(channel.clone(), b.clone()),
             apps: AppsClient::with_interceptor(channel.clone(), b.clone()),
-            tasks: TasksClient::with_interceptor(channel, b),
+            tasks: TasksClient::with_interceptor(channel.clone(), b.clone()),
+            health: HealthClient::with_interceptor(channel.clone(), b.clone()),
+            alerts: AlertsClient::with_interceptor(channel, b),
         }
     }
 }

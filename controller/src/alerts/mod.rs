@@ -259,3 +259,34 @@ pub fn may_resolve(inputs: &Inputs<'_>, alert: &AlertRecord) -> bool {
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+
+/// Every rule colocd evaluates, by name (docs/HEALTH.md, "Alert rules"):
+/// what `/metrics` lists with a count of 0 when none fires.
+pub const ALL_RULES: &[&str] = &[
+    node::UNREACHABLE,
+    node::FILESYSTEM_FULL,
+    node::UNITS_FAILED,
+    node::CLOCK_UNSYNCHRONISED,
+    node::REBOOT_REQUIRED,
+    node::TEMPERATURE,
+    node::HEALTH_UNKNOWN,
+    disks::SMART_FAILING,
+    disks::NVME_CRITICAL_WARNING,
+    disks::SECTORS,
+    disks::CRC_ERRORS,
+    disks::TEMPERATURE,
+    disks::SPARE_LOW,
+    disks::WEAROUT,
+    pools::POOL_DEGRADED,
+    pools::POOL_ERRORS,
+    pools::SCRUB_OVERDUE,
+    pools::SCRUB_ERRORS,
+    pools::POOL_CAPACITY,
+    pools::THIN_POOL_DATA,
+    pools::THIN_POOL_METADATA,
+    tenants::VOLUME_FULL,
+    tenants::APP_FAILED,
+    tenants::APP_RESTART_LOOP,
+    expiry::CERTIFICATE,
+    expiry::MEMBERSHIP,
+];
