@@ -11,10 +11,13 @@
 //!   another tenant's alerts or on the nodes' alerts.
 //! - `maintenance`: scrubs and self-tests on demand, checked against the
 //!   node's latest report.
+//! - `notifications`: firing and resolution posted to a real webhook, a
+//!   silenced alert's not.
 //! - `reachability`: a node whose session is gone fires node-unreachable,
 //!   which resolves when it comes back.
 
 mod maintenance;
+mod notifications;
 mod people;
 mod reachability;
 mod reports;
