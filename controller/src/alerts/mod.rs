@@ -86,8 +86,26 @@ pub(crate) fn condition(
         rule,
         severity,
         subject,
-        summary,
+        summary: one_line(&summary),
     }
+}
+
+/// Longest summary, in characters.
+pub const SUMMARY_MAX_CHARS: usize = 500;
+
+/// A summary goes to e-mails, webhooks and terminals: the reasons an agent
+/// gives (a tool's stderr) may hold newlines or escapes, which become
+/// spaces here, and a long one is cut.
+pub fn one_line(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(SUMMARY_MAX_CHARS)
+        .collect();
+    if text.chars().count() > SUMMARY_MAX_CHARS {
+        out.push('…');
+    }
+    out
 }
 
 /// An app instance, for the restart history.

@@ -177,3 +177,14 @@ fn one_condition_per_rule_and_subject_the_most_severe() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].severity, AlertSeverity::Critical);
 }
+
+#[test]
+fn summaries_are_one_bounded_line() {
+    assert_eq!(
+        one_line("zpool: timed out\n\u{1b}[2Jagain"),
+        "zpool: timed out  [2Jagain"
+    );
+    let long = one_line(&"x".repeat(2000));
+    assert_eq!(long.chars().count(), SUMMARY_MAX_CHARS + 1);
+    assert!(long.ends_with('…'));
+}
