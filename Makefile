@@ -3,6 +3,7 @@
 CARGO ?= cargo
 DEMO_DIR ?= $(CURDIR)/.demo
 BENCH_AGENTS ?= 10000
+BENCH_METRICS_NODES ?= 10000
 IMAGE_SPEC ?= image/specs/node.toml
 export COLOC_CACHE ?= /var/cache/coloc
 # The agent that goes into node images: release, stripped, its own target
@@ -12,7 +13,7 @@ IMAGE_TARGET := $(CURDIR)/target/image
 IMAGE_AGENT := $(IMAGE_TARGET)/release/coloc-agent
 IMAGE_BUILDER := $(CURDIR)/target/debug/coloc-image
 
-.PHONY: all deps build demo demo-down test test-fast test-vm lint bench clean \
+.PHONY: all deps build demo demo-down test test-fast test-vm lint bench bench-metrics clean \
 	image image-agent image-verify
 
 all: build
@@ -70,13 +71,20 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Fleet benchmark (BENCH_AGENTS simulated agents against one colocd), then
-# node boot time against a plain Debian baseline, both printed as Markdown.
+# node boot time against a plain Debian baseline, volumes, apps, then the
+# /metrics render; all printed as Markdown.
 bench: deps image
 	$(CARGO) build --release -p coloc-controller -p coloc-tests --bins
 	tools/bench-fleet $(BENCH_AGENTS)
 	target/release/coloc-bench-boot --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 	target/release/coloc-bench-volumes --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 	target/release/coloc-bench-apps --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
+	$(MAKE) bench-metrics
+
+# colocd's /metrics rendered for BENCH_METRICS_NODES synthetic nodes (4
+# disks, 1 pool, 5 volumes, 2 apps each): median time and peak RSS.
+bench-metrics: deps
+	$(CARGO) bench -p coloc-controller --bench metrics_render -- $(BENCH_METRICS_NODES)
 
 clean:
 	$(CARGO) clean

@@ -43,6 +43,7 @@ pub mod context;
 pub mod error;
 pub mod health;
 pub mod limiter;
+pub mod metrics;
 pub mod notify;
 pub mod rules;
 pub mod server;

@@ -32,7 +32,9 @@
 //!
 //! Layout: the traits and [`Host`] (all of them, cheap to clone) are here;
 //! each real implementation is in its own module: `units` (systemd over
-//! D-Bus), `facts` (the real [`Health`]), `smart` (`smartctl --json`),
+//! D-Bus), `facts` (the real [`Health`]'s facts), [`health`] (health
+//! reports, maintenance and device events: the real collection, its
+//! parsers and the simulated node's health), `smart` (`smartctl --json`),
 //! `lsblk` (the one `lsblk` parser, for the facts and the disk prober),
 //! `packages` (apt and dpkg-query), `journal` (`journalctl -o json`),
 //! `accounts` (tenants' system users and groups), [`firewall`] (`nft`)

@@ -131,7 +131,7 @@ pub fn parse_smartctl(device: &str, status: i32, json: &str) -> Result<SmartRepo
 }
 
 /// smartctl's own explanation of what went wrong, one message per line.
-fn smartctl_messages(root: &Value) -> String {
+pub(crate) fn smartctl_messages(root: &Value) -> String {
     root.pointer("/smartctl/messages")
         .and_then(Value::as_array)
         .map(|messages| {

@@ -47,15 +47,32 @@ trait Timedate {
 #[derive(Debug, Default)]
 pub(crate) struct Bus {
     connection: tokio::sync::Mutex<Option<Connection>>,
+    /// Another bus than the system bus (tests: a private dbus-daemon).
+    pub(crate) address: Option<String>,
 }
 
 impl Bus {
+    /// A bus not yet connected to, at `address` (`None`: the system bus).
+    pub(crate) fn at(address: Option<String>) -> Bus {
+        Bus {
+            connection: tokio::sync::Mutex::new(None),
+            address,
+        }
+    }
+
     async fn connection(&self) -> zbus::Result<Connection> {
         let mut cached = self.connection.lock().await;
         if let Some(c) = cached.as_ref() {
             return Ok(c.clone());
         }
-        let c = Connection::system().await?;
+        let c = match &self.address {
+            Some(address) => {
+                zbus::connection::Builder::address(address.as_str())
+                    .build()
+                    .await?
+            }
+            None => Connection::system().await?,
+        };
         *cached = Some(c.clone());
         Ok(c)
     }

@@ -7,8 +7,8 @@
 //! Simulated disks answer SMART like a healthy NVMe drive (PASSED, 35 °C
 //! against a 70 °C limit, 1 % used, spare 100 % over a 10 % threshold, no
 //! media errors); pools report their vdev tree from the devices they were
-//! created on and a scrub finished when the pool was first reported;
-//! thin pools report the use of their volumes; "/" is 8 of 100 GiB used.
+//! created on and no scrub yet (NEVER, until one runs or a test sets
+//! one with `set_last_scrub`); thin pools report the use of their volumes; "/" is 8 of 100 GiB used.
 //! Maintenance started with `start_maintenance` shows RUNNING in the next
 //! report and finished (PASSED, or FAILED on a disk whose verdict is
 //! FAILED or a pool with checksum errors) in the one after, with its
@@ -60,7 +60,7 @@ pub(crate) struct FakeHealthState {
     clock_unsynchronised: bool,
     reboot: Option<String>,
     unobserved: BTreeMap<String, String>,
-    /// Last scrub per pool, from the first report that saw the pool.
+    /// Last scrub per pool: the last run finished, or set by a test.
     scrubs: BTreeMap<String, ScrubStatus>,
     /// Newest self-test per device.
     self_tests: BTreeMap<String, SelfTestResult>,
@@ -113,7 +113,9 @@ impl FakeHealth {
         };
     }
 
-    /// NVMe critical-warning bits of `device`; 0 clears them.
+    /// NVMe critical-warning bits of `device`; 0 clears them. The verdict
+    /// stays as set (a real drive with a critical warning also fails its
+    /// self-assessment: set both to mirror that, one to test one rule).
     pub fn set_critical_warning(&self, device: &str, bits: u32) {
         lock(&self.health)
             .critical_warnings
@@ -224,23 +226,15 @@ impl FakeHealth {
         };
     }
 
-    /// Sets the last scrub `pool` reports: finished at `finished_unix`
-    /// (started an hour before), or `None` for a pool never scrubbed.
-    /// Tests of the maintenance schedule and of scrub-overdue use it.
-    pub fn set_last_scrub(&self, pool: &str, finished_unix: Option<u64>) {
-        let scrub = match finished_unix {
-            Some(finished) => ScrubStatus {
-                state: ScrubState::Finished as i32,
-                started_unix: finished.saturating_sub(3600),
-                finished_unix: finished,
-                ..ScrubStatus::default()
-            },
-            None => ScrubStatus {
-                state: ScrubState::Never as i32,
-                ..ScrubStatus::default()
-            },
+    /// What the pool's scrub status says (e.g. finished long ago, or with
+    /// errors); `None`: never scrubbed. A scrub started with
+    /// `start_maintenance` replaces it when it finishes.
+    pub fn set_last_scrub(&self, pool: &str, scrub: Option<ScrubStatus>) {
+        let mut s = lock(&self.health);
+        match scrub {
+            Some(v) => s.scrubs.insert(pool.to_owned(), v),
+            None => s.scrubs.remove(pool),
         };
-        lock(&self.health).scrubs.insert(pool.to_owned(), scrub);
     }
 
     /// Every fault back to healthy; maintenance history is kept.
@@ -354,7 +348,7 @@ impl FakeHealth {
         }
 
         for (pool, layout, devices) in &zfs {
-            let mut p = self.pool_health(s, pool, *layout, devices, now);
+            let mut p = self.pool_health(s, pool, *layout, devices);
             for run in s.runs.iter().chain(&finished_runs) {
                 if run.kind != MaintenanceKind::Scrub || run.subject != pool.name {
                     continue;
@@ -516,7 +510,6 @@ impl FakeHealth {
         pool: &PoolObservation,
         layout: PoolLayout,
         devices: &[String],
-        now: u64,
     ) -> ZfsPoolHealth {
         let lost = s.degraded.get(&pool.name).cloned();
         let redundant = matches!(
@@ -579,10 +572,8 @@ impl FakeHealth {
         } else {
             ""
         };
-        let scrub = *s.scrubs.entry(pool.name.clone()).or_insert(ScrubStatus {
-            state: ScrubState::Finished as i32,
-            started_unix: now,
-            finished_unix: now,
+        let scrub = s.scrubs.get(&pool.name).copied().unwrap_or(ScrubStatus {
+            state: ScrubState::Never as i32,
             ..ScrubStatus::default()
         });
         ZfsPoolHealth {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use coloc_proto::agent::v1::{
     FailedUnit, HealthReport, MaintenanceKind, MaintenanceState, PoolLayout, ScrubState,
-    SelfTestKind, SmartVerdict,
+    ScrubStatus, SelfTestKind, SmartVerdict,
 };
 use coloc_proto::health::check_report;
 use coloc_proto::storage::{PoolName, VolumeId};
@@ -98,7 +98,7 @@ async fn a_fresh_simulated_node_is_healthy_in_every_section() {
             ("vdc", 2, "ONLINE")
         ]
     );
-    assert_eq!(tank.scrub.unwrap().state, ScrubState::Finished as i32);
+    assert_eq!(tank.scrub.unwrap().state, ScrubState::Never as i32);
     assert_eq!(r.thin_pools.len(), 1);
     assert_eq!(r.thin_pools[0].volume_group, "fast");
     assert!(r.thin_pools[0].unknown.is_empty());
@@ -249,6 +249,32 @@ async fn a_scrub_runs_in_the_next_report_and_finishes_in_the_one_after() {
     let third = report(&fake, &inputs).await;
     assert!(third.maintenance.is_empty(), "reported finished once");
     assert_eq!(third.zfs_pools[0].scrub, Some(scrub));
+}
+
+#[tokio::test]
+async fn a_last_scrub_set_by_a_test_is_reported_until_a_new_one_finishes() {
+    let (fake, inputs) = node().await;
+    let old = ScrubStatus {
+        state: ScrubState::Finished as i32,
+        started_unix: 1_700_000_000,
+        finished_unix: 1_700_003_600,
+        errors: 2,
+        repaired_bytes: 4096,
+        progress_permille: 0,
+    };
+    fake.health.set_last_scrub("tank", Some(old));
+    assert_eq!(report(&fake, &inputs).await.zfs_pools[0].scrub, Some(old));
+    fake.host()
+        .health
+        .start_maintenance(MaintenanceKind::Scrub, "tank")
+        .await
+        .unwrap();
+    report(&fake, &inputs).await;
+    let new = report(&fake, &inputs).await.zfs_pools[0].scrub.unwrap();
+    assert!(new.finished_unix > old.finished_unix && new.errors == 0);
+    fake.health.set_last_scrub("tank", None);
+    let never = report(&fake, &inputs).await.zfs_pools[0].scrub.unwrap();
+    assert_eq!(never.state, ScrubState::Never as i32);
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ pub(crate) const LVS_THIN_ARGS: &[&str] = &[
 const WHAT: &str = "lvs output";
 
 /// The thin pools in `lvs` JSON output (the columns of
-/// [`LVS_THIN_ARGS`]), in lvs' order.
+/// `LVS_THIN_ARGS`), in lvs' order.
 pub fn parse_lvs_thin_pools(json: &str) -> Result<Vec<ThinPoolHealth>, HostError> {
     let root: Value =
         serde_json::from_str(json).map_err(|e| HostError::parse(WHAT, e.to_string()))?;

@@ -10,7 +10,7 @@
 //! LVM tools simply has no pools of that kind; a host without `smartctl`
 //! has disks whose SMART is unknown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -32,7 +32,7 @@ use super::system::{CpuSample, filesystem_use, read_hwmon, read_nics, read_reboo
 use super::zpool::parse_zpool_status;
 use crate::lsblk::list_disks_with;
 use crate::runner::{CommandError, Runner};
-use crate::smart::smartctl_statuses;
+use crate::smart::{smartctl_messages, smartctl_statuses};
 use crate::volumes::parse_zpool_list;
 use crate::{HostError, RealHealth};
 
@@ -126,6 +126,10 @@ struct Memory {
     last_collected: u64,
     /// Self-tests seen running, by device: kind and when first seen.
     self_tests: BTreeMap<String, (i32, u64)>,
+    /// Pools whose scrub was seen running.
+    scrubs_running: BTreeSet<String>,
+    /// The end of the last finished scrub reported, by pool.
+    scrubs_reported: BTreeMap<String, u64>,
 }
 
 /// The configuration and memory of the real collection, shared by the
@@ -148,7 +152,7 @@ impl Clone for Collector {
             tools: self.tools.clone(),
             deadlines: self.deadlines.clone(),
             memory: Mutex::default(),
-            bus: Bus::default(),
+            bus: Bus::at(self.bus.address.clone()),
         }
     }
 }
@@ -167,6 +171,13 @@ impl RealHealth {
         Arc::make_mut(&mut self.collector)
             .tools
             .insert(tool.to_owned(), program.to_owned());
+        self
+    }
+
+    /// Asks systemd and timedated on the bus at `address` (a D-Bus
+    /// address, `unix:path=...`) instead of the system bus.
+    pub fn with_bus_address(mut self, address: &str) -> RealHealth {
+        Arc::make_mut(&mut self.collector).bus = Bus::at(Some(address.to_owned()));
         self
     }
 
@@ -329,6 +340,8 @@ impl RealHealth {
         let disks = listed
             .into_iter()
             .filter(|d| !NOT_DRIVES.iter().any(|p| d.name.starts_with(p)))
+            // An empty card reader slot: no medium, nothing to watch.
+            .filter(|d| d.size_bytes != Some(0))
             .map(|d| {
                 let runner = runner.clone();
                 let smartctl = smartctl.clone();
@@ -508,6 +521,7 @@ impl RealHealth {
     fn maintenance_seen(&self, report: &mut HealthReport, now: u64) {
         let mut memory = lock(&self.collector.memory);
         let since = memory.last_collected;
+        let mut scrubs_running = BTreeSet::new();
         for pool in &report.zfs_pools {
             let Some(scrub) = &pool.scrub else { continue };
             let run = |state: MaintenanceState, detail: &str| MaintenanceRun {
@@ -519,29 +533,39 @@ impl RealHealth {
                 detail: detail.to_owned(),
                 on_demand: false,
             };
-            match ScrubState::try_from(scrub.state) {
-                Ok(ScrubState::Running) => {
-                    report.maintenance.push(run(MaintenanceState::Running, ""))
-                }
-                Ok(ScrubState::Finished) if since > 0 && scrub.finished_unix >= since => {
-                    let (state, detail) = if scrub.errors > 0 {
-                        (
-                            MaintenanceState::Failed,
-                            format!("{} errors found", scrub.errors),
-                        )
-                    } else {
-                        (MaintenanceState::Passed, String::new())
-                    };
-                    report.maintenance.push(run(state, &detail));
-                }
-                Ok(ScrubState::Canceled) if since > 0 && scrub.finished_unix >= since => {
-                    report
-                        .maintenance
-                        .push(run(MaintenanceState::Failed, "scrub canceled"));
-                }
-                _ => {}
+            let state = ScrubState::try_from(scrub.state);
+            if state == Ok(ScrubState::Running) {
+                scrubs_running.insert(pool.name.clone());
+                report.maintenance.push(run(MaintenanceState::Running, ""));
+                continue;
             }
+            if !matches!(state, Ok(ScrubState::Finished | ScrubState::Canceled)) {
+                continue;
+            }
+            // Finished since the previous report: seen running then, or
+            // ended after it; reported once.
+            let new = memory.scrubs_running.contains(&pool.name)
+                || (since > 0 && scrub.finished_unix >= since);
+            if !new || memory.scrubs_reported.get(&pool.name) == Some(&scrub.finished_unix) {
+                continue;
+            }
+            memory
+                .scrubs_reported
+                .insert(pool.name.clone(), scrub.finished_unix);
+            report
+                .maintenance
+                .push(if state == Ok(ScrubState::Canceled) {
+                    run(MaintenanceState::Failed, "scrub canceled")
+                } else if scrub.errors > 0 {
+                    run(
+                        MaintenanceState::Failed,
+                        &format!("{} errors found", scrub.errors),
+                    )
+                } else {
+                    run(MaintenanceState::Passed, "")
+                });
         }
+        memory.scrubs_running = scrubs_running;
         let mut running_now = BTreeMap::new();
         for disk in &report.disks {
             let Some(test) = &disk.last_self_test else {
@@ -629,17 +653,9 @@ impl RealHealth {
                 // command to start the test failed (one already running,
                 // no self-test support).
                 if out.status & 0b111 != 0 {
-                    let root: serde_json::Value =
-                        serde_json::from_str(&out.stdout).unwrap_or_default();
-                    let messages = root
-                        .pointer("/smartctl/messages")
-                        .and_then(serde_json::Value::as_array)
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|m| m.get("string").and_then(|s| s.as_str()))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
+                    let messages = serde_json::from_str(&out.stdout)
+                        .map(|root| smartctl_messages(&root))
+                        .ok()
                         .filter(|m| !m.is_empty())
                         .unwrap_or_else(|| "smartctl gave no message".to_owned());
                     return Err(HostError::SmartFailed {

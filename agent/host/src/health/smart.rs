@@ -12,7 +12,7 @@
 use coloc_proto::agent::v1::{DiskHealth, SelfTestKind, SelfTestResult, SmartVerdict};
 use serde_json::Value;
 
-use crate::smart::smartctl_status_is_fatal;
+use crate::smart::{smartctl_messages as messages, smartctl_status_is_fatal};
 
 /// Bit 3: "SMART status check returned DISK FAILING".
 const DISK_FAILING_BIT: i32 = 0b1000;
@@ -244,18 +244,4 @@ fn nvme_self_test(root: &Value) -> Option<SelfTestResult> {
         power_on_hours: newest.get("power_on_hours").and_then(Value::as_u64),
         running: false,
     })
-}
-
-/// smartctl's own explanation, one message after the other.
-fn messages(root: &Value) -> String {
-    root.pointer("/smartctl/messages")
-        .and_then(Value::as_array)
-        .map(|messages| {
-            messages
-                .iter()
-                .filter_map(|m| m.get("string").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default()
 }

@@ -152,6 +152,10 @@ pub(crate) fn read_system(
 /// −40…150 °C is listed with its reason as `unknown`.
 pub fn read_hwmon(sys: &Path) -> Result<Vec<Temperature>, HostError> {
     let dir = sys.join("class/hwmon");
+    // A kernel without hwmon (some VMs) has no sensors: nothing unknown.
+    if !dir.exists() && sys.join("class").is_dir() {
+        return Ok(Vec::new());
+    }
     let mut chips = list_dir(&dir)?;
     chips.sort();
     let mut out = Vec::new();
@@ -202,12 +206,13 @@ fn millidegrees(text: &str) -> Option<f64> {
     text.trim().parse::<i64>().ok().map(|m| m as f64 / 1000.0)
 }
 
-/// Every network interface under `sys/class/net` but `lo`: up when its
-/// operstate is "up", its speed when the driver gives one.
+/// Every network interface under `sys/class/net` backed by a device (a
+/// NIC, not `lo`, a bridge, a veth or a tunnel): up when its operstate is
+/// "up", its speed when the driver gives one.
 pub fn read_nics(sys: &Path) -> Result<Vec<NicHealth>, HostError> {
     let dir = sys.join("class/net");
     let mut names = list_dir(&dir)?;
-    names.retain(|n| n != "lo");
+    names.retain(|n| n != "lo" && dir.join(n).join("device").exists());
     names.sort();
     Ok(names
         .into_iter()

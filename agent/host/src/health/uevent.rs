@@ -68,7 +68,7 @@ pub trait DeviceEvents: Send {
 }
 
 /// The kernel's uevents, read from a netlink socket by a thread of its
-/// own (blocking reads; the thread ends within [`POLL`] of this value
+/// own (blocking reads; the thread ends within `POLL` (5 s) of this value
 /// being dropped).
 #[derive(Debug)]
 pub struct RealDeviceEvents {
@@ -76,7 +76,7 @@ pub struct RealDeviceEvents {
 }
 
 /// How often the reading thread checks whether anyone still listens.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_secs(5);
 
 impl RealDeviceEvents {
     /// Opens and binds the socket and starts the thread reading it.
@@ -205,7 +205,7 @@ pub fn parse_uevent(datagram: &[u8]) -> Option<DeviceEvent> {
     // DEVNAME is relative to /dev ("sda", "nvme0"); some kernels give it
     // with the prefix.
     let devname = devname?.trim_start_matches("/dev/");
-    if devname.is_empty() || devname.contains('/') && !devname.starts_with("nvme") {
+    if devname.is_empty() || devname.contains('/') {
         return None;
     }
     let wanted = match subsystem? {
@@ -263,6 +263,14 @@ mod tests {
             "DEVTYPE=disk",
         ]);
         assert_eq!(parse_uevent(&remove).unwrap().action, "remove");
+        let prefixed = datagram(&[
+            "change@/devices/x/block/sdb",
+            "ACTION=change",
+            "SUBSYSTEM=block",
+            "DEVNAME=/dev/sdb",
+            "DEVTYPE=disk",
+        ]);
+        assert_eq!(parse_uevent(&prefixed).unwrap().devname, "sdb");
     }
 
     #[test]
@@ -313,6 +321,14 @@ mod tests {
                 "ACTION=add",
                 "SUBSYSTEM=block",
                 "DEVNAME=dm-3",
+                "DEVTYPE=disk",
+            ]),
+            // A name below /dev that is not a disk's.
+            datagram(&[
+                "add@/devices/virtual/block/x",
+                "ACTION=add",
+                "SUBSYSTEM=block",
+                "DEVNAME=mapper/x",
                 "DEVTYPE=disk",
             ]),
             // A network interface.

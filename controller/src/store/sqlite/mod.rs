@@ -72,6 +72,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// None for an in-memory database.
     path: Option<PathBuf>,
+    /// Where each operation's latency goes (`colocd_store_duration_seconds`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -229,7 +231,16 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            metrics: None,
         })
+    }
+
+    /// Records every operation's latency (lock wait included: the time
+    /// colocd waits for the store) in `metrics`, named after the store
+    /// method that ran it.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> SqliteStore {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs `work` on the blocking pool with the connection locked.
@@ -238,8 +249,18 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.run_as(op_name::<F>(), work).await
+    }
+
+    /// [`SqliteStore::run`], its latency recorded under `op`.
+    async fn run_as<T, F>(&self, op: &'static str, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        let out = tokio::task::spawn_blocking(move || {
             // A panic inside `work` unwinds through its open Transaction,
             // whose drop rolls back, so the connection is still consistent
             // and the poison flag carries no information.
@@ -247,7 +268,11 @@ impl SqliteStore {
             work(&mut conn)
         })
         .await
-        .map_err(|e| backend(SqliteError::Task(e)))?
+        .map_err(|e| backend(SqliteError::Task(e)))?;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_store(op, started.elapsed());
+        }
+        out
     }
 
     /// Runs `work` in one IMMEDIATE transaction (the write lock taken at
@@ -258,13 +283,47 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.run(move |conn| {
+        self.run_as(op_name::<F>(), move |conn| {
             let tx = immediate(conn)?;
             let out = work(&tx)?;
             tx.commit().db()?;
             Ok(out)
         })
         .await
+    }
+}
+
+/// The store method a closure was written in, from its type's name
+/// ("…SqliteStore>::record_seen<'_>::{{closure}}::{{closure}}" is
+/// "record_seen"): the operation's label, known at compile time and never
+/// from a caller's input.
+fn op_name<F>() -> &'static str {
+    let mut name = std::any::type_name::<F>();
+    while let Some(outer) = name.strip_suffix("::{{closure}}") {
+        name = outer;
+    }
+    // "create_site<'_, '_>": the method's generic arguments go.
+    if name.ends_with('>') {
+        let mut depth = 0usize;
+        for (i, c) in name.char_indices().rev() {
+            match c {
+                '>' => depth += 1,
+                '<' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                name = &name[..i];
+                break;
+            }
+        }
+    }
+    match name.rsplit("::").next() {
+        Some(last)
+            if !last.is_empty() && last.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            last
+        }
+        _ => "other",
     }
 }
 

@@ -550,3 +550,32 @@ async fn observed_state_and_facts_are_recorded() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn every_operation_is_timed_under_the_name_of_its_store_method() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let store = SqliteStore::open_in_memory()
+        .unwrap()
+        .with_metrics(metrics.clone());
+    store.create_site(site("lyon-1")).await.unwrap();
+    store.list_sites().await.unwrap();
+    store.list_sites().await.unwrap();
+    let _ = store.get_site(&site_name("nantes")).await;
+
+    let ops: BTreeMap<String, u64> = metrics
+        .store_values()
+        .into_iter()
+        .map(|(labels, values)| (labels[0].to_string(), values.count))
+        .collect();
+    assert_eq!(ops.get("create_site"), Some(&1), "{ops:?}");
+    assert_eq!(ops.get("list_sites"), Some(&2), "{ops:?}");
+    assert_eq!(
+        ops.get("get_site"),
+        Some(&1),
+        "a refused read is timed too: {ops:?}"
+    );
+    assert!(
+        !ops.contains_key("other"),
+        "every operation is named: {ops:?}"
+    );
+}

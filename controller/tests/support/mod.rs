@@ -1,0 +1,3 @@
+//! Shared by the metrics tests and the render benchmark.
+
+pub mod fleet;
