@@ -34,6 +34,41 @@ use crate::store::{
     TenantRecord, UnixSecs, VolumeRecord,
 };
 
+/// Every rule colocd evaluates, with the severities it can raise (for the
+/// metrics endpoint, which writes a zero for each so that a query on a
+/// rule always finds its series; and for docs/HEALTH.md's table).
+pub const RULES: &[(&str, &[AlertSeverity])] = {
+    use AlertSeverity::{Critical, Info, Warning};
+    &[
+        (node::UNREACHABLE, &[Critical]),
+        (disks::SMART_FAILING, &[Critical]),
+        (disks::NVME_CRITICAL_WARNING, &[Critical]),
+        (disks::SECTORS, &[Warning]),
+        (disks::CRC_ERRORS, &[Warning]),
+        (disks::TEMPERATURE, &[Warning]),
+        (disks::SPARE_LOW, &[Critical]),
+        (disks::WEAROUT, &[Warning]),
+        (pools::POOL_DEGRADED, &[Warning, Critical]),
+        (pools::POOL_ERRORS, &[Warning, Critical]),
+        (pools::SCRUB_OVERDUE, &[Warning]),
+        (pools::SCRUB_ERRORS, &[Warning]),
+        (pools::POOL_CAPACITY, &[Warning, Critical]),
+        (pools::THIN_POOL_DATA, &[Warning, Critical]),
+        (pools::THIN_POOL_METADATA, &[Warning, Critical]),
+        (node::FILESYSTEM_FULL, &[Critical]),
+        (tenants::VOLUME_FULL, &[Warning]),
+        (tenants::APP_FAILED, &[Critical]),
+        (tenants::APP_RESTART_LOOP, &[Warning]),
+        (node::UNITS_FAILED, &[Warning]),
+        (node::CLOCK_UNSYNCHRONISED, &[Warning]),
+        (node::REBOOT_REQUIRED, &[Info]),
+        (node::TEMPERATURE, &[Warning, Critical]),
+        (node::HEALTH_UNKNOWN, &[Warning]),
+        (expiry::CERTIFICATE, &[Warning, Critical]),
+        (expiry::MEMBERSHIP, &[Warning, Critical]),
+    ]
+};
+
 /// A condition a rule sees now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {

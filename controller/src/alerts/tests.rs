@@ -188,3 +188,19 @@ fn summaries_are_one_bounded_line() {
     assert_eq!(long.chars().count(), SUMMARY_MAX_CHARS + 1);
     assert!(long.ends_with('…'));
 }
+
+#[test]
+fn every_rule_is_listed_once_and_documented() {
+    let doc = include_str!("../../../docs/HEALTH.md");
+    let mut names: Vec<&str> = RULES.iter().map(|(r, _)| *r).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), RULES.len(), "a rule listed twice");
+    for (rule, severities) in RULES {
+        assert!(!severities.is_empty());
+        assert!(
+            doc.contains(&format!("`{rule}`")),
+            "{rule} missing from docs/HEALTH.md"
+        );
+    }
+}
