@@ -14,10 +14,12 @@
 //!   node's latest report.
 //! - `notifications`: firing and resolution posted to a real webhook, a
 //!   silenced alert's not.
+//! - `metrics`: a firing alert and a node's disks in colocd's `/metrics`.
 //! - `reachability`: a node whose session is gone fires node-unreachable,
 //!   which resolves when it comes back.
 
 mod maintenance;
+mod metrics;
 mod notifications;
 mod people;
 mod reachability;
