@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod health;
 
 pub use self::health::{AlertsConfig, HealthConfig};
+use crate::metrics::MetricsConfig;
 use crate::notify::NotifyConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,9 +80,9 @@ pub struct ControllerConfig {
     /// `[notify]`: who is told about alerts, by e-mail and webhooks.
     #[serde(default, skip_serializing_if = "NotifyConfig::is_default")]
     pub notify: NotifyConfig,
-    /// `[metrics]`: Prometheus' `/metrics` for the whole fleet; absent, off.
+    /// `[metrics]`: the Prometheus endpoint; absent, none is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<crate::metrics::MetricsConfig>,
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Longest `membership_grace_days`: past a year, the membership is two

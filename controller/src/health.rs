@@ -8,6 +8,10 @@
 //! ends up in alerts, logs, e-mails and terminals). A refused report
 //! changes nothing; the previous one stays. The book decides nothing
 //! about alerts: it tells the `alerts` task that something arrived.
+//!
+//! [`fleet`] hands the metrics endpoint the fleet as colocd knows it.
+
+pub mod fleet;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -41,7 +41,6 @@ pub mod catalog;
 pub mod config;
 pub mod context;
 pub mod error;
-pub mod fleet_metrics;
 pub mod health;
 pub mod limiter;
 pub mod metrics;

@@ -49,10 +49,10 @@ use crate::ca::{self, CertificateAuthority};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CONFIG_FILE, ControllerConfig};
 use crate::context::Ctx;
-use crate::fleet_metrics::ColocdFleet;
 use crate::health::HealthBook;
+use crate::health::fleet::CtxFleet;
 use crate::limiter::Limiters;
-use crate::metrics::{self, Metrics, MetricsError, RpcMetricsLayer};
+use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::notify::Notifier;
 use crate::store::prelude::*;
 use crate::store::sqlite::SqliteStore;
@@ -100,10 +100,10 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("cannot serve metrics")]
-    Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot start alert notifications")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot load the app catalog from {source_name}")]
     Catalog {
         source_name: String,
@@ -252,6 +252,7 @@ pub struct Running {
     pub ctx: Ctx,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), ServerError>>,
+    metrics_server: Option<JoinHandle<Result<(), crate::metrics::MetricsError>>>,
     background: background::Driver,
 }
 
@@ -275,6 +276,13 @@ impl Running {
                 Ok(())
             }
         };
+        if let Some(m) = self.metrics_server {
+            match m.await {
+                Ok(Err(err)) => tracing::error!(error = %err, "metrics endpoint failed"),
+                Err(join) => tracing::error!(error = %join, "metrics endpoint task panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         self.background.join().await;
         // What the limits counted in windows still open would be lost.
         if let Err(err) = background::refusal_summaries::write_summaries(&self.ctx, true).await {
@@ -436,11 +444,7 @@ pub async fn start(
     let config = ControllerConfig::load(&config_path)?;
     let ca = CertificateAuthority::load(data_dir)?;
     let server_cert = Arc::new(server_certificate(data_dir, &ca, &config, clock.now())?);
-    // Read before anything is served: a bad token file stops colocd here.
-    let metrics_token = match &config.metrics {
-        Some(m) => m.bearer_token(data_dir)?,
-        None => None,
-    };
+    // colocd's own RPC and store latency, for `/metrics`.
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?.with_metrics(metrics.clone()));
@@ -481,6 +485,23 @@ pub async fn start(
         tasks: Arc::new(TaskBoard::default()),
         server_cert: server_cert.clone(),
         health: Arc::new(health),
+    };
+
+    // The Prometheus endpoint, when [metrics] is configured: its token
+    // file is read and its address bound now, so that a mistake stops
+    // colocd before it serves.
+    let metrics_listener = match &ctx.config.metrics {
+        Some(mc) => {
+            let token = mc.bearer_token(data_dir)?;
+            let listener = TcpListener::bind(mc.listen).await.map_err(|source| {
+                crate::metrics::MetricsError::Bind {
+                    listen: mc.listen,
+                    source,
+                }
+            })?;
+            Some((listener, token))
+        }
+        None => None,
     };
 
     // Alert notifications, when [notify] names a target: its files (the
@@ -556,8 +577,8 @@ pub async fn start(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .layer(RpcMetricsLayer::new(metrics.clone()))
         .layer(DeadlineLayer)
+        .layer(RpcMetricsLayer::new(metrics.clone()))
         .add_service(health_service)
         .add_service(
             reflection_v1
@@ -598,35 +619,24 @@ pub async fn start(
             .await
             .map_err(ServerError::Serve)
     });
-    let metrics_addr = match &ctx.config.metrics {
-        Some(m) => {
-            let listener =
-                TcpListener::bind(m.listen)
-                    .await
-                    .map_err(|source| MetricsError::Bind {
-                        listen: m.listen,
-                        source,
-                    })?;
-            let metrics_addr = listener.local_addr().map_err(|source| MetricsError::Bind {
-                listen: m.listen,
-                source,
-            })?;
-            let source = Arc::new(ColocdFleet::new(ctx.clone()));
+    let (metrics_addr, metrics_server) = match metrics_listener {
+        Some((listener, token)) => {
+            let at = listener.local_addr().ok();
             let mut stop = shutdown_rx.clone();
-            tokio::spawn(async move {
-                let served =
-                    metrics::serve_listener(listener, metrics_token, source, metrics, async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %coloc_proto::error_chain(&e), "metrics endpoint stopped");
-                }
-            });
-            tracing::info!(addr = %metrics_addr, "serving /metrics");
-            Some(metrics_addr)
+            let source = Arc::new(CtxFleet(ctx.clone()));
+            let serving = crate::metrics::serve_listener(
+                listener,
+                token,
+                source,
+                metrics.clone(),
+                async move {
+                    let _ = stop.changed().await;
+                },
+            );
+            tracing::info!(addr = ?at, "metrics served on /metrics");
+            (at, Some(tokio::spawn(serving)))
         }
-        None => None,
+        None => (None, None),
     };
     let mut tasks = background::colocd_tasks(&ctx, data_dir);
     tasks.extend(notifier.map(Notifier::task_definition));
@@ -639,6 +649,7 @@ pub async fn start(
         ctx,
         shutdown: shutdown_tx,
         server,
+        metrics_server,
         background,
     })
 }

@@ -39,9 +39,14 @@ fn ends(not_after: UnixSecs, now: UnixSecs) -> String {
     }
 }
 
-/// The certificate a node authenticates with.
+/// The certificate a node authenticates with, once its renewal is due
+/// and has not happened (a short lifetime is renewed with less than the
+/// warning's days left: that is no news).
 pub fn node_certificate(n: &NodeRecord, now: UnixSecs, t: &AlertsConfig) -> Option<Condition> {
     let not_after = n.cert.not_after_unix;
+    if now < n.cert.renew_after_unix {
+        return None;
+    }
     let severity = certificate_severity(not_after, now, t)?;
     Some(condition(
         CERTIFICATE,
@@ -121,6 +126,7 @@ mod tests {
     fn certificates_warn_within_14_days_and_are_critical_within_3() {
         let t = AlertsConfig::default();
         let mut n = node_record("n1");
+        n.cert.renew_after_unix = NOW - 1;
         n.cert.not_after_unix = NOW + 15 * DAY;
         assert!(node_certificate(&n, NOW, &t).is_none());
         n.cert.not_after_unix = NOW + 14 * DAY;

@@ -34,6 +34,41 @@ use crate::store::{
     TenantRecord, UnixSecs, VolumeRecord,
 };
 
+/// Every rule colocd evaluates, with the severities it can raise (for the
+/// metrics endpoint, which writes a zero for each so that a query on a
+/// rule always finds its series; and for docs/HEALTH.md's table).
+pub const RULES: &[(&str, &[AlertSeverity])] = {
+    use AlertSeverity::{Critical, Info, Warning};
+    &[
+        (node::UNREACHABLE, &[Critical]),
+        (disks::SMART_FAILING, &[Critical]),
+        (disks::NVME_CRITICAL_WARNING, &[Critical]),
+        (disks::SECTORS, &[Warning]),
+        (disks::CRC_ERRORS, &[Warning]),
+        (disks::TEMPERATURE, &[Warning]),
+        (disks::SPARE_LOW, &[Critical]),
+        (disks::WEAROUT, &[Warning]),
+        (pools::POOL_DEGRADED, &[Warning, Critical]),
+        (pools::POOL_ERRORS, &[Warning, Critical]),
+        (pools::SCRUB_OVERDUE, &[Warning]),
+        (pools::SCRUB_ERRORS, &[Warning]),
+        (pools::POOL_CAPACITY, &[Warning, Critical]),
+        (pools::THIN_POOL_DATA, &[Warning, Critical]),
+        (pools::THIN_POOL_METADATA, &[Warning, Critical]),
+        (node::FILESYSTEM_FULL, &[Critical]),
+        (tenants::VOLUME_FULL, &[Warning]),
+        (tenants::APP_FAILED, &[Critical]),
+        (tenants::APP_RESTART_LOOP, &[Warning]),
+        (node::UNITS_FAILED, &[Warning]),
+        (node::CLOCK_UNSYNCHRONISED, &[Warning]),
+        (node::REBOOT_REQUIRED, &[Info]),
+        (node::TEMPERATURE, &[Warning, Critical]),
+        (node::HEALTH_UNKNOWN, &[Warning]),
+        (expiry::CERTIFICATE, &[Warning, Critical]),
+        (expiry::MEMBERSHIP, &[Warning, Critical]),
+    ]
+};
+
 /// A condition a rule sees now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
@@ -86,8 +121,26 @@ pub(crate) fn condition(
         rule,
         severity,
         subject,
-        summary,
+        summary: one_line(&summary),
     }
+}
+
+/// Longest summary, in characters.
+pub const SUMMARY_MAX_CHARS: usize = 500;
+
+/// A summary goes to e-mails, webhooks and terminals: the reasons an agent
+/// gives (a tool's stderr) may hold newlines or escapes, which become
+/// spaces here, and a long one is cut.
+pub fn one_line(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(SUMMARY_MAX_CHARS)
+        .collect();
+    if text.chars().count() > SUMMARY_MAX_CHARS {
+        out.push('…');
+    }
+    out
 }
 
 /// An app instance, for the restart history.
@@ -259,34 +312,3 @@ pub fn may_resolve(inputs: &Inputs<'_>, alert: &AlertRecord) -> bool {
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
-
-/// Every rule colocd evaluates, by name (docs/HEALTH.md, "Alert rules"):
-/// what `/metrics` lists with a count of 0 when none fires.
-pub const ALL_RULES: &[&str] = &[
-    node::UNREACHABLE,
-    node::FILESYSTEM_FULL,
-    node::UNITS_FAILED,
-    node::CLOCK_UNSYNCHRONISED,
-    node::REBOOT_REQUIRED,
-    node::TEMPERATURE,
-    node::HEALTH_UNKNOWN,
-    disks::SMART_FAILING,
-    disks::NVME_CRITICAL_WARNING,
-    disks::SECTORS,
-    disks::CRC_ERRORS,
-    disks::TEMPERATURE,
-    disks::SPARE_LOW,
-    disks::WEAROUT,
-    pools::POOL_DEGRADED,
-    pools::POOL_ERRORS,
-    pools::SCRUB_OVERDUE,
-    pools::SCRUB_ERRORS,
-    pools::POOL_CAPACITY,
-    pools::THIN_POOL_DATA,
-    pools::THIN_POOL_METADATA,
-    tenants::VOLUME_FULL,
-    tenants::APP_FAILED,
-    tenants::APP_RESTART_LOOP,
-    expiry::CERTIFICATE,
-    expiry::MEMBERSHIP,
-];

@@ -177,3 +177,30 @@ fn one_condition_per_rule_and_subject_the_most_severe() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].severity, AlertSeverity::Critical);
 }
+
+#[test]
+fn summaries_are_one_bounded_line() {
+    assert_eq!(
+        one_line("zpool: timed out\n\u{1b}[2Jagain"),
+        "zpool: timed out  [2Jagain"
+    );
+    let long = one_line(&"x".repeat(2000));
+    assert_eq!(long.chars().count(), SUMMARY_MAX_CHARS + 1);
+    assert!(long.ends_with('…'));
+}
+
+#[test]
+fn every_rule_is_listed_once_and_documented() {
+    let doc = include_str!("../../../docs/HEALTH.md");
+    let mut names: Vec<&str> = RULES.iter().map(|(r, _)| *r).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), RULES.len(), "a rule listed twice");
+    for (rule, severities) in RULES {
+        assert!(!severities.is_empty());
+        assert!(
+            doc.contains(&format!("`{rule}`")),
+            "{rule} missing from docs/HEALTH.md"
+        );
+    }
+}

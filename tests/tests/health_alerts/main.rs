@@ -8,13 +8,19 @@
 //!   nothing; the last report and the alerts survive a restart of colocd.
 //! - `people`: acknowledging and silencing, with their audit entries and
 //!   their refusals; a member of one tenant neither sees nor acts on
-//!   another tenant's alerts or on the nodes' alerts.
+//!   another tenant's alerts or on the nodes' alerts; a volume filling up
+//!   is its tenant's alert.
 //! - `maintenance`: scrubs and self-tests on demand, checked against the
 //!   node's latest report.
+//! - `notifications`: firing and resolution posted to a real webhook, a
+//!   silenced alert's not.
+//! - `metrics`: a firing alert and a node's disks in colocd's `/metrics`.
 //! - `reachability`: a node whose session is gone fires node-unreachable,
 //!   which resolves when it comes back.
 
 mod maintenance;
+mod metrics;
+mod notifications;
 mod people;
 mod reachability;
 mod reports;

@@ -289,3 +289,71 @@ async fn a_member_sees_only_their_tenants_alerts_and_cannot_act_on_others() -> R
     ));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_volume_filling_up_is_its_tenants_alert_and_theirs_only() -> Result<()> {
+    const GIB: u64 = 1 << 30;
+    let (ctl, agents, admin) = fleet(&["n1"]).await?;
+    let mut api = ctl.admin().await?;
+    create_pool(
+        &mut api,
+        "n1",
+        "tank",
+        coloc_proto::agent::v1::PoolKind::Zfs,
+        "serial:tank-1",
+    )
+    .await?;
+    create_tenant(&mut api, "asso-a", pb::Offer::Participatif).await?;
+    create_tenant(&mut api, "asso-b", pb::Offer::Participatif).await?;
+    let volume = create_volume(
+        &mut api,
+        NewVolume {
+            tenant: "asso-a",
+            name: "data",
+            node: "n1",
+            pool: "tank",
+            size_bytes: GIB,
+            encrypted: false,
+        },
+    )
+    .await?;
+    let member_a = create_user(&mut api, "member-a", "asso-a", pb::Role::Member).await?;
+    let member_b = create_user(&mut api, "member-b", "asso-b", pb::Role::Member).await?;
+    let mut r = report(1, vec![]);
+    r.filesystems = vec![coloc_proto::agent::v1::FilesystemUse {
+        mount_path: "/srv/tenants/asso-a/data".into(),
+        volume_id: volume.id.clone(),
+        size_bytes: GIB,
+        used_bytes: GIB / 100 * 95,
+        available_bytes: GIB / 100 * 5,
+        unknown: String::new(),
+    }];
+    send_report(&agents[0], r).await?;
+    let full = admin
+        .wait_alert("volume-full", pb::AlertState::Firing)
+        .await?;
+    let subject = full.subject.clone().context("no subject")?;
+    assert_eq!(subject.kind, pb::AlertSubjectKind::Volume as i32);
+    assert_eq!(
+        (
+            subject.node.as_str(),
+            subject.name.as_str(),
+            subject.tenant.as_str()
+        ),
+        ("n1", "data", "asso-a")
+    );
+    assert!(full.summary.contains("95 %"), "{}", full.summary);
+
+    let seen_a = Watch::new(&ctl, &member_a).await?.list(true).await?;
+    assert_eq!(
+        seen_a.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![full.id]
+    );
+    let mut b = Watch::new(&ctl, &member_b).await?;
+    assert!(b.list(true).await?.is_empty());
+    assert_eq!(
+        code(b.alerts.get_alert(pb::AlertRef { id: full.id }).await),
+        Code::NotFound
+    );
+    Ok(())
+}
