@@ -43,7 +43,7 @@ test: deps lint
 # End-to-end tests in QEMU (TCG here): build or reuse the image, boot it.
 test-vm: image
 	COLOC_TEST_IMAGE=$(CURDIR)/target/node.img COLOC_IMAGE_BIN=$(IMAGE_BUILDER) \
-		$(CARGO) test -p coloc-tests --test e2e_boot --test e2e_storage --test e2e_apps -- --ignored --test-threads=1
+		$(CARGO) test -p coloc-tests --test e2e_boot --test e2e_storage --test e2e_apps --test e2e_health -- --ignored --test-threads=1
 
 image-agent: deps
 	CARGO_TARGET_DIR=$(IMAGE_TARGET) \

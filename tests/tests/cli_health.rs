@@ -5,12 +5,6 @@
 //! sysadmin reads it, acknowledges and silences the alert, starts a scrub
 //! and a self-test (checked at the node), the node reports healthy again
 //! and the alert resolves; a member sees none of the hardware.
-//!
-//! `a_failing_disk_at_the_command_line` was PREPARED by the CLI's side
-//! before colocd's Health and Alerts services were merged: ignored until
-//! they are (remove the `ignore` then). What it asserts of colocd is only
-//! what the contracts say (proto/coloc/controller/v1/health.proto); the
-//! words are the CLI's. `node_list_health_column_for_members` runs today.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -188,7 +182,6 @@ async fn health_cell(admin: &CliUser<'_>) -> String {
 }
 
 #[tokio::test]
-#[ignore = "prepared before colocd's Health and Alerts services were merged (issue 11, item 3)"]
 async fn a_failing_disk_at_the_command_line() -> Result<()> {
     let ctl = TestController::start().await?;
     let coloc = Coloc::new(&ctl).await?;

@@ -171,6 +171,19 @@ async fn wait_resolved(api: &Api, alert: &pb::Alert) -> Result<pb::Alert> {
     .await
 }
 
+/// Keeps what a tool printed in the guest under `COLOC_RECORD_DIR`, when
+/// set: the recordings the host's parsers are tested on
+/// (agent/host/tests/fixtures/health/recorded/).
+async fn record(vm: &coloc_vm::Vm, name: &str, command: &[&str]) -> Result<()> {
+    let Some(dir) = std::env::var_os("COLOC_RECORD_DIR") else {
+        return Ok(());
+    };
+    let (_, out) = vm.execute(command).await?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(Path::new(&dir).join(name), out)?;
+    Ok(())
+}
+
 async fn node_health(api: &Api) -> Option<apb::HealthReport> {
     api.health
         .clone()
@@ -247,6 +260,8 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
         let disk = report.disks.iter().find(|d| d.serial == NVME).unwrap();
         assert_eq!(disk.critical_warning, Some(0), "{disk:?}");
         assert!(disk.unknown.is_empty(), "{disk:?}");
+        let smartctl = ["smartctl", "--json", "-a", disk.device.as_str()];
+        record(&vm, "smartctl-qemu-nvme-healthy.json", &smartctl).await?;
 
         // ---- the drive raises "reliability degraded" (bit 2)
         vm.qmp(
@@ -255,6 +270,7 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
         )
         .await?;
         let warning = wait_firing(&admin, "disk-nvme-critical-warning", NVME).await?;
+        record(&vm, "smartctl-qemu-nvme-critical-warning.json", &smartctl).await?;
         assert_eq!(warning.severity, pb::AlertSeverity::Critical as i32, "{warning:?}");
         smtp.wait_message("the mail about the critical warning", |m| {
             m.contains("disk-nvme-critical-warning") && m.contains("firing")
@@ -321,6 +337,7 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
             }
         })
         .await?;
+        record(&vm, "zpool-status-qemu-scrubbed.txt", &["zpool", "status", "-p", "tank"]).await?;
 
         // ---- a volume filled past 90 %
         create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
@@ -336,7 +353,7 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
             },
         )
         .await?;
-        let volume = wait_volume(&admin, "files", "mounted", ALERT, |v| {
+        let volume = wait_volume(&admin, "asso-a/files", "mounted", ALERT, |v| {
             v.observed.as_ref().is_some_and(|o| o.mounted)
         })
         .await?;
@@ -354,6 +371,8 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
         // ZFS notices a missing member when it next touches it.
         vm.execute(&["zpool", "scrub", "tank"]).await?;
         wait_firing(&admin, "pool-degraded", "tank").await?;
+        record(&vm, "zpool-status-qemu-degraded.txt", &["zpool", "status", "-p", "tank"]).await?;
+        record(&vm, "zpool-list-qemu.txt", &["zpool", "list", "-Hp"]).await?;
 
         // ---- the node's power cut, then back
         vm.power_cut().await?;

@@ -865,3 +865,78 @@ async fn the_build_machine_is_observed_or_says_why() {
     let clock = report.clock.as_ref().unwrap();
     assert!(clock.unknown.is_empty() || !clock.synchronised, "{clock:?}");
 }
+
+// ------------------------------------------- recorded in the QEMU guest
+//
+// Written by the end-to-end test (tests/tests/e2e_health.rs, run with
+// COLOC_RECORD_DIR=agent/host/tests/fixtures/health/recorded): QEMU's
+// emulated NVMe drive healthy and with the critical warning raised at
+// run time through QMP, and a real ZFS mirror scrubbed, then with one
+// member hot-unplugged (OpenZFS 2.1.11, smartctl 7.3, Debian bookworm).
+
+fn recorded(name: &str) -> String {
+    fixture(&format!("recorded/{name}"))
+}
+
+#[test]
+fn qemus_nvme_drive_recorded_healthy_passes() {
+    let d = parse_disk_health(
+        "/dev/nvme0n1",
+        0,
+        &recorded("smartctl-qemu-nvme-healthy.json"),
+    );
+    assert_eq!(d.smart, SmartVerdict::Passed as i32, "{d:?}");
+    assert!(d.unknown.is_empty(), "{d:?}");
+    assert_eq!(d.serial, "COLOCH01");
+    assert_eq!(d.transport, "nvme");
+    assert_eq!(d.critical_warning, Some(0));
+    assert!(d.temperature_c.is_some(), "{d:?}");
+}
+
+#[test]
+fn qemus_nvme_drive_recorded_with_its_critical_warning_fails() {
+    // smartctl's exit status was 8 ("DISK FAILING").
+    let d = parse_disk_health(
+        "/dev/nvme0n1",
+        8,
+        &recorded("smartctl-qemu-nvme-critical-warning.json"),
+    );
+    assert_eq!(d.smart, SmartVerdict::Failed as i32, "{d:?}");
+    assert!(d.unknown.is_empty(), "{d:?}");
+    assert_eq!(d.critical_warning, Some(4), "reliability degraded");
+    // QEMU reports neither a spare nor a threshold.
+    assert_eq!(
+        (d.available_spare, d.available_spare_threshold),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn a_real_mirror_recorded_scrubbed_then_degraded() {
+    let p = parse_zpool_status(&recorded("zpool-status-qemu-scrubbed.txt")).unwrap();
+    assert_eq!((p.name.as_str(), p.state.as_str()), ("tank", "ONLINE"));
+    let scrub = p.scrub.unwrap();
+    assert_eq!(scrub.state, ScrubState::Finished as i32);
+    // Sat Dec  5 22:18:04 2026, the guest's clock in UTC.
+    assert_eq!(scrub.finished_unix, 1_796_509_084);
+    assert_eq!((scrub.errors, scrub.repaired_bytes), (0, 0));
+
+    let p = parse_zpool_status(&recorded("zpool-status-qemu-degraded.txt")).unwrap();
+    assert_eq!(p.state, "DEGRADED");
+    let tree: Vec<(&str, u32, &str)> = p
+        .vdevs
+        .iter()
+        .map(|v| (v.name.as_str(), v.depth, v.state.as_str()))
+        .collect();
+    assert_eq!(
+        tree,
+        [
+            ("tank", 0, "DEGRADED"),
+            ("mirror-0", 1, "DEGRADED"),
+            ("vdc", 2, "ONLINE"),
+            ("vdd", 2, "UNAVAIL"),
+        ]
+    );
+    assert_eq!(p.scrub.unwrap().finished_unix, 1_796_509_111);
+    assert_eq!(p.data_errors, 0);
+}

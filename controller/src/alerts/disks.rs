@@ -131,13 +131,17 @@ fn disk(node: &NodeName, d: &DiskHealth, t: &AlertsConfig) -> Vec<Condition> {
             ));
         }
     }
+    // As the NVMe specification's critical-warning bit 0: below the
+    // drive's own threshold. A drive without one (0, as QEMU's emulated
+    // NVMe reports with a spare of 0 too) says nothing about its spare.
     if let (Some(spare), Some(threshold)) = (d.available_spare, d.available_spare_threshold)
-        && spare <= threshold
+        && threshold > 0
+        && spare < threshold
     {
         out.push(said(
             SPARE_LOW,
             AlertSeverity::Critical,
-            format!("available spare {spare} %, at or below its threshold {threshold} %"),
+            format!("available spare {spare} %, below its threshold {threshold} %"),
         ));
     }
     if let Some(used) = d.percentage_used
@@ -284,11 +288,23 @@ mod tests {
     fn spare_low_and_wearout() {
         assert_eq!(
             rules(&eval(DiskHealth {
-                available_spare: Some(10),
+                available_spare: Some(9),
                 ..nvme()
             })),
             vec![SPARE_LOW]
         );
+        // At the threshold, or a drive that has none (QEMU's NVMe: 0 and 0).
+        for (spare, threshold) in [(10, 10), (0, 0)] {
+            assert!(
+                eval(DiskHealth {
+                    available_spare: Some(spare),
+                    available_spare_threshold: Some(threshold),
+                    ..nvme()
+                })
+                .is_empty(),
+                "{spare} % over a threshold of {threshold} %"
+            );
+        }
         assert_eq!(
             rules(&eval(DiskHealth {
                 percentage_used: Some(90),
