@@ -205,3 +205,172 @@ async fn a_failing_disk_on_a_simulated_node_fires_an_alert_that_metrics_count_an
     );
     Ok(())
 }
+
+/// An app of asso-a on a simulated node whose unit restarts in a loop,
+/// then fails: the association's member sees both alerts about her app;
+/// a member of another association sees neither, and cannot read them
+/// by id.
+#[tokio::test]
+async fn an_app_restarting_in_a_loop_alerts_its_association_and_no_other() -> Result<()> {
+    use coloc_agent::host::UnitName;
+    use coloc_proto::agent::v1 as apb;
+
+    init_test_logging();
+    let ctl = TestController::start_with(ControllerConfig {
+        health: HealthConfig {
+            period_secs: 10,
+            ..HealthConfig::default()
+        },
+        ..fast_config()
+    })
+    .await?;
+    let mut admin = ctl.admin().await?;
+    create_site(&mut admin, "paris-1").await?;
+    let token = join_token(&mut admin, "paris-1", 3600).await?;
+    let dir = tempfile::tempdir()?;
+    let host = FakeHost::new("n1");
+    let root = dir.path().join("n1").join("root");
+    let _agent = spawn_sim_node(&ctl, "n1", &token, dir.path(), &host)?;
+    wait_node_ready(&admin, "n1", DEADLINE).await?;
+    create_tenant(&mut admin, "asso-a", pb::Offer::Participatif).await?;
+    create_tenant(&mut admin, "asso-b", pb::Offer::Participatif).await?;
+    create_pool(
+        &mut admin,
+        "n1",
+        "tank",
+        apb::PoolKind::Zfs,
+        "serial:SIM-n1-1",
+    )
+    .await?;
+    create_volume(
+        &mut admin,
+        NewVolume {
+            tenant: "asso-a",
+            name: "data",
+            node: "n1",
+            pool: "tank",
+            size_bytes: 128 << 20,
+            encrypted: false,
+        },
+    )
+    .await?;
+    std::fs::create_dir_all(root.join("srv/tenants/asso-a/data"))?;
+    let mia = create_user(&mut admin, "mia", "asso-a", pb::Role::Member).await?;
+    let mia = ctl.api(&mia).await?;
+    let bob = create_user(&mut admin, "bob", "asso-b", pb::Role::Member).await?;
+    let bob = ctl.api(&bob).await?;
+    let request = mia
+        .apps
+        .clone()
+        .request_app(pb::RequestAppRequest {
+            tenant: "asso-a".into(),
+            app: "site".into(),
+            node: "n1".into(),
+            volume: String::new(),
+            comment: "notre site".into(),
+        })
+        .await?
+        .into_inner();
+    admin
+        .apps
+        .approve_request(pb::DecideRequestRequest {
+            id: request.id,
+            comment: "ok".into(),
+        })
+        .await?;
+    wait_instance(&admin, "asso-a/site", "the instance runs", DEADLINE, |i| {
+        i.observed
+            .as_ref()
+            .is_some_and(|o| o.active_state == "active")
+    })
+    .await?;
+
+    // systemd restarts it again and again.
+    let unit = UnitName::new("coloc-app-asso-a-site.service").unwrap();
+    host.units.set_restarts(&unit, 12);
+    let looping = wait_for(
+        "app-restart-loop, seen by the association",
+        DEADLINE,
+        || {
+            let mia = mia.clone();
+            async move {
+                alerts_of(&mia, "", false)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|a| a.rule == "app-restart-loop")
+            }
+        },
+    )
+    .await?;
+    let subject = looping.subject.clone().unwrap();
+    assert_eq!(subject.tenant, "asso-a", "{looping:?}");
+    assert!(subject.name.contains("site"), "{looping:?}");
+
+    // Then it gives up: systemd's start limit, the unit failed.
+    host.units.set_crash_loop(&unit, true);
+    admin
+        .apps
+        .restart_instance(pb::InstanceRef {
+            instance: "asso-a/site".into(),
+        })
+        .await?;
+    let failed = wait_for("app-failed, seen by the association", DEADLINE, || {
+        let mia = mia.clone();
+        async move {
+            alerts_of(&mia, "", false)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|a| a.rule == "app-failed")
+        }
+    })
+    .await?;
+
+    // Another association sees none of it, not even by id.
+    let theirs = alerts_of(&bob, "", true).await?;
+    assert!(
+        theirs
+            .iter()
+            .all(|a| a.subject.as_ref().is_some_and(|s| s.tenant == "asso-b")),
+        "asso-b sees only its own alerts: {theirs:?}"
+    );
+    for id in [looping.id, failed.id] {
+        let refused = bob
+            .alerts
+            .clone()
+            .get_alert(pb::AlertRef { id })
+            .await
+            .expect_err("another association's alert by id");
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::PermissionDenied | tonic::Code::NotFound
+            ),
+            "{refused:?}"
+        );
+        let refused = bob
+            .alerts
+            .clone()
+            .ack_alert(pb::AckAlertRequest {
+                id,
+                comment: "not mine".into(),
+            })
+            .await
+            .expect_err("acknowledging another association's alert");
+        assert!(
+            matches!(
+                refused.code(),
+                tonic::Code::PermissionDenied | tonic::Code::NotFound
+            ),
+            "{refused:?}"
+        );
+    }
+    let still = admin
+        .alerts
+        .get_alert(pb::AlertRef { id: looping.id })
+        .await?
+        .into_inner();
+    assert!(still.acked_by.is_empty(), "nothing changed: {still:?}");
+    Ok(())
+}
