@@ -146,6 +146,9 @@ async fn associations_get_their_apps_on_their_own_subdomains() -> Result<()> {
     let https = vm.forwarded(443).context("443 forwarded")?;
     let result = async {
         lab.wait_ready("n1", BOOT).await?;
+        // Ready in colocd comes before multi-user.target: the node may
+        // still be starting sshd, slowly under TCG.
+        vm.wait_for_ssh(BOOT).await?;
         create_pool(&mut admin, "n1", "tank", apb::PoolKind::Zfs, "serial:COLOCZ01").await?;
 
         // ---- two associations, each with an operator granted the node,

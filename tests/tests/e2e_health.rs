@@ -244,6 +244,9 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
 
     let result = async {
         lab.wait_ready("n1", BOOT).await?;
+        // Ready in colocd comes before multi-user.target: the node may
+        // still be starting sshd, slowly under TCG.
+        vm.wait_for_ssh(BOOT).await?;
 
         // ---- real SMART from QEMU's NVMe drive, healthy
         let report = wait_for("a health report with the NVMe drive's SMART", ALERT, || {
@@ -379,6 +382,9 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
         let unreachable = wait_firing(&admin, "node-unreachable", "n1").await?;
         vm.restart().await?;
         lab.wait_ready("n1", BOOT).await?;
+        // Ready in colocd comes before multi-user.target: the node may
+        // still be starting sshd, slowly under TCG.
+        vm.wait_for_ssh(BOOT).await?;
         wait_resolved(&admin, &unreachable).await?;
         Ok(())
     }

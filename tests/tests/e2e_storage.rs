@@ -111,6 +111,9 @@ async fn volumes_live_on_real_zfs_and_lvm_and_nothing_is_lost_by_accident() -> R
 
     let result = async {
         lab.wait_ready("n1", BOOT).await?;
+        // Ready in colocd comes before multi-user.target: the node may
+        // still be starting sshd, slowly under TCG.
+        vm.wait_for_ssh(BOOT).await?;
 
         // A disk that already holds someone's data.
         vm.succeed(&[
