@@ -79,6 +79,7 @@ bench: deps image
 	target/release/coloc-bench-boot --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 	target/release/coloc-bench-volumes --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 	target/release/coloc-bench-apps --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
+	target/release/coloc-bench-agent --image $(CURDIR)/target/node.img --coloc-image $(IMAGE_BUILDER)
 	$(MAKE) bench-metrics
 
 # colocd's /metrics rendered for BENCH_METRICS_NODES synthetic nodes (4

@@ -67,7 +67,7 @@ impl HealthBook {
             latest.insert(
                 s.node,
                 NodeHealth {
-                    report: Arc::new(s.report),
+                    report: s.report,
                     received_unix: s.received_unix,
                 },
             );
@@ -106,7 +106,7 @@ impl HealthBook {
                 let h = latest.get(&node)?;
                 Some(StoredHealth {
                     received_unix: h.received_unix,
-                    report: (*h.report).clone(),
+                    report: Arc::clone(&h.report),
                     node,
                 })
             })

@@ -243,6 +243,38 @@ pub async fn wait_volume(
     })
 }
 
+/// Asks for `app` for `tenant` on `node` (on `volume`, or the tenant's
+/// only volume there when empty) and approves the request: an admin's
+/// two steps. Returns the request's id.
+pub async fn request_approved(
+    admin: &mut Api,
+    tenant: &str,
+    app: &str,
+    node: &str,
+    volume: &str,
+) -> Result<u64> {
+    let id = admin
+        .apps
+        .request_app(pb::RequestAppRequest {
+            tenant: tenant.into(),
+            app: app.into(),
+            node: node.into(),
+            volume: volume.into(),
+            comment: format!("{app} for {tenant}"),
+        })
+        .await?
+        .into_inner()
+        .id;
+    admin
+        .apps
+        .approve_request(pb::DecideRequestRequest {
+            id,
+            comment: "approved".into(),
+        })
+        .await?;
+    Ok(id)
+}
+
 /// An app instance by `<tenant>/<app>`.
 pub async fn instance(api: &mut Api, name: &str) -> Result<pb::AppInstance> {
     Ok(api

@@ -10,6 +10,8 @@
 //!   mail says so;
 //! - a scrub asked for with `StartMaintenance` runs and is reported;
 //! - a volume filled past 90 % of its size fires volume-full;
+//! - an app (the static site, nginx from Debian) killed again and again:
+//!   systemd restarts it each time, app-restart-loop fires;
 //! - one disk of the mirror pulled out (hot-unplug) degrades the pool:
 //!   pool-degraded fires;
 //! - the node's power cut fires node-unreachable; powered back, it
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use coloc_controller::config::{ControllerConfig, HealthConfig};
+use coloc_controller::config::{AlertsConfig, ControllerConfig, HealthConfig};
 use coloc_controller::metrics::MetricsConfig;
 use coloc_controller::notify::{EmailConfig, NotifyConfig, SmtpTls};
 use coloc_proto::agent::v1 as apb;
@@ -38,6 +40,10 @@ const BOOT: Duration = Duration::from_secs(600);
 const ALERT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1024 * 1024;
 const NVME: &str = "COLOCH01";
+/// Installing an app's packages from Debian in a TCG guest.
+const DEPLOY: Duration = Duration::from_secs(900);
+/// Restarts that make a loop here (5 by default, in 10 minutes).
+const RESTARTS: u32 = 3;
 
 /// Debian's aiosmtpd on the host's loopback, keeping each message it
 /// takes in a Maildir.
@@ -207,6 +213,10 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
             period_secs: 10,
             ..HealthConfig::default()
         },
+        alerts: AlertsConfig {
+            app_restarts: RESTARTS,
+            ..AlertsConfig::default()
+        },
         notify: NotifyConfig {
             group_wait_secs: 1,
             email: Some(EmailConfig {
@@ -368,6 +378,58 @@ async fn a_dying_disk_a_degraded_mirror_a_full_volume_and_a_dead_node_reach_the_
         ])
         .await?;
         wait_firing(&admin, "volume-full", "files").await?;
+
+        // ---- an app that keeps dying
+        create_volume(
+            &mut admin,
+            NewVolume {
+                tenant: "asso-a",
+                name: "web",
+                node: "n1",
+                pool: "tank",
+                size_bytes: 64 * MIB,
+                encrypted: false,
+            },
+        )
+        .await?;
+        wait_volume(&admin, "asso-a/web", "mounted", ALERT, |v| {
+            v.observed.as_ref().is_some_and(|o| o.mounted)
+        })
+        .await?;
+        request_approved(&mut admin, "asso-a", "site", "n1", "web").await?;
+        wait_instance(&admin, "asso-a/site", "healthy", DEPLOY, |i| {
+            i.observed
+                .as_ref()
+                .is_some_and(|o| o.active_state == "active" && o.healthy && o.restarts == 0)
+        })
+        .await?;
+        let unit = "coloc-app-asso-a-site.service";
+        let main_pid = async || -> Result<u32> {
+            let out = vm
+                .succeed(&["systemctl", "show", "-p", "MainPID", "--value", unit])
+                .await?;
+            Ok(out.trim().parse()?)
+        };
+        for _ in 0..RESTARTS {
+            let pid = main_pid().await?;
+            assert_ne!(pid, 0, "{unit} runs");
+            // A crash, as systemd sees one: the main process killed.
+            vm.succeed(&["kill", "-KILL", &pid.to_string()]).await?;
+            wait_for("systemd to start the app again", ALERT, || async {
+                let now = main_pid().await.ok()?;
+                (now != 0 && now != pid).then_some(())
+            })
+            .await?;
+        }
+        let restarts = vm
+            .succeed(&["systemctl", "show", "-p", "NRestarts", "--value", unit])
+            .await?;
+        assert_eq!(restarts.trim(), RESTARTS.to_string(), "{unit}");
+        let looping = wait_firing(&admin, "app-restart-loop", "site").await?;
+        assert!(
+            looping.summary.contains(&format!("restarted {RESTARTS} times")),
+            "{looping:?}"
+        );
 
         // ---- one side of the mirror pulled out
         vm.hot_unplug("COLOCM2").await?;

@@ -71,6 +71,8 @@ pub struct SessionStats {
     /// Request results that answered nothing this node was asked (late,
     /// or forged): dropped.
     pub unmatched_results: AtomicU64,
+    /// Health reports accepted.
+    pub health_reports: AtomicU64,
 }
 
 /// The live sessions of this colocd process, by node; one per node (a new

@@ -407,7 +407,13 @@ async fn record_apps(
 async fn record_health(ctx: &Ctx, name: &NodeName, report: pb::HealthReport) {
     let now = ctx.clock.now();
     match crate::health::check_report(&report) {
-        Ok(()) => ctx.health.accept(name, report, now),
+        Ok(()) => {
+            ctx.health.accept(name, report, now);
+            ctx.sessions
+                .stats
+                .health_reports
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Err(refused) => {
             if ctx.health.refusal_to_audit(name, now) {
                 tracing::warn!(node = %name, reason = %refused, "health report refused");

@@ -362,6 +362,7 @@ impl Nodes for NodesApi {
                     heartbeats: s.stats.heartbeats.load(Relaxed),
                     observed: s.stats.observed.load(Relaxed),
                     unmatched_results: s.stats.unmatched_results.load(Relaxed),
+                    health_reports: s.stats.health_reports.load(Relaxed),
                     started_unix: s.started_unix(),
                 })
             },

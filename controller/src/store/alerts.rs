@@ -22,7 +22,9 @@ use super::{StoreResult, UnixSecs};
 pub struct StoredHealth {
     pub node: NodeName,
     pub received_unix: UnixSecs,
-    pub report: HealthReport,
+    /// Shared with colocd's health book: writing a fleet's reports copies
+    /// none of them.
+    pub report: std::sync::Arc<HealthReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

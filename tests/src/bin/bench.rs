@@ -41,6 +41,14 @@ struct Args {
     /// Give up on any phase after this many seconds.
     #[arg(long, default_value_t = 900)]
     deadline_secs: u64,
+    /// Once the fleet is settled, watch colocd's CPU and memory over this
+    /// many periods (each agent reports its health once a period).
+    #[arg(long, default_value_t = 3)]
+    observe_periods: u32,
+    /// The length of one observed period, in seconds: colocd's health
+    /// period (60 s by default).
+    #[arg(long, default_value_t = 60)]
+    period_secs: u64,
 }
 
 /// Raises the open-file limit (inherited by colocd): as root beyond the
@@ -64,6 +72,22 @@ fn proc_kib(pid: u32, key: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The CPU time a process has used so far (user and system), in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may
+    // hold spaces: state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Some((utime + stime) as f64 / tick)
 }
 
 fn free_port() -> Result<u16> {
@@ -283,6 +307,39 @@ async fn main() -> Result<()> {
         acked.as_secs_f64()
     );
 
+    // colocd's share of one core over whole health periods, the fleet
+    // settled: every agent reports once a period, heartbeats go on.
+    let mut periods = Vec::new();
+    let mut reports0 = api
+        .nodes
+        .get_controller_stats(pb::GetControllerStatsRequest {})
+        .await?
+        .into_inner()
+        .health_reports;
+    for n in 1..=args.observe_periods {
+        let (cpu0, t0) = (cpu_secs(pid).unwrap_or(0.0), Instant::now());
+        tokio::time::sleep(Duration::from_secs(args.period_secs)).await;
+        let cpu = cpu_secs(pid).unwrap_or(0.0) - cpu0;
+        let share = 100.0 * cpu / t0.elapsed().as_secs_f64();
+        let rss = proc_kib(pid, "VmRSS:").unwrap_or(0) / 1024;
+        let stats = api
+            .nodes
+            .get_controller_stats(pb::GetControllerStatsRequest {})
+            .await?
+            .into_inner();
+        let reports = stats.health_reports - reports0;
+        reports0 = stats.health_reports;
+        eprintln!(
+            "period {n}: colocd used {cpu:.1} s of CPU ({share:.1} % of one core), RSS {rss} MiB, {reports} health reports accepted"
+        );
+        periods.push(serde_json::json!({
+            "cpu_secs": cpu,
+            "cpu_share_percent": share,
+            "rss_mib": rss,
+            "health_reports_accepted": reports,
+        }));
+    }
+
     let peak_kib = proc_kib(pid, "VmHWM:").unwrap_or(0);
     let rss_kib = proc_kib(pid, "VmRSS:").unwrap_or(0);
     let self_kib = proc_kib(std::process::id(), "VmHWM:").unwrap_or(0);
@@ -325,6 +382,8 @@ async fn main() -> Result<()> {
             "colocd_peak_rss_mib": peak_kib / 1024,
             "colocd_rss_end_mib": rss_kib / 1024,
             "bench_process_peak_rss_mib": self_kib / 1024,
+            "period_secs": args.period_secs,
+            "periods": periods,
         })
     );
     Ok(())

@@ -10,6 +10,7 @@ use coloc_proto::domain::{NodeName, TenantName};
 use prost::Message;
 use rusqlite::types::{Type, Value};
 use rusqlite::{Connection, Row, params, params_from_iter};
+use std::sync::Arc;
 
 use super::audit::insert_audit;
 use super::{
@@ -250,7 +251,7 @@ impl AlertStore for SqliteStore {
                     Ok(StoredHealth {
                         node: parsed(row, 0, NodeName::new)?,
                         received_unix: row.get(1)?,
-                        report: blob::<HealthReport>(row, 2)?.unwrap_or_default(),
+                        report: Arc::new(blob::<HealthReport>(row, 2)?.unwrap_or_default()),
                     })
                 },
             )

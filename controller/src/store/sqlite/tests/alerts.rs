@@ -69,12 +69,12 @@ async fn health_reports_survive_reopening_and_unknown_nodes_are_skipped() {
                 StoredHealth {
                     node: node_name("n1"),
                     received_unix: 10,
-                    report: report.clone(),
+                    report: std::sync::Arc::new(report.clone()),
                 },
                 StoredHealth {
                     node: node_name("ghost"),
                     received_unix: 10,
-                    report,
+                    report: std::sync::Arc::new(report),
                 },
             ])
             .await
